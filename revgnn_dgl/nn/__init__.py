@@ -1,0 +1,18 @@
+"""Layers: GENConv, the grouped reversible block, shared dropout and the residual baseline."""
+from .blocks import PreActivationBlock, ResBlock
+from .dropout import SharedDropout
+from .genconv import AGGREGATORS, GENConv, GraphInputError, MessageNorm
+from .grouprevres import GroupRevRes
+from .norm import make_norm
+
+__all__ = [
+    "AGGREGATORS",
+    "GENConv",
+    "GraphInputError",
+    "GroupRevRes",
+    "MessageNorm",
+    "PreActivationBlock",
+    "ResBlock",
+    "SharedDropout",
+    "make_norm",
+]

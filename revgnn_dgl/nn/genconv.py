@@ -1,0 +1,301 @@
+"""DeeperGCN's generalized graph convolution (GENConv) as a DGL module."""
+from __future__ import annotations
+
+from typing import Optional, Tuple, Union
+
+import dgl
+import dgl.function as fn
+import torch
+import torch.nn.functional as F
+from dgl.nn.functional import edge_softmax
+from dgl.utils import expand_as_pair
+from torch import Tensor, nn
+
+from .norm import make_norm
+
+AGGREGATORS = ("softmax", "softmax_sum", "power", "max", "mean", "sum")
+
+
+class GraphInputError(ValueError):
+    """A graph, feature or argument that a module cannot work with."""
+
+
+class MessageNorm(nn.Module):
+    r"""Message normalization (MsgNorm) from DeeperGCN.
+
+    .. math::
+        m_v' = s \cdot \lVert x_v \rVert_2 \cdot \frac{m_v}{\lVert m_v \rVert_2}
+
+    Parameters
+    ----------
+    learn_scale : bool
+        Whether the scale :math:`s` (initialised to 1) is learnable.
+    """
+
+    def __init__(self, learn_scale: bool = False) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1), requires_grad=learn_scale)
+
+    def reset_parameters(self) -> None:
+        nn.init.ones_(self.scale)
+
+    def forward(self, feat: Tensor, msg: Tensor) -> Tensor:
+        return F.normalize(msg, p=2.0, dim=-1) * feat.norm(p=2, dim=-1, keepdim=True) * self.scale
+
+
+class GENConv(nn.Module):
+    r"""The generalized graph convolution of DeeperGCN (Li et al., 2020).
+
+    For every destination node :math:`i` with in-neighbours :math:`\mathcal{N}(i)`:
+
+    .. math::
+        m_{ij} &= \mathrm{ReLU}(x_j + e_{ij}) + \epsilon \\
+        a_i &= \mathrm{AGG}_{j \in \mathcal{N}(i)}\, m_{ij} \\
+        h_i &= \mathrm{MLP}\left(x_i + \mathrm{MsgNorm}(x_i, a_i)\right)
+
+    with ``AGG`` one of
+
+    * ``softmax``: :math:`\sum_j \mathrm{softmax}_j(t\, m_{ij})\, m_{ij}` (inverse temperature
+      :math:`t`, learnable with ``learn_t``),
+    * ``softmax_sum``: the softmax aggregation times :math:`|\mathcal{N}(i)|^{\sigma(y)}`
+      (learnable with ``learn_y``),
+    * ``power``: the power mean :math:`(\frac{1}{|\mathcal{N}(i)|}\sum_j m_{ij}^p)^{1/p}`
+      (learnable with ``learn_p``),
+    * ``max``, ``mean``, ``sum``.
+
+    Nodes without in-edges aggregate to zero (never NaN or -inf). The MsgNorm term is the
+    identity :math:`a_i` unless ``msg_norm=True``. If ``in_feats != out_feats`` the source and
+    destination features are first projected to ``out_feats`` by linear layers.
+
+    For ``max`` (and ``mean``/``sum`` without edge features) the message is never materialised
+    per edge: ReLU is monotonic, so :math:`\max_j \mathrm{ReLU}(x_j + e_{ij}) =
+    \mathrm{ReLU}(\max_j (x_j + e_{ij}))`, which DGL computes with one fused ``u_add_e``/``max``
+    kernel.
+
+    Parameters
+    ----------
+    in_feats : int
+        Input node feature width.
+    out_feats : int
+        Output node feature width.
+    aggregator : str
+        One of ``softmax``, ``softmax_sum``, ``power``, ``max``, ``mean``, ``sum``.
+    t, learn_t : float, bool
+        Initial inverse temperature of the softmax aggregators, and whether it is learnable.
+    p, learn_p : float, bool
+        Initial power of the power-mean aggregator, and whether it is learnable.
+    y, learn_y : float, bool
+        Initial degree exponent (before the sigmoid) of ``softmax_sum``, and whether it is learnable.
+    msg_norm, learn_msg_scale : bool
+        Use MsgNorm, and whether its scale is learnable.
+    edge_feats : int, optional
+        Width of the edge features given to :meth:`forward`. If set, a ``Linear(edge_feats,
+        in_feats)`` edge encoder projects them; if ``None``, edge features (if any) must already
+        have width ``in_feats``.
+    mlp_layers : int
+        Number of linear layers of the update MLP (hidden width ``expansion * out_feats``).
+    expansion : int
+        Width multiplier of the MLP's hidden layers.
+    norm : str
+        Norm inside the MLP: ``layer``, ``batch`` or ``none``.
+    eps : float
+        The constant added to every message (keeps softmax and power means finite).
+    bias : bool
+        Whether the MLP and projections have biases.
+
+    Examples
+    --------
+    >>> import dgl, torch
+    >>> from revgnn_dgl.nn import GENConv
+    >>> g = dgl.graph(([0, 1, 2], [1, 2, 0]))
+    >>> conv = GENConv(16, 16, aggregator="max", edge_feats=8)
+    >>> conv(g, torch.randn(3, 16), torch.randn(3, 8)).shape
+    torch.Size([3, 16])
+    """
+
+    def __init__(
+        self,
+        in_feats: int,
+        out_feats: int,
+        aggregator: str = "softmax",
+        t: float = 1.0,
+        learn_t: bool = False,
+        p: float = 1.0,
+        learn_p: bool = False,
+        y: float = 0.0,
+        learn_y: bool = False,
+        msg_norm: bool = False,
+        learn_msg_scale: bool = False,
+        edge_feats: Optional[int] = None,
+        mlp_layers: int = 2,
+        expansion: int = 2,
+        norm: str = "layer",
+        eps: float = 1e-7,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        if aggregator not in AGGREGATORS:
+            raise ValueError(f"GENConv: unknown aggregator {aggregator!r}; choose one of {', '.join(AGGREGATORS)}.")
+        if mlp_layers < 1:
+            raise ValueError(f"GENConv: mlp_layers must be at least 1, got {mlp_layers}.")
+        self.in_feats = in_feats
+        self.out_feats = out_feats
+        self.aggregator = aggregator
+        self.eps = eps
+        self.edge_feats = edge_feats
+        self._init_t, self._init_p, self._init_y = t, p, y
+
+        # Only the parameters the chosen aggregator uses exist, so parameter counts match
+        # the published models exactly.
+        if aggregator in ("softmax", "softmax_sum"):
+            self.t = nn.Parameter(torch.tensor([t]), requires_grad=learn_t)
+        if aggregator == "softmax_sum":
+            self.y = nn.Parameter(torch.tensor([y]), requires_grad=learn_y)
+        if aggregator == "power":
+            self.p = nn.Parameter(torch.tensor([p]), requires_grad=learn_p)
+
+        self.msg_norm = MessageNorm(learn_msg_scale) if msg_norm else None
+        self.edge_encoder = nn.Linear(edge_feats, out_feats, bias=bias) if edge_feats is not None else None
+        if in_feats != out_feats:
+            self.fc_src = nn.Linear(in_feats, out_feats, bias=bias)
+            self.fc_dst = nn.Linear(in_feats, out_feats, bias=bias)
+        else:
+            self.fc_src = self.fc_dst = None
+
+        widths = [out_feats] + [expansion * out_feats] * (mlp_layers - 1) + [out_feats]
+        layers = []
+        for i in range(mlp_layers):
+            layers.append(nn.Linear(widths[i], widths[i + 1], bias=bias))
+            if i < mlp_layers - 1:
+                layers += [make_norm(norm, widths[i + 1]), nn.ReLU()]
+        self.mlp = nn.Sequential(*layers)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Re-initialise all learnable parameters."""
+        for module in self.modules():
+            if module is not self and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        with torch.no_grad():
+            if hasattr(self, "t"):
+                self.t.fill_(self._init_t)
+            if hasattr(self, "y"):
+                self.y.fill_(self._init_y)
+            if hasattr(self, "p"):
+                self.p.fill_(self._init_p)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_feats}, {self.out_feats}, aggregator={self.aggregator!r}, edge_feats={self.edge_feats}"
+
+    def _check_inputs(self, graph: dgl.DGLGraph, feat_src: Tensor, feat_dst: Tensor, edge_feat: Optional[Tensor]) -> None:
+        if feat_src.dim() != 2 or feat_src.shape[-1] != self.in_feats:
+            raise GraphInputError(
+                f"GENConv expects node features of shape (num_nodes, {self.in_feats}), got {tuple(feat_src.shape)}."
+            )
+        if feat_src.shape[0] != graph.num_src_nodes() or feat_dst.shape[0] != graph.num_dst_nodes():
+            raise GraphInputError(
+                f"GENConv: the graph has {graph.num_src_nodes()} source / {graph.num_dst_nodes()} destination nodes "
+                f"but the node features have {feat_src.shape[0]} / {feat_dst.shape[0]} rows."
+            )
+        if edge_feat is not None:
+            want = self.edge_feats if self.edge_feats is not None else self.in_feats
+            if edge_feat.dim() != 2 or edge_feat.shape[0] != graph.num_edges():
+                raise GraphInputError(
+                    f"GENConv: edge features must have one row per edge ({graph.num_edges()} edges), "
+                    f"got shape {tuple(edge_feat.shape)}."
+                )
+            if edge_feat.shape[-1] != want:
+                raise GraphInputError(
+                    f"GENConv: edge features must have width {want} "
+                    + ("(edge_feats)" if self.edge_feats is not None else "(in_feats; pass edge_feats= to add an edge encoder)")
+                    + f", got {edge_feat.shape[-1]}."
+                )
+        elif self.edge_feats is not None:
+            raise GraphInputError(f"GENConv was built with edge_feats={self.edge_feats} but forward() got no edge features.")
+
+    def forward(
+        self,
+        graph: dgl.DGLGraph,
+        feat: Union[Tensor, Tuple[Tensor, Tensor]],
+        edge_feat: Optional[Tensor] = None,
+    ) -> Tensor:
+        """Compute the convolution.
+
+        Parameters
+        ----------
+        graph : DGLGraph
+            A homogeneous graph or a bipartite block (messages flow from source to destination).
+        feat : Tensor or pair of Tensors
+            Node features of shape ``(N, in_feats)``; for a block, a ``(src, dst)`` pair, or one
+            tensor whose first ``num_dst_nodes`` rows are the destination nodes (DGL's convention).
+        edge_feat : Tensor, optional
+            Edge features of shape ``(E, edge_feats)`` (or ``(E, in_feats)`` without an encoder).
+
+        Returns
+        -------
+        Tensor
+            Shape ``(num_dst_nodes, out_feats)``.
+        """
+        with graph.local_scope():
+            feat_src, feat_dst = expand_as_pair(feat, graph)
+            self._check_inputs(graph, feat_src, feat_dst, edge_feat)
+            if self.fc_src is not None:
+                feat_src, feat_dst = self.fc_src(feat_src), self.fc_dst(feat_dst)
+            if self.edge_encoder is not None:
+                edge_feat = self.edge_encoder(edge_feat)
+            elif edge_feat is not None and self.fc_src is not None:
+                raise GraphInputError(
+                    "GENConv with in_feats != out_feats needs edge_feats= so that edge features are projected too."
+                )
+            agg = self._aggregate(graph, feat_src, edge_feat)
+            if self.msg_norm is not None:
+                agg = self.msg_norm(feat_dst, agg)
+            return self.mlp(feat_dst + agg)
+
+    def _aggregate(self, graph: dgl.DGLGraph, feat_src: Tensor, edge_feat: Optional[Tensor]) -> Tensor:
+        aggr = self.aggregator
+        has_edges = (graph.in_degrees() > 0).to(feat_src.dtype).unsqueeze(-1)
+        graph.srcdata["x"] = feat_src
+        if aggr == "max":
+            # max_j relu(x_j + e_ij) = relu(max_j (x_j + e_ij)): one fused kernel, no per-edge tensor.
+            msg_fn = fn.u_add_e("x", "e", "m") if edge_feat is not None else fn.copy_u("x", "m")
+            if edge_feat is not None:
+                graph.edata["e"] = edge_feat
+            graph.update_all(msg_fn, fn.max("m", "a"))
+            return (F.relu(graph.dstdata["a"]) + self.eps) * has_edges
+
+        if edge_feat is None and aggr in ("mean", "sum"):
+            # Without edge features the message depends on the source only: transform per node.
+            graph.srcdata["x"] = F.relu(feat_src) + self.eps
+            reducer = fn.mean if aggr == "mean" else fn.sum
+            graph.update_all(fn.copy_u("x", "m"), reducer("m", "a"))
+            return graph.dstdata["a"]
+
+        if edge_feat is not None:
+            graph.edata["e"] = edge_feat
+            graph.apply_edges(fn.u_add_e("x", "e", "m"))
+            msg = F.relu(graph.edata["m"]) + self.eps
+        else:
+            graph.apply_edges(fn.copy_u("x", "m"))
+            msg = F.relu(graph.edata["m"]) + self.eps
+
+        if aggr in ("mean", "sum"):
+            graph.edata["m"] = msg
+            reducer = fn.mean if aggr == "mean" else fn.sum
+            graph.update_all(fn.copy_e("m", "m"), reducer("m", "a"))
+            return graph.dstdata["a"]
+        if aggr in ("softmax", "softmax_sum"):
+            graph.edata["m"] = msg * edge_softmax(graph, msg * self.t)
+            graph.update_all(fn.copy_e("m", "m"), fn.sum("m", "a"))
+            agg = graph.dstdata["a"]
+            if aggr == "softmax_sum":
+                deg = graph.in_degrees().to(agg.dtype).clamp(min=1).unsqueeze(-1)
+                agg = agg * deg.pow(torch.sigmoid(self.y))
+            return agg
+        # power mean; clamps keep pow finite and differentiable, as in DeeperGCN.
+        graph.edata["m"] = msg.clamp(min=self.eps, max=100.0).pow(self.p)
+        graph.update_all(fn.copy_e("m", "m"), fn.mean("m", "a"))
+        mean = graph.dstdata["a"]
+        # Nodes without in-edges have mean 0; pow(0, 1/p) has an infinite gradient, so use 1 there.
+        safe = torch.where(has_edges.bool(), mean.clamp(min=self.eps, max=100.0), torch.ones_like(mean))
+        return safe.pow(1.0 / self.p) * has_edges
