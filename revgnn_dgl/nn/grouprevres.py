@@ -10,7 +10,6 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import dgl
 import torch
 from torch import Tensor, nn
-from torch.autograd.function import once_differentiable
 
 from .genconv import GraphInputError
 
@@ -53,13 +52,12 @@ class _TensorSlot(int):
 def _can_free(x: Tensor) -> bool:
     """Whether freeing ``x``'s storage after the forward pass is safe and refillable.
 
-    Only intermediate results (non-leaf) that own their whole storage qualify: a leaf belongs
-    to the caller, and a view shares its storage with tensors we know nothing about.
+    Only the output of another reversible block qualifies: it owns its whole storage and is
+    reconstructed (and written back) by that block's successor's backward. Anything else may be
+    read by the caller later, and reading a tensor whose storage was freed would crash.
     """
     return (
-        x.requires_grad
-        and not x.is_leaf
-        and x._base is None
+        getattr(x, "_revgnn_block_output", False)
         and x.is_contiguous()
         and x.storage_offset() == 0
         and x.untyped_storage().nbytes() == x.numel() * x.element_size()
@@ -85,11 +83,16 @@ class _ReversibleFunction(torch.autograd.Function):
         if free_input:
             x.untyped_storage().resize_(0)
         ctx.save_for_backward(x, y, *tensors)
+        y._revgnn_block_output = True
         return y
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_y: Tensor) -> Tuple[Optional[Tensor], ...]:
+        if torch.is_grad_enabled():
+            raise RuntimeError(
+                "GroupRevRes: differentiating the backward pass (create_graph=True, double backward) is not "
+                "supported by the memory-saving backward; use disable=True for higher-order gradients."
+            )
         block: GroupRevRes = ctx.block
         x, y, *tensors = ctx.saved_tensors
         spec: _CallSpec = ctx.spec
@@ -126,15 +129,16 @@ class GroupRevRes(nn.Module):
     :math:`X'_0` rebuilt from the recovered :math:`X_2,\dots,X_C`.
 
     **Memory.** When gradients are needed, the forward pass builds no autograd graph, keeps only
-    its output, and frees its input's storage (if the input is an intermediate result that owns
-    its storage; a leaf tensor or a view is left alone). The backward pass reconstructs the input
+    its output, and frees its input's storage if that input is the output of another reversible
+    block (any other tensor may still be read by the caller, so it is left alone: in a stack,
+    only the first block's input, e.g. an encoder's output, is kept). The backward pass reconstructs the input
     from the output, recomputes each :math:`f_i` once with grad, back-propagates through it, and
     refills the freed storage. Activation memory of a stack of blocks is therefore one block's
     worth, independent of depth. Because the input of :math:`f_i` for :math:`i \ge 2` is the
     output group :math:`X'_{i-1}`, the inverse and the recomputation share one evaluation of
-    :math:`f_i`: a reversible step costs one extra forward pass, not two. Do not read the input
-    tensor after the forward pass until backward has run (its storage is empty), and do not pass
-    one tensor to two blocks.
+    :math:`f_i`: a reversible step costs one extra forward pass, not two. A block's output that
+    was fed to the next reversible block must not be used elsewhere (e.g. as a skip connection):
+    its storage is empty until the backward pass refills it.
 
     **Exactness.** Gradients equal those of ordinary autograd (``disable=True``) up to float
     rounding of the reconstruction. Randomness inside :math:`f` is replayed: pass an explicit
@@ -144,8 +148,8 @@ class GroupRevRes(nn.Module):
     running statistics (BatchNorm) update them once per forward pass: the recomputation restores
     them afterwards. ``torch.autograd.grad`` works (parameters are explicit inputs of the
     autograd node), and ``retain_graph=True`` allows repeated backward passes (the reconstructed
-    activations are then kept). Differentiating the backward pass itself (``create_graph``) is
-    refused with an error.
+    activations are then kept). Differentiating the backward pass itself (``create_graph=True``)
+    is refused with an error; use ``disable=True`` for higher-order gradients.
 
     **Extra arguments.** Positional tensors whose last dimension equals the block's width are
     split into the :math:`C` groups (e.g. a shared dropout mask); other positional arguments,
