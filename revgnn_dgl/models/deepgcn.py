@@ -1,0 +1,214 @@
+"""RevGNN (reversible), WT-RevGNN (weight-tied) and ResGNN (residual): one deep GNN, three connections."""
+from __future__ import annotations
+
+from typing import Optional
+
+import dgl
+import torch
+import torch.nn.functional as F
+from dgl.nn import GraphConv, SAGEConv
+from torch import Tensor, nn
+
+from ..nn import GENConv, GraphInputError, GroupRevRes, PreActivationBlock, ResBlock, SharedDropout, make_norm
+
+CONNECTIONS = ("reversible", "weight_tied", "residual")
+CONVS = ("gen", "sage", "gcn")
+
+
+def make_conv(
+    kind: str, width: int, edge_width: Optional[int], aggregator: str, mlp_layers: int, norm: str, **gen_options
+) -> nn.Module:
+    """The message-passing layer of one block: DeeperGCN's GENConv, or DGL's SAGEConv / GraphConv."""
+    if kind == "gen":
+        return GENConv(width, width, aggregator=aggregator, edge_feats=edge_width, mlp_layers=mlp_layers, norm=norm, **gen_options)
+    if kind == "sage":
+        return SAGEConv(width, width, "mean")
+    if kind == "gcn":
+        return GraphConv(width, width, allow_zero_in_degree=True)
+    raise ValueError(f"unknown conv {kind!r}; choose one of {', '.join(CONVS)}.")
+
+
+class DeepGCN(nn.Module):
+    r"""A deep GNN of ``num_layers`` pre-activation GENConv layers, as released for ogbn-proteins.
+
+    Node input: ``feat`` (e.g. the sum of incident edge features), concatenated with
+    ``Linear(species_feats, species_feats)`` of the species one-hot when ``species_feats > 0``,
+    then ``Linear(in_feats + species_feats, hidden)``. Edge input: one ``Linear(edge_feats,
+    hidden)`` shared by every layer (each group's GENConv projects it to its own width). Layers:
+    ``norm -> ReLU -> shared dropout -> conv``, connected by
+
+    * ``reversible``: :class:`~revgnn_dgl.nn.GroupRevRes` with ``groups`` groups (RevGNN);
+    * ``weight_tied``: one such block whose weights all layers share (WT-RevGNN);
+    * ``residual``: DeeperGCN's res+ skip at full width (ResGNN, the non-reversible baseline).
+
+    Head: ``norm -> ReLU -> dropout -> Linear(hidden, out_feats)``. One dropout mask of shape
+    ``(N, hidden)`` is drawn per forward pass and shared by all layers (the paper's recipe).
+
+    Parameters
+    ----------
+    in_feats, out_feats : int
+        Node input width and number of outputs (tasks or classes).
+    hidden : int
+        Model width :math:`D`.
+    num_layers : int
+        Depth :math:`L`.
+    groups : int
+        Channel groups :math:`C` of the reversible blocks (ignored by ``residual``).
+    edge_feats : int
+        Edge feature width; 0 for graphs without edge features.
+    species_feats : int
+        Width of the one-hot species input (8 for ogbn-proteins), 0 for none.
+    connection : str
+        ``reversible``, ``weight_tied`` or ``residual``.
+    conv, aggregator, mlp_layers, norm : str, str, int, str
+        The layer: ``gen`` (GENConv with that aggregator and MLP), ``sage`` or ``gcn``.
+    dropout : float
+        Drop probability of the shared mask and of the head.
+    reinit_groups : bool
+        Re-initialise each group's copy of the block (``False`` reproduces the official code's
+        identical initial groups).
+    disable : bool
+        Run reversible blocks with ordinary autograd (the memory baseline).
+    gen_options
+        Extra GENConv arguments (``learn_t``, ``t``, ``msg_norm``, ...).
+
+    Examples
+    --------
+    >>> import dgl, torch
+    >>> g = dgl.rand_graph(20, 80)
+    >>> model = RevGNN(in_feats=8, out_feats=3, hidden=16, num_layers=4, edge_feats=8)
+    >>> model(g, torch.randn(20, 8), torch.randn(80, 8)).shape
+    torch.Size([20, 3])
+    """
+
+    def __init__(
+        self,
+        in_feats: int,
+        out_feats: int,
+        hidden: int = 64,
+        num_layers: int = 8,
+        groups: int = 2,
+        edge_feats: int = 0,
+        species_feats: int = 0,
+        connection: str = "reversible",
+        conv: str = "gen",
+        aggregator: str = "max",
+        mlp_layers: int = 2,
+        norm: str = "layer",
+        dropout: float = 0.1,
+        reinit_groups: bool = True,
+        disable: bool = False,
+        **gen_options,
+    ) -> None:
+        super().__init__()
+        if connection not in CONNECTIONS:
+            raise ValueError(f"unknown connection {connection!r}; choose one of {', '.join(CONNECTIONS)}.")
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be at least 1, got {num_layers}.")
+        if connection != "residual" and hidden % groups:
+            raise ValueError(f"hidden={hidden} is not divisible by groups={groups}.")
+        if edge_feats and conv != "gen":
+            raise ValueError(f"conv {conv!r} cannot use edge features; use conv='gen' or edge_feats=0.")
+        self.in_feats, self.out_feats, self.hidden = in_feats, out_feats, hidden
+        self.num_layers, self.connection = num_layers, connection
+        self.edge_feats, self.species_feats = edge_feats, species_feats
+
+        self.species_encoder = nn.Linear(species_feats, species_feats) if species_feats else None
+        self.node_encoder = nn.Linear(in_feats + species_feats, hidden)
+        self.edge_encoder = nn.Linear(edge_feats, hidden) if edge_feats else None
+        self.dropout = SharedDropout(dropout)
+
+        width = hidden if connection == "residual" else hidden // groups
+        edge_width = hidden if edge_feats else None
+
+        def block() -> PreActivationBlock:
+            return PreActivationBlock(
+                make_conv(conv, width, edge_width, aggregator, mlp_layers, norm, **gen_options), width, norm, dropout
+            )
+
+        if connection == "residual":
+            self.layers = nn.ModuleList(ResBlock(block()) for _ in range(num_layers))
+        else:
+            count = 1 if connection == "weight_tied" else num_layers
+            self.layers = nn.ModuleList(
+                GroupRevRes(block(), groups, reinit_copies=reinit_groups, disable=disable) for _ in range(count)
+            )
+        self.head_norm = make_norm(norm, hidden)
+        self.head = nn.Linear(hidden, out_feats)
+
+    def set_disable(self, disable: bool) -> None:
+        """Switch every reversible block between the memory-saving and the plain autograd path."""
+        for layer in self.layers:
+            if isinstance(layer, GroupRevRes):
+                layer.disable = disable
+
+    def _check(self, graph: dgl.DGLGraph, feat: Tensor, edge_feat: Optional[Tensor], species: Optional[Tensor]) -> None:
+        name = type(self).__name__
+        if feat.dim() != 2 or feat.shape != (graph.num_nodes(), self.in_feats):
+            raise GraphInputError(
+                f"{name} expects node features of shape ({graph.num_nodes()}, {self.in_feats}), got {tuple(feat.shape)}."
+            )
+        if self.edge_feats:
+            if edge_feat is None or edge_feat.shape != (graph.num_edges(), self.edge_feats):
+                got = None if edge_feat is None else tuple(edge_feat.shape)
+                raise GraphInputError(
+                    f"{name} expects edge features of shape ({graph.num_edges()}, {self.edge_feats}), got {got}."
+                )
+        if self.species_feats and (species is None or species.shape != (graph.num_nodes(), self.species_feats)):
+            got = None if species is None else tuple(species.shape)
+            raise GraphInputError(
+                f"{name} expects a species one-hot of shape ({graph.num_nodes()}, {self.species_feats}), got {got}."
+            )
+
+    def forward(
+        self, graph: dgl.DGLGraph, feat: Tensor, edge_feat: Optional[Tensor] = None, species: Optional[Tensor] = None
+    ) -> Tensor:
+        """Logits of shape ``(N, out_feats)``.
+
+        Parameters
+        ----------
+        graph : DGLGraph
+            A homogeneous graph.
+        feat : Tensor
+            ``(N, in_feats)`` node features.
+        edge_feat : Tensor, optional
+            ``(E, edge_feats)`` edge features, required when ``edge_feats > 0``.
+        species : Tensor, optional
+            ``(N, species_feats)`` one-hot species, required when ``species_feats > 0``.
+        """
+        self._check(graph, feat, edge_feat, species)
+        if self.species_encoder is not None:
+            feat = torch.cat([feat, self.species_encoder(species)], dim=-1)
+        h = self.node_encoder(feat)
+        kwargs = {"edge_feat": self.edge_encoder(edge_feat)} if self.edge_encoder is not None else {}
+        mask = self.dropout.sample_mask(h)
+        for i in range(self.num_layers):
+            layer = self.layers[0] if self.connection == "weight_tied" else self.layers[i]
+            h = layer(graph, h, mask, **kwargs)
+        h = F.relu(self.head_norm(h))
+        h = F.dropout(h, p=self.dropout.p, training=self.training)
+        return self.head(h)
+
+
+class RevGNN(DeepGCN):
+    """RevGNN: :class:`DeepGCN` with grouped reversible connections (memory flat in depth)."""
+
+    def __init__(self, in_feats: int, out_feats: int, **kwargs) -> None:
+        kwargs["connection"] = "reversible"
+        super().__init__(in_feats, out_feats, **kwargs)
+
+
+class WTRevGNN(DeepGCN):
+    """WT-RevGNN: one reversible block whose weights all ``num_layers`` layers share."""
+
+    def __init__(self, in_feats: int, out_feats: int, **kwargs) -> None:
+        kwargs["connection"] = "weight_tied"
+        super().__init__(in_feats, out_feats, **kwargs)
+
+
+class ResGNN(DeepGCN):
+    """ResGNN: DeeperGCN's res+ residual GNN, the non-reversible baseline of the same shape."""
+
+    def __init__(self, in_feats: int, out_feats: int, **kwargs) -> None:
+        kwargs["connection"] = "residual"
+        super().__init__(in_feats, out_feats, **kwargs)
