@@ -25,6 +25,12 @@ class _RngState:
     def capture(cls, cuda_devices: Sequence[int]) -> "_RngState":
         return cls(torch.get_rng_state(), {d: torch.cuda.get_rng_state(d) for d in cuda_devices})
 
+    def is_current(self) -> bool:
+        """Whether the generators are still in this state (nothing drew random numbers since)."""
+        return torch.equal(self.cpu, torch.get_rng_state()) and all(
+            torch.equal(state, torch.cuda.get_rng_state(d)) for d, state in self.cuda.items()
+        )
+
     @contextmanager
     def replay(self) -> Iterator[None]:
         # fork_rng restores the global state afterwards, so replaying is invisible to the caller.
@@ -144,7 +150,8 @@ class GroupRevRes(nn.Module):
     rounding of the reconstruction. Randomness inside :math:`f` is replayed: pass an explicit
     dropout mask (:class:`~revgnn_dgl.nn.SharedDropout`, the paper's choice), or use ordinary
     ``nn.Dropout`` with ``preserve_rng_state=True`` (the default), which records the
-    random-number state before each group and restores it for the recomputation. Norms with
+    random-number state before each group and restores it for the recomputation (only for
+    groups that actually drew random numbers, so a deterministic block stores nothing extra). Norms with
     running statistics (BatchNorm) update them once per forward pass: the recomputation restores
     them afterwards. ``torch.autograd.grad`` works (parameters are explicit inputs of the
     autograd node), and ``retain_graph=True`` allows repeated backward passes (the reconstructed
@@ -308,7 +315,7 @@ class GroupRevRes(nn.Module):
         x: Tensor,
         spec: _CallSpec,
         tensors: Sequence[Tensor],
-        rng_record: Optional[List[_RngState]] = None,
+        rng_record: Optional[List[Optional[_RngState]]] = None,
     ) -> Tensor:
         """The forward coupling; with ``rng_record``, append each group's RNG state to it."""
         group_args, kw = self._group_args(spec, tensors)
@@ -316,10 +323,13 @@ class GroupRevRes(nn.Module):
         prev = _sum(xs[1:])
         ys = []
         for i, module in enumerate(self.gnn_modules):
-            if rng_record is not None:
-                rng_record.append(_RngState.capture(self._cuda_devices(x)))
+            state = _RngState.capture(self._cuda_devices(x)) if rng_record is not None else None
             prev = xs[i] + module(graph, prev, *group_args[i], **kw)
             ys.append(prev)
+            if rng_record is not None:
+                # Keep the state only if the function drew random numbers: a deterministic f
+                # (e.g. with an explicit SharedDropout mask) then stores nothing per layer.
+                rng_record.append(None if state.is_current() else state)
         return torch.cat(ys, dim=-1)
 
     def _reverse_and_backprop(
@@ -330,7 +340,7 @@ class GroupRevRes(nn.Module):
         spec: _CallSpec,
         leaves: List[Tensor],
         params: List[nn.Parameter],
-        rng_states: Optional[List[_RngState]],
+        rng_states: Optional[List[Optional[_RngState]]],
     ) -> Tuple[Tensor, Tensor, List[Optional[Tensor]], List[Optional[Tensor]]]:
         """Reconstruct the input from ``y`` and back-propagate ``grad_y``, one group at a time.
 
@@ -354,7 +364,8 @@ class GroupRevRes(nn.Module):
             module = self.gnn_modules[i]
             inp = (ys[i - 1] if i > 0 else _sum(xs[1:])).detach().requires_grad_(True)
             group_params = [p for p in module.parameters() if p.requires_grad]
-            with torch.enable_grad(), (rng_states[i].replay() if rng_states is not None else _null()):
+            state = rng_states[i] if rng_states is not None else None
+            with torch.enable_grad(), (state.replay() if state is not None else _null()):
                 out = module(graph, inp, *group_args[i], **kw)
             xs[i] = ys[i] - out.detach()
             inputs = [inp] + group_params + [leaves[j] for j in wanted_leaves]
