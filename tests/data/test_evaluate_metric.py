@@ -1,0 +1,82 @@
+"""evaluate_metric: accuracy, and ROC-AUC with OGB's conventions."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from revgnn_dgl.data import DatasetError, evaluate_metric
+
+
+def test_accuracy():
+    logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0], [0.0, 0.0, 1.0], [5.0, 0.0, 0.0]])
+    assert evaluate_metric(logits, torch.tensor([0, 1, 2, 1]), "multiclass") == pytest.approx(0.75)
+    # OGB-style (N, 1) labels are accepted.
+    assert evaluate_metric(logits, torch.tensor([[0], [1], [2], [0]]), "multiclass") == 1.0
+
+
+def test_rocauc_matches_sklearn_mean():
+    gen = torch.Generator().manual_seed(0)
+    labels = (torch.rand(200, 5, generator=gen) < 0.3).float()
+    logits = torch.randn(200, 5, generator=gen) + labels
+    expected = np.mean([roc_auc_score(labels[:, t], logits[:, t]) for t in range(5)])
+    assert evaluate_metric(logits, labels, "multilabel") == pytest.approx(expected, abs=1e-12)
+
+
+def test_rocauc_skips_single_class_tasks():
+    labels = torch.tensor([[0, 1, 1], [0, 0, 1], [0, 1, 1], [0, 0, 1]], dtype=torch.float32)
+    # Task 1 is ranked perfectly; tasks 0 (all negative) and 2 (all positive) are skipped.
+    logits = torch.tensor([[9.0, 0.9, -5.0], [-9.0, 0.1, 5.0], [3.0, 0.8, 0.0], [1.0, 0.2, 1.0]])
+    assert evaluate_metric(logits, labels, "multilabel") == 1.0
+
+
+def test_rocauc_ties_and_unlabelled_entries():
+    labels = torch.tensor([[1.0], [0.0], [1.0], [0.0], [float("nan")]])
+    logits = torch.tensor([[1.0], [1.0], [2.0], [0.0], [-100.0]])
+    # Pairs (pos, neg): (1,1) tie = 0.5, (1,0) = 1, (2,1) = 1, (2,0) = 1.
+    assert evaluate_metric(logits, labels, "multilabel") == pytest.approx(3.5 / 4)
+
+
+def test_rocauc_without_any_two_class_task_raises():
+    with pytest.raises(DatasetError, match="no task has both"):
+        evaluate_metric(torch.randn(4, 2), torch.zeros(4, 2), "multilabel")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rocauc_agrees_with_ogb_evaluator(seed):
+    from ogb.nodeproppred import Evaluator
+
+    gen = torch.Generator().manual_seed(seed)
+    rate = torch.rand(112, generator=gen) * 0.4
+    labels = (torch.rand(300, 112, generator=gen) < rate).float()
+    labels[:, :4] = 0  # single-class tasks, skipped by both
+    logits = torch.randn(300, 112, generator=gen)
+    logits[:, 10] = logits[:, 10].round()  # ties
+    ours = evaluate_metric(logits, labels, "multilabel")
+    ogb = Evaluator("ogbn-proteins").eval({"y_true": labels, "y_pred": logits})["rocauc"]
+    assert ours == pytest.approx(ogb, abs=1e-12)
+
+
+def test_accepts_grad_and_probabilities():
+    labels = torch.tensor([[1.0], [0.0], [1.0]])
+    logits = torch.tensor([[2.0], [-1.0], [0.5]], requires_grad=True)
+    assert evaluate_metric(logits, labels, "multilabel") == evaluate_metric(
+        torch.sigmoid(logits), labels, "multilabel"
+    )
+
+
+@pytest.mark.parametrize(
+    "logits, labels, task, match",
+    [
+        (torch.randn(4, 3), torch.tensor([0, 1, 2]), "multiclass", "one id per row"),
+        (torch.randn(4, 3), torch.zeros(4, 2), "multilabel", "same shape"),
+        (torch.randn(4), torch.zeros(4), "multilabel", r"shape \(N, C\)"),
+        (torch.randn(0, 3), torch.zeros(0, 3), "multilabel", "N > 0"),
+        (torch.randn(2, 1), torch.tensor([[2.0], [0.0]]), "multilabel", "0, 1"),
+        (torch.randn(2, 2), torch.tensor([0, 1]), "regression", "task must be one of"),
+    ],
+)
+def test_bad_inputs(logits, labels, task, match):
+    with pytest.raises(DatasetError, match=match):
+        evaluate_metric(logits, labels, task)
