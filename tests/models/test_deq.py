@@ -27,6 +27,7 @@ def _single_thread():
 
 
 def _data(dtype=torch.float32, seed=0):
+    dgl.seed(seed)  # rand_graph draws from DGL's own generator, not torch's
     torch.manual_seed(seed)
     g = dgl.rand_graph(N_NODES, N_EDGES)
     x = torch.randn(N_NODES, IN, dtype=dtype)
@@ -75,7 +76,7 @@ def test_forward_converges_and_shapes(conv, edge, solver):
         # At default init the SAGE block often has no attracting equilibrium
         # (both solvers stall at 1e-1..1e-3 for most seeds); GEN and GCN blocks
         # converge as initialised.
-        _shrink_conv1(model, 0.5)
+        _shrink_conv1(model, 0.3)
     out = model(g, x, e if edge else None)
     assert out.shape == (N_NODES, OUT)
     info = model.last_forward_info
