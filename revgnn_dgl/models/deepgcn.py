@@ -69,6 +69,9 @@ class DeepGCN(nn.Module):
         identical initial groups).
     disable : bool
         Run reversible blocks with ordinary autograd (the memory baseline).
+    fold_edge_encoder : bool
+        Let each GENConv fold the shared edge encoder into its edge projection (the same
+        function; layers read the raw edge features instead of an ``E x hidden`` embedding).
     gen_options
         Extra GENConv arguments (``learn_t``, ``t``, ``msg_norm``, ...).
 
@@ -98,6 +101,7 @@ class DeepGCN(nn.Module):
         dropout: float = 0.1,
         reinit_groups: bool = True,
         disable: bool = False,
+        fold_edge_encoder: bool = True,
         **gen_options,
     ) -> None:
         super().__init__()
@@ -112,6 +116,7 @@ class DeepGCN(nn.Module):
         self.in_feats, self.out_feats, self.hidden = in_feats, out_feats, hidden
         self.num_layers, self.connection = num_layers, connection
         self.edge_feats, self.species_feats = edge_feats, species_feats
+        self.fold_edge_encoder = fold_edge_encoder and conv == "gen"
 
         self.species_encoder = nn.Linear(species_feats, species_feats) if species_feats else None
         self.node_encoder = nn.Linear(in_feats + species_feats, hidden)
@@ -180,7 +185,18 @@ class DeepGCN(nn.Module):
         if self.species_encoder is not None:
             feat = torch.cat([feat, self.species_encoder(species)], dim=-1)
         h = self.node_encoder(feat)
-        kwargs = {"edge_feat": self.edge_encoder(edge_feat)} if self.edge_encoder is not None else {}
+        if self.edge_encoder is None:
+            kwargs = {}
+        elif self.fold_edge_encoder:
+            # Each GENConv folds the shared edge encoder into its own edge projection: the same
+            # function, without an E x hidden embedding kept alive by every layer.
+            kwargs = {
+                "edge_feat": edge_feat,
+                "edge_encoder_weight": self.edge_encoder.weight,
+                "edge_encoder_bias": self.edge_encoder.bias,
+            }
+        else:
+            kwargs = {"edge_feat": self.edge_encoder(edge_feat)}
         mask = self.dropout.sample_mask(h)
         for i in range(self.num_layers):
             layer = self.layers[0] if self.connection == "weight_tied" else self.layers[i]

@@ -218,6 +218,8 @@ class GENConv(nn.Module):
         graph: dgl.DGLGraph,
         feat: Union[Tensor, Tuple[Tensor, Tensor]],
         edge_feat: Optional[Tensor] = None,
+        edge_encoder_weight: Optional[Tensor] = None,
+        edge_encoder_bias: Optional[Tensor] = None,
     ) -> Tensor:
         """Compute the convolution.
 
@@ -230,6 +232,12 @@ class GENConv(nn.Module):
             tensor whose first ``num_dst_nodes`` rows are the destination nodes (DGL's convention).
         edge_feat : Tensor, optional
             Edge features of shape ``(E, edge_feats)`` (or ``(E, in_feats)`` without an encoder).
+        edge_encoder_weight, edge_encoder_bias : Tensor, optional
+            A linear map ``(edge_feats, raw)`` (and its bias) that a model applies to its raw edge
+            features before every layer. Given these, ``edge_feat`` holds the *raw* features
+            ``(E, raw)`` and the two linear maps are folded into one,
+            :math:`e = a (W_c W_m)^T + (W_c b_m + b_c)`: the same function, but each layer reads
+            the narrow raw features instead of an ``E x edge_feats`` embedding.
 
         Returns
         -------
@@ -238,12 +246,16 @@ class GENConv(nn.Module):
         """
         with graph.local_scope():
             feat_src, feat_dst = expand_as_pair(feat, graph)
-            self._check_inputs(graph, feat_src, feat_dst, edge_feat)
+            if edge_encoder_weight is not None:
+                self._check_raw_edges(graph, edge_feat, edge_encoder_weight)
+                edge_feat = self._folded_edge_encoding(edge_feat, edge_encoder_weight, edge_encoder_bias)
+            else:
+                self._check_inputs(graph, feat_src, feat_dst, edge_feat)
+                if self.edge_encoder is not None:
+                    edge_feat = self.edge_encoder(edge_feat)
             if self.fc_src is not None:
                 feat_src, feat_dst = self.fc_src(feat_src), self.fc_dst(feat_dst)
-            if self.edge_encoder is not None:
-                edge_feat = self.edge_encoder(edge_feat)
-            elif edge_feat is not None and self.fc_src is not None:
+            if edge_feat is not None and self.fc_src is not None and self.edge_encoder is None:
                 raise GraphInputError(
                     "GENConv with in_feats != out_feats needs edge_feats= so that edge features are projected too."
                 )
@@ -251,6 +263,28 @@ class GENConv(nn.Module):
             if self.msg_norm is not None:
                 agg = self.msg_norm(feat_dst, agg)
             return self.mlp(feat_dst + agg)
+
+    def _check_raw_edges(self, graph: dgl.DGLGraph, edge_feat: Optional[Tensor], weight: Tensor) -> None:
+        want = self.edge_feats if self.edge_feats is not None else self.in_feats
+        if weight.dim() != 2 or weight.shape[0] != want:
+            raise GraphInputError(f"GENConv: edge_encoder_weight must have shape ({want}, raw), got {tuple(weight.shape)}.")
+        if edge_feat is None or edge_feat.dim() != 2 or edge_feat.shape != (graph.num_edges(), weight.shape[1]):
+            got = None if edge_feat is None else tuple(edge_feat.shape)
+            raise GraphInputError(
+                f"GENConv: with edge_encoder_weight, edge_feat must be the raw features of shape "
+                f"({graph.num_edges()}, {weight.shape[1]}), got {got}."
+            )
+
+    def _folded_edge_encoding(self, raw: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+        """``edge_encoder(F.linear(raw, weight, bias))`` computed as one linear map of ``raw``."""
+        if self.edge_encoder is None:
+            return F.linear(raw, weight, bias)
+        inner_w, inner_b = self.edge_encoder.weight, self.edge_encoder.bias
+        folded_w = inner_w @ weight
+        folded_b = inner_w @ bias if bias is not None else None
+        if inner_b is not None:
+            folded_b = inner_b if folded_b is None else folded_b + inner_b
+        return F.linear(raw, folded_w, folded_b)
 
     def _aggregate(self, graph: dgl.DGLGraph, feat_src: Tensor, edge_feat: Optional[Tensor]) -> Tensor:
         aggr = self.aggregator
