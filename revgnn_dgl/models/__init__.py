@@ -3,8 +3,9 @@ import inspect
 
 from ..registry import register_architecture
 from .deepgcn import CONNECTIONS, CONVS, DeepGCN, ResGNN, RevGNN, WTRevGNN
+from .deq import DEQGNN
 
-__all__ = ["CONNECTIONS", "CONVS", "DeepGCN", "ResGNN", "RevGNN", "WTRevGNN"]
+__all__ = ["CONNECTIONS", "CONVS", "DEQGNN", "DeepGCN", "ResGNN", "RevGNN", "WTRevGNN"]
 
 # DeepGCN forwards extra keyword arguments to GENConv: accept exactly those.
 _GEN_OPTIONS = {"t", "learn_t", "p", "learn_p", "y", "learn_y", "msg_norm", "learn_msg_scale", "expansion", "eps"}
@@ -17,3 +18,39 @@ _DEEPGCN_ARGUMENTS = {
 register_architecture("revgnn", _DEEPGCN_ARGUMENTS - {"connection"})(RevGNN)
 register_architecture("wt-revgnn", _DEEPGCN_ARGUMENTS - {"connection"})(WTRevGNN)
 register_architecture("resgnn", _DEEPGCN_ARGUMENTS - {"connection", "groups", "reinit_groups", "disable"})(ResGNN)
+
+
+@register_architecture("deq-gnn")
+def deq_gnn(
+    in_feats: int,
+    out_feats: int,
+    hidden: int = 64,
+    edge_feats: int = 0,
+    species_feats: int = 0,
+    dropout: float = 0.0,
+    conv: str = "gen",
+    aggregator: str = "softmax",
+    solver: str = "anderson",
+    tol: float = 1e-4,
+    max_iter: int = 50,
+    backward_max_iter: int = None,
+    backward_tol: float = None,
+    learn_t: bool = False,
+) -> DEQGNN:
+    """DEQ-GNN under the zoo's argument names (``in_feats``, ``hidden``, ``edge_feats``...)."""
+    return DEQGNN(
+        in_feats,
+        hidden,
+        out_feats,
+        edge_channels=edge_feats,
+        species_feats=species_feats,
+        dropout=dropout,
+        conv=conv,
+        aggregator=aggregator,
+        solver=solver,
+        tol=tol,
+        max_iter=max_iter,
+        backward_max_iter=backward_max_iter,
+        backward_tol=backward_tol,
+        conv_kwargs={"learn_t": True} if learn_t else None,
+    )

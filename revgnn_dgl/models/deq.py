@@ -252,6 +252,9 @@ class DEQGNN(nn.Module):
     solver_kwargs : dict, optional
         Extra solver options, e.g. ``{'m': 5, 'beta': 1.0}`` for Anderson or
         ``{'memory': 20}`` for Broyden.
+    species_feats : int
+        Width of a one-hot species input (8 for ogbn-proteins), encoded as in
+        RevGNN: ``feat | Linear(species)`` before the input encoder. 0 for none.
 
     Attributes
     ----------
@@ -298,13 +301,16 @@ class DEQGNN(nn.Module):
         aggregator: str = "softmax",
         conv_kwargs: Optional[Dict[str, Any]] = None,
         solver_kwargs: Optional[Dict[str, Any]] = None,
+        species_feats: int = 0,
     ) -> None:
         super().__init__()
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if solver not in SOLVERS:
             raise ValueError(f"unknown solver {solver!r}; choose from {sorted(SOLVERS)}")
-        self.encoder = nn.Linear(in_channels, hidden_channels)
+        # Same node input as RevGNN's: features | Linear(species one-hot), when there is a species.
+        self.species_encoder = nn.Linear(species_feats, species_feats) if species_feats else None
+        self.encoder = nn.Linear(in_channels + species_feats, hidden_channels)
         self.block = DEQBlock(
             hidden_channels, conv=conv, edge_channels=edge_channels, aggregator=aggregator, **dict(conv_kwargs or {})
         )
@@ -365,7 +371,12 @@ class DEQGNN(nn.Module):
 
     # ------------------------------------------------------------------ public
     def equilibrium(
-        self, graph, feat: Tensor, edge_feat: Optional[Tensor] = None, z0: Optional[Tensor] = None
+        self,
+        graph,
+        feat: Tensor,
+        edge_feat: Optional[Tensor] = None,
+        species: Optional[Tensor] = None,
+        z0: Optional[Tensor] = None,
     ) -> Tensor:
         """Solve for ``Z*`` (no gradient) and record ``last_forward_info``.
 
@@ -385,7 +396,7 @@ class DEQGNN(nn.Module):
         (True, True)
         """
         with torch.no_grad():
-            x = self.encoder(feat)
+            x = self._encode(feat, species)
             mask = self._dropout_mask(x)
             z_star, _ = self._forward_solve(x, mask, graph, edge_feat, z0)
         return z_star
@@ -405,7 +416,21 @@ class DEQGNN(nn.Module):
         self._warn(info, "forward solve")
         return z_star, info
 
-    def forward(self, graph, feat: Tensor, edge_feat: Optional[Tensor] = None, z0: Optional[Tensor] = None) -> Tensor:
+    def _encode(self, feat: Tensor, species: Optional[Tensor]) -> Tensor:
+        if self.species_encoder is not None:
+            if species is None:
+                raise ValueError("DEQGNN was built with species_feats > 0 but forward() got no species one-hot.")
+            feat = torch.cat([feat, self.species_encoder(species)], dim=-1)
+        return self.encoder(feat)
+
+    def forward(
+        self,
+        graph,
+        feat: Tensor,
+        edge_feat: Optional[Tensor] = None,
+        species: Optional[Tensor] = None,
+        z0: Optional[Tensor] = None,
+    ) -> Tensor:
         """Node logits ``(num_nodes, out_channels)``.
 
         Parameters
@@ -420,7 +445,7 @@ class DEQGNN(nn.Module):
             Initial state (warm start); zeros by default. Treated as a
             constant (detached).
         """
-        x = self.encoder(feat)
+        x = self._encode(feat, species)
         mask = self._dropout_mask(x)
 
         def f(z: Tensor) -> Tensor:
