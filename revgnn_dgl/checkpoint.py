@@ -1,0 +1,462 @@
+"""Checkpoints: one safetensors file holding the weights and, in its header, the model's configuration.
+
+The format is a plain `safetensors <https://github.com/huggingface/safetensors>`_ file. Its header
+metadata (a ``str -> str`` map) holds one key, ``revgnn_dgl``, whose value is a JSON object::
+
+    {"format_version": 1, "name": "revgnn-deep", "architecture": "revgnn",
+     "arguments": {...}, "data_sha256": "...", "metadata": {...free: metrics, training, dataset...}}
+
+so a checkpoint alone is enough to rebuild its model (:func:`build_from_checkpoint`). Nothing is
+ever unpickled: loading parses a JSON header and copies raw tensor bytes, and cannot run code.
+
+>>> import tempfile, os
+>>> from revgnn_dgl import create_model
+>>> model = create_model("revgnn-deep", num_layers=2)
+>>> path = save_checkpoint(os.path.join(tempfile.mkdtemp(), "m.safetensors"), model, metadata={"epoch": 3})
+>>> ckpt = load_checkpoint(path)
+>>> ckpt.architecture, ckpt.arguments["num_layers"], ckpt.metadata["epoch"]
+('revgnn', 2, 3)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, Mapping, Optional, Union
+
+import torch
+from torch import Tensor, nn
+
+from .registry import ZooError, build_from_config
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: The header-metadata key under which our JSON configuration is stored.
+METADATA_KEY = "revgnn_dgl"
+#: Version of the JSON configuration; bump on incompatible changes.
+FORMAT_VERSION = 1
+#: Arguments that do not change a model's weights, so a checkpoint fits a model that differs in them.
+WEIGHT_NEUTRAL_ARGUMENTS = frozenset({"dropout", "disable", "reinit_groups"})
+
+# A safetensors header larger than this is certainly not one (the format itself caps it at 100 MB).
+_MAX_HEADER_BYTES = 100_000_000
+
+
+class CheckpointError(ZooError):
+    """A checkpoint that is missing, corrupted, of another model, or that cannot be saved."""
+
+
+@dataclass
+class Checkpoint:
+    """The content of a checkpoint file.
+
+    Attributes
+    ----------
+    state_dict : dict of str to Tensor
+        The weights, keyed like the model's ``state_dict()``.
+    name : str or None
+        The model card's name (``revgnn-deep``), if the model came from one.
+    architecture : str
+        The registered architecture (``revgnn``) that :func:`build_from_checkpoint` builds.
+    arguments : dict
+        The architecture's keyword arguments.
+    metadata : dict
+        Free JSON metadata: metrics, training information, dataset, provenance.
+    format_version : int
+        Version of the stored configuration.
+    path : Path or None
+        The file it was read from.
+    """
+
+    state_dict: Dict[str, Tensor]
+    name: Optional[str]
+    architecture: str
+    arguments: Dict[str, Any]
+    metadata: Dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+    path: Optional[Path] = None
+
+
+# ------------------------------------------------------------------ saving
+def save_checkpoint(
+    path: PathLike,
+    model: nn.Module,
+    *,
+    architecture: Optional[str] = None,
+    arguments: Optional[Mapping[str, Any]] = None,
+    name: Optional[str] = None,
+    metadata: Optional[Mapping[str, Any]] = None,
+) -> Path:
+    """Save a model's weights and configuration to one safetensors file, atomically.
+
+    The file is written to a temporary file in the same directory, flushed to disk and then
+    renamed over ``path``: a crash or an error at any point leaves either the previous file or
+    the complete new one, never a partial file (and no temporary file after an error).
+
+    Parameters
+    ----------
+    path : str or PathLike
+        Destination file (conventionally ``*.safetensors``); parent directories are created.
+    model : nn.Module
+        The model. Models from :func:`revgnn_dgl.create_model` carry their configuration in
+        ``model.zoo_config``, which supplies the defaults of the next three arguments.
+    architecture : str, optional
+        The registered architecture that rebuilds the model.
+    arguments : mapping, optional
+        The architecture's keyword arguments (JSON-serialisable).
+    name : str, optional
+        The model card's name.
+    metadata : mapping, optional
+        Free JSON-serialisable metadata (metrics, training information, dataset...).
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    CheckpointError
+        If the configuration is unknown or not JSON-serialisable, or writing fails.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    zoo = getattr(model, "zoo_config", None) or {}
+    architecture = architecture if architecture is not None else zoo.get("architecture")
+    arguments = dict(arguments) if arguments is not None else dict(zoo.get("arguments") or {})
+    name = name if name is not None else zoo.get("name")
+    if architecture is None:
+        raise CheckpointError(
+            f"cannot save {type(model).__name__} to {path}: its architecture is unknown; pass architecture= and "
+            "arguments= (models from create_model() carry them)."
+        )
+    tensors = _storable_state_dict(model.state_dict())
+    config = {
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "architecture": architecture,
+        "arguments": arguments,
+        "data_sha256": _tensors_sha256(tensors),
+        "metadata": dict(metadata or {}),
+    }
+    try:
+        header = json.dumps(config, sort_keys=True, default=_json_default)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"cannot save {path}: the configuration or metadata is not JSON-serialisable ({err}).") from None
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The temporary name matches the repository's ignore pattern ``*.safetensors.tmp*``.
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        save_file(tensors, str(tmp), metadata={METADATA_KEY: header})
+        _fsync_file(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes the file private; a checkpoint is an ordinary file
+        os.replace(tmp, path)
+    except BaseException as err:  # also KeyboardInterrupt: never leave the temporary file behind
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, Exception) and not isinstance(err, CheckpointError):
+            raise CheckpointError(f"could not write checkpoint {path}: {err}") from err
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _storable_state_dict(state: Mapping[str, Any]) -> Dict[str, Tensor]:
+    """Detached, contiguous tensors that own their storage (safetensors refuses shared storage)."""
+    out: Dict[str, Tensor] = {}
+    seen: set = set()
+    for key, value in state.items():
+        if not isinstance(value, Tensor):
+            raise CheckpointError(f"cannot save state-dict entry {key!r}: it is a {type(value).__name__}, not a tensor.")
+        t = value.detach()
+        if t.device.type != "cpu":
+            t = t.cpu()
+        storage = t.untyped_storage()
+        ptr = storage.data_ptr()
+        # Tied weights, views of a larger buffer or non-contiguous tensors get their own copy.
+        if (
+            ptr in seen
+            or not t.is_contiguous()
+            or t.storage_offset() != 0
+            or t.numel() * t.element_size() != storage.nbytes()
+        ):
+            t = t.clone(memory_format=torch.contiguous_format)
+        elif t.numel():
+            seen.add(ptr)
+        out[key] = t
+    return out
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Tensor) and value.numel() == 1:
+        return value.item()
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return value.item()
+    if isinstance(value, (Path, os.PathLike)):
+        return os.fspath(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return sorted(value) if isinstance(value, (set, frozenset)) else list(value)
+    raise TypeError(f"{type(value).__name__} {value!r} is not JSON-serialisable")
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename durable; best effort (not every platform can open a directory)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# ------------------------------------------------------------------ loading
+def load_checkpoint(path: PathLike) -> Checkpoint:
+    """Read a checkpoint file, validating its structure and contents.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A file written by :func:`save_checkpoint`.
+
+    Returns
+    -------
+    Checkpoint
+
+    Raises
+    ------
+    CheckpointError
+        If the file is missing, is not a safetensors file, is truncated or corrupted, lacks this
+        package's metadata or was written by a newer format version.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    header = _read_header(path)
+    config = _parse_config(path, header)
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, RuntimeError, ValueError) as err:
+        raise CheckpointError(f"{path} is corrupted: safetensors cannot read it ({err}).") from None
+    if config.get("data_sha256") and _tensors_sha256(tensors) != config["data_sha256"]:
+        raise CheckpointError(
+            f"{path} is corrupted: its tensor data does not match the checksum stored when it was saved."
+        )
+    return Checkpoint(
+        state_dict=tensors,
+        name=config.get("name"),
+        architecture=config["architecture"],
+        arguments=dict(config.get("arguments") or {}),
+        metadata=dict(config.get("metadata") or {}),
+        format_version=int(config["format_version"]),
+        path=path,
+    )
+
+
+def load_weights(
+    model: nn.Module,
+    path: PathLike,
+    expected_architecture: Optional[str] = None,
+    expected_arguments: Optional[Mapping[str, Any]] = None,
+) -> Checkpoint:
+    """Load a checkpoint's weights into ``model`` after checking that it is the same model.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model to fill.
+    path : str or PathLike
+        A checkpoint file.
+    expected_architecture : str, optional
+        Refuse a checkpoint of another architecture.
+    expected_arguments : mapping, optional
+        Refuse a checkpoint whose arguments differ (except :data:`WEIGHT_NEUTRAL_ARGUMENTS` such
+        as ``dropout``); arguments that only one side records are left to the key/shape check.
+
+    Returns
+    -------
+    Checkpoint
+        The checkpoint read (its metadata may interest the caller).
+
+    Raises
+    ------
+    CheckpointError
+        On any mismatch, naming the differing argument or the first offending key.
+    """
+    ckpt = load_checkpoint(path)
+    if expected_architecture is not None and ckpt.architecture != expected_architecture:
+        raise CheckpointError(
+            f"{ckpt.path} is a checkpoint of architecture {ckpt.architecture!r}"
+            + (f" (model {ckpt.name!r})" if ckpt.name else "")
+            + f", not {expected_architecture!r}."
+        )
+    if expected_arguments is not None:
+        _check_arguments(ckpt, expected_arguments)
+    _load_state(model, ckpt)
+    return ckpt
+
+
+def build_from_checkpoint(path: PathLike) -> nn.Module:
+    """Rebuild a model from a checkpoint alone: its architecture, arguments and weights.
+
+    The model is returned in eval mode, with ``zoo_config`` set as :func:`create_model` does and
+    the checkpoint's free metadata in ``model.checkpoint_metadata``.
+    """
+    ckpt = load_checkpoint(path)
+    try:
+        model = build_from_config(ckpt.architecture, ckpt.arguments)
+    except ZooError as err:
+        raise CheckpointError(f"cannot rebuild the model of {ckpt.path}: {err}") from None
+    model.zoo_config = {"name": ckpt.name, "architecture": ckpt.architecture, "arguments": dict(ckpt.arguments)}
+    _load_state(model, ckpt)
+    model.checkpoint_metadata = ckpt.metadata
+    return model.eval()
+
+
+def sha256_file(path: PathLike, chunk_size: int = 1 << 20) -> str:
+    """The hex SHA-256 of a file, read in chunks (files can be hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk_size), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ------------------------------------------------------------------ internals
+def _read_header(path: Path) -> Dict[str, Any]:
+    """Parse and validate the safetensors header ourselves, for precise error messages."""
+    if not path.exists():
+        raise CheckpointError(f"checkpoint file {path} does not exist.")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint path {path} is not a file.")
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise CheckpointError(f"{path} is not a safetensors file: it has only {size} bytes (truncated or empty).")
+        (header_len,) = struct.unpack("<Q", head)
+        first = fh.read(1)
+        if header_len > _MAX_HEADER_BYTES or first not in (b"{", b""):
+            # torch.save writes a zip ("PK") or a raw pickle (0x80): say how to convert it.
+            hint = " It looks like a torch .pth file; import it with `revgnn-dgl zoo import`." if head[:2] == b"PK" or head[:1] == b"\x80" else ""
+            raise CheckpointError(f"{path} is not a safetensors file (it does not start with a safetensors header).{hint}")
+        fh.seek(8)
+        if 8 + header_len > size:
+            raise CheckpointError(
+                f"{path} is truncated: its header needs {header_len} bytes but the file has {size} bytes in all."
+            )
+        raw = fh.read(header_len)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"{path} is not a safetensors file, or its header is corrupted (not JSON).") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path} is not a safetensors file, or its header is corrupted.")
+    data_end = 0
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        try:
+            start, end = info["data_offsets"]
+        except (TypeError, KeyError, ValueError):
+            raise CheckpointError(f"{path} has a corrupted header (entry {key!r} has no valid data offsets).") from None
+        data_end = max(data_end, int(end))
+    data_size = size - 8 - header_len
+    if data_size < data_end:
+        raise CheckpointError(
+            f"{path} is truncated: its tensors need {data_end} bytes of data but only {data_size} are present."
+        )
+    if data_size > data_end:
+        raise CheckpointError(f"{path} is corrupted: {data_size - data_end} unexpected bytes follow its tensor data.")
+    return header
+
+
+def _parse_config(path: Path, header: Mapping[str, Any]) -> Dict[str, Any]:
+    meta = header.get("__metadata__") or {}
+    if METADATA_KEY not in meta:
+        raise CheckpointError(
+            f"{path} is a safetensors file but not a revgnn_dgl checkpoint (no {METADATA_KEY!r} metadata); "
+            "official .pth files must first be converted with `revgnn-dgl zoo import`."
+        )
+    try:
+        config = json.loads(meta[METADATA_KEY])
+    except (TypeError, json.JSONDecodeError):
+        raise CheckpointError(f"{path} has corrupted {METADATA_KEY!r} metadata (not JSON).") from None
+    if not isinstance(config, dict) or "architecture" not in config or "format_version" not in config:
+        raise CheckpointError(f"{path} has incomplete {METADATA_KEY!r} metadata (no architecture or format_version).")
+    if not isinstance(config["format_version"], int) or config["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} uses checkpoint format {config['format_version']!r}, newer than this version of revgnn_dgl "
+            f"reads ({FORMAT_VERSION}); upgrade revgnn_dgl."
+        )
+    return config
+
+
+def _tensors_sha256(tensors: Mapping[str, Tensor]) -> str:
+    """A digest of names, dtypes, shapes and bytes: catches corruption safetensors cannot see."""
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key].detach().cpu().contiguous()
+        digest.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        if t.numel():
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().data)
+    return digest.hexdigest()
+
+
+def _check_arguments(ckpt: Checkpoint, expected: Mapping[str, Any]) -> None:
+    # Compare through JSON so that a tuple in the model and a list in the file are equal.
+    want = json.loads(json.dumps(dict(expected), default=_json_default))
+    for key in sorted(set(want) & set(ckpt.arguments)):
+        if key in WEIGHT_NEUTRAL_ARGUMENTS:
+            continue
+        if want[key] != ckpt.arguments[key]:
+            raise CheckpointError(
+                f"{ckpt.path} was saved with {key}={ckpt.arguments[key]!r} but the model has {key}={want[key]!r}"
+                + (f" (checkpoint of {ckpt.name!r})" if ckpt.name else "")
+                + "."
+            )
+
+
+def _load_state(model: nn.Module, ckpt: Checkpoint) -> None:
+    expected = model.state_dict()
+    got = ckpt.state_dict
+    missing = _first(k for k in expected if k not in got)
+    if missing is not None:
+        n = sum(k not in got for k in expected)
+        raise CheckpointError(f"{ckpt.path} lacks {n} weight(s) of the model, the first being {missing!r}.")
+    unexpected = _first(sorted((k for k in got if k not in expected), key=_natural_key))
+    if unexpected is not None:
+        n = sum(k not in expected for k in got)
+        raise CheckpointError(f"{ckpt.path} has {n} weight(s) the model does not, the first being {unexpected!r}.")
+    for key, value in expected.items():
+        if tuple(got[key].shape) != tuple(value.shape):
+            raise CheckpointError(
+                f"{ckpt.path}: weight {key!r} has shape {tuple(got[key].shape)} in the checkpoint but "
+                f"{tuple(value.shape)} in the model."
+            )
+    model.load_state_dict(got, strict=True)
+
+
+def _first(items: Iterable[str]) -> Optional[str]:
+    return next(iter(items), None)
+
+
+def _natural_key(key: str) -> list:
+    """Sort ``layers.2`` before ``layers.10`` (safetensors stores keys in plain string order)."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in key.split(".")]

@@ -1,0 +1,285 @@
+"""Import the official RevGNN checkpoints (``revgnn_deep.pth``, ``revgnn_wide.pth``).
+
+The official code (``deep_gcns_torch/examples/ogb_eff/ogbn_proteins``) saves
+``torch.save({"epoch", "model_state_dict", "optimizer_state_dict", "loss"})``. Its module tree
+maps one-to-one onto ours:
+
+=====================================================  ==============================================
+official                                               revgnn_dgl
+=====================================================  ==============================================
+``node_one_hot_encoder``                               ``species_encoder``
+``node_features_encoder``                              ``node_encoder``
+``edge_encoder``                                       ``edge_encoder``
+``gcns.{l}._fn.Fms.{g}.norm``                          ``layers.{l}.gnn_modules.{g}.norm``
+``gcns.{l}._fn.Fms.{g}.gcn.mlp.{0,1,3}``               ``layers.{l}.gnn_modules.{g}.conv.mlp.{0,1,3}``
+``gcns.{l}._fn.Fms.{g}.gcn.edge_encoder``              ``layers.{l}.gnn_modules.{g}.conv.edge_encoder``
+``last_norm``                                          ``head_norm``
+``node_pred_linear``                                   ``head``
+=====================================================  ==============================================
+
+Files are read with ``torch.load(..., weights_only=True)``: tensors and plain containers only, so
+a malicious file cannot run code; a file that needs a full unpickle is refused.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from .checkpoint import CheckpointError, save_checkpoint, sha256_file
+from .registry import build_from_config, create_model, get_config
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+# Top-level modules: official name -> ours, in the order the official RevGCN registers them.
+_TOP_LEVEL = {
+    "last_norm": "head_norm",
+    "node_one_hot_encoder": "species_encoder",
+    "node_features_encoder": "node_encoder",
+    "edge_encoder": "edge_encoder",
+    "node_pred_linear": "head",
+}
+# Inside one group's block: official sub-module -> ours.
+_PER_GROUP = {
+    "norm": "norm",
+    "gcn.mlp.0": "conv.mlp.0",
+    "gcn.mlp.1": "conv.mlp.1",
+    "gcn.mlp.3": "conv.mlp.3",
+    "gcn.edge_encoder": "conv.edge_encoder",
+}
+
+
+def official_key_map(num_layers: int, groups: int = 2) -> Dict[str, str]:
+    """The official state-dict keys of a released RevGNN and the keys they become here.
+
+    Parameters
+    ----------
+    num_layers : int
+        Depth L (1001 for RevGNN-Deep, 448 for RevGNN-Wide).
+    groups : int
+        Channel groups C of each reversible block (2 in the releases).
+
+    Returns
+    -------
+    dict
+        ``official_key -> our_key``, in the official module order.
+
+    Examples
+    --------
+    >>> official_key_map(1)["gcns.0._fn.Fms.1.gcn.mlp.3.weight"]
+    'layers.0.gnn_modules.1.conv.mlp.3.weight'
+    """
+    mapping: Dict[str, str] = {}
+    for layer in range(num_layers):
+        for group in range(groups):
+            for theirs, ours in _PER_GROUP.items():
+                for param in ("weight", "bias"):
+                    mapping[f"gcns.{layer}._fn.Fms.{group}.{theirs}.{param}"] = (
+                        f"layers.{layer}.gnn_modules.{group}.{ours}.{param}"
+                    )
+    for theirs, ours in _TOP_LEVEL.items():
+        for param in ("weight", "bias"):
+            mapping[f"{theirs}.{param}"] = f"{ours}.{param}"
+    return mapping
+
+
+def convert_official_state_dict(
+    state_dict: Mapping[str, Tensor],
+    model: Union[str, Mapping[str, Any], nn.Module],
+    **overrides: Any,
+) -> "OrderedDict[str, Tensor]":
+    """Rename an official RevGNN state dict to this package's keys, checking every key and shape.
+
+    Parameters
+    ----------
+    state_dict : mapping
+        The official ``model_state_dict`` (a ``module.`` prefix from DataParallel is removed).
+    model : str, mapping or nn.Module
+        The target: a model name or alias (built with :func:`create_model` and ``overrides``), a
+        card-like mapping with ``architecture`` and ``arguments``, or a built model.
+    **overrides
+        Architecture arguments replacing the card's, when ``model`` is a name.
+
+    Returns
+    -------
+    OrderedDict
+        Our state dict, in the order of the model's ``state_dict()``, ready for
+        ``load_state_dict(strict=True)``.
+
+    Raises
+    ------
+    CheckpointError
+        If the model is not a grouped reversible RevGNN, an official key is missing or
+        unexpected, or a shape differs (the message names the first offending key).
+    """
+    target = _target_model(model, overrides)
+    expected = target.state_dict()
+    num_layers = getattr(target, "num_layers", None)
+    layers = getattr(target, "layers", None)
+    groups = getattr(layers[0], "groups", None) if layers is not None and len(layers) else None
+    if getattr(target, "connection", None) != "reversible" or groups is None or len(layers) != num_layers:
+        raise CheckpointError(
+            f"official RevGNN checkpoints convert only to a reversible RevGNN with one block per layer, "
+            f"not to {type(target).__name__} (connection={getattr(target, 'connection', None)!r})."
+        )
+    state = _strip_prefix(state_dict, "module.")
+    key_map = official_key_map(num_layers, groups)
+
+    missing = [k for k in key_map if k not in state]
+    if missing:
+        raise CheckpointError(
+            f"the official state dict lacks {len(missing)} key(s) of a {num_layers}-layer, {groups}-group RevGNN, "
+            f"the first being {missing[0]!r}; is it a checkpoint of another depth or model?"
+        )
+    unexpected = [k for k in state if k not in key_map]
+    if unexpected:
+        raise CheckpointError(
+            f"the official state dict has {len(unexpected)} key(s) that a {num_layers}-layer RevGNN does not, "
+            f"the first being {unexpected[0]!r}; is it a checkpoint of a deeper model or other options?"
+        )
+    provided = set(key_map.values())
+    ours_needed = [k for k in expected if k not in provided]
+    if ours_needed:
+        raise CheckpointError(
+            f"the target model has weights that official checkpoints do not provide, the first being "
+            f"{ours_needed[0]!r}; build it with the released options (max aggregation, layer norm, 2-layer MLP)."
+        )
+    converted: Dict[str, Tensor] = {}
+    for theirs, ours in key_map.items():
+        value = state[theirs]
+        if not isinstance(value, Tensor):
+            raise CheckpointError(f"official key {theirs!r} holds a {type(value).__name__}, not a tensor.")
+        if tuple(value.shape) != tuple(expected[ours].shape):
+            raise CheckpointError(
+                f"official key {theirs!r} (our {ours!r}) has shape {tuple(value.shape)}, but the model expects "
+                f"{tuple(expected[ours].shape)}; is the checkpoint of another width?"
+            )
+        converted[ours] = value.detach().to(dtype=expected[ours].dtype, device="cpu").contiguous()
+    return OrderedDict((k, converted[k]) for k in expected)
+
+
+def import_official_checkpoint(
+    path: PathLike,
+    model: str = "deep",
+    out: Optional[PathLike] = None,
+    *,
+    verbose: bool = True,
+) -> Path:
+    """Convert an official ``.pth`` checkpoint into this package's format, in the cache.
+
+    Afterwards ``create_model(model, pretrained=True)`` loads it. The printed SHA-256 of the
+    converted file is what the model card's ``checkpoint.sha256`` should record.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        ``revgnn_deep.pth`` or ``revgnn_wide.pth``: the official wrapper dict
+        ``{epoch, model_state_dict, optimizer_state_dict, loss}``, or a bare state dict.
+    model : str
+        ``deep``, ``wide`` or any registered RevGNN model name.
+    out : str or PathLike, optional
+        Where to write; by default the cache path that :func:`revgnn_dgl.hub.pretrained_path`
+        expects for this model.
+    verbose : bool
+        Print the destination and its SHA-256.
+
+    Returns
+    -------
+    Path
+        The written checkpoint.
+
+    Raises
+    ------
+    CheckpointError
+        If the file is missing, needs an unsafe full unpickle, is not a state dict, or does not
+        match the model.
+    """
+    from .hub import checkpoint_file
+
+    path = Path(path)
+    config = get_config(model)
+    raw = _safe_torch_load(path)
+    state, info = _unwrap(raw, path)
+    target = create_model(config["name"])  # the card's architecture, exactly
+    try:
+        converted = convert_official_state_dict(state, target)
+    except CheckpointError as err:
+        raise CheckpointError(f"{path} does not fit model {config['name']!r}: {err}") from None
+    target.load_state_dict(converted, strict=True)
+
+    metadata: Dict[str, Any] = {
+        "source": "official",
+        "converted_from": path.name,
+        "converted_from_sha256": sha256_file(path),
+        "dataset": config.get("dataset"),
+        "metrics": config.get("paper") or {},
+        "training": {**(config.get("training") or {}), **info},
+        "citation": " ".join(str(config.get("citation") or "").split()) or None,
+    }
+    dest = Path(out) if out is not None else checkpoint_file(config)
+    save_checkpoint(dest, target, name=config["name"], metadata=metadata)
+    digest = sha256_file(dest)
+    if verbose:
+        print(f"imported {path} as {config['name']!r} into {dest}")
+        print(f"sha256 {digest}  (record it as checkpoint.sha256 in the card zoo/{config['name']}.yaml)")
+    return dest
+
+
+# ------------------------------------------------------------------ internals
+def _target_model(model: Union[str, Mapping[str, Any], nn.Module], overrides: Mapping[str, Any]) -> nn.Module:
+    if isinstance(model, nn.Module):
+        if overrides:
+            raise TypeError("overrides apply only when the model is given by name.")
+        return model
+    if isinstance(model, str):
+        return create_model(model, **overrides)
+    if isinstance(model, Mapping) and "architecture" in model:
+        return build_from_config(model["architecture"], {**(model.get("arguments") or {}), **overrides})
+    raise TypeError(f"model must be a name, a card-like mapping or an nn.Module, not {type(model).__name__}.")
+
+
+def _strip_prefix(state: Mapping[str, Any], prefix: str) -> Dict[str, Any]:
+    if state and all(k.startswith(prefix) for k in state):
+        return {k[len(prefix):]: v for k, v in state.items()}
+    return dict(state)
+
+
+def _safe_torch_load(path: Path) -> Any:
+    if not path.is_file():
+        raise CheckpointError(f"official checkpoint {path} does not exist.")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # weights_only refuses any global it does not know: the file wants to run code on load.
+        raise CheckpointError(
+            f"{path} cannot be read safely: it needs a full unpickle, which can run arbitrary code, and is refused "
+            f"({str(err).splitlines()[-1] if str(err) else 'unsupported object'}). Re-save its state dict with "
+            "torch.save(model.state_dict()) in a trusted environment."
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is not a readable torch checkpoint (truncated or corrupted?): {err}") from None
+
+
+def _unwrap(raw: Any, path: Path) -> Tuple[Mapping[str, Tensor], Dict[str, Any]]:
+    """The state dict and training information of an official file (wrapper dict or bare state dict)."""
+    if isinstance(raw, Mapping) and "model_state_dict" in raw:
+        info: Dict[str, Any] = {}
+        for key in ("epoch", "loss"):
+            value = raw.get(key)
+            if isinstance(value, Tensor) and value.numel() == 1:
+                value = value.item()
+            if isinstance(value, (int, float, str)):
+                info[f"official_{key}"] = value
+        state = raw["model_state_dict"]
+    else:
+        state, info = raw, {}
+    if not isinstance(state, Mapping) or not state or not all(isinstance(v, Tensor) for v in state.values()):
+        raise CheckpointError(
+            f"{path} is neither an official checkpoint dict (with 'model_state_dict') nor a state dict of tensors."
+        )
+    return state, info

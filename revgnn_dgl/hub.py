@@ -1,0 +1,180 @@
+"""Where pretrained checkpoints live, and how they get there (download or manual import).
+
+Checkpoints are cached in ``cache_dir() / "checkpoints"``; the cache root is the environment
+variable ``REVGNN_DGL_CACHE``, else ``$XDG_CACHE_HOME/revgnn_dgl``, else
+``~/.cache/revgnn_dgl``. A model card's ``checkpoint`` section says where its file comes from::
+
+    checkpoint:
+      source: official | url | none
+      file: revgnn-deep.safetensors     # name in the cache
+      sha256: ...                       # of that file; verified when present
+      url: ...                          # a directly downloadable file
+      official_file: revgnn_deep.pth    # present: the weights must be imported by hand
+      how: ...                          # what to do, in words
+
+The official RevGNN weights are published in a Google Drive *folder*, which cannot be
+downloaded as a file: such cards are "manual import", and :func:`pretrained_path` explains the
+``revgnn-dgl zoo import`` command and where the converted file goes.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+from .checkpoint import CheckpointError, _fsync_dir, sha256_file
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+ENV_CACHE = "REVGNN_DGL_CACHE"
+_CHUNK = 1 << 20
+
+
+def cache_dir() -> Path:
+    """The cache root: ``$REVGNN_DGL_CACHE``, else ``$XDG_CACHE_HOME/revgnn_dgl``, else ``~/.cache/revgnn_dgl``."""
+    env = os.environ.get(ENV_CACHE)
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "revgnn_dgl"
+
+
+def checkpoints_dir() -> Path:
+    """The folder of cached checkpoints, ``cache_dir() / "checkpoints"`` (not created here)."""
+    return cache_dir() / "checkpoints"
+
+
+def checkpoint_file(config: Mapping[str, Any]) -> Path:
+    """The cache path of a model card's checkpoint (its ``checkpoint.file``, else ``NAME.safetensors``)."""
+    section = config.get("checkpoint") or {}
+    filename = section.get("file") or f"{config['name']}.safetensors"
+    if Path(filename).name != filename:  # a card must not point outside the cache
+        raise CheckpointError(f"model card {config.get('name')!r}: checkpoint.file must be a plain file name, got {filename!r}.")
+    return checkpoints_dir() / filename
+
+
+def is_manual_import(section: Mapping[str, Any]) -> bool:
+    """Whether a card's weights must be imported by hand rather than downloaded.
+
+    True for cards naming an ``official_file`` (to be converted), cards without a ``url``, and
+    URLs of Google Drive folders (a folder is no downloadable file).
+    """
+    url = section.get("url") or ""
+    return bool(section.get("official_file")) or not url or "/folders/" in url
+
+
+def pretrained_path(config: Mapping[str, Any]) -> Path:
+    """The local path of a model card's pretrained checkpoint, downloading it if the card allows.
+
+    A cached file is used as it is (never fetched again) once its SHA-256 matches the card's,
+    when the card records one.
+
+    Parameters
+    ----------
+    config : mapping
+        A model card (:func:`revgnn_dgl.get_config`), with a ``checkpoint`` section.
+
+    Returns
+    -------
+    Path
+        The verified checkpoint file.
+
+    Raises
+    ------
+    CheckpointError
+        The card has no weights; the cached file's hash is wrong (delete it); the weights must
+        be imported by hand (the message says how, and where the file goes); or the download
+        failed.
+    """
+    name = config.get("name", "?")
+    section = config.get("checkpoint") or {}
+    source = str(section.get("source") or "none").lower()
+    how = " ".join(str(section.get("how") or "").split())
+    if source == "none":
+        raise CheckpointError(f"model {name!r} has no pretrained weights. {how}".strip())
+    dest = checkpoint_file(config)
+    expected = section.get("sha256") or None
+    if dest.is_file():
+        if expected:
+            actual = sha256_file(dest)
+            if actual != str(expected).lower():
+                raise CheckpointError(
+                    f"the cached checkpoint {dest} has sha256 {actual}, but the card of {name!r} expects {expected}: "
+                    f"it is corrupted or from another release. Delete it and "
+                    + ("import it again." if is_manual_import(section) else "it will be downloaded again.")
+                )
+        return dest
+    if is_manual_import(section):
+        what = how or f"Convert the official weights with `revgnn-dgl zoo import FILE --model {name}`."
+        url = f" (URL: {section['url']})" if section.get("url") else ""
+        raise CheckpointError(
+            f"the pretrained weights of {name!r} are not in the cache and must be imported by hand: "
+            f"{what}{url} The converted checkpoint goes to {dest}."
+        )
+    return download(section["url"], dest, expected)
+
+
+def download(url: str, dest: PathLike, sha256: Optional[str] = None, *, timeout: float = 60.0) -> Path:
+    """Download ``url`` to ``dest``, verifying its SHA-256 before it is put in place.
+
+    The file is streamed to a temporary file beside ``dest`` and renamed onto ``dest`` only when
+    complete and, if ``sha256`` is given, matching; otherwise the temporary file is deleted.
+
+    Parameters
+    ----------
+    url : str
+        A directly downloadable file (``http(s)://`` or ``file://``).
+    dest : str or PathLike
+        The final path; its folder is created.
+    sha256 : str, optional
+        The expected hex digest.
+    timeout : float
+        Seconds to wait for the server at each step.
+
+    Returns
+    -------
+    Path
+        ``dest``.
+
+    Raises
+    ------
+    CheckpointError
+        On a network error (the message says where to put a file fetched by other means) or a
+        hash mismatch.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.tmp", suffix=".part")
+    tmp = Path(tmp_name)
+    digest = hashlib.sha256()
+    try:
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+                for block in iter(lambda: response.read(_CHUNK), b""):
+                    digest.update(block)
+                    out.write(block)
+                out.flush()
+                os.fsync(out.fileno())
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            reason = getattr(err, "reason", None) or err
+            raise CheckpointError(
+                f"could not download {url} ({reason}). If this machine is offline, fetch the file elsewhere and "
+                f"put it at {dest}."
+            ) from None
+        actual = digest.hexdigest()
+        if sha256 and actual != str(sha256).lower():
+            raise CheckpointError(
+                f"the file downloaded from {url} has sha256 {actual}, expected {sha256}; it was discarded "
+                f"and nothing was written to {dest}."
+            )
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(dest.parent)
+    return dest

@@ -1,0 +1,243 @@
+"""The model zoo: cards, their schema, published parameter counts, errors, the full 1001-layer model,
+and cards shipped inside an installed wheel."""
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dgl
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+
+import revgnn_dgl
+from revgnn_dgl import ZooError, create_model, get_config, list_models, register_model
+from revgnn_dgl.registry import REQUIRED_CARD_FIELDS, card_paths, resolve_name
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINT_SOURCES = ("official", "url", "none")
+
+
+def _card_files() -> dict:
+    """name -> parsed YAML of every card shipped in zoo/."""
+    out = {}
+    for path in card_paths():
+        with open(path, encoding="utf-8") as fh:
+            out[path] = yaml.safe_load(fh)
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _built(name: str) -> nn.Module:
+    """Each card's model, built once per session (the 1001-layer one takes seconds)."""
+    torch.manual_seed(0)
+    return create_model(name)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _free_built_models():
+    """Release the large models (about 350 MB) once this module's tests are done."""
+    yield
+    _built.cache_clear()
+
+
+def _num_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def proteins_like_graph(num_nodes: int = 60, num_edges: int = 300, seed: int = 0):
+    """A small random graph shaped like ogbn-proteins: 8-dim edge features, species one-hot."""
+    gen = torch.Generator().manual_seed(seed)
+    src = torch.randint(0, num_nodes, (num_edges,), generator=gen)
+    dst = torch.randint(0, num_nodes, (num_edges,), generator=gen)
+    graph = dgl.graph((src, dst), num_nodes=num_nodes)
+    edge_feat = torch.rand(num_edges, 8, generator=gen)
+    node_feat = torch.zeros(num_nodes, 8).index_add_(0, dst, edge_feat)  # sum of incident edge features
+    species = F.one_hot(torch.randint(0, 8, (num_nodes,), generator=gen), 8).float()
+    labels = torch.randint(0, 2, (num_nodes, 112), generator=gen).float()
+    return graph, node_feat, edge_feat, species, labels
+
+
+# ------------------------------------------------------------------ listing and counts
+def test_list_models_lists_the_cards():
+    names = sorted(str(card["name"]).lower() for card in _card_files().values())
+    assert names, "no model cards found in zoo/"
+    assert set(names) <= set(list_models())
+    assert {"revgnn-deep", "revgnn-wide", "revgnn-112", "wt-revgnn-80", "resgnn-112"} <= set(names)
+    assert list_models("revgnn-*") == sorted(n for n in list_models() if n.startswith("revgnn-"))
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [("revgnn-deep", 20_031_384), ("revgnn-wide", 68_471_608)],  # the OGB leaderboard entries
+)
+def test_published_parameter_counts(name, expected):
+    assert _num_params(_built(name)) == expected
+
+
+# ------------------------------------------------------------------ card schema (every card)
+@pytest.mark.parametrize("name", list_models())
+def test_card_schema(name):
+    card = get_config(name)
+    missing = [f for f in REQUIRED_CARD_FIELDS if f not in card]
+    assert not missing, f"card {name} lacks {missing}"
+    assert card["name"] == name
+    assert isinstance(card["architecture"], str) and card["architecture"] in revgnn_dgl.list_architectures()
+    assert isinstance(card["arguments"], dict) and card["arguments"]
+    assert isinstance(card["dataset"], str) and card["dataset"]
+    assert isinstance(card["citation"], str) and card["citation"].strip()
+    assert isinstance(card["parameters"], int) and card["parameters"] > 0
+
+    ckpt = card["checkpoint"]
+    assert isinstance(ckpt, dict) and ckpt.get("source") in CHECKPOINT_SOURCES, f"{name}: checkpoint.source"
+    if ckpt["source"] != "none":
+        assert ckpt.get("file", "").endswith(".safetensors"), f"{name}: checkpoint.file"
+        assert ckpt.get("url") or ckpt.get("how"), f"{name}: a checkpoint needs a url or import instructions"
+    if ckpt["source"] == "url":
+        assert ckpt.get("sha256"), f"{name}: a downloadable checkpoint must record its sha256"
+    if ckpt.get("official_file"):
+        assert ckpt.get("how"), f"{name}: a manual import must say how"
+
+    for alias in card.get("aliases", []):
+        assert resolve_name(alias) == name
+        assert get_config(alias)["name"] == name
+
+    model = _built(name)
+    assert _num_params(model) == card["parameters"], f"{name}: the card's parameter count is wrong"
+    assert model.zoo_config == {"name": name, "architecture": card["architecture"], "arguments": card["arguments"]}
+
+
+def test_card_files_are_named_after_their_model():
+    for path, card in _card_files().items():
+        assert path.stem == card["name"], f"{path.name} holds card {card['name']!r}"
+
+
+# ------------------------------------------------------------------ errors
+def test_unknown_model():
+    with pytest.raises(ZooError, match=r"unknown model 'revgnn-dep'.*Known models: .*revgnn-deep"):
+        create_model("revgnn-dep")
+
+
+def test_unknown_model_suggests_close_names():
+    with pytest.raises(ZooError, match=r"Did you mean .*revgnn-wide"):
+        create_model("wid")
+
+
+def test_unknown_override_argument():
+    with pytest.raises(ZooError, match=r"unknown argument\(s\) num_layer for architecture 'revgnn'; valid: .*num_layers"):
+        create_model("revgnn-deep", num_layer=3)
+
+
+def test_bad_argument_value():
+    with pytest.raises(ZooError, match=r"cannot build 'revgnn'.*not divisible"):
+        create_model("revgnn-deep", num_layers=2, hidden=81)
+
+
+@pytest.mark.parametrize("key", ["name", "alias"])
+def test_duplicate_registration(key):
+    card = {**get_config("revgnn-deep"), "name": "a-new-name", "aliases": []}
+    if key == "name":
+        card["name"] = "revgnn-deep"
+        pattern = "model name 'revgnn-deep' .* already registered"
+    else:
+        card["aliases"] = ["deep"]
+        pattern = "model name 'deep' .* already registered"
+    with pytest.raises(ZooError, match=pattern):
+        register_model(card)
+    assert "a-new-name" not in list_models()  # a refused card leaves nothing behind
+
+
+def test_card_without_architecture():
+    with pytest.raises(ZooError, match="lacks architecture"):
+        register_model({"name": "no-arch-card", "arguments": {}})
+
+
+# ------------------------------------------------------------------ the full 1001-layer RevGNN-Deep
+def test_revgnn_deep_full_depth_forward_backward():
+    """All 1001 reversible layers, forward and memory-saving backward, on a small proteins-like graph."""
+    from revgnn_dgl.convert import official_key_map
+
+    model = _built("revgnn-deep").train()
+    assert len(model.layers) == 1001
+    # The official checkpoint's keys map onto exactly this model's keys.
+    assert sorted(official_key_map(1001, 2).values()) == sorted(model.state_dict())
+
+    graph, feat, edge_feat, species, labels = proteins_like_graph()
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(1)
+    start = time.perf_counter()
+    logits = model(graph, feat, edge_feat, species)
+    forward_s = time.perf_counter() - start
+    loss = F.binary_cross_entropy_with_logits(logits, labels)
+    loss.backward()
+    total_s = time.perf_counter() - start
+    print(f"\nrevgnn-deep, 1001 layers, 60 nodes / 300 edges on CPU: forward {forward_s:.1f} s, "
+          f"forward + backward {total_s:.1f} s")
+
+    assert logits.shape == (60, 112) and torch.isfinite(logits).all()
+    assert math.isfinite(loss.item())
+    for layer in (model.layers[0], model.layers[-1]):
+        for pname, param in layer.named_parameters():
+            assert param.grad is not None, pname
+            assert torch.isfinite(param.grad).all(), pname
+            assert param.grad.abs().sum() > 0, pname
+    for module in (model.node_encoder, model.edge_encoder, model.species_encoder, model.head):
+        assert module.weight.grad is not None and module.weight.grad.abs().sum() > 0
+    model.zero_grad(set_to_none=True)
+    assert total_s < 150, f"1001-layer forward+backward took {total_s:.0f} s"
+
+
+# ------------------------------------------------------------------ cards from an installed wheel
+def test_cards_found_from_installed_wheel(tmp_path):
+    """Build a wheel offline, install it into a bare folder and list the cards from there.
+
+    Built from a copy of the sources, so the build's egg-info and build/ folders never appear
+    in the repository.
+    """
+    pytest.importorskip("setuptools")
+    src = tmp_path / "src"
+    src.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    for name in ("setup.py", "setup.cfg"):
+        shutil.copy2(REPO_ROOT / name, src / name)
+    for folder in ("revgnn_dgl", "zoo"):
+        shutil.copytree(REPO_ROOT / folder, src / folder, ignore=ignore)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    build = subprocess.run(
+        pip + ["wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(tmp_path / "dist"), str(src)],
+        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,
+    )
+    assert build.returncode == 0, f"building a wheel offline failed:\n{build.stdout[-2000:]}\n{build.stderr[-2000:]}"
+    (wheel,) = (tmp_path / "dist").glob("revgnn_dgl-*.whl")
+    target = tmp_path / "site"
+    install = subprocess.run(
+        pip + ["install", "--no-deps", "--no-index", "--target", str(target), str(wheel)],
+        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,
+    )
+    assert install.returncode == 0, install.stderr[-2000:]
+
+    probe = (
+        "import json, revgnn_dgl; from revgnn_dgl.registry import card_paths; "
+        "print(json.dumps({'file': revgnn_dgl.__file__, 'models': revgnn_dgl.list_models(), "
+        "'cards': [str(p) for p in card_paths()]}))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+        env={**env, "PYTHONPATH": str(target), "OUTDATED_IGNORE": "1"}, cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    found = json.loads(run.stdout.strip().splitlines()[-1])
+    assert Path(found["file"]).resolve().is_relative_to(target.resolve()), "imported the source tree, not the wheel"
+    assert all(Path(p).resolve().is_relative_to(target.resolve()) for p in found["cards"])
+    shipped = sorted(str(card["name"]) for card in _card_files().values())
+    assert found["models"] == shipped
