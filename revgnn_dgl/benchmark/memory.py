@@ -1,0 +1,483 @@
+"""Peak memory and time of one training step, each configuration in a fresh process.
+
+:func:`measure_step` is what runs in the child: build the model, graph and optimizer, warm up,
+then measure one step (forward, backward, clipping, Adam) and time a few more.
+
+* Peak allocated bytes, the number that decides what fits: on CUDA
+  ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``; on CPU the exact
+  peak of bytes handed out by torch's allocator (:func:`revgnn_dgl.profiling.measure_peak_memory`,
+  which reads the allocator's running total from the profiler's memory events). Both are
+  reported absolute: what was live when the step started (parameters, Adam state, graph,
+  inputs: ``state_bytes``) plus the step's own peak above that (``step_peak_delta_bytes``).
+* Peak RSS of the whole process (``VmHWM``): interpreter, libraries and allocator slack
+  included. glibc's dynamic mmap threshold makes RSS misleading for deep models, so the child
+  runs with ``MALLOC_MMAP_THRESHOLD_`` fixed (:func:`revgnn_dgl.profiling.run_in_subprocess`;
+  see ``benchmarks/README.md`` for the trap this avoids).
+
+:func:`memory_sweep` runs configurations in increasing depth, one fresh process each, and
+never crashes on a model that does not fit: it writes a row with status ``oom`` (the child hit
+the memory cap or the OOM killer), ``skipped`` (the projection from smaller depths exceeds the
+cap, or a smaller depth already failed), ``timeout`` or ``error`` instead.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import resource
+import statistics
+import time
+from collections import defaultdict
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import torch
+
+from ..profiling import DEFAULT_MMAP_THRESHOLD, measure_peak_memory, run_in_subprocess
+from .env import CHILD_ENV, environment
+from .workload import StepConfig, TrainStep, resolve_device, variant_available
+
+__all__ = [
+    "measure_step",
+    "memory_sweep",
+    "live_blocks_at_peak",
+    "peak_breakdown",
+    "config_row",
+    "GiB",
+    "MiB",
+]
+
+GiB = 1024**3
+MiB = 1024**2
+_TARGET = "revgnn_dgl.benchmark.memory:measure_step"
+
+
+def _proc_status(field: str) -> Optional[int]:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def measure_step(
+    config: Dict[str, Any],
+    warmup: int = 1,
+    repeats: int = 3,
+    threads: Optional[int] = None,
+    mem_cap_bytes: Optional[int] = None,
+    breakdown: bool = False,
+) -> Dict[str, Any]:
+    """Build a configuration, then measure one training step's peak memory and time.
+
+    Meant to run in a fresh process (:func:`revgnn_dgl.profiling.run_in_subprocess`), but
+    callable directly.
+
+    Parameters
+    ----------
+    config : dict
+        A :class:`~revgnn_dgl.benchmark.workload.StepConfig` as a dict.
+    warmup : int
+        Full steps before the measured one. 0 is allowed: Adam's state is created beforehand
+        either way (:meth:`TrainStep.prime`), and so are the graph's sparse formats.
+    repeats : int
+        Timed steps after the measured one; the reported time is their median (with 0, the
+        time of the measured step itself).
+    threads : int, optional
+        ``torch.set_num_threads``.
+    mem_cap_bytes : int, optional
+        Limit on the process's data segment (``RLIMIT_DATA``: heap and private mappings), so
+        that an allocation past it fails with an out-of-memory error instead of swapping or
+        waking the OOM killer. Covers the whole process: interpreter and libraries included.
+    breakdown : bool
+        Also list what is live at the peak (CPU only, see :func:`live_blocks_at_peak`), in one
+        more step.
+
+    Returns
+    -------
+    dict
+        ``parameters``, ``state_bytes``, ``step_peak_delta_bytes``, ``peak_allocated_bytes``
+        (their sum), ``setup_peak_bytes`` (the peak over build and warm-up),
+        ``step_time_s`` (median), ``step_times_s``, ``profiled_step_s``, ``loss``,
+        ``rss_before_step_bytes``, ``components`` (bytes of the state by kind) and
+        ``env`` (see :func:`~revgnn_dgl.benchmark.env.environment`); with ``breakdown``,
+        ``breakdown`` too.
+    """
+    if threads:
+        torch.set_num_threads(int(threads))
+    if not mem_cap_bytes:
+        return _measure_step(config, warmup, repeats, breakdown)
+    soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    cap = int(mem_cap_bytes) if hard == resource.RLIM_INFINITY else min(int(mem_cap_bytes), hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (cap, hard))
+    try:
+        return _measure_step(config, warmup, repeats, breakdown)
+    except (RuntimeError, OSError) as err:
+        # Past the cap, what fails first may be a torch allocation ("can't allocate memory"),
+        # a DGL one (bad_alloc) or a thread's stack (EAGAIN from pthread_create): all mean
+        # "does not fit", so report them as such.
+        text = str(err).lower()
+        if any(w in text for w in _MEMORY_WORDS):
+            raise MemoryError(f"over the {cap / GiB:.2f} GiB memory cap (RLIMIT_DATA): {type(err).__name__}: {err}") from err
+        raise
+    finally:
+        resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
+
+
+_MEMORY_WORDS = ("allocate", "out of memory", "bad_alloc", "resource temporarily unavailable", "cannot allocate")
+
+
+def _measure_step(config: Dict[str, Any], warmup: int, repeats: int, breakdown: bool) -> Dict[str, Any]:
+    cfg = StepConfig.from_dict(config)
+    device = resolve_device(cfg.device)
+
+    def setup() -> TrainStep:
+        ts = TrainStep(cfg)
+        ts.prime()
+        for _ in range(warmup):
+            ts.step()
+            ts.zero_grad()
+        ts.synchronize()
+        return ts
+
+    t0 = time.perf_counter()
+    built = measure_peak_memory(setup, device)
+    setup_s = time.perf_counter() - t0
+    ts: TrainStep = built.result
+    built.result = None
+    state_bytes = built.end_bytes
+    rss_before = _proc_status("VmRSS")
+
+    def one_step() -> float:
+        loss = ts.step()
+        ts.synchronize()
+        return loss
+
+    # Nothing runs between the two measurements, so the second starts where the first ended.
+    measured = measure_peak_memory(one_step, device)
+    cuda_max = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    times: List[float] = []
+    for _ in range(repeats):
+        ts.zero_grad()
+        ts.synchronize()
+        start = time.perf_counter()
+        ts.step()
+        ts.synchronize()
+        times.append(time.perf_counter() - start)
+    ts.zero_grad()
+    out: Dict[str, Any] = {
+        "model_card": ts.model_name,
+        "architecture": ts.architecture,
+        "arguments": ts.arguments,
+        "parameters": ts.num_parameters,
+        "state_bytes": state_bytes,
+        "step_peak_delta_bytes": measured.peak_bytes,
+        "peak_allocated_bytes": state_bytes + measured.peak_bytes,
+        "cuda_max_memory_allocated": cuda_max,
+        "setup_peak_bytes": built.peak_bytes,
+        "step_end_bytes": measured.end_bytes,
+        "step_time_s": statistics.median(times) if times else measured.elapsed_s,
+        "step_times_s": times,
+        "profiled_step_s": measured.elapsed_s,
+        "setup_s": setup_s,
+        "loss": measured.result,
+        "rss_before_step_bytes": rss_before,
+        "components": state_components(ts),
+        "env": environment(device),
+    }
+    if breakdown:
+        if device.type != "cpu":
+            out["breakdown"] = None
+        else:
+            out["breakdown"] = peak_breakdown(ts, live_blocks_at_peak(one_step))
+    return out
+
+
+def state_components(ts: TrainStep) -> Dict[str, int]:
+    """Bytes live between steps, by kind, computed from tensor sizes."""
+    param_bytes = sum(p.numel() * p.element_size() for p in ts.params)
+    opt_bytes = 0
+    for state in ts.optimizer.state.values():
+        opt_bytes += sum(t.numel() * t.element_size() for t in state.values() if isinstance(t, torch.Tensor))
+    comps = {"parameters": param_bytes, "adam_state": opt_bytes}
+    comps.update(ts.batch.nbytes())
+    return comps
+
+
+# ---------------------------------------------------------------------------------- breakdown
+def live_blocks_at_peak(fn: Callable[[], Any]) -> Dict[str, Any]:
+    """Run ``fn`` and list the allocations (made during it) that are live at its peak.
+
+    Uses the same profiler memory events as :func:`~revgnn_dgl.profiling.measure_peak_memory`,
+    replayed in time order. CPU only.
+
+    Returns
+    -------
+    dict
+        ``peak_bytes`` (above the level at the start) and ``blocks``: the sizes in bytes of the
+        blocks allocated during ``fn`` and still live at the peak, largest first.
+    """
+    from torch._C import _autograd as _ag
+    from torch._C._profiler import (
+        ProfilerActivity,
+        ProfilerConfig,
+        ProfilerState,
+        _ExperimentalConfig,
+        _ExtraFields_Allocation,
+    )
+
+    gc.collect()
+    config = ProfilerConfig(ProfilerState.KINETO, False, True, False, False, False, _ExperimentalConfig())
+    activities = {ProfilerActivity.CPU}
+    _ag._prepare_profiler(config, activities)
+    _ag._enable_profiler(config, activities)
+    try:
+        _ag._enable_record_function(False)  # memory events only (see revgnn_dgl.profiling)
+        try:
+            fn()
+        finally:
+            _ag._enable_record_function(True)
+    finally:
+        profile = _ag._disable_profiler()
+    events: List[Tuple[int, int, int]] = []
+    stack = list(profile.experimental_event_tree())
+    while stack:
+        ev = stack.pop()
+        stack.extend(ev.children)
+        extra = ev.extra_fields
+        if type(extra) is _ExtraFields_Allocation and extra.device.type == "cpu":
+            events.append((ev.start_time_ns, extra.ptr, extra.alloc_size))
+    events.sort(key=lambda e: e[0])  # stable: ties keep the recorded order
+    live: Dict[int, int] = {}
+    level = top = 0
+    top_index = -1
+    for i, (_, ptr, size) in enumerate(events):
+        if size > 0:
+            live[ptr] = size
+        elif ptr in live:
+            del live[ptr]
+        else:
+            continue  # a block from before fn: its free does not lower fn's own level
+        level += size
+        if level > top:
+            top, top_index = level, i
+    live = {}
+    for _, ptr, size in events[: top_index + 1]:
+        if size > 0:
+            live[ptr] = size
+        else:
+            live.pop(ptr, None)
+    return {"peak_bytes": top, "blocks": sorted(live.values(), reverse=True)}
+
+
+def peak_breakdown(ts: TrainStep, live: Dict[str, Any]) -> Dict[str, Any]:
+    """Label the blocks live at a step's peak by the tensor shape their size matches.
+
+    Shapes tried (float32 unless said): ``E x D`` (the shared edge embedding and gradients of
+    its size), ``E x D/C`` (one group's per-edge tensors), ``E x C*D`` (a tiled embedding),
+    ``N x D``, ``N x D/C``, ``N x 2D/C``, ``N x D/C int64`` (max-aggregation indices),
+    ``N x tasks`` and the size of any parameter (a gradient). Sizes that match several
+    shapes take the first; the rest are ``other``.
+
+    Returns
+    -------
+    dict
+        ``state``: the between-steps components (:func:`state_components`); ``step``: label ->
+        ``{"count", "bytes"}`` for the step's live blocks at the peak; ``step_peak_delta_bytes``.
+    """
+    cfg = ts.cfg
+    args = ts.arguments
+    n, e = ts.batch.graph.num_nodes(), ts.batch.graph.num_edges()
+    d = int(args.get("hidden", args.get("hidden_channels", 0)))
+    c = int(args.get("groups", 1)) if ts.architecture != "resgnn" else 1
+    w = d // c
+    shapes = [
+        ("E x D", e * d * 4),
+        ("E x D/C", e * w * 4),
+        ("E x C*D (tiled)", e * c * d * 4),
+        ("E x D/C int64", e * w * 8),
+        ("E x edge_feats", e * cfg.edge_feats * 4),
+        ("N x D", n * d * 4),
+        ("N x D/C", n * w * 4),
+        ("N x 2D/C", n * 2 * w * 4),
+        ("N x D/C int64", n * w * 8),
+        ("N x tasks", n * cfg.tasks * 4),
+    ]
+    by_size: Dict[int, str] = {}
+    for label, size in shapes:
+        by_size.setdefault(size, label)
+    for p in ts.params:
+        by_size.setdefault(p.numel() * p.element_size(), "parameter-sized (gradients)")
+    step: Dict[str, Dict[str, int]] = defaultdict(lambda: {"count": 0, "bytes": 0})
+    for size in live["blocks"]:
+        label = by_size.get(size, "other")
+        step[label]["count"] += 1
+        step[label]["bytes"] += size
+    return {
+        "state": state_components(ts),
+        "step": dict(sorted(step.items(), key=lambda kv: -kv[1]["bytes"])),
+        "step_peak_delta_bytes": live["peak_bytes"],
+        "sizes": {"N": n, "E": e, "D": d, "C": c},
+    }
+
+
+# -------------------------------------------------------------------------------------- sweep
+def config_row(cfg: StepConfig, **extra: Any) -> Dict[str, Any]:
+    """The configuration columns of a result row."""
+    row = {
+        "model": cfg.model,
+        "variant": cfg.variant,
+        "depth": cfg.depth,
+        "hidden": cfg.hidden,
+        "groups": cfg.groups,
+        "nodes": cfg.nodes,
+        "edges": cfg.edges,
+        "edge_feats": cfg.edge_feats,
+        "species": cfg.species,
+        "tasks": cfg.tasks,
+        "device": cfg.device,
+    }
+    row.update(extra)
+    return row
+
+
+def _row_from_report(cfg: StepConfig, report: Dict[str, Any], mmap_threshold: Optional[int]) -> Dict[str, Any]:
+    row = config_row(cfg, kind="memory", status=report["status"])
+    res = report.get("result") or {}
+    args = res.get("arguments", {})
+    env = res.pop("env", None) or environment()
+    if not res:  # the child died: record the parent's environment and the child's settings
+        env["mmap_threshold"] = None if mmap_threshold is None else str(mmap_threshold)
+    row.update(
+        architecture=res.get("architecture"),
+        hidden=args.get("hidden", args.get("hidden_channels", cfg.hidden)),
+        groups=args.get("groups", cfg.groups),
+        parameters=res.get("parameters"),
+        peak_allocated_bytes=res.get("peak_allocated_bytes"),
+        state_bytes=res.get("state_bytes"),
+        step_peak_delta_bytes=res.get("step_peak_delta_bytes"),
+        cuda_max_memory_allocated=res.get("cuda_max_memory_allocated"),
+        peak_rss_bytes=report.get("max_rss_bytes"),
+        peak_rss_exact=report.get("max_rss_exact"),
+        rss_before_call_bytes=report.get("max_rss_before_call_bytes"),
+        step_time_s=res.get("step_time_s"),
+        step_times_s=res.get("step_times_s"),
+        profiled_step_s=res.get("profiled_step_s"),
+        setup_s=res.get("setup_s"),
+        loss=res.get("loss"),
+        components=res.get("components"),
+        breakdown=res.get("breakdown"),
+        message=report.get("message"),
+        wall_s=report.get("wall_s"),
+    )
+    row.update({k: v for k, v in env.items()})
+    return row
+
+
+def _project(history: Sequence[Tuple[int, float]], depth: int) -> Optional[float]:
+    """Linear extrapolation in depth from the two deepest successful points."""
+    if len(history) < 2:
+        return None
+    (d1, m1), (d2, m2) = history[-2], history[-1]
+    if d2 == d1:
+        return m2
+    slope = max(0.0, (m2 - m1) / (d2 - d1))
+    return m2 + slope * (depth - d2)
+
+
+def memory_sweep(
+    models: Sequence[str],
+    depths: Iterable[int],
+    variants: Sequence[str] = ("ours",),
+    base: Optional[Dict[str, Any]] = None,
+    warmup: int = 1,
+    repeats: int = 3,
+    threads: Optional[int] = None,
+    mem_cap_bytes: Optional[int] = 8 * GiB,
+    timeout: Optional[float] = None,
+    mmap_threshold: Optional[int] = DEFAULT_MMAP_THRESHOLD,
+    breakdown: bool = False,
+    on_row: Optional[Callable[[Dict[str, Any]], None]] = None,
+) -> List[Dict[str, Any]]:
+    """Measure every (model, variant, depth), each in a fresh process, deepest last.
+
+    Parameters
+    ----------
+    models : sequence of str
+        Model or architecture names (see :class:`~revgnn_dgl.benchmark.workload.StepConfig`).
+    depths : iterable of int
+        Depths; run in increasing order so that growth can be projected.
+    variants : sequence of str
+        Execution variants; those unusable here (PyG not installed) give ``unavailable`` rows.
+    base : dict, optional
+        Other :class:`StepConfig` fields (hidden, groups, nodes, edges, device, ...).
+    warmup, repeats, threads, breakdown
+        Passed to :func:`measure_step`.
+    mem_cap_bytes : int, optional
+        The memory cap. A configuration whose peak RSS or allocator peak, projected linearly
+        from the two deepest successful ones, exceeds it is not run (status ``skipped``); one
+        that exceeds it while running fails its allocation (status ``oom``). Deeper
+        configurations of the same series are then skipped. None: no cap.
+    timeout : float, optional
+        Seconds per configuration (status ``timeout``).
+    mmap_threshold : int, optional
+        glibc's ``MALLOC_MMAP_THRESHOLD_`` for the children; None keeps glibc's dynamic default
+        (peak RSS then drifts upward with depth; see ``benchmarks/README.md``).
+    on_row : callable, optional
+        Called with each row as soon as it is made (progress, incremental saving).
+
+    Returns
+    -------
+    list of dict
+        One row per configuration (``kind='memory'``).
+    """
+    base = dict(base or {})
+    rows: List[Dict[str, Any]] = []
+    depths = sorted(set(int(d) for d in depths))
+    for model in models:
+        for variant in variants:
+            history: List[Tuple[int, float]] = []
+            failed: Optional[str] = None
+            why_not = variant_available(variant)
+            for depth in depths:
+                cfg = StepConfig.from_dict({**base, "model": model, "depth": depth, "variant": variant})
+                projected = _project(history, depth)
+                if why_not or failed or (mem_cap_bytes and projected is not None and projected > mem_cap_bytes):
+                    if why_not:
+                        status, message = "unavailable", why_not
+                    elif failed:
+                        status, message = "skipped", failed
+                    else:
+                        status = "skipped"
+                        message = (
+                            f"projected peak {projected / GiB:.2f} GiB (linear in depth from depths "
+                            f"{history[-2][0]} and {history[-1][0]}) exceeds the {mem_cap_bytes / GiB:.2f} GiB cap"
+                        )
+                        failed = f"a shallower configuration was projected past the {mem_cap_bytes / GiB:.2f} GiB cap"
+                    row = config_row(cfg, kind="memory", status=status, message=message, projected_peak_bytes=projected)
+                    row.update(environment())
+                else:
+                    report = run_in_subprocess(
+                        _TARGET,
+                        kwargs=dict(
+                            config=cfg.to_dict(), warmup=warmup, repeats=repeats, threads=threads,
+                            mem_cap_bytes=mem_cap_bytes, breakdown=breakdown,
+                        ),
+                        env=CHILD_ENV,
+                        timeout=timeout,
+                        mmap_threshold=mmap_threshold,
+                    )
+                    row = _row_from_report(cfg, report, mmap_threshold)
+                    row["projected_peak_bytes"] = projected
+                    if row["status"] == "oom" and mem_cap_bytes:
+                        row["message"] = f"exceeded the {mem_cap_bytes / GiB:.2f} GiB cap: {row['message']}"
+                    if row["status"] == "ok":
+                        history.append((depth, max(row["peak_rss_bytes"] or 0, row["peak_allocated_bytes"] or 0)))
+                    elif row["status"] in ("oom", "timeout"):
+                        failed = f"depth {depth} already ended in {row['status']}"
+                row["mem_cap_bytes"] = mem_cap_bytes
+                rows.append(row)
+                if on_row is not None:
+                    on_row(row)
+    return rows

@@ -1,0 +1,122 @@
+"""PNG plots of benchmark rows: peak memory against depth, step time against depth."""
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+__all__ = ["plot_memory", "plot_time", "series_label"]
+
+_MiB = 2**20
+
+
+def series_label(row: Dict[str, Any]) -> str:
+    """``model`` plus the variant when it is not ``ours``, plus the width."""
+    label = str(row.get("model"))
+    if row.get("variant") not in (None, "ours"):
+        label += f" [{row['variant']}]"
+    if row.get("hidden"):
+        label += f", D={row['hidden']}"
+    return label
+
+
+def _series(rows: Sequence[Dict[str, Any]]) -> "OrderedDict[str, List[Dict[str, Any]]]":
+    out: "OrderedDict[str, List[Dict[str, Any]]]" = OrderedDict()
+    for row in rows:
+        out.setdefault(series_label(row), []).append(row)
+    for key in out:
+        out[key].sort(key=lambda r: r["depth"])
+    return out
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no display needed
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _depth_axis(ax: Any, depths: Sequence[int]) -> None:
+    ax.set_xscale("log", base=2)
+    ticks = sorted(set(depths))
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([str(d) for d in ticks], rotation=45 if len(ticks) > 8 else 0)
+    ax.minorticks_off()
+    ax.set_xlabel("depth (layers; log scale)")
+    ax.grid(True, which="major", alpha=0.3)
+
+
+def plot_memory(
+    rows: Sequence[Dict[str, Any]],
+    path: Union[str, Path],
+    title: Optional[str] = None,
+    metrics: Sequence[Tuple[str, str]] = (
+        ("peak_allocated_bytes", "peak allocated by torch (MiB)"),
+        ("peak_rss_bytes", "peak RSS of the process (MiB)"),
+    ),
+) -> Path:
+    """Peak memory against depth, one line per model/variant, one panel per metric.
+
+    Configurations that did not fit are drawn as crosses at the memory cap (``oom``) or at
+    their projected peak (``skipped``), and listed in the legend, rather than left out.
+    """
+    plt = _pyplot()
+    rows = [r for r in rows if r.get("kind", "memory") == "memory"]
+    series = _series(rows)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6.4 * len(metrics), 4.8), squeeze=False)
+    depths = [r["depth"] for r in rows]
+    for ax, (metric, ylabel) in zip(axes[0], metrics):
+        for i, (label, srows) in enumerate(series.items()):
+            color = f"C{i % 10}"
+            ok = [r for r in srows if r.get("status") == "ok" and r.get(metric) is not None]
+            ax.plot([r["depth"] for r in ok], [r[metric] / _MiB for r in ok], "o-", color=color, label=label)
+            bad = [r for r in srows if r.get("status") in ("oom", "skipped")]
+            xs, ys = [], []
+            for r in bad:
+                y = r.get("projected_peak_bytes") or r.get("mem_cap_bytes")
+                if y:
+                    xs.append(r["depth"])
+                    ys.append(y / _MiB)
+            if xs:
+                ax.plot(xs, ys, "x", color=color, markersize=9, mew=2,
+                        label=f"{label}: over the cap ({', '.join(sorted({r['status'] for r in bad}))})")
+        caps = {r.get("mem_cap_bytes") for r in rows if r.get("mem_cap_bytes")}
+        for cap in caps:
+            ax.axhline(cap / _MiB, color="grey", ls=":", lw=1)
+            ax.annotate(f"cap {cap / 2**30:.1f} GiB", (min(depths), cap / _MiB), fontsize=8, color="grey",
+                        va="bottom")
+        _depth_axis(ax, depths)
+        ax.set_yscale("log")
+        ax.set_ylabel(ylabel)
+    axes[0][0].legend(fontsize=7, loc="upper left")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_time(rows: Sequence[Dict[str, Any]], path: Union[str, Path], title: Optional[str] = None) -> Path:
+    """Median time of one training step against depth (log-log), one line per model/variant."""
+    plt = _pyplot()
+    rows = [r for r in rows if r.get("status") == "ok" and r.get("step_time_s") is not None]
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    for i, (label, srows) in enumerate(_series(rows).items()):
+        ax.plot([r["depth"] for r in srows], [r["step_time_s"] for r in srows], "o-", color=f"C{i % 10}", label=label)
+    _depth_axis(ax, [r["depth"] for r in rows] or [1])
+    ax.set_yscale("log")
+    ax.set_ylabel("time of one training step (s; median)")
+    ax.legend(fontsize=7, loc="upper left")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,517 @@
+"""What a benchmark runs: one training step of a zoo model on a generated graph.
+
+A :class:`StepConfig` names a model (a zoo card used as template), its depth, width and groups,
+the size of a generated graph with ogbn-proteins's schema, and a *variant*: how the reversible
+blocks are executed.
+
+* ``ours`` -- :class:`revgnn_dgl.nn.GroupRevRes`, the memory-saving path.
+* ``disable`` -- the same blocks under ``disable=True``: ordinary autograd, every activation
+  stored (the recomputation-free baseline).
+* ``dgl`` -- the same blocks (same module objects, same weights) wrapped by DGL's
+  ``dgl.nn.GroupRevRes``, used as the official code uses its own: DGL splits *every* extra
+  argument into the groups, so the dropout mask is passed positionally and the edge embedding
+  is tiled ``groups`` times along the channels (once per forward pass), so that each group gets
+  the whole embedding.
+* ``pyg`` -- PyTorch Geometric's ``GroupAddRev`` around a block of the same architecture built
+  from PyG's ``GENConv`` (max aggregation, ``Linear(D, D/C)`` edge encoder, the same MLP),
+  with the weights copied from ours, so the four variants compute the same function.
+
+:class:`TrainStep` holds the model, the graph, the inputs and an Adam optimizer, and runs one
+step: forward, ``BCEWithLogitsLoss``, backward, gradient clipping at 1.0, ``Adam.step()`` --
+the paper's recipe.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+import warnings
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import dgl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .. import registry
+from ..models.deepgcn import DeepGCN
+from ..nn import GroupRevRes, PreActivationBlock
+
+__all__ = [
+    "VARIANTS",
+    "StepConfig",
+    "GraphBatch",
+    "TrainStep",
+    "make_batch",
+    "model_arguments",
+    "resolve_model",
+    "resolve_device",
+    "variant_available",
+]
+
+VARIANTS = ("ours", "disable", "dgl", "pyg")
+
+
+@dataclass
+class StepConfig:
+    """One benchmark configuration: model, size, graph and execution variant.
+
+    Attributes
+    ----------
+    model : str
+        A zoo model name (``revgnn-deep``, ``resgnn-112``, ...) or an architecture name
+        (``revgnn``, ``resgnn``, ``wt-revgnn``, ``deq-gnn``), whose first model card is then
+        the template. The card's other arguments (norm, aggregator, dropout, ...) are kept.
+    depth : int
+        Number of layers (``num_layers``); for an equilibrium model, the solver's iteration cap.
+    hidden, groups : int, optional
+        Width :math:`D` and groups :math:`C`; None keeps the card's.
+    nodes, edges : int
+        Size of the generated graph (directed edges; each undirected pair counts twice).
+    edge_feats, species, tasks : int
+        Edge feature width, number of species (one-hot node input), number of binary tasks.
+    variant : str
+        ``ours``, ``disable``, ``dgl`` or ``pyg`` (see the module docstring).
+    device : str
+        ``cpu``, ``cuda`` or ``auto``.
+    seed : int
+        Seeds the graph, the weights and every step's dropout mask.
+    dropout : float, optional
+        Overrides the card's dropout.
+    lr, clip : float
+        Adam's learning rate and the gradient-norm clip (0 for none).
+    extra : dict
+        Further architecture arguments, passed to the builder.
+    """
+
+    model: str = "revgnn-112"
+    depth: int = 8
+    hidden: Optional[int] = None
+    groups: Optional[int] = None
+    nodes: int = 2000
+    edges: int = 20000
+    edge_feats: int = 8
+    species: int = 8
+    tasks: int = 112
+    variant: str = "ours"
+    device: str = "cpu"
+    seed: int = 0
+    dropout: Optional[float] = None
+    lr: float = 1e-3
+    clip: float = 1.0
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "StepConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown StepConfig field(s): {', '.join(unknown)}")
+        return cls(**dict(data))
+
+
+@dataclass
+class GraphBatch:
+    """A generated graph with ogbn-proteins's schema, and its inputs and labels."""
+
+    graph: dgl.DGLGraph
+    feat: Tensor  #: (N, edge_feats): sum of incident edge features, as for ogbn-proteins
+    edge_feat: Tensor  #: (E, edge_feats), uniform in [0, 1) like ogbn-proteins's
+    species: Optional[Tensor]  #: (N, species) one-hot, or None
+    labels: Tensor  #: (N, tasks) in {0, 1}
+    _edge_index: Optional[Tensor] = None
+
+    @property
+    def edge_index(self) -> Tensor:
+        """``(2, E)`` source/destination indices, PyG's format (made on first use)."""
+        if self._edge_index is None:
+            src, dst = self.graph.edges()
+            self._edge_index = torch.stack([src, dst])
+        return self._edge_index
+
+    def nbytes(self) -> Dict[str, int]:
+        """Bytes of the graph structure (every created sparse format) and of the inputs."""
+        g = self.graph
+        n, e = g.num_nodes(), g.num_edges()
+        created = g.formats()["created"]
+        idx = 8 if g.idtype == torch.int64 else 4
+        per_format = {"coo": 2 * e * idx, "csr": (n + 1) * idx + 2 * e * idx, "csc": (n + 1) * idx + 2 * e * idx}
+        inputs = [self.feat, self.edge_feat, self.labels] + ([self.species] if self.species is not None else [])
+        return {
+            "graph_structure": sum(per_format[f] for f in created),
+            "inputs": sum(t.numel() * t.element_size() for t in inputs),
+        }
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA if available, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda asked for, but torch sees no CUDA device")
+    return dev
+
+
+def make_batch(
+    nodes: int,
+    edges: int,
+    edge_feats: int = 8,
+    species: int = 8,
+    tasks: int = 112,
+    seed: int = 0,
+    device: torch.device = torch.device("cpu"),
+) -> GraphBatch:
+    """Generate a random undirected graph stored as ``edges`` directed edges, with inputs.
+
+    The default sizes of the paper-scale batch come from ogbn-proteins (132,534 nodes, 39.6M
+    directed edges) cut into 10 random parts: each part keeps a tenth of the nodes and about a
+    hundredth of the edges (both endpoints must land in the part): 13,250 nodes, 790,000 edges.
+    """
+    if nodes < 1 or edges < 0:
+        raise ValueError(f"need nodes >= 1 and edges >= 0, got {nodes}, {edges}")
+    gen = torch.Generator().manual_seed(seed)
+    half = edges // 2
+    src = torch.randint(0, nodes, (half,), generator=gen)
+    dst = torch.randint(0, nodes, (half,), generator=gen)
+    # Both directions, like ogbn-proteins; one self-loop fills an odd count.
+    extra = torch.randint(0, nodes, (edges - 2 * half,), generator=gen)
+    u = torch.cat([src, dst, extra])
+    v = torch.cat([dst, src, extra])
+    graph = dgl.graph((u, v), num_nodes=nodes)
+    efeat = torch.rand(edges, edge_feats, generator=gen)
+    feat = torch.zeros(nodes, edge_feats).index_add_(0, v, efeat)
+    spec = None
+    if species:
+        spec = F.one_hot(torch.randint(0, species, (nodes,), generator=gen), species).float()
+    labels = (torch.rand(nodes, tasks, generator=gen) < 0.5).float()
+    graph = graph.to(device)
+    graph.create_formats_()  # so that no measured step pays for building CSR/CSC
+    return GraphBatch(
+        graph=graph,
+        feat=feat.to(device),
+        edge_feat=efeat.to(device),
+        species=None if spec is None else spec.to(device),
+        labels=labels.to(device),
+    )
+
+
+def resolve_model(name: str) -> Tuple[str, str]:
+    """``(model card name, architecture)`` for a model name, alias or architecture name."""
+    models = registry.list_models()
+    key = name.strip().lower()
+    try:
+        canonical = registry.resolve_name(key)
+        return canonical, registry.get_config(canonical)["architecture"]
+    except registry.ZooError:
+        pass
+    for model in models:  # an architecture: its first card is the template
+        if registry.get_config(model)["architecture"] == key:
+            return model, key
+    raise registry.ZooError(
+        f"unknown model or architecture {name!r}; models: {', '.join(models)}; "
+        f"architectures: {', '.join(registry.list_architectures())}"
+    )
+
+
+def model_arguments(cfg: StepConfig) -> Tuple[str, str, Dict[str, Any]]:
+    """The model card, architecture and full argument dict for a configuration.
+
+    Argument names are matched to what the card uses: ``num_layers`` (or ``max_iter`` for an
+    equilibrium model), ``hidden``/``hidden_channels``, ``edge_feats``/``edge_channels``,
+    ``out_feats``/``out_channels``, ``in_feats``/``in_channels``. The node input is the sum
+    of incident edge features (width ``edge_feats``); the species one-hot goes through the
+    model's own species encoder when it has one (``species_feats``), and is concatenated to
+    the node input otherwise.
+    """
+    name, arch = resolve_model(cfg.model)
+    args = dict(registry.get_config(name)["arguments"])
+
+    # Names the builder declares (None when it takes **kwargs: then only the card's names).
+    allowed = registry._ARCH_ARGUMENTS.get(arch) or set()
+
+    def put(candidates: Tuple[str, ...], value: Any) -> bool:
+        for key in [k for k in candidates if k in args] + [k for k in candidates if k in allowed]:
+            args[key] = value
+            return True
+        return False
+
+    if not put(("num_layers",), cfg.depth) and not put(("max_iter",), cfg.depth):
+        raise ValueError(f"model {name!r} has no depth argument (num_layers or max_iter)")
+    if cfg.hidden is not None and not put(("hidden", "hidden_channels"), cfg.hidden):
+        raise ValueError(f"model {name!r} has no width argument (hidden or hidden_channels)")
+    if cfg.groups is not None and "groups" in args:
+        args["groups"] = cfg.groups  # residual models have no groups: silently one width
+    put(("edge_feats", "edge_channels"), cfg.edge_feats)
+    put(("out_feats", "out_channels"), cfg.tasks)
+    if "species_feats" in args:
+        args["species_feats"] = cfg.species
+        in_width = cfg.edge_feats
+    else:
+        in_width = cfg.edge_feats + cfg.species
+    put(("in_feats", "in_channels"), in_width)
+    if cfg.dropout is not None:
+        put(("dropout",), cfg.dropout)
+    args.update(cfg.extra)
+    return name, arch, args
+
+
+# ------------------------------------------------------------------------------------ variants
+class _ZooForward(nn.Module):
+    """Calls a zoo model with the inputs it takes (species separately or concatenated)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        params = inspect.signature(model.forward).parameters
+        self.species_separate = getattr(model, "species_feats", 0) > 0
+        self.takes_edges = "edge_feat" in params and (
+            getattr(model, "edge_feats", 0) or getattr(model, "edge_encoder", None) is not None
+            or getattr(getattr(model, "block", None), "edge_channels", 0)
+        )
+
+    def forward(self, b: GraphBatch) -> Tensor:
+        feat = b.feat
+        kwargs: Dict[str, Any] = {}
+        if self.species_separate:
+            kwargs["species"] = b.species
+        elif b.species is not None:
+            feat = torch.cat([feat, b.species], dim=-1)
+        if self.takes_edges:
+            kwargs["edge_feat"] = b.edge_feat
+        return self.model(b.graph, feat, **kwargs)
+
+
+def _check_reversible(model: nn.Module, variant: str) -> DeepGCN:
+    if not isinstance(model, DeepGCN) or model.connection != "reversible":
+        raise ValueError(
+            f"variant {variant!r} needs a RevGNN (reversible DeepGCN); got {type(model).__name__}"
+            + (f" with connection {model.connection!r}" if isinstance(model, DeepGCN) else "")
+        )
+    if model.edge_encoder is None or model.species_encoder is None:
+        raise ValueError(f"variant {variant!r} is built for the ogbn-proteins schema (edge and species inputs)")
+    return model
+
+
+class _HeadMixin:
+    """Encoders and head of a :class:`DeepGCN`, shared by the DGL and PyG variants."""
+
+    base: DeepGCN
+
+    def _encode(self, b: GraphBatch) -> Tuple[Tensor, Tensor, Tensor]:
+        m = self.base
+        h = m.node_encoder(torch.cat([b.feat, m.species_encoder(b.species)], dim=-1))
+        e = m.edge_encoder(b.edge_feat)
+        mask = m.dropout.sample_mask(h)
+        if mask is None:  # both wrappers need a tensor to split per group
+            mask = torch.ones_like(h)
+        return h, e, mask
+
+    def _head(self, h: Tensor) -> Tensor:
+        m = self.base
+        h = F.relu(m.head_norm(h))
+        h = F.dropout(h, p=m.dropout.p, training=m.training)
+        return m.head(h)
+
+
+class _DGLRevGNN(_HeadMixin, nn.Module):
+    """The same RevGNN, its blocks wrapped by ``dgl.nn.GroupRevRes`` instead of ours."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        from dgl.nn import GroupRevRes as DGLGroupRevRes
+
+        base = _check_reversible(model, "dgl")
+        layers = []
+        for layer in base.layers:
+            wrapped = DGLGroupRevRes(layer.gnn_modules[0], layer.groups)
+            wrapped.gnn_modules = layer.gnn_modules  # the very same blocks and weights
+            layers.append(wrapped)
+        base.layers = nn.ModuleList(layers)
+        self.base = base
+        self.groups = layers[0].groups
+
+    def forward(self, b: GraphBatch) -> Tensor:
+        h, e, mask = self._encode(b)
+        # DGL chunks every extra argument per group; tiling gives each group the whole
+        # embedding, as the official code does (deep_gcns_torch, model_rev.py).
+        e = torch.cat([e] * self.groups, dim=-1)
+        with warnings.catch_warnings():
+            # DGL 2.1 uses the deprecated typed storage() API; the warning says nothing new.
+            warnings.filterwarnings("ignore", message="TypedStorage is deprecated")
+            for layer in self.base.layers:
+                h = layer(b.graph, h, mask, e)
+        return self._head(h)
+
+
+class _PyGBlock(nn.Module):
+    """``LayerNorm -> ReLU -> shared dropout -> GENConv`` from PyG, weights copied from ours."""
+
+    def __init__(self, ours: PreActivationBlock) -> None:
+        super().__init__()
+        from torch_geometric.nn import GENConv as PyGGENConv
+
+        conv = ours.conv
+        width = conv.out_feats
+        if conv.aggregator != "max" or len(conv.mlp) != 4 or conv.msg_norm is not None:
+            raise ValueError("the pyg variant is built for max aggregation, a 2-layer MLP and no MsgNorm")
+        self.norm = copy.deepcopy(ours.norm)
+        self.conv = PyGGENConv(
+            width, width, aggr="max", norm="layer", num_layers=2, expansion=conv.mlp[0].out_features // width,
+            eps=conv.eps, bias=True, edge_dim=conv.edge_feats,
+        )
+        pairs = [
+            (self.conv.lin_edge, conv.edge_encoder),
+            (self.conv.mlp[0], conv.mlp[0]),
+            (self.conv.mlp[1], conv.mlp[1]),
+            (self.conv.mlp[4], conv.mlp[3]),
+        ]
+        with torch.no_grad():
+            for theirs, mine in pairs:
+                for name, p in mine.named_parameters():
+                    getattr(theirs, name).copy_(p)
+        n_ours = sum(p.numel() for p in ours.parameters())
+        n_theirs = sum(p.numel() for p in self.parameters())
+        if n_ours != n_theirs:
+            raise RuntimeError(f"PyG block has {n_theirs} parameters, ours {n_ours}: not the same architecture")
+
+    def forward(self, x: Tensor, edge_index: Tensor, mask: Tensor, edge_emb: Tensor) -> Tensor:
+        h = F.relu(self.norm(x)) * mask
+        return self.conv(h, edge_index, edge_emb.squeeze(-1))
+
+
+class _PyGRevGNN(_HeadMixin, nn.Module):
+    """The same RevGNN with PyG's ``GroupAddRev`` and ``GENConv`` in its blocks."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        from torch_geometric.nn import GroupAddRev
+
+        base = _check_reversible(model, "pyg")
+        layers = []
+        for layer in base.layers:
+            blocks = nn.ModuleList(_PyGBlock(block) for block in layer.gnn_modules)
+            layers.append(GroupAddRev(blocks, split_dim=-1))
+        base.layers = nn.ModuleList(layers)
+        self.base = base
+
+    def forward(self, b: GraphBatch) -> Tensor:
+        h, e, mask = self._encode(b)
+        # PyG splits the extra arguments whose last dimension equals the width (the mask) and
+        # passes the others whole: a trailing unit dimension keeps the (E, D) edge embedding
+        # whole, so that each group's GENConv projects all of it, as ours does. No copy.
+        e = e.unsqueeze(-1)
+        edge_index = b.edge_index
+        for layer in self.base.layers:
+            h = layer(h, edge_index, mask, e)
+        return self._head(h)
+
+
+def variant_available(variant: str) -> Optional[str]:
+    """None if the variant can run here, else why not."""
+    if variant not in VARIANTS:
+        return f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}"
+    if variant == "pyg":
+        try:
+            import torch_geometric.nn  # noqa: F401
+        except Exception as err:  # not installed, or built against another torch
+            return f"torch_geometric is not usable here ({type(err).__name__}: {err}); pip install torch_geometric"
+    return None
+
+
+def wrap_variant(model: nn.Module, variant: str) -> nn.Module:
+    """A module ``forward(batch) -> logits`` running ``model`` as ``variant``."""
+    why = variant_available(variant)
+    if why:
+        raise RuntimeError(why)
+    if variant == "ours":
+        return _ZooForward(model)
+    if variant == "disable":
+        if not any(isinstance(m, GroupRevRes) for m in model.modules()):
+            raise ValueError(f"variant 'disable' needs reversible blocks; {type(model).__name__} has none")
+        model.set_disable(True)
+        return _ZooForward(model)
+    if variant == "dgl":
+        return _DGLRevGNN(model)
+    return _PyGRevGNN(model)
+
+
+# ----------------------------------------------------------------------------------- the step
+class TrainStep:
+    """A model, its optimizer and a graph batch, ready to run training steps.
+
+    Parameters
+    ----------
+    cfg : StepConfig
+        What to build.
+    batch : GraphBatch, optional
+        Reuse a generated graph (the speed comparison shares one between variants).
+    model : nn.Module, optional
+        Reuse a built zoo model (copied, so that variants start from the same weights).
+
+    Examples
+    --------
+    >>> ts = TrainStep(StepConfig(model="revgnn-112", depth=2, hidden=8, nodes=50, edges=200))
+    >>> ts.prime(); loss = ts.step(); ts.zero_grad()
+    >>> loss > 0
+    True
+    """
+
+    def __init__(self, cfg: StepConfig, batch: Optional[GraphBatch] = None, model: Optional[nn.Module] = None) -> None:
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.model_name, self.architecture, self.arguments = model_arguments(cfg)
+        if batch is None:
+            batch = make_batch(cfg.nodes, cfg.edges, cfg.edge_feats, cfg.species, cfg.tasks, cfg.seed, self.device)
+        self.batch = batch
+        if model is None:
+            torch.manual_seed(cfg.seed)
+            model = registry.create_model(self.model_name, **self.arguments)
+        else:
+            model = copy.deepcopy(model)
+        model = model.to(self.device).train()
+        self.num_parameters = sum(p.numel() for p in model.parameters())
+        self.net = wrap_variant(model, cfg.variant)
+        self.params: List[nn.Parameter] = [p for p in self.net.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr)
+        self.steps = 0
+
+    def prime(self) -> None:
+        """Create Adam's state (with zero gradients, so the weights do not move).
+
+        A measured step then holds the optimizer state a steady-state step holds, without
+        paying for a full warm-up step (minutes for a 1001-layer model on a large graph).
+        """
+        for p in self.params:
+            p.grad = torch.zeros_like(p)
+        self.optimizer.step()
+        self.zero_grad()
+
+    def zero_grad(self) -> None:
+        """Free the gradients (``set_to_none``), as a training loop does between steps."""
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def step(self) -> float:
+        """One training step: forward, loss, backward, clipping, Adam. Returns the loss.
+
+        Gradients are left in ``.grad``; call :meth:`zero_grad` before the next step (outside
+        a memory measurement, so that freeing them is not counted against it).
+        """
+        # Same dropout mask for every variant at the same step: comparable losses.
+        torch.manual_seed(self.cfg.seed + 1 + self.steps)
+        self.steps += 1
+        out = self.net(self.batch)
+        loss = F.binary_cross_entropy_with_logits(out, self.batch.labels)
+        del out
+        loss.backward()
+        if self.cfg.clip:
+            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.clip)
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
