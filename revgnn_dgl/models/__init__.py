@@ -4,8 +4,9 @@ import inspect
 from ..registry import register_architecture
 from .deepgcn import CONNECTIONS, CONVS, DeepGCN, ResGNN, RevGNN, WTRevGNN
 from .deq import DEQGNN
+from .mlp import MLP
 
-__all__ = ["CONNECTIONS", "CONVS", "DEQGNN", "DeepGCN", "ResGNN", "RevGNN", "WTRevGNN"]
+__all__ = ["CONNECTIONS", "CONVS", "DEQGNN", "MLP", "DeepGCN", "ResGNN", "RevGNN", "WTRevGNN"]
 
 # DeepGCN forwards extra keyword arguments to GENConv: accept exactly those.
 _GEN_OPTIONS = {"t", "learn_t", "p", "learn_p", "y", "learn_y", "msg_norm", "learn_msg_scale", "expansion", "eps"}
@@ -17,6 +18,7 @@ _DEEPGCN_ARGUMENTS = {
 
 register_architecture("revgnn", _DEEPGCN_ARGUMENTS - {"connection"})(RevGNN)
 register_architecture("wt-revgnn", _DEEPGCN_ARGUMENTS - {"connection"})(WTRevGNN)
+register_architecture("mlp")(MLP)
 register_architecture("resgnn", _DEEPGCN_ARGUMENTS - {"connection", "groups", "reinit_groups", "disable"})(ResGNN)
 
 
