@@ -67,6 +67,8 @@ def _common(fn: Callable) -> Callable:
         click.option("--repeats", type=int, default=3, show_default=True, help="Timed steps (median reported)."),
         click.option("--threads", type=int, default=None, help="torch threads (default: torch's)."),
         click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                     help="Further architecture argument for every model, e.g. --set tol=0 (value read as YAML)."),
         click.option("--out", "out_dir", type=click.Path(file_okay=False), default="benchmark-results", show_default=True),
         click.option("--name", default=None, help="Base name of the result files (default: the command's)."),
         click.option("--plot/--no-plot", default=True, show_default=True, help="Write PNG plots next to the results."),
@@ -77,11 +79,23 @@ def _common(fn: Callable) -> Callable:
     return fn
 
 
+def _extra(sets: Sequence[str]) -> Dict[str, Any]:
+    import yaml
+
+    out: Dict[str, Any] = {}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
 def _base(opts: Dict[str, Any]) -> Dict[str, Any]:
     return dict(
         hidden=opts["hidden"], groups=opts["groups"], nodes=opts["nodes"], edges=opts["edges"],
         edge_feats=opts["edge_feats"], species=opts["species"], tasks=opts["tasks"], device=opts["device"],
-        seed=opts["seed"],
+        seed=opts["seed"], extra=_extra(opts["sets"]),
     )
 
 
@@ -115,6 +129,8 @@ def benchmark() -> None:
 @click.option("--mmap-threshold", default=str(DEFAULT_MMAP_THRESHOLD), show_default=True,
               help="glibc MALLOC_MMAP_THRESHOLD_ for the children; 'dynamic' keeps glibc's default.")
 @click.option("--breakdown", is_flag=True, help="Also list what is live at the peak (CPU).")
+@click.option("--time-budget", type=float, default=None,
+              help="Stop timing a configuration after this many seconds of timed steps (at least one).")
 def memory(**opts: Any) -> None:
     """Peak memory (allocator and RSS) and time of one step, each configuration in a fresh process."""
     name = opts["name"] or "memory"
@@ -131,7 +147,8 @@ def memory(**opts: Any) -> None:
         _models(opts), parse_depths(opts["depths"]), _split(opts["variants"]), base=_base(opts),
         warmup=opts["warmup"], repeats=opts["repeats"], threads=opts["threads"],
         mem_cap_bytes=int(opts["mem_cap_gb"] * GiB) if opts["mem_cap_gb"] else None,
-        timeout=opts["timeout"], mmap_threshold=threshold, breakdown=opts["breakdown"], on_row=on_row,
+        timeout=opts["timeout"], mmap_threshold=threshold, breakdown=opts["breakdown"],
+        time_budget_s=opts["time_budget"], on_row=on_row,
     )
     paths = write_rows(rows, out_dir, name)
     click.echo(markdown_table(rows, ["model", "variant", "depth", "status", "parameters", "peak_allocated_bytes",

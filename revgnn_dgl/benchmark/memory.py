@@ -68,6 +68,7 @@ def measure_step(
     threads: Optional[int] = None,
     mem_cap_bytes: Optional[int] = None,
     breakdown: bool = False,
+    time_budget_s: Optional[float] = None,
 ) -> Dict[str, Any]:
     """Build a configuration, then measure one training step's peak memory and time.
 
@@ -84,6 +85,9 @@ def measure_step(
     repeats : int
         Timed steps after the measured one; the reported time is their median (with 0, the
         time of the measured step itself).
+    time_budget_s : float, optional
+        Stop timing once the timed steps took this long, after at least one (deep models on
+        large graphs take minutes per step).
     threads : int, optional
         ``torch.set_num_threads``.
     mem_cap_bytes : int, optional
@@ -107,12 +111,12 @@ def measure_step(
     if threads:
         torch.set_num_threads(int(threads))
     if not mem_cap_bytes:
-        return _measure_step(config, warmup, repeats, breakdown)
+        return _measure_step(config, warmup, repeats, breakdown, time_budget_s)
     soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
     cap = int(mem_cap_bytes) if hard == resource.RLIM_INFINITY else min(int(mem_cap_bytes), hard)
     resource.setrlimit(resource.RLIMIT_DATA, (cap, hard))
     try:
-        return _measure_step(config, warmup, repeats, breakdown)
+        return _measure_step(config, warmup, repeats, breakdown, time_budget_s)
     except (RuntimeError, OSError) as err:
         # Past the cap, what fails first may be a torch allocation ("can't allocate memory"),
         # a DGL one (bad_alloc) or a thread's stack (EAGAIN from pthread_create): all mean
@@ -128,7 +132,9 @@ def measure_step(
 _MEMORY_WORDS = ("allocate", "out of memory", "bad_alloc", "resource temporarily unavailable", "cannot allocate")
 
 
-def _measure_step(config: Dict[str, Any], warmup: int, repeats: int, breakdown: bool) -> Dict[str, Any]:
+def _measure_step(
+    config: Dict[str, Any], warmup: int, repeats: int, breakdown: bool, time_budget_s: Optional[float]
+) -> Dict[str, Any]:
     cfg = StepConfig.from_dict(config)
     device = resolve_device(cfg.device)
 
@@ -165,6 +171,8 @@ def _measure_step(config: Dict[str, Any], warmup: int, repeats: int, breakdown: 
         ts.step()
         ts.synchronize()
         times.append(time.perf_counter() - start)
+        if time_budget_s is not None and sum(times) >= time_budget_s:
+            break
     ts.zero_grad()
     out: Dict[str, Any] = {
         "model_card": ts.model_name,
@@ -371,6 +379,13 @@ def _row_from_report(cfg: StepConfig, report: Dict[str, Any], mmap_threshold: Op
         message=report.get("message"),
         wall_s=report.get("wall_s"),
     )
+    comps = res.get("components") or {}
+    if row["peak_allocated_bytes"] is not None and comps:
+        # What is left once parameters, their gradients and Adam's moments are taken out:
+        # activations and per-step temporaries, the part a reversible model keeps flat in depth.
+        model_state = 2 * comps["parameters"] + comps["adam_state"]
+        row["model_state_bytes"] = model_state
+        row["peak_minus_model_state_bytes"] = row["peak_allocated_bytes"] - model_state
     row.update({k: v for k, v in env.items()})
     return row
 
@@ -398,6 +413,7 @@ def memory_sweep(
     timeout: Optional[float] = None,
     mmap_threshold: Optional[int] = DEFAULT_MMAP_THRESHOLD,
     breakdown: bool = False,
+    time_budget_s: Optional[float] = None,
     on_row: Optional[Callable[[Dict[str, Any]], None]] = None,
 ) -> List[Dict[str, Any]]:
     """Measure every (model, variant, depth), each in a fresh process, deepest last.
@@ -412,7 +428,7 @@ def memory_sweep(
         Execution variants; those unusable here (PyG not installed) give ``unavailable`` rows.
     base : dict, optional
         Other :class:`StepConfig` fields (hidden, groups, nodes, edges, device, ...).
-    warmup, repeats, threads, breakdown
+    warmup, repeats, threads, breakdown, time_budget_s
         Passed to :func:`measure_step`.
     mem_cap_bytes : int, optional
         The memory cap. A configuration whose peak RSS or allocator peak, projected linearly
@@ -463,6 +479,7 @@ def memory_sweep(
                         kwargs=dict(
                             config=cfg.to_dict(), warmup=warmup, repeats=repeats, threads=threads,
                             mem_cap_bytes=mem_cap_bytes, breakdown=breakdown,
+                            time_budget_s=time_budget_s,
                         ),
                         env=CHILD_ENV,
                         timeout=timeout,

@@ -54,6 +54,7 @@ def plot_memory(
     title: Optional[str] = None,
     metrics: Sequence[Tuple[str, str]] = (
         ("peak_allocated_bytes", "peak allocated by torch (MiB)"),
+        ("peak_minus_model_state_bytes", "peak allocated minus parameters, grads, Adam (MiB)"),
         ("peak_rss_bytes", "peak RSS of the process (MiB)"),
     ),
 ) -> Path:
@@ -65,7 +66,8 @@ def plot_memory(
     plt = _pyplot()
     rows = [r for r in rows if r.get("kind", "memory") == "memory"]
     series = _series(rows)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(6.4 * len(metrics), 4.8), squeeze=False)
+    metrics = [m for m in metrics if any(r.get(m[0]) is not None for r in rows)] or list(metrics[:1])
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6.0 * len(metrics), 4.8), squeeze=False)
     depths = [r["depth"] for r in rows]
     for ax, (metric, ylabel) in zip(axes[0], metrics):
         for i, (label, srows) in enumerate(series.items()):
@@ -73,6 +75,8 @@ def plot_memory(
             ok = [r for r in srows if r.get("status") == "ok" and r.get(metric) is not None]
             ax.plot([r["depth"] for r in ok], [r[metric] / _MiB for r in ok], "o-", color=color, label=label)
             bad = [r for r in srows if r.get("status") in ("oom", "skipped")]
+            if metric == "peak_minus_model_state_bytes":
+                bad = []  # projections and caps are of the whole peak
             xs, ys = [], []
             for r in bad:
                 y = r.get("projected_peak_bytes") or r.get("mem_cap_bytes")
@@ -83,6 +87,8 @@ def plot_memory(
                 ax.plot(xs, ys, "x", color=color, markersize=9, mew=2,
                         label=f"{label}: over the cap ({', '.join(sorted({r['status'] for r in bad}))})")
         caps = {r.get("mem_cap_bytes") for r in rows if r.get("mem_cap_bytes")}
+        if metric == "peak_minus_model_state_bytes":
+            caps = set()
         for cap in caps:
             ax.axhline(cap / _MiB, color="grey", ls=":", lw=1)
             ax.annotate(f"cap {cap / 2**30:.1f} GiB", (min(depths), cap / _MiB), fontsize=8, color="grey",

@@ -261,17 +261,23 @@ def model_arguments(cfg: StepConfig) -> Tuple[str, str, Dict[str, Any]]:
 
 # ------------------------------------------------------------------------------------ variants
 class _ZooForward(nn.Module):
-    """Calls a zoo model with the inputs it takes (species separately or concatenated)."""
+    """Calls a zoo model with the inputs it takes (species separately or concatenated).
 
-    def __init__(self, model: nn.Module) -> None:
+    Parameters
+    ----------
+    model : nn.Module
+        Called as ``model(graph, feat, [edge_feat=...], [species=...])``.
+    arguments : dict
+        The arguments it was built with: ``species_feats > 0`` means the model encodes the
+        species itself; an edge width (``edge_feats``/``edge_channels``) > 0, that it takes
+        edge features.
+    """
+
+    def __init__(self, model: nn.Module, arguments: Mapping[str, Any]) -> None:
         super().__init__()
         self.model = model
-        params = inspect.signature(model.forward).parameters
-        self.species_separate = getattr(model, "species_feats", 0) > 0
-        self.takes_edges = "edge_feat" in params and (
-            getattr(model, "edge_feats", 0) or getattr(model, "edge_encoder", None) is not None
-            or getattr(getattr(model, "block", None), "edge_channels", 0)
-        )
+        self.species_separate = int(arguments.get("species_feats", 0) or 0) > 0
+        self.takes_edges = int(arguments.get("edge_feats", arguments.get("edge_channels", 0)) or 0) > 0
 
     def forward(self, b: GraphBatch) -> Tensor:
         feat = b.feat
@@ -422,18 +428,18 @@ def variant_available(variant: str) -> Optional[str]:
     return None
 
 
-def wrap_variant(model: nn.Module, variant: str) -> nn.Module:
-    """A module ``forward(batch) -> logits`` running ``model`` as ``variant``."""
+def wrap_variant(model: nn.Module, variant: str, arguments: Mapping[str, Any]) -> nn.Module:
+    """A module ``forward(batch) -> logits`` running ``model`` (built with ``arguments``) as ``variant``."""
     why = variant_available(variant)
     if why:
         raise RuntimeError(why)
     if variant == "ours":
-        return _ZooForward(model)
+        return _ZooForward(model, arguments)
     if variant == "disable":
         if not any(isinstance(m, GroupRevRes) for m in model.modules()):
             raise ValueError(f"variant 'disable' needs reversible blocks; {type(model).__name__} has none")
         model.set_disable(True)
-        return _ZooForward(model)
+        return _ZooForward(model, arguments)
     if variant == "dgl":
         return _DGLRevGNN(model)
     return _PyGRevGNN(model)
@@ -474,7 +480,7 @@ class TrainStep:
             model = copy.deepcopy(model)
         model = model.to(self.device).train()
         self.num_parameters = sum(p.numel() for p in model.parameters())
-        self.net = wrap_variant(model, cfg.variant)
+        self.net = wrap_variant(model, cfg.variant, self.arguments)
         self.params: List[nn.Parameter] = [p for p in self.net.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr)
         self.steps = 0

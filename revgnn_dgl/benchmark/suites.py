@@ -1,0 +1,361 @@
+"""The benchmark suites behind ``benchmarks/*.py`` and ``benchmarks/results``.
+
+Each suite is a preset of :func:`~revgnn_dgl.benchmark.memory.memory_sweep` and
+:func:`~revgnn_dgl.benchmark.speed.run_speed` calls plus a summary that checks the targets:
+
+* :func:`memory_vs_depth` -- ResGNN, RevGNN, WT-RevGNN (and DEQ-GNN when the zoo has it) at
+  equal width D=80 on one generated graph, depths 2 to 1001.
+* :func:`paper_scale` -- RevGNN-Deep, RevGNN-Wide and ResGNN-112 on a graph the size of one
+  of the paper's training batches, with what the peak is made of.
+* :func:`alternatives` -- our reversible block against ``disable=True``, DGL's
+  ``GroupRevRes`` and PyG's ``GroupAddRev``: time in one process, memory in fresh processes.
+* :func:`glibc_trap` -- peak RSS of the same runs with glibc's dynamic mmap threshold and
+  with it fixed.
+
+Rows are rewritten to ``<out>/<suite>.csv|json`` after every configuration, so a suite that is
+stopped keeps what it measured.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from .. import registry
+from .cli import parse_depths
+from .memory import GiB, MiB, memory_sweep
+from .plots import plot_memory, plot_time
+from .results import markdown_table, write_rows
+from .speed import run_speed
+
+__all__ = [
+    "SWEEP_GRAPH",
+    "PAPER_BATCH",
+    "PAPER_GB",
+    "memory_vs_depth",
+    "paper_scale",
+    "alternatives",
+    "glibc_trap",
+    "main",
+]
+
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+#: The graph of the depth sweeps: small enough that a 1001-layer step takes minutes on one core.
+SWEEP_GRAPH: Dict[str, Any] = dict(nodes=5000, edges=50000, edge_feats=8, species=8, tasks=112)
+#: One of the paper's training batches: ogbn-proteins (132,534 nodes, 39,561,252 directed edges)
+#: cut into 10 random parts keeps 1/10 of the nodes and about 1/100 of the edges in each part.
+PAPER_BATCH: Dict[str, Any] = dict(nodes=13250, edges=790000, edge_feats=8, species=8, tasks=112)
+#: The paper's GPU memory for one training batch (GB; unit not stated, compared as 1e9 bytes,
+#: the stricter reading).
+PAPER_GB = {"revgnn-deep": 2.86, "revgnn-wide": 7.91, "resgnn-112": 27.1}
+
+
+def _collector(out: Path, name: str) -> "tuple[List[Dict[str, Any]], Callable[[Dict[str, Any]], None]]":
+    rows: List[Dict[str, Any]] = []
+
+    def on_row(row: Dict[str, Any]) -> None:
+        rows.append(row)
+        t = row.get("step_time_s")
+        peak = row.get("peak_allocated_bytes")
+        print(
+            f"[{name}] {row['model']} [{row['variant']}] depth {row['depth']}: {row['status']}"
+            + (f", peak {peak / MiB:,.1f} MiB" if peak else "")
+            + (f", rss {row['peak_rss_bytes'] / MiB:,.1f} MiB" if row.get("peak_rss_bytes") else "")
+            + (f", step {t:.2f} s" if t else "")
+            + (f" ({row.get('message')})" if row["status"] != "ok" else ""),
+            flush=True,
+        )
+        write_rows(rows, out, name)
+
+    return rows, on_row
+
+
+def _write_summary(out: Path, name: str, summary: Dict[str, Any]) -> Path:
+    path = out / f"{name}_summary.json"
+    with open(path, "w") as fh:
+        json.dump(summary, fh, indent=1, default=str)
+        fh.write("\n")
+    return path
+
+
+def _ok(rows: Sequence[Dict[str, Any]], model: str, variant: str = "ours") -> List[Dict[str, Any]]:
+    return sorted(
+        (r for r in rows if r["model"] == model and r["variant"] == variant and r["status"] == "ok"),
+        key=lambda r: r["depth"],
+    )
+
+
+def _at(rows: Sequence[Dict[str, Any]], depth: int) -> Optional[Dict[str, Any]]:
+    return next((r for r in rows if r["depth"] == depth), None)
+
+
+# ------------------------------------------------------------------------------ memory vs depth
+def memory_vs_depth(
+    out: Path = RESULTS,
+    depths: str = "2,4,...,1001",
+    deq_max_depth: int = 256,
+    graph: Optional[Dict[str, Any]] = None,
+    hidden: int = 80,
+    threads: int = 1,
+    mem_cap_gb: float = 8.0,
+    name: str = "memory_vs_depth",
+) -> Dict[str, Any]:
+    """ResGNN vs RevGNN vs WT-RevGNN (vs DEQ-GNN) at equal width, peak memory against depth.
+
+    DEQ-GNN's "depth" is its solver's iteration count (``tol=0`` makes it use them all), run
+    up to ``deq_max_depth``: it has converged long before, and each iteration costs about as
+    much as a RevGNN layer.
+    """
+    out = Path(out)
+    graph = dict(graph or SWEEP_GRAPH)
+    base = dict(hidden=hidden, groups=2, **graph)
+    rows, on_row = _collector(out, name)
+    common = dict(warmup=0, repeats=3, time_budget_s=60.0, threads=threads, mem_cap_bytes=int(mem_cap_gb * GiB),
+                  on_row=on_row)
+    ds = parse_depths(depths)
+    memory_sweep(["resgnn-112", "revgnn-112", "wt-revgnn-80"], ds, base=base, **common)
+    deq = next((m for m in ("deq-gnn-64", "deq-gnn") if m in registry.list_models()), None)
+    if deq is not None:
+        memory_sweep([deq], [d for d in ds if d <= deq_max_depth], base={**base, "extra": {"tol": 0.0}}, **common)
+    write_rows(rows, out, name)
+    title = (f"one training step, D={hidden}, C=2, {graph['nodes']:,} nodes, {graph['edges']:,} edges, "
+             f"CPU, {threads} thread(s)")
+    plot_memory(rows, out / f"{name}.png", title=title)
+    plot_time(rows, out / f"{name}_time.png", title=title)
+
+    summary: Dict[str, Any] = {"graph": graph, "hidden": hidden, "targets": {}}
+    rev = _ok(rows, "revgnn-112")
+    lo, hi = _at(rev, 8), (rev[-1] if rev else None)
+    if lo and hi:
+        summary["targets"]["revgnn_peak_ratio_deepest_vs_8"] = {
+            "deepest": hi["depth"],
+            "peak_ratio": hi["peak_allocated_bytes"] / lo["peak_allocated_bytes"],
+            "peak_minus_model_state_ratio": hi["peak_minus_model_state_bytes"] / lo["peak_minus_model_state_bytes"],
+            "target": 1.2,
+        }
+    res = _ok(rows, "resgnn-112")
+    if len(res) >= 3:
+        # Linear growth: per-layer increments nearly constant once the fixed part is small.
+        steps = [
+            (b["peak_allocated_bytes"] - a["peak_allocated_bytes"]) / (b["depth"] - a["depth"])
+            for a, b in zip(res, res[1:])
+        ]
+        summary["targets"]["resgnn_bytes_per_layer"] = steps
+        summary["targets"]["resgnn_deepest_measured"] = res[-1]["depth"]
+    summary["table"] = [
+        {k: r.get(k) for k in ("model", "depth", "status", "parameters", "peak_allocated_bytes",
+                                "peak_minus_model_state_bytes", "peak_rss_bytes", "step_time_s", "message")}
+        for r in rows
+    ]
+    _write_summary(out, name, summary)
+    print(markdown_table(rows, ["model", "depth", "status", "parameters", "peak_allocated_bytes",
+                                "peak_minus_model_state_bytes", "peak_rss_bytes", "step_time_s"]))
+    return summary
+
+
+# ----------------------------------------------------------------------------------- paper scale
+def paper_scale(
+    out: Path = RESULTS,
+    deep_depths: str = "2,8,32",
+    wide_depths: str = "2,8,16",
+    resgnn_depths: str = "2,8,32,112",
+    full: bool = False,
+    threads: int = 1,
+    mem_cap_gb: float = 12.0,
+    timeout: Optional[float] = None,
+    name: str = "paper_scale",
+) -> Dict[str, Any]:
+    """One training step of RevGNN-Deep, RevGNN-Wide and ResGNN-112 on a paper-sized batch.
+
+    Reduced depths by default (a full 1001-layer step takes most of an hour on one core);
+    ``full=True`` adds the full depths. The summary extrapolates each reversible model's peak
+    to its full depth as (deepest measured peak minus parameters, gradients and Adam state:
+    flat in depth) + (parameters, gradients and Adam state at full depth: exact from the
+    parameter count), and sets it against the paper's number.
+    """
+    out = Path(out)
+    rows, on_row = _collector(out, name)
+    common = dict(warmup=0, repeats=0, threads=threads, mem_cap_bytes=int(mem_cap_gb * GiB), breakdown=True,
+                  timeout=timeout, on_row=on_row)
+    full_depth = {m: registry.get_config(m)["arguments"]["num_layers"] for m in ("revgnn-deep", "revgnn-wide", "resgnn-112")}
+    plan = [("revgnn-deep", deep_depths), ("revgnn-wide", wide_depths), ("resgnn-112", resgnn_depths)]
+    for model, depths in plan:
+        ds = parse_depths(depths)
+        if full and model != "resgnn-112":
+            ds = sorted(set(ds) | {full_depth[model]})
+        memory_sweep([model], ds, base=dict(PAPER_BATCH), **common)
+    write_rows(rows, out, name)
+    plot_memory(rows, out / f"{name}.png", title=(
+        f"paper-scale batch ({PAPER_BATCH['nodes']:,} nodes, {PAPER_BATCH['edges']:,} edges), one step, CPU"))
+
+    summary: Dict[str, Any] = {"batch": PAPER_BATCH, "models": {}}
+    for model, _ in plan:
+        ok = _ok(rows, model)
+        if not ok:
+            continue
+        card = registry.get_config(model)
+        L = full_depth[model]
+        entry: Dict[str, Any] = {"full_depth": L, "card_parameters": card.get("parameters"),
+                                 "paper_gb": PAPER_GB.get(model), "measured_depths": [r["depth"] for r in ok]}
+        full_row = _at(ok, L)
+        if full_row is not None:
+            entry["measured_full_depth_peak_bytes"] = full_row["peak_allocated_bytes"]
+        if len(ok) >= 2:
+            a, b = ok[0], ok[-1]
+            # Parameters, gradients and Adam state are exactly linear in depth.
+            per_layer = (b["model_state_bytes"] - a["model_state_bytes"]) / (b["depth"] - a["depth"])
+            state_full = b["model_state_bytes"] + per_layer * (L - b["depth"])
+            flat = [r["peak_minus_model_state_bytes"] for r in ok]
+            entry.update(
+                peak_minus_model_state_bytes={r["depth"]: r["peak_minus_model_state_bytes"] for r in ok},
+                peak_minus_model_state_spread=max(flat) / min(flat),
+                model_state_bytes_at_full_depth=state_full,
+            )
+            if model != "resgnn-112":
+                entry["extrapolated_full_depth_peak_bytes"] = max(flat) + state_full
+            else:
+                slope = (b["peak_allocated_bytes"] - a["peak_allocated_bytes"]) / (b["depth"] - a["depth"])
+                entry["extrapolated_full_depth_peak_bytes"] = b["peak_allocated_bytes"] + slope * (L - b["depth"])
+            entry["seconds_per_layer"] = b["step_time_s"] / b["depth"]
+        best = entry.get("measured_full_depth_peak_bytes", entry.get("extrapolated_full_depth_peak_bytes"))
+        if best is not None and entry["paper_gb"]:
+            entry["peak_gb"] = best / 1e9
+            entry["below_paper"] = best < entry["paper_gb"] * 1e9
+        entry["breakdown_at_deepest"] = ok[-1].get("breakdown")
+        summary["models"][model] = entry
+    _write_summary(out, name, summary)
+    print(markdown_table(rows, ["model", "depth", "status", "parameters", "peak_allocated_bytes", "state_bytes",
+                                "step_peak_delta_bytes", "peak_minus_model_state_bytes", "peak_rss_bytes",
+                                "step_time_s"]))
+    return summary
+
+
+# ---------------------------------------------------------------------------------- alternatives
+def alternatives(
+    out: Path = RESULTS,
+    model: str = "revgnn-deep",
+    configs: Sequence[Dict[str, Any]] = (
+        {"graph": "sweep", "depths": [16]},
+        {"graph": "paper", "depths": [4]},
+    ),
+    variants: Sequence[str] = ("ours", "disable", "dgl", "pyg"),
+    repeats: int = 5,
+    threads: int = 1,
+    name: str = "alternatives",
+) -> Dict[str, Any]:
+    """Our block vs ``disable=True`` vs DGL's ``GroupRevRes`` vs PyG's ``GroupAddRev``.
+
+    Same architecture (``model``'s, D=80, C=2), same weights, same graph, same depth: times
+    interleaved in one process (:func:`run_speed`), then each variant's memory in its own
+    fresh process.
+    """
+    out = Path(out)
+    graphs = {"sweep": SWEEP_GRAPH, "paper": PAPER_BATCH}
+    rows: List[Dict[str, Any]] = []
+    for cfg in configs:
+        graph = graphs[cfg["graph"]]
+        speed_rows = run_speed({"model": model, **graph}, cfg["depths"], variants, warmup=1, repeats=repeats,
+                               threads=threads)
+        for r in speed_rows:
+            r["graph"] = cfg["graph"]
+            print(f"[{name}] speed {cfg['graph']} depth {r['depth']} {r['variant']}: {r['status']} "
+                  f"{r.get('step_time_s')} s, x{r.get('time_ratio_to_ours')}", flush=True)
+        rows.extend(speed_rows)
+        write_rows(rows, out, name)
+        mem_rows = memory_sweep([model], cfg["depths"], variants, base=dict(graph), warmup=0, repeats=0,
+                                threads=threads, mem_cap_bytes=12 * GiB)
+        for r in mem_rows:
+            r["graph"] = cfg["graph"]
+            print(f"[{name}] memory {cfg['graph']} depth {r['depth']} {r['variant']}: {r['status']} "
+                  f"{(r.get('peak_allocated_bytes') or 0) / MiB:,.1f} MiB", flush=True)
+        rows.extend(mem_rows)
+        write_rows(rows, out, name)
+
+    table = []
+    for cfg in configs:
+        for depth in cfg["depths"]:
+            for v in variants:
+                sp = next((r for r in rows if r["kind"] == "speed" and r["graph"] == cfg["graph"]
+                           and r["depth"] == depth and r["variant"] == v), {})
+                mem = next((r for r in rows if r["kind"] == "memory" and r["graph"] == cfg["graph"]
+                            and r["depth"] == depth and r["variant"] == v), {})
+                table.append({
+                    "graph": cfg["graph"], "nodes": sp.get("nodes"), "edges": sp.get("edges"), "depth": depth,
+                    "variant": v, "status": sp.get("status"), "step_time_s": sp.get("step_time_s"),
+                    "time_ratio_to_ours": sp.get("time_ratio_to_ours"), "first_loss": sp.get("first_loss"),
+                    "peak_allocated_bytes": mem.get("peak_allocated_bytes"),
+                    "peak_minus_model_state_bytes": mem.get("peak_minus_model_state_bytes"),
+                    "peak_rss_bytes": mem.get("peak_rss_bytes"),
+                })
+    summary = {"model": model, "table": table}
+    for t in table:
+        if t["variant"] == "disable" and t["time_ratio_to_ours"]:
+            summary.setdefault("ours_over_disable", {})[f"{t['graph']}@{t['depth']}"] = 1 / t["time_ratio_to_ours"]
+    _write_summary(out, name, summary)
+    print(markdown_table(table, ["graph", "depth", "variant", "step_time_s", "time_ratio_to_ours", "first_loss",
+                                 "peak_allocated_bytes", "peak_rss_bytes"]))
+    return summary
+
+
+# ------------------------------------------------------------------------------------ glibc trap
+def glibc_trap(
+    out: Path = RESULTS,
+    model: str = "revgnn-deep",
+    depths: Sequence[int] = (4, 128),
+    variants: Sequence[str] = ("dgl", "ours"),
+    graph: Optional[Dict[str, Any]] = None,
+    threads: int = 1,
+    name: str = "glibc_trap",
+) -> Dict[str, Any]:
+    """Peak RSS with glibc's dynamic mmap threshold vs a fixed one, same runs otherwise."""
+    out = Path(out)
+    graph = dict(graph or SWEEP_GRAPH)
+    rows: List[Dict[str, Any]] = []
+    for label, threshold in (("dynamic (glibc default)", None), ("fixed 65536", 65536)):
+        new = memory_sweep([model], depths, variants, base=dict(graph), warmup=1, repeats=1, threads=threads,
+                           mem_cap_bytes=None, mmap_threshold=threshold)
+        for r in new:
+            r["mmap_setting"] = label
+            print(f"[{name}] {label} {r['variant']} depth {r['depth']}: rss {(r.get('peak_rss_bytes') or 0) / MiB:,.1f}"
+                  f" MiB, allocated {(r.get('peak_allocated_bytes') or 0) / MiB:,.1f} MiB", flush=True)
+        rows.extend(new)
+        write_rows(rows, out, name)
+    table = []
+    for label in ("dynamic (glibc default)", "fixed 65536"):
+        for v in variants:
+            sel = sorted((r for r in rows if r["mmap_setting"] == label and r["variant"] == v), key=lambda r: r["depth"])
+            if len(sel) >= 2 and all(r["status"] == "ok" for r in sel):
+                lo, hi = sel[0], sel[-1]
+                base_rss = lo["rss_before_call_bytes"] or 0
+                table.append({
+                    "mmap_threshold": label, "variant": v, "depths": f"{lo['depth']} -> {hi['depth']}",
+                    "peak_rss_lo_bytes": lo["peak_rss_bytes"], "peak_rss_hi_bytes": hi["peak_rss_bytes"],
+                    "rss_growth_above_imports": (hi["peak_rss_bytes"] - base_rss) / max(1, lo["peak_rss_bytes"] - base_rss),
+                    "peak_allocated_lo_bytes": lo["peak_allocated_bytes"],
+                    "peak_allocated_hi_bytes": hi["peak_allocated_bytes"],
+                })
+    summary = {"graph": graph, "model": model, "table": table}
+    _write_summary(out, name, summary)
+    print(markdown_table(table, list(table[0]) if table else ["mmap_threshold"]))
+    return summary
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """``python benchmarks/<suite>.py`` entry: ``main(['memory_vs_depth', '--out', DIR, ...])``."""
+    parser = argparse.ArgumentParser(description="Run a benchmark suite (see benchmarks/README.md).")
+    parser.add_argument("suite", choices=["memory_vs_depth", "paper_scale", "alternatives", "glibc_trap"])
+    parser.add_argument("--out", type=Path, default=RESULTS, help="Results folder (default: benchmarks/results).")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared).")
+    parser.add_argument("--full", action="store_true", help="paper_scale: also the full depths (long).")
+    parser.add_argument("--timeout", type=float, default=None, help="paper_scale: seconds per configuration.")
+    args = parser.parse_args(argv)
+    if args.suite == "memory_vs_depth":
+        memory_vs_depth(args.out, threads=args.threads)
+    elif args.suite == "paper_scale":
+        paper_scale(args.out, full=args.full, threads=args.threads, timeout=args.timeout)
+    elif args.suite == "alternatives":
+        alternatives(args.out, threads=args.threads)
+    else:
+        glibc_trap(args.out, threads=args.threads)
