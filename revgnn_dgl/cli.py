@@ -1,0 +1,447 @@
+"""The ``revgnn-dgl`` command line: train, evaluate, the model zoo, benchmarks and environment info.
+
+Heavy modules (torch, DGL, the package's models) are imported inside the commands, so that
+``revgnn-dgl --help`` answers at once. Errors a user can fix (unknown model or dataset, bad
+configuration, unusable checkpoint, unavailable device) print one ``Error: ...`` line and exit
+with status 1 (2 for command-line usage errors); anything else is a bug and shows a traceback.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import click
+
+# The package's user-error types, as (module, class). They are looked up in sys.modules when an
+# error occurs: an exception of one of them can only exist if its module was imported.
+_USER_ERRORS = (
+    ("revgnn_dgl.registry", "ZooError"),  # also CheckpointError, ConfigError, TrainingStateError
+    ("revgnn_dgl.data.base", "DatasetError"),
+    ("revgnn_dgl.nn.genconv", "GraphInputError"),
+)
+
+# Shown in --help; tests/test_cli.py checks them against TrainConfig's defaults, which apply
+# (the options themselves default to None, meaning "not given": a --config file may set them).
+_TRAIN_DEFAULTS = {
+    "model": "revgnn-deep",
+    "dataset": "ogbn-proteins",
+    "epochs": "2000",
+    "lr": "0.001",
+    "grad_clip": "1.0",
+    "train_parts": "10",
+    "eval_parts": "5",
+    "eval_views": "1",
+    "eval_every": "1",
+    "seed": "0",
+    "runs": "1",
+    "device": "auto",
+}
+
+
+def _default(key: str) -> str:
+    return f"[default: {_TRAIN_DEFAULTS[key]}]"
+
+
+# What `train --resume` may change; the rest must stay as the run was started.
+_RESUMABLE = ("epochs", "device")
+
+
+def _is_user_error(err: BaseException) -> bool:
+    for module, name in _USER_ERRORS:
+        cls = getattr(sys.modules.get(module), name, None)
+        if cls is not None and isinstance(err, cls):
+            return True
+    return isinstance(err, OSError)  # unreadable or unwritable paths are the user's to fix
+
+
+class _Cli(click.Group):
+    """The top-level group; its :meth:`invoke` is the error handler of every command."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as err:
+            if isinstance(err, click.ClickException) or not _is_user_error(err):
+                raise
+            raise click.ClickException(" ".join(str(err).split())) from err
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="revgnn_dgl", prog_name="revgnn-dgl")
+def cli() -> None:
+    """RevGNN in DGL: graph neural networks a thousand layers deep (Li et al., ICML 2021)."""
+
+
+def main() -> None:
+    """Console-script entry point (``revgnn-dgl``)."""
+    cli(prog_name="revgnn-dgl")
+
+
+# ------------------------------------------------------------------ shared options
+def _parse_options(ctx: click.Context, param: click.Parameter, values: Tuple[str, ...]) -> Dict[str, Any]:
+    """``KEY=VALUE`` pairs into a dict, values parsed as YAML scalars (``300`` -> int)."""
+    import yaml
+
+    options: Dict[str, Any] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}.", ctx=ctx, param=param)
+        options[key.strip().replace("-", "_")] = yaml.safe_load(value) if value else None
+    return options
+
+
+def _dataset_options(fn: Any) -> Any:
+    for decorator in reversed(
+        [
+            click.option("--dataset", help="Dataset name (synthetic-proteins, ogbn-proteins, cora, citeseer, humloc) "
+                         f"or a DGL graph file [train: {_TRAIN_DEFAULTS['dataset']}; evaluate: the run's or card's]."),
+            click.option("--root", type=click.Path(file_okay=False), help="Folder the dataset lives in."),
+            click.option("--dataset-option", "dataset_options", multiple=True, metavar="KEY=VALUE",
+                         callback=_parse_options, help="Option of the dataset loader, e.g. num_nodes=500 (repeatable)."),
+        ]
+    ):
+        fn = decorator(fn)
+    return fn
+
+
+_DEVICE_HELP = "auto (CUDA when torch and DGL can both use it), cpu, cuda or cuda:N."
+_AMP_HELP = "Evaluate under float16 autocast (CUDA only), as the official recipe does."
+# One thread is as fast on small graphs and far steadier on a CPU shared with other jobs.
+_THREADS_HELP = "torch CPU threads [default: torch's choice]; 1 suits small graphs on a busy machine."
+
+
+def _set_threads(threads: Optional[int]) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+# ------------------------------------------------------------------ train
+@cli.command()
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+              help="YAML or JSON file of settings (keys as the options, e.g. train_parts); options given here override it.")
+@click.option("--resume", type=click.Path(exists=True, file_okay=False),
+              help="Continue the interrupted run(s) in this output directory with their saved config.")
+@click.option("--model", help="Zoo model name or alias (see `revgnn-dgl zoo list`). " + _default("model"))
+@_dataset_options
+@click.option("--epochs", type=click.IntRange(min=1), help="Training epochs. " + _default("epochs"))
+@click.option("--lr", type=float, help="Adam learning rate. " + _default("lr"))
+@click.option("--grad-clip", type=float, help="Max gradient norm, 0 for none. " + _default("grad_clip"))
+@click.option("--train-parts", type=click.IntRange(min=1),
+              help="Random parts per epoch, one optimizer step each; 1 trains on the full graph. " + _default("train_parts"))
+@click.option("--eval-parts", type=click.IntRange(min=1),
+              help="Parts of the fixed evaluation partition. " + _default("eval_parts"))
+@click.option("--eval-views", type=click.IntRange(min=1),
+              help="Evaluation partitions whose logits are averaged. " + _default("eval_views"))
+@click.option("--eval-every", type=click.IntRange(min=1),
+              help="Evaluate every N epochs (and after the last). " + _default("eval_every"))
+@click.option("--dropout", type=float, help="Override the model card's dropout.")
+@click.option("--num-layers", type=click.IntRange(min=1), help="Override the model card's depth L.")
+@click.option("--hidden", type=click.IntRange(min=1), help="Override the model card's width D.")
+@click.option("--groups", type=click.IntRange(min=1), help="Override the model card's number of groups C.")
+@click.option("--seed", type=int, help="Seed of the first run. " + _default("seed"))
+@click.option("--runs", type=click.IntRange(min=1),
+              help="Runs with seeds seed..seed+runs-1; mean ± std in summary.json. " + _default("runs"))
+@click.option("--out", type=click.Path(file_okay=False), help="Output directory [default: runs/MODEL-DATASET-TIME].")
+@click.option("--device", help=f"{_DEVICE_HELP} {_default('device')}")
+@click.option("--amp/--no-amp", default=None, help=_AMP_HELP)
+@click.option("--threads", type=click.IntRange(min=1), help=_THREADS_HELP)
+@click.pass_context
+def train(
+    ctx: click.Context, config_file: Optional[str], resume: Optional[str], threads: Optional[int], **flags: Any
+) -> None:
+    """Train a zoo model the paper's way: random node partitions, one Adam step per part.
+
+    Writes config.yaml, metrics.jsonl, best.safetensors, last.safetensors, a resumable
+    state.safetensors and summary.json to the output directory.
+    """
+    from .training import CONFIG_FILE, ConfigError, TrainConfig
+    from .training import train as run_training
+
+    dataset_options = flags.pop("dataset_options")
+    given = {k: v for k, v in flags.items() if v is not None}
+    if dataset_options:
+        given["dataset_options"] = dataset_options
+    if resume:
+        fixed = sorted(set(given) - set(_RESUMABLE)) + (["config"] if config_file else [])
+        if fixed:
+            names = ", ".join("--" + k.replace("_", "-") for k in fixed)
+            raise click.UsageError(
+                f"--resume continues a run with its saved {CONFIG_FILE}; only --epochs and --device may change, "
+                f"not {names}.",
+                ctx=ctx,
+            )
+        if not (Path(resume) / CONFIG_FILE).is_file():
+            raise ConfigError(f"{resume} holds no {CONFIG_FILE}: it is not an output directory of `revgnn-dgl train`.")
+        # The directory may have moved since the run started: it is where the run continues.
+        config = TrainConfig.from_file(Path(resume) / CONFIG_FILE).updated({**given, "out": resume}, "the command line")
+    else:
+        base = TrainConfig.from_file(config_file) if config_file else TrainConfig()
+        if dataset_options:
+            given["dataset_options"] = {**base.dataset_options, **dataset_options}
+        config = base.updated(given, "the command line")
+        if config.out is None:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            config = config.updated({"out": f"runs/{config.model}-{Path(config.dataset).stem}-{stamp}"})
+    _set_threads(threads)
+    try:
+        run_training(config, resume=bool(resume), echo=click.echo)
+    except KeyboardInterrupt:
+        click.echo(f"\nInterrupted; continue with: revgnn-dgl train --resume {config.out}", err=True)
+        raise click.Abort() from None
+    click.echo(f"outputs in {config.out}")
+
+
+# ------------------------------------------------------------------ evaluate
+@cli.command()
+@click.option("--model", help="Zoo model name or alias; with --pretrained or --checkpoint.")
+@click.option("--pretrained", is_flag=True, help="Use the model card's weights and its evaluation settings.")
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="A checkpoint file of this package.")
+@click.option("--run", "run_dir", type=click.Path(exists=True, file_okay=False),
+              help="A training output directory: its best checkpoint with its config.")
+@_dataset_options
+@click.option("--eval-parts", type=click.IntRange(min=1), help="Parts per view [default: from the run or card, else 5].")
+@click.option("--eval-views", type=click.IntRange(min=1), help="Views averaged [default: from the run or card, else 1].")
+@click.option("--seed", type=int, help="Seed of the evaluation partitions [default: from the run or card, else 0].")
+@click.option("--device", default="auto", show_default=True, help=_DEVICE_HELP)
+@click.option("--amp/--no-amp", default=None, help=_AMP_HELP)
+@click.option("--threads", type=click.IntRange(min=1), help=_THREADS_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@click.pass_context
+def evaluate(
+    ctx: click.Context,
+    model: Optional[str],
+    pretrained: bool,
+    checkpoint: Optional[str],
+    run_dir: Optional[str],
+    device: str,
+    threads: Optional[int],
+    as_json: bool,
+    **flags: Any,
+) -> None:
+    """Validation and test scores of a pretrained model, a checkpoint or a training run.
+
+    Uses the training runs' protocol (eval-parts parts, eval-views views, logits averaged),
+    which is deterministic given the seed.
+    """
+    if run_dir and (model or checkpoint or pretrained):
+        raise click.UsageError("--run DIR uses the run's own checkpoint; drop --model, --pretrained and --checkpoint.", ctx=ctx)
+    if not (run_dir or model or checkpoint):
+        raise click.UsageError("give --model NAME --pretrained, --checkpoint FILE or --run DIR.", ctx=ctx)
+    if pretrained and not model:
+        raise click.UsageError("--pretrained needs --model NAME.", ctx=ctx)
+    if model and pretrained == bool(checkpoint):
+        raise click.UsageError("with --model, give either --pretrained or --checkpoint FILE.", ctx=ctx)
+
+    from .training import ConfigError, TrainConfig, check_model_fits, load_dataset_for, model_overrides, resolve_device
+    from .training import evaluate as run_evaluation
+
+    _set_threads(threads)
+    settings, net, label = _evaluation_target(model, pretrained, checkpoint, run_dir)
+    given = {k: v for k, v in flags.items() if v is not None and k != "dataset_options"}
+    if flags["dataset_options"]:
+        given["dataset_options"] = {**settings.get("dataset_options", {}), **flags["dataset_options"]}
+    settings.update(given)
+    config = TrainConfig().updated({**settings, "device": device}, "the evaluation settings")
+    torch_device = resolve_device(config.device)
+    if config.amp and torch_device.type != "cuda":
+        raise ConfigError("--amp needs a CUDA device.")
+    dataset = load_dataset_for(config)
+    if net is None:  # --model NAME --checkpoint FILE: the card's model, sized for this dataset
+        from .registry import create_model
+
+        overrides, _ = model_overrides(config, dataset)
+        net = create_model(model, pretrained=checkpoint, **overrides)
+    check_model_fits(net.zoo_config["arguments"], dataset, label)
+    scores = run_evaluation(
+        net, dataset, parts=config.eval_parts, views=config.eval_views, seed=config.seed, device=torch_device, amp=config.amp
+    )
+    result = {
+        "model": label,
+        "dataset": config.dataset,
+        "eval_parts": config.eval_parts,
+        "eval_views": config.eval_views,
+        "seed": config.seed,
+        **scores,
+    }
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(
+        f"{label} on {config.dataset}: {config.eval_parts} part(s) x {config.eval_views} view(s), "
+        f"seed {config.seed}, device {torch_device}"
+    )
+    for split in ("val", "test"):
+        click.echo(f"{split} {scores['metric']}: {scores[split]:.6f}")
+
+
+def _evaluation_target(
+    model: Optional[str], pretrained: bool, checkpoint: Optional[str], run_dir: Optional[str]
+) -> Tuple[Dict[str, Any], Any, str]:
+    """Default evaluation settings (TrainConfig keys), the model (None: built later) and a label."""
+    from .checkpoint import build_from_checkpoint
+    from .registry import create_model, get_config
+    from .training import BEST_FILE, CONFIG_FILE, ConfigError, TrainConfig
+
+    if run_dir:
+        run = Path(run_dir)
+        if not (run / BEST_FILE).exists():
+            subruns = sorted(p.name for p in run.glob("run-*") if (p / BEST_FILE).exists())
+            if subruns:
+                raise ConfigError(f"{run} holds {len(subruns)} runs; evaluate one of them, e.g. --run {run / subruns[0]}.")
+        config = TrainConfig.from_file(run / CONFIG_FILE)
+        keep = ("dataset", "root", "dataset_options", "eval_parts", "eval_views", "seed", "amp")
+        return {k: getattr(config, k) for k in keep}, build_from_checkpoint(run / BEST_FILE), str(run / BEST_FILE)
+    if checkpoint and not model:
+        net = build_from_checkpoint(checkpoint)
+        meta = net.checkpoint_metadata
+        settings = _card_settings(net.zoo_config["name"])
+        settings.update({k: meta[k] for k in ("dataset", "dataset_options", "eval_parts", "eval_views", "seed") if k in meta})
+        return settings, net, checkpoint
+    card = get_config(model)
+    settings = {**_card_settings(card["name"]), "model": card["name"]}
+    if pretrained:
+        return settings, create_model(model, pretrained=True), f"{card['name']} (pretrained)"
+    return settings, None, checkpoint
+
+
+def _card_settings(name: Optional[str]) -> Dict[str, Any]:
+    """Evaluation settings of a model card: its dataset, dataset_options and ``eval`` section
+    (``parts``, ``views``, ``seed``), else the ``training`` section's ``eval_parts``/``eval_views``."""
+    from .registry import ZooError, get_config
+
+    try:
+        card = get_config(name) if name else {}
+    except ZooError:  # a checkpoint of a model that is not (or no longer) in the zoo
+        card = {}
+    training = card.get("training") or {}
+    evaluation = card.get("eval") or {}
+    settings: Dict[str, Any] = {
+        "dataset": card.get("dataset"),
+        "dataset_options": card.get("dataset_options") or {},
+        "eval_parts": evaluation.get("parts", training.get("eval_parts")),
+        "eval_views": evaluation.get("views", training.get("eval_views")),
+        "seed": evaluation.get("seed"),
+    }
+    return {k: v for k, v in settings.items() if v is not None}
+
+
+# ------------------------------------------------------------------ zoo
+@cli.group()
+def zoo() -> None:
+    """The model zoo: list, show, download and import pretrained models."""
+
+
+@zoo.command("list")
+def zoo_list() -> None:
+    """The registered models, with their size and published score."""
+    from .registry import get_config, list_models
+
+    rows = [("name", "aliases", "architecture", "parameters", "paper test ROC-AUC", "weights")]
+    for name in list_models():
+        card = get_config(name)
+        args = card["arguments"]
+        rows.append(
+            (
+                name,
+                ",".join(card.get("aliases", [])) or "-",
+                " ".join([card["architecture"]] + [f"{k}={args[k]}" for k in ("num_layers", "hidden") if k in args]),
+                f"{card['parameters']:,}" if isinstance(card.get("parameters"), int) else "?",
+                str((card.get("paper") or {}).get("test_rocauc", "-")),
+                str((card.get("checkpoint") or {}).get("source", "none")),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+@zoo.command("show")
+@click.argument("name")
+def zoo_show(name: str) -> None:
+    """Print a model card."""
+    import yaml
+
+    from .registry import get_config
+
+    click.echo(yaml.safe_dump(get_config(name), sort_keys=False, allow_unicode=True).rstrip())
+
+
+@zoo.command("download")
+@click.argument("name")
+def zoo_download(name: str) -> None:
+    """Fetch a model's pretrained checkpoint into the cache and print its path."""
+    from .hub import pretrained_path
+    from .registry import get_config
+
+    click.echo(str(pretrained_path(get_config(name))))
+
+
+@zoo.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--model", type=click.Choice(["deep", "wide"]), required=True, help="Which official model FILE holds.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Where to write [default: the cache path of --pretrained].")
+def zoo_import(file: str, model: str, out: Optional[str]) -> None:
+    """Convert an official checkpoint (revgnn_deep.pth / revgnn_wide.pth) into this package's format."""
+    from .convert import import_official_checkpoint
+
+    path = import_official_checkpoint(file, model=model, out=out, verbose=False)
+    click.echo(f"wrote {path}")
+
+
+# ------------------------------------------------------------------ benchmark
+class _BenchmarkGroup(click.Group):
+    """Stands for the group of :mod:`revgnn_dgl.benchmark.cli`, imported only when used (it loads torch)."""
+
+    @staticmethod
+    def _group() -> click.Group:
+        from .benchmark.cli import benchmark
+
+        return benchmark
+
+    def list_commands(self, ctx: click.Context) -> List[str]:
+        return self._group().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, name: str) -> Optional[click.Command]:
+        return self._group().get_command(ctx, name)
+
+
+@cli.group(cls=_BenchmarkGroup)
+def benchmark() -> None:
+    """Peak memory and time of one training step against depth, width and graph size."""
+
+
+# ------------------------------------------------------------------ info
+@cli.command()
+def info() -> None:
+    """Versions of Python, torch and DGL, and whether they can use CUDA."""
+    import platform
+
+    import dgl
+    import torch
+
+    from . import __version__
+    from .training import dgl_has_cuda
+
+    cuda = torch.cuda.is_available()
+    dgl_cuda = dgl_has_cuda()
+    click.echo(f"revgnn_dgl {__version__}")
+    click.echo(f"python     {platform.python_version()} ({sys.executable})")
+    click.echo(
+        f"torch      {torch.__version__} (built with CUDA {torch.version.cuda or 'no'}; "
+        f"CUDA available: {'yes, ' + str(torch.cuda.device_count()) + ' device(s)' if cuda else 'no'})"
+    )
+    click.echo(
+        f"dgl        {dgl.__version__} (CUDA support: "
+        f"{'unknown, no GPU to try' if dgl_cuda is None else 'yes' if dgl_cuda else 'no, a CPU build'})"
+    )
+    click.echo(f"threads    {torch.get_num_threads()}")
+
+
+if __name__ == "__main__":
+    main()

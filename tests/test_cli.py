@@ -1,0 +1,218 @@
+"""The ``revgnn-dgl`` command line: train / evaluate / resume, zoo, info, and one-line errors."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import List
+
+import dgl
+import pytest
+import torch
+from click.testing import CliRunner, Result
+
+from revgnn_dgl.cli import _TRAIN_DEFAULTS, cli
+from revgnn_dgl.training import BEST_FILE, SUMMARY_FILE, TrainConfig, read_metrics
+
+SMALL_MODEL = ["--model", "wide", "--num-layers", "3", "--hidden", "16", "--train-parts", "3", "--eval-parts", "2",
+               "--device", "cpu"]  # fmt: skip
+TINY = [*SMALL_MODEL, "--dataset", "synthetic-proteins", "--dataset-option", "num_nodes=300"]
+
+
+def invoke(args: List[str]) -> Result:
+    return CliRunner().invoke(cli, args, catch_exceptions=True)
+
+
+def assert_one_line_error(result: Result, *needles: str) -> None:
+    """A non-zero exit with a single ``Error:`` line naming the problem, and no traceback."""
+    assert result.exit_code != 0, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)  # not an uncaught error
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.output
+    for needle in needles:
+        assert needle in errors[0], result.output
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "run"
+    result = invoke(["train", *TINY, "--epochs", "3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "num_layers 448 -> 3" in result.output and "device: cpu" in result.output
+    return out
+
+
+def test_train_outputs(run_dir: Path) -> None:
+    assert len(read_metrics(run_dir)) == 3
+    summary = json.loads((run_dir / SUMMARY_FILE).read_text())
+    assert summary["metric"] == "rocauc" and 0 < summary["test"]["mean"] <= 1
+
+
+def test_evaluate_run_and_checkpoint_reproduce_best_val(run_dir: Path) -> None:
+    best = max(read_metrics(run_dir), key=lambda r: r["val"])
+    for args in (["--run", str(run_dir)], ["--checkpoint", str(run_dir / BEST_FILE)]):
+        result = invoke(["evaluate", *args, "--device", "cpu", "--json"])
+        assert result.exit_code == 0, result.output
+        scores = json.loads(result.output)
+        assert scores["val"] == pytest.approx(best["val"], abs=1e-6)
+        assert scores["test"] == pytest.approx(best["test"], abs=1e-6)
+    result = invoke(["evaluate", "--run", str(run_dir), "--device", "cpu"])
+    assert result.exit_code == 0 and f"val rocauc: {best['val']:.6f}" in result.output
+
+
+def test_evaluate_pretrained_uses_the_card(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--pretrained goes through the card: its weights in the cache, its dataset and eval settings."""
+    from revgnn_dgl import register_model
+    from revgnn_dgl.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(run_dir / BEST_FILE)
+    monkeypatch.setenv("REVGNN_DGL_CACHE", str(tmp_path))
+    (tmp_path / "checkpoints").mkdir()
+    shutil.copy(run_dir / BEST_FILE, tmp_path / "checkpoints" / "tiny-cli-test.safetensors")
+    register_model({
+        "name": "tiny-cli-test", "architecture": ckpt.architecture, "arguments": ckpt.arguments,
+        "dataset": "synthetic-proteins", "dataset_options": {"num_nodes": 300},
+        "eval": {"parts": 2, "views": 1, "seed": 0},
+        "checkpoint": {"source": "url", "url": "file:///nonexistent", "file": "tiny-cli-test.safetensors"},
+    })  # fmt: skip
+    result = invoke(["evaluate", "--model", "tiny-cli-test", "--pretrained", "--device", "cpu", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["val"] == pytest.approx(ckpt.metadata["val"], abs=1e-6)
+    # A card whose weights are not in the cache: one line saying how to get them.
+    register_model({
+        "name": "tiny-cli-missing", "architecture": ckpt.architecture, "arguments": ckpt.arguments,
+        "checkpoint": {"source": "official", "official_file": "x.pth", "how": "Run `revgnn-dgl zoo import`."},
+    })  # fmt: skip
+    assert_one_line_error(invoke(["evaluate", "--model", "tiny-cli-missing", "--pretrained"]), "zoo import")
+
+
+def test_resume_continues_to_more_epochs(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert invoke(["train", *TINY, "--epochs", "2", "--out", str(out)]).exit_code == 0
+    result = invoke(["train", "--resume", str(out), "--epochs", "3"])
+    assert result.exit_code == 0, result.output
+    assert "resuming" in result.output
+    assert len(read_metrics(out)) == len(read_metrics(run_dir)) == 3
+    for a, b in zip(read_metrics(out), read_metrics(run_dir)):
+        assert (a["epoch"], a["loss"], a["val"]) == pytest.approx((b["epoch"], b["loss"], b["val"]), abs=1e-6)
+    assert_one_line_error(invoke(["train", "--resume", str(out), "--lr", "0.1"]), "--lr")
+
+
+def test_config_file_and_flag_precedence(tmp_path: Path) -> None:
+    config = tmp_path / "train.yaml"
+    config.write_text(
+        "model: wide\ndataset: synthetic-proteins\ndataset_options: {num_nodes: 300}\nnum_layers: 2\n"
+        "hidden: 8\ntrain-parts: 3\neval_parts: 2\nepochs: 5\ndevice: cpu\n"
+    )
+    out = tmp_path / "run"
+    result = invoke(["train", "--config", str(config), "--epochs", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    resolved = TrainConfig.from_file(out / "config.yaml")
+    assert (resolved.epochs, resolved.num_layers, resolved.train_parts) == (1, 2, 3)
+    assert len(read_metrics(out)) == 1
+
+
+def test_help_defaults_match_train_config() -> None:
+    defaults = TrainConfig()
+    for key, shown in _TRAIN_DEFAULTS.items():
+        assert shown == str(getattr(defaults, key)), key
+    result = invoke(["train", "--help"])
+    assert result.exit_code == 0 and "--train-parts" in result.output and "2000" in result.output
+
+
+def test_help_does_not_import_dgl() -> None:
+    code = (
+        "import sys; from click.testing import CliRunner; from revgnn_dgl.cli import cli; "
+        "r = CliRunner().invoke(cli, ['train', '--help']); assert r.exit_code == 0, r.output; "
+        "print('dgl' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_zoo_list_and_show() -> None:
+    result = invoke(["zoo", "list"])
+    assert result.exit_code == 0
+    assert "revgnn-deep" in result.output and "20,031,384" in result.output
+    result = invoke(["zoo", "show", "wide"])
+    assert result.exit_code == 0 and "name: revgnn-wide" in result.output and "hidden: 224" in result.output
+
+
+def test_info() -> None:
+    result = invoke(["info"])
+    assert result.exit_code == 0
+    assert f"torch      {torch.__version__}" in result.output and f"dgl        {dgl.__version__}" in result.output
+
+
+def test_benchmark_group_lists_its_commands() -> None:
+    result = invoke(["benchmark", "--help"])
+    assert result.exit_code == 0 and "memory" in result.output and "speed" in result.output
+
+
+# ------------------------------------------------------------------ bad input: one line, no traceback
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["train", "--model", "nope", "--dataset", "synthetic-proteins", "--epochs", "1"], ["unknown model 'nope'"]),
+        (["train", *SMALL_MODEL, "--dataset", "nosuchdata"], ["unknown dataset 'nosuchdata'"]),
+        (["train", *SMALL_MODEL, "--dataset", "/nonexistent/graph.bin"], ["does not exist"]),
+        (["train", *TINY, "--dataset-option", "colour=3"], ["colour"]),
+        (["zoo", "show", "nope"], ["unknown model"]),
+        (["zoo", "download", "revgnn-112"], ["no pretrained weights"]),
+        (["evaluate", "--checkpoint", __file__], ["not a safetensors file"]),
+        (["train", *TINY, "--groups", "3"], ["not divisible"]),
+    ],
+)
+def test_user_errors(args: List[str], needles: List[str], tmp_path: Path) -> None:
+    assert_one_line_error(invoke([*args, "--out", str(tmp_path / "o")] if args[0] == "train" else args), *needles)
+
+
+def test_unknown_config_key(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("model: wide\nepochz: 3\n")
+    assert_one_line_error(invoke(["train", "--config", str(config)]), "epochz", str(config))
+
+
+def test_graph_file_without_labels(tmp_path: Path) -> None:
+    g = dgl.graph(([0, 1], [1, 2]))
+    g.ndata["feat"] = torch.randn(3, 4)
+    path = tmp_path / "nolabels.bin"
+    dgl.save_graphs(str(path), [g])
+    assert_one_line_error(invoke(["train", *SMALL_MODEL, "--dataset", str(path), "--out", str(tmp_path / "o")]), "label")
+
+
+def test_checkpoint_of_another_architecture(run_dir: Path) -> None:
+    args = ["evaluate", "--model", "wt-revgnn", "--checkpoint", str(run_dir / BEST_FILE),
+            "--dataset", "synthetic-proteins", "--dataset-option", "num_nodes=300", "--device", "cpu"]  # fmt: skip
+    assert_one_line_error(invoke(args), "architecture 'revgnn'")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")
+def test_cuda_unavailable(tmp_path: Path) -> None:
+    args = ["train", *TINY, "--device", "cuda", "--out", str(tmp_path / "o")]
+    assert_one_line_error(invoke(args), "CUDA is not available")
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    for args in (["train", "--config", str(tmp_path / "missing.yaml")], ["evaluate"], ["evaluate", "--pretrained"]):
+        result = invoke(args)
+        assert result.exit_code == 2 and "Error:" in result.output and "Traceback" not in result.output, args
+
+
+def test_existing_output_directory(run_dir: Path) -> None:
+    assert_one_line_error(invoke(["train", *TINY, "--epochs", "1", "--out", str(run_dir)]), "--resume")
+
+
+def test_console_script_error_is_one_line() -> None:
+    """Through the real entry point, in a fresh process: one line on stderr, exit status 1."""
+    env = {**os.environ, "OUTDATED_IGNORE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "revgnn_dgl.cli", "zoo", "show", "no-such-model"], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith("Error: unknown model 'no-such-model'")
+    assert len(proc.stderr.strip().splitlines()) == 1 and proc.stdout == ""
