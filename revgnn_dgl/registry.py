@@ -13,12 +13,14 @@ import fnmatch
 import inspect
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Union
 
 import yaml
-from torch import nn
 
-ModelBuilder = Callable[..., nn.Module]
+if TYPE_CHECKING:  # torch is imported by the models, on first use: keeps `revgnn-dgl --help` fast
+    from torch import nn
+
+ModelBuilder = Callable[..., "nn.Module"]
 
 _ARCHITECTURES: Dict[str, ModelBuilder] = {}
 _ARCH_ARGUMENTS: Dict[str, Optional[set]] = {}
@@ -85,7 +87,7 @@ def get_config(name: str) -> Dict[str, Any]:
     return copy.deepcopy(_CONFIGS[resolve_name(name)])
 
 
-def build_from_config(architecture: str, arguments: Dict[str, Any]) -> nn.Module:
+def build_from_config(architecture: str, arguments: Dict[str, Any]) -> "nn.Module":
     """Build an architecture from its arguments, rejecting unknown arguments with a clear error."""
     _ensure_cards()
     if architecture not in _ARCHITECTURES:
@@ -104,7 +106,7 @@ def build_from_config(architecture: str, arguments: Dict[str, Any]) -> nn.Module
         raise ZooError(f"cannot build {architecture!r} with {arguments}: {err}") from None
 
 
-def create_model(name: str, pretrained: Union[bool, str, Path] = False, **overrides: Any) -> nn.Module:
+def create_model(name: str, pretrained: Union[bool, str, Path] = False, **overrides: Any) -> "nn.Module":
     """Build a registered model, optionally with weights.
 
     Parameters

@@ -288,6 +288,9 @@ class GENConv(nn.Module):
 
     def _aggregate(self, graph: dgl.DGLGraph, feat_src: Tensor, edge_feat: Optional[Tensor]) -> Tensor:
         aggr = self.aggregator
+        if graph.num_edges() == 0:
+            # Every node aggregates to zero; DGL's reducers also fail in backward on empty graphs.
+            return feat_src.new_zeros(graph.num_dst_nodes(), feat_src.shape[-1])
         has_edges = (graph.in_degrees() > 0).to(feat_src.dtype).unsqueeze(-1)
         graph.srcdata["x"] = feat_src
         if aggr == "max":

@@ -82,6 +82,18 @@ def test_zero_in_degree_aggregates_to_zero(aggregator):
     assert torch.isfinite(x.grad).all()
 
 
+@pytest.mark.parametrize("aggregator", AGGREGATORS)
+def test_graph_without_edges(aggregator):
+    # A random partition of a small graph can produce a batch with no edges at all.
+    g = dgl.graph(([], []), num_nodes=5)
+    conv = GENConv(4, 4, aggregator=aggregator, edge_feats=3)
+    x = torch.randn(5, 4, requires_grad=True)
+    out = conv(g, x, torch.randn(0, 3))
+    out.sum().backward()
+    torch.testing.assert_close(out, conv.mlp(x))
+    assert torch.isfinite(x.grad).all()
+
+
 def test_parameter_count_matches_released_block():
     # RevGNN-Deep's per-group GENConv (width 40, edge embedding of width 80, max aggregation)
     # holds 9,920 parameters; with the block's LayerNorm(40) that is the published 10,000.
