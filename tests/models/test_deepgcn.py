@@ -103,3 +103,20 @@ def test_bad_inputs():
         RevGNN(8, 5, hidden=9, groups=2)
     with pytest.raises(ValueError, match="cannot use edge features"):
         RevGNN(8, 5, hidden=8, edge_feats=8, conv="sage")
+
+
+def test_weight_tied_memory_flat_in_depth():
+    from revgnn_dgl.profiling import measure_forward_backward
+
+    torch.manual_seed(0)
+    n, e = 3000, 15000
+    g = dgl.rand_graph(n, e)
+    feat, edge = torch.rand(n, 8), torch.rand(e, 8)
+    species = torch.nn.functional.one_hot(torch.randint(0, 8, (n,)), 8).float()
+    stats = {}
+    for depth in (4, 64):
+        torch.manual_seed(0)
+        model = WTRevGNN(8, 16, hidden=32, num_layers=depth, edge_feats=8, species_feats=8, dropout=0.1)
+        stats[depth] = measure_forward_backward(lambda: model(g, feat, edge, species))
+    assert stats[64].retained_bytes <= 1.10 * stats[4].retained_bytes, stats
+    assert stats[64].peak_bytes <= 1.10 * stats[4].peak_bytes, stats
