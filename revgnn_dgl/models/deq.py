@@ -44,7 +44,7 @@ import torch
 from torch import Tensor, nn
 import torch.nn.functional as F
 
-from revgnn_dgl.nn.genconv import GENConv
+from revgnn_dgl.models.deepgcn import make_conv as make_layer_conv
 from revgnn_dgl.nn.solvers import (
     SOLVERS,
     ConvergenceWarning,
@@ -109,21 +109,16 @@ def make_conv(
     >>> conv(dgl.rand_graph(5, 10), torch.randn(5, 8), torch.randn(10, 3)).shape
     torch.Size([5, 8])
     """
-    import dgl.nn as dglnn
-
-    if kind == "gen":
-        conv = GENConv(channels, channels, aggregator=aggregator, edge_feats=edge_channels or None, **conv_kwargs)
-        return _ConvAdapter(conv, takes_edge_feat=True)
-    if conv_kwargs:
+    if kind not in CONV_TYPES:
+        raise ValueError(f"unknown conv {kind!r}; choose from {CONV_TYPES}")
+    if kind != "gen" and conv_kwargs:
         raise ValueError(f"conv={kind!r} takes no extra options, got {sorted(conv_kwargs)}")
-    if edge_channels:
+    if kind != "gen" and edge_channels:
         raise ValueError(f"conv={kind!r} takes no edge features; use conv='gen' or edge_channels=0")
-    if kind == "gcn":
-        # Zero in-degree nodes are fine here: input injection still drives them.
-        return _ConvAdapter(dglnn.GraphConv(channels, channels, norm="both", allow_zero_in_degree=True), False)
-    if kind == "sage":
-        return _ConvAdapter(dglnn.SAGEConv(channels, channels, "mean"), False)
-    raise ValueError(f"unknown conv {kind!r}; choose from {CONV_TYPES}")
+    # The same factory as RevGNN's layers, so both models mean the same thing by a conv name.
+    mlp_layers, norm = conv_kwargs.pop("mlp_layers", 2), conv_kwargs.pop("norm", "layer")
+    conv = make_layer_conv(kind, channels, edge_channels or None, aggregator, mlp_layers, norm, **conv_kwargs)
+    return _ConvAdapter(conv, takes_edge_feat=kind == "gen")
 
 
 class DEQBlock(nn.Module):
