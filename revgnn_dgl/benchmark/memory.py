@@ -83,8 +83,9 @@ def measure_step(
         Full steps before the measured one. 0 is allowed: Adam's state is created beforehand
         either way (:meth:`TrainStep.prime`), and so are the graph's sparse formats.
     repeats : int
-        Timed steps after the measured one; the reported time is their median (with 0, the
-        time of the measured step itself).
+        Timed steps after the measured one, without the profiler; the reported time is their
+        median (with 0, the time of the measured step itself), and their peak RSS is
+        ``peak_rss_steps_bytes`` (None with 0).
     time_budget_s : float, optional
         Stop timing once the timed steps took this long, after at least one (deep models on
         large graphs take minutes per step).
@@ -104,7 +105,10 @@ def measure_step(
         ``parameters``, ``state_bytes``, ``step_peak_delta_bytes``, ``peak_allocated_bytes``
         (their sum), ``setup_peak_bytes`` (the peak over build and warm-up),
         ``step_time_s`` (median), ``step_times_s``, ``profiled_step_s``, ``loss``,
-        ``rss_before_step_bytes``, ``components`` (bytes of the state by kind) and
+        ``peak_rss_steps_bytes`` (peak RSS over the unprofiled timed steps: the high-water mark
+        is restarted after the profiled phases, whose event records would otherwise dominate),
+        ``peak_rss_profiled_bytes`` (the high-water mark before that restart, profiler
+        included), ``rss_before_steps_bytes``, ``components`` (bytes of the state by kind) and
         ``env`` (see :func:`~revgnn_dgl.benchmark.env.environment`); with ``breakdown``,
         ``breakdown`` too.
     """
@@ -152,8 +156,7 @@ def _measure_step(
     setup_s = time.perf_counter() - t0
     ts: TrainStep = built.result
     built.result = None
-    state_bytes = built.end_bytes
-    rss_before = _proc_status("VmRSS")
+    state_bytes, setup_peak = built.end_bytes, built.peak_bytes
 
     def one_step() -> float:
         loss = ts.step()
@@ -163,6 +166,18 @@ def _measure_step(
     # Nothing runs between the two measurements, so the second starts where the first ended.
     measured = measure_peak_memory(one_step, device)
     cuda_max = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    ts.zero_grad()
+    live = live_blocks_at_peak(one_step) if breakdown and device.type == "cpu" else None
+    ts.zero_grad()
+
+    # Peak RSS of training steps without the profiler: its event records (hundreds of MiB for a
+    # deep step) would otherwise dominate. Give back what it left, then restart the high-water mark.
+    hwm_profiled = _proc_status("VmHWM")
+    del built
+    gc.collect()
+    _malloc_trim()
+    rss_reset = _reset_peak_rss()
+    rss_before = _proc_status("VmRSS")
     times: List[float] = []
     for _ in range(repeats):
         ts.zero_grad()
@@ -174,6 +189,7 @@ def _measure_step(
         if time_budget_s is not None and sum(times) >= time_budget_s:
             break
     ts.zero_grad()
+    steps_hwm = _proc_status("VmHWM") if (rss_reset and times) else None
     out: Dict[str, Any] = {
         "model_card": ts.model_name,
         "architecture": ts.architecture,
@@ -183,23 +199,42 @@ def _measure_step(
         "step_peak_delta_bytes": measured.peak_bytes,
         "peak_allocated_bytes": state_bytes + measured.peak_bytes,
         "cuda_max_memory_allocated": cuda_max,
-        "setup_peak_bytes": built.peak_bytes,
+        "setup_peak_bytes": setup_peak,
         "step_end_bytes": measured.end_bytes,
         "step_time_s": statistics.median(times) if times else measured.elapsed_s,
         "step_times_s": times,
         "profiled_step_s": measured.elapsed_s,
         "setup_s": setup_s,
         "loss": measured.result,
-        "rss_before_step_bytes": rss_before,
+        "rss_before_steps_bytes": rss_before,
+        "peak_rss_steps_bytes": steps_hwm,
+        "peak_rss_profiled_bytes": hwm_profiled,
         "components": state_components(ts),
         "env": environment(device),
     }
     if breakdown:
-        if device.type != "cpu":
-            out["breakdown"] = None
-        else:
-            out["breakdown"] = peak_breakdown(ts, live_blocks_at_peak(one_step))
+        out["breakdown"] = None if live is None else peak_breakdown(ts, live)
     return out
+
+
+def _malloc_trim() -> None:
+    """Return free heap memory to the system (glibc only; a no-op elsewhere)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _reset_peak_rss() -> bool:
+    """Restart this process's ``VmHWM`` at its current RSS (Linux >= 4.0); False if impossible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def state_components(ts: TrainStep) -> Dict[str, int]:
@@ -366,8 +401,10 @@ def _row_from_report(cfg: StepConfig, report: Dict[str, Any], mmap_threshold: Op
         state_bytes=res.get("state_bytes"),
         step_peak_delta_bytes=res.get("step_peak_delta_bytes"),
         cuda_max_memory_allocated=res.get("cuda_max_memory_allocated"),
-        peak_rss_bytes=report.get("max_rss_bytes"),
-        peak_rss_exact=report.get("max_rss_exact"),
+        # Peak RSS of the unprofiled steps; for a child that died, the parent's last sample.
+        peak_rss_bytes=res.get("peak_rss_steps_bytes") if res else report.get("max_rss_bytes"),
+        peak_rss_profiled_bytes=res.get("peak_rss_profiled_bytes"),
+        rss_before_steps_bytes=res.get("rss_before_steps_bytes"),
         rss_before_call_bytes=report.get("max_rss_before_call_bytes"),
         step_time_s=res.get("step_time_s"),
         step_times_s=res.get("step_times_s"),

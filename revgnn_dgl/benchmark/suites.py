@@ -177,7 +177,7 @@ def paper_scale(
     """
     out = Path(out)
     rows, on_row = _collector(out, name)
-    common = dict(warmup=0, repeats=0, threads=threads, mem_cap_bytes=int(mem_cap_gb * GiB), breakdown=True,
+    common = dict(warmup=0, repeats=1, threads=threads, mem_cap_bytes=int(mem_cap_gb * GiB), breakdown=True,
                   timeout=timeout, on_row=on_row)
     full_depth = {m: registry.get_config(m)["arguments"]["num_layers"] for m in ("revgnn-deep", "revgnn-wide", "resgnn-112")}
     plan = [("revgnn-deep", deep_depths), ("revgnn-wide", wide_depths), ("resgnn-112", resgnn_depths)]
@@ -314,7 +314,7 @@ def glibc_trap(
     graph = dict(graph or SWEEP_GRAPH)
     rows: List[Dict[str, Any]] = []
     for label, threshold in (("dynamic (glibc default)", None), ("fixed 65536", 65536)):
-        new = memory_sweep([model], depths, variants, base=dict(graph), warmup=1, repeats=1, threads=threads,
+        new = memory_sweep([model], depths, variants, base=dict(graph), warmup=1, repeats=2, threads=threads,
                            mem_cap_bytes=None, mmap_threshold=threshold)
         for r in new:
             r["mmap_setting"] = label
@@ -328,7 +328,7 @@ def glibc_trap(
             sel = sorted((r for r in rows if r["mmap_setting"] == label and r["variant"] == v), key=lambda r: r["depth"])
             if len(sel) >= 2 and all(r["status"] == "ok" for r in sel):
                 lo, hi = sel[0], sel[-1]
-                base_rss = lo["rss_before_call_bytes"] or 0
+                base_rss = lo["rss_before_call_bytes"] or 0  # interpreter and imports
                 table.append({
                     "mmap_threshold": label, "variant": v, "depths": f"{lo['depth']} -> {hi['depth']}",
                     "peak_rss_lo_bytes": lo["peak_rss_bytes"], "peak_rss_hi_bytes": hi["peak_rss_bytes"],
