@@ -5,12 +5,16 @@ variable ``REVGNN_DGL_CACHE``, else ``$XDG_CACHE_HOME/revgnn_dgl``, else
 ``~/.cache/revgnn_dgl``. A model card's ``checkpoint`` section says where its file comes from::
 
     checkpoint:
-      source: official | url | none
-      file: revgnn-deep.safetensors     # name in the cache
+      source: official | url | bundled | none
+      file: revgnn-deep.safetensors     # name in the cache (bundled: path in the zoo folder)
       sha256: ...                       # of that file; verified when present
       url: ...                          # a directly downloadable file
       official_file: revgnn_deep.pth    # present: the weights must be imported by hand
       how: ...                          # what to do, in words
+
+``bundled`` weights ship with the package: ``file`` is a path relative to the zoo folder (the
+installed package ``revgnn_dgl._zoo``, or ``zoo/`` of a source checkout), e.g.
+``weights/revgnn-cora-64.safetensors``, and ``sha256`` (required) is verified on every load.
 
 The official RevGNN weights are published in a Google Drive *folder*, which cannot be
 downloaded as a file: such cards are "manual import", and :func:`pretrained_path` explains the
@@ -96,6 +100,8 @@ def pretrained_path(config: Mapping[str, Any]) -> Path:
     how = " ".join(str(section.get("how") or "").split())
     if source == "none":
         raise CheckpointError(f"model {name!r} has no pretrained weights. {how}".strip())
+    if source == "bundled":
+        return bundled_path(config)
     dest = checkpoint_file(config)
     expected = section.get("sha256") or None
     if dest.is_file():
@@ -116,6 +122,49 @@ def pretrained_path(config: Mapping[str, Any]) -> Path:
             f"{what}{url} The converted checkpoint goes to {dest}."
         )
     return download(section["url"], dest, expected)
+
+
+def zoo_dir() -> Path:
+    """The folder of the model cards: the installed package ``revgnn_dgl._zoo``, else ``zoo/`` of
+    the source checkout (found as :func:`revgnn_dgl.registry.card_paths` finds the cards)."""
+    from importlib import resources
+
+    try:
+        return Path(str(resources.files("revgnn_dgl._zoo")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "zoo"
+
+
+def bundled_path(config: Mapping[str, Any]) -> Path:
+    """The verified checkpoint file of a card whose weights ship with the package (``source: bundled``).
+
+    Raises
+    ------
+    CheckpointError
+        The card has no ``file`` or ``sha256``, its ``file`` leaves the zoo folder, the file is
+        missing, or its SHA-256 differs from the card's (a tampered or truncated copy).
+    """
+    name = config.get("name", "?")
+    section = config.get("checkpoint") or {}
+    filename, expected = section.get("file"), section.get("sha256")
+    if not filename or not expected:
+        raise CheckpointError(f"model card {name!r}: bundled weights need checkpoint.file and checkpoint.sha256.")
+    relative = Path(str(filename))
+    if relative.is_absolute() or ".." in relative.parts:
+        raise CheckpointError(f"model card {name!r}: checkpoint.file must be a path inside the zoo folder, got {filename!r}.")
+    folder = zoo_dir()
+    path = folder / relative
+    if not path.is_file():
+        raise CheckpointError(
+            f"the bundled weights of {name!r} are missing: {path} does not exist (an incomplete installation?)."
+        )
+    actual = sha256_file(path)
+    if actual != str(expected).lower():
+        raise CheckpointError(
+            f"the bundled checkpoint {path} has sha256 {actual}, but the card of {name!r} expects {expected}: "
+            f"it was modified or is incomplete. Reinstall the package."
+        )
+    return path
 
 
 def download(url: str, dest: PathLike, sha256: Optional[str] = None, *, timeout: float = 60.0) -> Path:

@@ -1,0 +1,91 @@
+"""Bundled pretrained weights (``checkpoint.source: bundled``): every such card's metrics are
+reproduced exactly by ``revgnn-dgl evaluate --model NAME --pretrained``, and a modified copy of
+its weights is refused."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from revgnn_dgl import get_config, list_models
+from revgnn_dgl import hub
+from revgnn_dgl.checkpoint import CheckpointError, sha256_file
+from revgnn_dgl.cli import cli
+from revgnn_dgl.data import load_dataset
+
+BUNDLED = [name for name in list_models() if (get_config(name).get("checkpoint") or {}).get("source") == "bundled"]
+
+
+def _dataset_available(card) -> bool:
+    try:
+        load_dataset(card["dataset"], **(card.get("dataset_options") or {}))
+    except Exception:  # e.g. Cora without ../shared/data in a user's checkout
+        return False
+    return True
+
+
+def test_some_cards_bundle_weights():
+    assert BUNDLED, "no zoo card ships bundled weights"
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_file_matches_card(name):
+    card = get_config(name)
+    path = hub.pretrained_path(card)
+    assert path.is_file() and path.is_relative_to(hub.zoo_dir())
+    assert sha256_file(path) == card["checkpoint"]["sha256"]
+    assert path.stat().st_size < 5 * 2**20, "bundled weights must stay small"
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_evaluate_pretrained_reproduces_card_metrics(name):
+    card = get_config(name)
+    if not _dataset_available(card):
+        pytest.skip(f"dataset {card['dataset']!r} is not available here")
+    result = CliRunner().invoke(
+        cli, ["evaluate", "--model", name, "--pretrained", "--json", "--threads", "1", "--device", "cpu"]
+    )
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.output.strip().splitlines()[-1])
+    metrics = card["metrics"]
+    assert scores["metric"] == metrics["metric"]
+    assert scores["val"] == pytest.approx(metrics["val"], abs=1e-6)
+    assert scores["test"] == pytest.approx(metrics["test"], abs=1e-6)
+    assert (scores["eval_parts"], scores["eval_views"], scores["seed"]) == tuple(card["eval"][k] for k in ("parts", "views", "seed"))
+
+
+@pytest.mark.parametrize("name", BUNDLED[:1])
+def test_tampered_bundled_weights_are_refused(name, tmp_path, monkeypatch):
+    card = get_config(name)
+    relative = card["checkpoint"]["file"]
+    copy = tmp_path / relative
+    copy.parent.mkdir(parents=True)
+    shutil.copyfile(hub.pretrained_path(card), copy)
+    monkeypatch.setattr(hub, "zoo_dir", lambda: tmp_path)
+    assert hub.pretrained_path(card) == copy  # an intact copy is accepted
+
+    data = bytearray(copy.read_bytes())
+    data[-1] ^= 0x01  # one bit of the last weight
+    copy.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256"):
+        hub.pretrained_path(card)
+    result = CliRunner().invoke(cli, ["evaluate", "--model", name, "--pretrained", "--threads", "1", "--device", "cpu"])
+    assert result.exit_code == 1 and "sha256" in result.output
+
+    copy.unlink()
+    with pytest.raises(CheckpointError, match="missing"):
+        hub.pretrained_path(card)
+
+
+@pytest.mark.parametrize(
+    "section, message",
+    [
+        ({"source": "bundled", "file": "../escape.safetensors", "sha256": "0" * 64}, "inside the zoo folder"),
+        ({"source": "bundled", "file": "weights/x.safetensors"}, "sha256"),
+    ],
+)
+def test_bad_bundled_cards(section, message):
+    with pytest.raises(CheckpointError, match=message):
+        hub.pretrained_path({"name": "bad", "checkpoint": section})
