@@ -24,7 +24,7 @@ from revgnn_dgl import ZooError, create_model, get_config, list_models, register
 from revgnn_dgl.registry import REQUIRED_CARD_FIELDS, card_paths, resolve_name
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CHECKPOINT_SOURCES = ("official", "url", "none")
+CHECKPOINT_SOURCES = ("official", "url", "bundled", "none")
 
 
 def _card_files() -> dict:
