@@ -38,6 +38,7 @@ __all__ = [
     "paper_scale",
     "alternatives",
     "glibc_trap",
+    "report",
     "main",
 ]
 
@@ -351,7 +352,7 @@ def glibc_trap(
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """``python benchmarks/<suite>.py`` entry: ``main(['memory_vs_depth', '--out', DIR, ...])``."""
     parser = argparse.ArgumentParser(description="Run a benchmark suite (see benchmarks/README.md).")
-    parser.add_argument("suite", choices=["memory_vs_depth", "paper_scale", "alternatives", "glibc_trap"])
+    parser.add_argument("suite", choices=["memory_vs_depth", "paper_scale", "alternatives", "glibc_trap", "report"])
     parser.add_argument("--out", type=Path, default=RESULTS, help="Results folder (default: benchmarks/results).")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared).")
     parser.add_argument("--full", action="store_true", help="paper_scale: also the full depths (long).")
@@ -363,5 +364,87 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         paper_scale(args.out, full=args.full, threads=args.threads, timeout=args.timeout)
     elif args.suite == "alternatives":
         alternatives(args.out, threads=args.threads)
-    else:
+    elif args.suite == "glibc_trap":
         glibc_trap(args.out, threads=args.threads)
+    else:
+        print(report(args.out))
+
+
+# ---------------------------------------------------------------------------------------- report
+def _mib(b: Optional[float]) -> str:
+    return "" if b is None else f"{b / MiB:,.1f}"
+
+
+def report(out: Path = RESULTS) -> str:
+    """Markdown tables of whatever suites have results in ``out`` (for ``benchmarks/README.md``)."""
+    from .results import read_rows
+
+    out = Path(out)
+    parts: List[str] = []
+    path = out / "memory_vs_depth.json"
+    if path.exists():
+        rows = read_rows(path)
+        models = list(dict.fromkeys(r["model"] for r in rows))
+        depths = sorted({r["depth"] for r in rows})
+        head = ["depth"] + [f"{m} peak (MiB)" for m in models] + ["revgnn-112 peak − model state (MiB)"] + \
+            [f"{m} step (s)" for m in models]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for d in depths:
+            cells = [str(d)]
+            by = {r["model"]: r for r in rows if r["depth"] == d}
+            for m in models:
+                r = by.get(m)
+                cells.append("" if r is None else (_mib(r.get("peak_allocated_bytes")) if r["status"] == "ok" else r["status"]))
+            r = by.get("revgnn-112")
+            cells.append(_mib(r.get("peak_minus_model_state_bytes")) if r and r["status"] == "ok" else "")
+            for m in models:
+                r = by.get(m)
+                t = r.get("step_time_s") if r else None
+                cells.append("" if t is None else f"{t:.2f}")
+            lines.append("| " + " | ".join(cells) + " |")
+        parts.append("### memory_vs_depth\n\n" + "\n".join(lines))
+    path = out / "paper_scale.json"
+    if path.exists():
+        rows = read_rows(path)
+        parts.append("### paper_scale\n\n" + markdown_table(rows, [
+            "model", "depth", "status", "parameters", "peak_allocated_bytes", "state_bytes", "step_peak_delta_bytes",
+            "peak_minus_model_state_bytes", "peak_rss_bytes", "step_time_s"]))
+        spath = out / "paper_scale_summary.json"
+        if spath.exists():
+            summary = json.loads(spath.read_text())
+            lines = ["| model | full depth | measured depths | peak − model state (MiB, per depth) | model state at full depth (MiB) "
+                     "| full-depth peak (GB) | how | paper (GB) | below paper |", "|" + "---|" * 9]
+            for m, e in summary["models"].items():
+                measured = e.get("measured_full_depth_peak_bytes")
+                best = measured if measured is not None else e.get("extrapolated_full_depth_peak_bytes")
+                flat = ", ".join(f"{d}: {_mib(v)}" for d, v in (e.get("peak_minus_model_state_bytes") or {}).items())
+                lines.append(f"| {m} | {e['full_depth']} | {e['measured_depths']} | {flat} | "
+                             f"{_mib(e.get('model_state_bytes_at_full_depth'))} | "
+                             f"{'' if best is None else f'{best / 1e9:.2f}'} | {'measured' if measured else 'extrapolated'} | "
+                             f"{e.get('paper_gb')} | {e.get('below_paper')} |")
+            parts.append("\n".join(lines))
+            for m, e in summary["models"].items():
+                bd = e.get("breakdown_at_deepest")
+                if not bd:
+                    continue
+                lines = [f"What is live at the peak, {m} at depth {e['measured_depths'][-1]} "
+                         f"(N={bd['sizes']['N']}, E={bd['sizes']['E']}, D={bd['sizes']['D']}, C={bd['sizes']['C']}):", "",
+                         "| part | blocks | MiB |", "|---|---|---|"]
+                for k, v in bd["state"].items():
+                    lines.append(f"| state: {k} | | {_mib(v)} |")
+                for k, v in bd["step"].items():
+                    lines.append(f"| step: {k} | {v['count']} | {_mib(v['bytes'])} |")
+                parts.append("\n".join(lines))
+    path = out / "alternatives_summary.json"
+    if path.exists():
+        table = json.loads(path.read_text())["table"]
+        parts.append("### alternatives\n\n" + markdown_table(table, [
+            "graph", "nodes", "edges", "depth", "variant", "step_time_s", "time_ratio_to_ours", "first_loss",
+            "peak_allocated_bytes", "peak_minus_model_state_bytes", "peak_rss_bytes"]))
+    path = out / "glibc_trap_summary.json"
+    if path.exists():
+        table = json.loads(path.read_text())["table"]
+        parts.append("### glibc_trap\n\n" + markdown_table(table, [
+            "mmap_threshold", "variant", "depths", "peak_rss_lo_bytes", "peak_rss_hi_bytes", "rss_growth_above_imports",
+            "peak_allocated_lo_bytes", "peak_allocated_hi_bytes"]))
+    return "\n\n".join(parts)
