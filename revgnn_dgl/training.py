@@ -6,7 +6,7 @@ Evaluation cuts the graph once, at the start, into ``eval_parts`` parts, ``eval_
 and averages the logits over the views. A run directory holds::
 
     config.yaml        the resolved TrainConfig (reusable with --config)
-    metrics.jsonl      one line per epoch: epoch, loss, val, test, time
+    metrics.jsonl      one line per epoch: epoch, loss, val, test, time (and solver convergence for DEQ-GNN)
     best.safetensors   the checkpoint with the best validation score (metrics in its metadata)
     last.safetensors   the latest checkpoint
     state.safetensors  model, optimizer and RNG states for --resume (no pickle)
@@ -612,6 +612,9 @@ def _train_run(
             rng = np.random.default_rng([config.seed, _TRAIN_STREAM, epoch])
             loss = train_epoch(model, optimizer, data, config.train_parts, rng, config.grad_clip)
             record: Dict[str, Any] = {"epoch": epoch, "loss": loss, "val": None, "test": None}
+            solver = solver_report(model)  # read before evaluation runs new solves
+            if solver:
+                record["solver"] = solver
             if epoch % config.eval_every == 0 or epoch == config.epochs:
                 record.update(evaluator(model))
                 if best["val"] is None or record["val"] > best["val"]:
@@ -627,6 +630,19 @@ def _train_run(
     # The last epoch is always evaluated, so every finished run has a best epoch.
     echo(f"seed {config.seed}: best val {metric} {best['val']:.4f} at epoch {best['epoch']}, test {best['test']:.4f}")
     return {"seed": config.seed, **best}
+
+
+def solver_report(model: nn.Module) -> Optional[Dict[str, Any]]:
+    """The last training step's fixed-point solves (DEQ-GNN), for the epoch's metrics line.
+
+    ``None`` for models without a solver. Non-convergence also warns, with the same numbers.
+    """
+    report = {}
+    for phase in ("forward", "backward"):
+        info = getattr(model, f"last_{phase}_info", None)
+        if info is not None:
+            report[phase] = {"iterations": info.iterations, "rel_residual": info.rel_residual, "converged": info.converged}
+    return report or None
 
 
 def summarize(results: List[Dict[str, Any]], metric: str) -> Dict[str, Any]:

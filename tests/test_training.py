@@ -202,3 +202,13 @@ def test_summarize_uses_sample_std() -> None:
     summary = summarize([{"seed": 0, "val": 0.8, "test": 0.7}, {"seed": 1, "val": 0.9, "test": 0.9}], "rocauc")
     assert summary["test"]["mean"] == pytest.approx(0.8)
     assert summary["test"]["std"] == pytest.approx(np.std([0.7, 0.9], ddof=1))
+
+
+def test_equilibrium_model_logs_solver_convergence(tmp_path: Path) -> None:
+    config = TrainConfig(**{**TINY, "model": "deq-gnn-64", "num_layers": None}, epochs=1, out=str(tmp_path))
+    train(config, echo=quiet, progress=False)
+    (record,) = read_metrics(tmp_path)
+    solver = record["solver"]
+    assert set(solver) == {"forward", "backward"}
+    for phase in solver.values():
+        assert phase["iterations"] >= 1 and phase["rel_residual"] >= 0 and isinstance(phase["converged"], bool)
