@@ -8,6 +8,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 __all__ = ["plot_memory", "plot_time", "series_label"]
 
 _MiB = 2**20
+_MARKERS = ("o", "s", "^", "D", "v", "P")
+_DASHES = ("-", "--", "-.", ":")
 
 
 def series_label(row: Dict[str, Any]) -> str:
@@ -73,7 +75,9 @@ def plot_memory(
         for i, (label, srows) in enumerate(series.items()):
             color = f"C{i % 10}"
             ok = [r for r in srows if r.get("status") == "ok" and r.get(metric) is not None]
-            ax.plot([r["depth"] for r in ok], [r[metric] / _MiB for r in ok], "o-", color=color, label=label)
+            # Distinct markers and dashes: flat series often lie on top of each other.
+            ax.plot([r["depth"] for r in ok], [r[metric] / _MiB for r in ok], color=color, label=label,
+                    marker=_MARKERS[i % len(_MARKERS)], ls=_DASHES[i % len(_DASHES)], ms=7 - i % 3, mfc="none" if i % 2 else color)
             bad = [r for r in srows if r.get("status") in ("oom", "skipped")]
             if metric == "peak_minus_model_state_bytes":
                 bad = []  # projections and caps are of the whole peak
@@ -84,22 +88,25 @@ def plot_memory(
                     xs.append(r["depth"])
                     ys.append(y / _MiB)
             if xs:
+                what = {"skipped": "projected past the cap, not run", "oom": "out of memory under the cap"}
                 ax.plot(xs, ys, "x", color=color, markersize=9, mew=2,
-                        label=f"{label}: over the cap ({', '.join(sorted({r['status'] for r in bad}))})")
+                        label=f"{label}: " + "; ".join(what[s] for s in sorted({r['status'] for r in bad})))
         caps = {r.get("mem_cap_bytes") for r in rows if r.get("mem_cap_bytes")}
         if metric == "peak_minus_model_state_bytes":
             caps = set()
         for cap in caps:
             ax.axhline(cap / _MiB, color="grey", ls=":", lw=1)
-            ax.annotate(f"cap {cap / 2**30:.1f} GiB", (min(depths), cap / _MiB), fontsize=8, color="grey",
-                        va="bottom")
+            ax.annotate(f"memory cap {cap / 2**30:.1f} GiB", (max(depths), cap / _MiB), fontsize=8, color="grey",
+                        va="top", ha="right")
         _depth_axis(ax, depths)
         ax.set_yscale("log")
         ax.set_ylabel(ylabel)
-    axes[0][0].legend(fontsize=7, loc="upper left")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=min(4, len(labels)), frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    rows_of_legend = -(-len(labels) // min(4, max(1, len(labels))))
+    fig.tight_layout(rect=(0, 0.04 + 0.035 * rows_of_legend, 1, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -113,7 +120,9 @@ def plot_time(rows: Sequence[Dict[str, Any]], path: Union[str, Path], title: Opt
     rows = [r for r in rows if r.get("status") == "ok" and r.get("step_time_s") is not None]
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     for i, (label, srows) in enumerate(_series(rows).items()):
-        ax.plot([r["depth"] for r in srows], [r["step_time_s"] for r in srows], "o-", color=f"C{i % 10}", label=label)
+        ax.plot([r["depth"] for r in srows], [r["step_time_s"] for r in srows], color=f"C{i % 10}", label=label,
+                marker=_MARKERS[i % len(_MARKERS)], ls=_DASHES[i % len(_DASHES)], ms=7 - i % 3,
+                mfc="none" if i % 2 else f"C{i % 10}")
     _depth_axis(ax, [r["depth"] for r in rows] or [1])
     ax.set_yscale("log")
     ax.set_ylabel("time of one training step (s; median)")

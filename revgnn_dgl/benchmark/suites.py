@@ -39,6 +39,7 @@ __all__ = [
     "alternatives",
     "glibc_trap",
     "report",
+    "replot",
     "main",
 ]
 
@@ -367,10 +368,32 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     elif args.suite == "glibc_trap":
         glibc_trap(args.out, threads=args.threads)
     else:
+        replot(args.out)
         print(report(args.out))
 
 
 # ---------------------------------------------------------------------------------------- report
+def replot(out: Path = RESULTS) -> List[Path]:
+    """Redraw the suites' plots from their JSON rows (no measuring)."""
+    from .results import read_rows
+
+    out = Path(out)
+    made: List[Path] = []
+    path = out / "memory_vs_depth.json"
+    if path.exists():
+        rows = read_rows(path)
+        r0 = rows[0]
+        title = (f"one training step, D={r0['hidden']}, C=2, {r0['nodes']:,} nodes, {r0['edges']:,} edges, "
+                 f"CPU ({r0.get('cpu_model')}), {r0.get('threads')} thread(s)")
+        made += [plot_memory(rows, out / "memory_vs_depth.png", title=title),
+                 plot_time(rows, out / "memory_vs_depth_time.png", title=title)]
+    path = out / "paper_scale.json"
+    if path.exists():
+        made.append(plot_memory(read_rows(path), out / "paper_scale.png", title=(
+            f"paper-scale batch ({PAPER_BATCH['nodes']:,} nodes, {PAPER_BATCH['edges']:,} edges), one step, CPU")))
+    return made
+
+
 def _mib(b: Optional[float]) -> str:
     return "" if b is None else f"{b / MiB:,.1f}"
 
