@@ -5,7 +5,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-__all__ = ["plot_memory", "plot_time", "series_label"]
+__all__ = ["plot_memory", "plot_time", "plot_paper_comparison", "series_label"]
 
 _MiB = 2**20
 _MARKERS = ("o", "s", "^", "D", "v", "P")
@@ -129,6 +129,40 @@ def plot_time(rows: Sequence[Dict[str, Any]], path: Union[str, Path], title: Opt
     ax.legend(fontsize=7, loc="upper left")
     if title:
         ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_paper_comparison(summary: Dict[str, Any], path: Union[str, Path], title: Optional[str] = None) -> Path:
+    """Bars: each model's full-depth peak (measured or extrapolated, hatched) next to the paper's.
+
+    ``summary`` is the ``paper_scale`` suite's summary (``{"models": {name: entry}}``).
+    """
+    plt = _pyplot()
+    models = [m for m, e in summary["models"].items() if e.get("peak_gb") is not None]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    xs = range(len(models))
+    ours = [summary["models"][m]["peak_gb"] for m in models]
+    paper = [summary["models"][m].get("paper_gb") or 0 for m in models]
+    extrap = ["measured_full_depth_peak_bytes" not in summary["models"][m] for m in models]
+    bars = ax.bar([x - 0.2 for x in xs], ours, 0.4, color="C0", label="this implementation, CPU allocator peak")
+    for bar, e in zip(bars, extrap):
+        if e:
+            bar.set_hatch("//")
+    ax.bar([x + 0.2 for x in xs], paper, 0.4, color="C7", label="paper (GPU, unchecked)")
+    for x, v, p in zip(xs, ours, paper):
+        ax.annotate(f"{v:.2f}", (x - 0.2, v), ha="center", va="bottom", fontsize=8)
+        ax.annotate(f"{p:.2f}", (x + 0.2, p), ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(list(xs))
+    ax.set_xticklabels([f"{m}\n(L={summary['models'][m]['full_depth']})" for m in models])
+    ax.set_ylabel("peak memory of one training step (GB)")
+    ax.legend(fontsize=8, title="hatched: extrapolated from reduced depth", title_fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from .. import registry
 from .cli import parse_depths
 from .memory import GiB, MiB, memory_sweep
-from .plots import plot_memory, plot_time
+from .plots import plot_memory, plot_paper_comparison, plot_time
 from .results import markdown_table, write_rows
 from .speed import run_speed
 
@@ -52,6 +52,8 @@ PAPER_BATCH: Dict[str, Any] = dict(nodes=13250, edges=790000, edge_feats=8, spec
 #: The paper's GPU memory for one training batch (GB; unit not stated, compared as 1e9 bytes,
 #: the stricter reading).
 PAPER_GB = {"revgnn-deep": 2.86, "revgnn-wide": 7.91, "resgnn-112": 27.1}
+_PAPER_TITLE = (f"one training step on a paper-sized batch ({PAPER_BATCH['nodes']:,} nodes, "
+                f"{PAPER_BATCH['edges']:,} edges)")
 
 
 def _collector(out: Path, name: str) -> "tuple[List[Dict[str, Any]], Callable[[Dict[str, Any]], None]]":
@@ -228,6 +230,7 @@ def paper_scale(
         entry["breakdown_at_deepest"] = ok[-1].get("breakdown")
         summary["models"][model] = entry
     _write_summary(out, name, summary)
+    plot_paper_comparison(summary, out / f"{name}_vs_paper.png", title=_PAPER_TITLE)
     print(markdown_table(rows, ["model", "depth", "status", "parameters", "peak_allocated_bytes", "state_bytes",
                                 "step_peak_delta_bytes", "peak_minus_model_state_bytes", "peak_rss_bytes",
                                 "step_time_s"]))
@@ -391,6 +394,10 @@ def replot(out: Path = RESULTS) -> List[Path]:
     if path.exists():
         made.append(plot_memory(read_rows(path), out / "paper_scale.png", title=(
             f"paper-scale batch ({PAPER_BATCH['nodes']:,} nodes, {PAPER_BATCH['edges']:,} edges), one step, CPU")))
+    path = out / "paper_scale_summary.json"
+    if path.exists():
+        made.append(plot_paper_comparison(json.loads(path.read_text()), out / "paper_scale_vs_paper.png",
+                                          title=_PAPER_TITLE))
     return made
 
 
