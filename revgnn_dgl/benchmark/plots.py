@@ -56,7 +56,7 @@ def plot_memory(
     title: Optional[str] = None,
     metrics: Sequence[Tuple[str, str]] = (
         ("peak_allocated_bytes", "peak allocated by torch (MiB)"),
-        ("peak_minus_model_state_bytes", "peak allocated minus parameters, grads, Adam (MiB)"),
+        ("peak_minus_model_state_bytes", "peak minus params, grads, Adam (MiB)"),
         ("peak_rss_bytes", "peak RSS of the process (MiB)"),
     ),
 ) -> Path:
@@ -106,7 +106,8 @@ def plot_memory(
     if title:
         fig.suptitle(title, fontsize=10)
     rows_of_legend = -(-len(labels) // min(4, max(1, len(labels))))
-    fig.tight_layout(rect=(0, 0.04 + 0.035 * rows_of_legend, 1, 1))
+    # Leave the top strip to the title, or tight_layout moves the panels' labels under it.
+    fig.tight_layout(rect=(0, 0.04 + 0.035 * rows_of_legend, 1, 0.95 if title else 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -160,7 +161,8 @@ def plot_paper_comparison(summary: Dict[str, Any], path: Union[str, Path], title
     ax.set_xticks(list(xs))
     ax.set_xticklabels([f"{m}\n(L={summary['models'][m]['full_depth']})" for m in models])
     ax.set_ylabel("peak memory of one training step (GB)")
-    ax.legend(fontsize=8, title="hatched: extrapolated from reduced depth", title_fontsize=7)
+    ax.legend(fontsize=8, title="hatched: extrapolated from reduced depth" if any(extrap) else "all measured at full depth",
+              title_fontsize=7)
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()

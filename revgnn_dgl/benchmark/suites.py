@@ -36,6 +36,8 @@ __all__ = [
     "PAPER_GB",
     "memory_vs_depth",
     "paper_scale",
+    "paper_scale_full",
+    "summarize_paper_scale",
     "alternatives",
     "glibc_trap",
     "report",
@@ -165,7 +167,6 @@ def paper_scale(
     deep_depths: str = "2,8,32",
     wide_depths: str = "2,8,16",
     resgnn_depths: str = "2,8,32,112",
-    full: bool = False,
     threads: int = 1,
     mem_cap_gb: float = 12.0,
     timeout: Optional[float] = None,
@@ -173,41 +174,92 @@ def paper_scale(
 ) -> Dict[str, Any]:
     """One training step of RevGNN-Deep, RevGNN-Wide and ResGNN-112 on a paper-sized batch.
 
-    Reduced depths by default (a full 1001-layer step takes most of an hour on one core);
-    ``full=True`` adds the full depths. The summary extrapolates each reversible model's peak
-    to its full depth as (deepest measured peak minus parameters, gradients and Adam state:
-    flat in depth) + (parameters, gradients and Adam state at full depth: exact from the
-    parameter count), and sets it against the paper's number.
+    Reduced depths of the reversible models (a full 1001-layer step takes most of an hour on
+    one core; :func:`paper_scale_full` measures the full depths, one model per process), with
+    what the peak is made of (``breakdown``) and one unprofiled timed step each. ResGNN-112 is
+    measured up to its full depth. Ends with :func:`summarize_paper_scale`.
     """
     out = Path(out)
     rows, on_row = _collector(out, name)
     common = dict(warmup=0, repeats=1, threads=threads, mem_cap_bytes=int(mem_cap_gb * GiB), breakdown=True,
                   timeout=timeout, on_row=on_row)
-    full_depth = {m: registry.get_config(m)["arguments"]["num_layers"] for m in ("revgnn-deep", "revgnn-wide", "resgnn-112")}
-    plan = [("revgnn-deep", deep_depths), ("revgnn-wide", wide_depths), ("resgnn-112", resgnn_depths)]
-    for model, depths in plan:
-        ds = parse_depths(depths)
-        if full and model != "resgnn-112":
-            ds = sorted(set(ds) | {full_depth[model]})
-        memory_sweep([model], ds, base=dict(PAPER_BATCH), **common)
+    for model, depths in (("revgnn-deep", deep_depths), ("revgnn-wide", wide_depths), ("resgnn-112", resgnn_depths)):
+        memory_sweep([model], parse_depths(depths), base=dict(PAPER_BATCH), **common)
     write_rows(rows, out, name)
+    return summarize_paper_scale(out, name)
+
+
+def paper_scale_full(
+    model: str,
+    out: Path = RESULTS,
+    threads: int = 1,
+    mem_cap_gb: float = 12.0,
+    timeout: Optional[float] = None,
+    name: str = "paper_scale",
+) -> Dict[str, Any]:
+    """One training step of ``model`` at its card's full depth on the paper-sized batch.
+
+    Only the measured step runs: no breakdown pass and no unprofiled repeat, each of which
+    would add most of another hour. Its ``step_time_s`` is therefore the measured step's time
+    (``time_source='profiled'``; the profiler records memory events only, which costs little
+    next to the step). Rows go to ``<name>_full_<model>.csv|json``,
+    so the two models can be measured by two processes at once; the summary is then redone
+    from all of ``<name>*.json``.
+    """
+    if model not in PAPER_GB:
+        raise ValueError(f"unknown paper-scale model {model!r}; choose from {sorted(PAPER_GB)}")
+    out = Path(out)
+    file_name = f"{name}_full_{model}"
+    rows, on_row = _collector(out, file_name)
+    depth = registry.get_config(model)["arguments"]["num_layers"]
+    for row in memory_sweep([model], [depth], base=dict(PAPER_BATCH), warmup=0, repeats=0, breakdown=False,
+                            threads=threads, mem_cap_bytes=int(mem_cap_gb * GiB), timeout=timeout):
+        row["time_source"] = "profiled"
+        on_row(row)
+    return summarize_paper_scale(out, name)
+
+
+def _paper_rows(out: Path, name: str) -> List[Dict[str, Any]]:
+    from .results import read_rows
+
+    rows: List[Dict[str, Any]] = []
+    for path in [out / f"{name}.json", *sorted(out.glob(f"{name}_full_*.json"))]:
+        if path.exists():
+            rows.extend(read_rows(path))
+    return rows
+
+
+def summarize_paper_scale(out: Path = RESULTS, name: str = "paper_scale") -> Dict[str, Any]:
+    """Summary, plots and table of the paper-scale rows (reduced and full depths) in ``out``.
+
+    For a reversible model without a full-depth row, the full-depth peak is extrapolated as
+    (deepest measured peak minus parameters, gradients and Adam state: flat in depth) +
+    (parameters, gradients and Adam state at full depth: exact from the parameter count); a
+    measured full-depth row, where there is one, is set against that extrapolation.
+    """
+    out = Path(out)
+    rows = _paper_rows(out, name)
     plot_memory(rows, out / f"{name}.png", title=(
         f"paper-scale batch ({PAPER_BATCH['nodes']:,} nodes, {PAPER_BATCH['edges']:,} edges), one step, CPU"))
-
     summary: Dict[str, Any] = {"batch": PAPER_BATCH, "models": {}}
-    for model, _ in plan:
+    for model in PAPER_GB:
         ok = _ok(rows, model)
         if not ok:
             continue
         card = registry.get_config(model)
-        L = full_depth[model]
+        L = card["arguments"]["num_layers"]
         entry: Dict[str, Any] = {"full_depth": L, "card_parameters": card.get("parameters"),
                                  "paper_gb": PAPER_GB.get(model), "measured_depths": [r["depth"] for r in ok]}
         full_row = _at(ok, L)
         if full_row is not None:
             entry["measured_full_depth_peak_bytes"] = full_row["peak_allocated_bytes"]
-        if len(ok) >= 2:
-            a, b = ok[0], ok[-1]
+            entry["measured_full_depth_parameters"] = full_row["parameters"]
+            entry["measured_full_depth_step_s"] = full_row["step_time_s"]
+            entry["measured_full_depth_time_source"] = full_row.get("time_source", "unprofiled")
+        # Extrapolate from the reduced depths only, so that a full-depth row checks it.
+        reduced = [r for r in ok if r["depth"] != L]
+        if len(reduced) >= 2:
+            a, b = reduced[0], reduced[-1]
             # Parameters, gradients and Adam state are exactly linear in depth.
             per_layer = (b["model_state_bytes"] - a["model_state_bytes"]) / (b["depth"] - a["depth"])
             state_full = b["model_state_bytes"] + per_layer * (L - b["depth"])
@@ -218,7 +270,8 @@ def paper_scale(
                 model_state_bytes_at_full_depth=state_full,
             )
             if model != "resgnn-112":
-                entry["extrapolated_full_depth_peak_bytes"] = max(flat) + state_full
+                entry["extrapolated_full_depth_peak_bytes"] = max(
+                    r["peak_minus_model_state_bytes"] for r in reduced) + state_full
             else:
                 slope = (b["peak_allocated_bytes"] - a["peak_allocated_bytes"]) / (b["depth"] - a["depth"])
                 entry["extrapolated_full_depth_peak_bytes"] = b["peak_allocated_bytes"] + slope * (L - b["depth"])
@@ -226,8 +279,12 @@ def paper_scale(
         best = entry.get("measured_full_depth_peak_bytes", entry.get("extrapolated_full_depth_peak_bytes"))
         if best is not None and entry["paper_gb"]:
             entry["peak_gb"] = best / 1e9
+            entry["peak_measured"] = "measured_full_depth_peak_bytes" in entry
             entry["below_paper"] = best < entry["paper_gb"] * 1e9
-        entry["breakdown_at_deepest"] = ok[-1].get("breakdown")
+        with_breakdown = [r for r in ok if r.get("breakdown")]
+        if with_breakdown:
+            entry["breakdown_depth"] = with_breakdown[-1]["depth"]
+            entry["breakdown_at_deepest"] = with_breakdown[-1]["breakdown"]
         summary["models"][model] = entry
     _write_summary(out, name, summary)
     plot_paper_comparison(summary, out / f"{name}_vs_paper.png", title=_PAPER_TITLE)
@@ -359,13 +416,17 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("suite", choices=["memory_vs_depth", "paper_scale", "alternatives", "glibc_trap", "report"])
     parser.add_argument("--out", type=Path, default=RESULTS, help="Results folder (default: benchmarks/results).")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared).")
-    parser.add_argument("--full", action="store_true", help="paper_scale: also the full depths (long).")
+    parser.add_argument("--full-depth", metavar="MODEL", choices=sorted(PAPER_GB),
+                        help="paper_scale: measure only MODEL at its full depth (most of an hour or more).")
     parser.add_argument("--timeout", type=float, default=None, help="paper_scale: seconds per configuration.")
     args = parser.parse_args(argv)
     if args.suite == "memory_vs_depth":
         memory_vs_depth(args.out, threads=args.threads)
     elif args.suite == "paper_scale":
-        paper_scale(args.out, full=args.full, threads=args.threads, timeout=args.timeout)
+        if args.full_depth:
+            paper_scale_full(args.full_depth, args.out, threads=args.threads, timeout=args.timeout)
+        else:
+            paper_scale(args.out, threads=args.threads, timeout=args.timeout)
     elif args.suite == "alternatives":
         alternatives(args.out, threads=args.threads)
     elif args.suite == "glibc_trap":
@@ -390,9 +451,9 @@ def replot(out: Path = RESULTS) -> List[Path]:
                  f"CPU ({r0.get('cpu_model')}), {r0.get('threads')} thread(s)")
         made += [plot_memory(rows, out / "memory_vs_depth.png", title=title),
                  plot_time(rows, out / "memory_vs_depth_time.png", title=title)]
-    path = out / "paper_scale.json"
-    if path.exists():
-        made.append(plot_memory(read_rows(path), out / "paper_scale.png", title=(
+    paper_rows = _paper_rows(out, "paper_scale")
+    if paper_rows:
+        made.append(plot_memory(paper_rows, out / "paper_scale.png", title=(
             f"paper-scale batch ({PAPER_BATCH['nodes']:,} nodes, {PAPER_BATCH['edges']:,} edges), one step, CPU")))
     path = out / "paper_scale_summary.json"
     if path.exists():
@@ -433,12 +494,14 @@ def report(out: Path = RESULTS) -> str:
                 cells.append("" if t is None else f"{t:.2f}")
             lines.append("| " + " | ".join(cells) + " |")
         parts.append("### memory_vs_depth\n\n" + "\n".join(lines))
-    path = out / "paper_scale.json"
-    if path.exists():
-        rows = read_rows(path)
+    rows = _paper_rows(out, "paper_scale")
+    if rows:
+        rows = sorted(rows, key=lambda r: (list(PAPER_GB).index(r["model"]) if r["model"] in PAPER_GB else 99, r["depth"]))
+        for r in rows:
+            r.setdefault("time_source", "unprofiled")
         parts.append("### paper_scale\n\n" + markdown_table(rows, [
             "model", "depth", "status", "parameters", "peak_allocated_bytes", "state_bytes", "step_peak_delta_bytes",
-            "peak_minus_model_state_bytes", "peak_rss_bytes", "step_time_s"]))
+            "peak_minus_model_state_bytes", "peak_rss_bytes", "step_time_s", "time_source"]))
         spath = out / "paper_scale_summary.json"
         if spath.exists():
             summary = json.loads(spath.read_text())
@@ -457,7 +520,7 @@ def report(out: Path = RESULTS) -> str:
                 bd = e.get("breakdown_at_deepest")
                 if not bd:
                     continue
-                lines = [f"What is live at the peak, {m} at depth {e['measured_depths'][-1]} "
+                lines = [f"What is live at the peak, {m} at depth {e.get('breakdown_depth')} "
                          f"(N={bd['sizes']['N']}, E={bd['sizes']['E']}, D={bd['sizes']['D']}, C={bd['sizes']['C']}):", "",
                          "| part | blocks | MiB |", "|---|---|---|"]
                 for k, v in bd["state"].items():
@@ -470,7 +533,7 @@ def report(out: Path = RESULTS) -> str:
         table = json.loads(path.read_text())["table"]
         parts.append("### alternatives\n\n" + markdown_table(table, [
             "graph", "nodes", "edges", "depth", "variant", "step_time_s", "time_ratio_to_ours", "first_loss",
-            "peak_allocated_bytes", "peak_minus_model_state_bytes", "peak_rss_bytes"]))
+            "peak_allocated_bytes", "peak_minus_model_state_bytes"]))
     path = out / "glibc_trap_summary.json"
     if path.exists():
         table = json.loads(path.read_text())["table"]
