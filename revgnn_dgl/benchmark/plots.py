@@ -50,6 +50,14 @@ def _depth_axis(ax: Any, depths: Sequence[int]) -> None:
     ax.grid(True, which="major", alpha=0.3)
 
 
+def _save(plt: Any, fig: Any, path: Union[str, Path]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_memory(
     rows: Sequence[Dict[str, Any]],
     path: Union[str, Path],
@@ -108,11 +116,7 @@ def plot_memory(
     rows_of_legend = -(-len(labels) // min(4, max(1, len(labels))))
     # Leave the top strip to the title, or tight_layout moves the panels' labels under it.
     fig.tight_layout(rect=(0, 0.04 + 0.035 * rows_of_legend, 1, 0.95 if title else 1))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_time(rows: Sequence[Dict[str, Any]], path: Union[str, Path], title: Optional[str] = None) -> Path:
@@ -131,11 +135,7 @@ def plot_time(rows: Sequence[Dict[str, Any]], path: Union[str, Path], title: Opt
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_paper_comparison(summary: Dict[str, Any], path: Union[str, Path], title: Optional[str] = None) -> Path:
@@ -166,8 +166,4 @@ def plot_paper_comparison(summary: Dict[str, Any], path: Union[str, Path], title
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
