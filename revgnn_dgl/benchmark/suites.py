@@ -210,7 +210,7 @@ def paper_scale_full(
         raise ValueError(f"unknown paper-scale model {model!r}; choose from {sorted(PAPER_GB)}")
     out = Path(out)
     file_name = f"{name}_full_{model}"
-    rows, on_row = _collector(out, file_name)
+    _, on_row = _collector(out, file_name)
     depth = registry.get_config(model)["arguments"]["num_layers"]
     for row in memory_sweep([model], [depth], base=dict(PAPER_BATCH), warmup=0, repeats=0, breakdown=False,
                             threads=threads, mem_cap_bytes=int(mem_cap_gb * GiB), timeout=timeout):
@@ -316,24 +316,22 @@ def alternatives(
     out = Path(out)
     graphs = {"sweep": SWEEP_GRAPH, "paper": PAPER_BATCH}
     rows: List[Dict[str, Any]] = []
+
+    def add(new: List[Dict[str, Any]], graph_name: str, kind: str, result: Callable[[Dict[str, Any]], str]) -> None:
+        for r in new:
+            r["graph"] = graph_name
+            print(f"[{name}] {kind} {graph_name} depth {r['depth']} {r['variant']}: {r['status']} {result(r)}",
+                  flush=True)
+        rows.extend(new)
+        write_rows(rows, out, name)  # after each half, so a stopped run keeps what it measured
+
     for cfg in configs:
         graph = graphs[cfg["graph"]]
-        speed_rows = run_speed({"model": model, **graph}, cfg["depths"], variants, warmup=1, repeats=repeats,
-                               threads=threads)
-        for r in speed_rows:
-            r["graph"] = cfg["graph"]
-            print(f"[{name}] speed {cfg['graph']} depth {r['depth']} {r['variant']}: {r['status']} "
-                  f"{r.get('step_time_s')} s, x{r.get('time_ratio_to_ours')}", flush=True)
-        rows.extend(speed_rows)
-        write_rows(rows, out, name)
-        mem_rows = memory_sweep([model], cfg["depths"], variants, base=dict(graph), warmup=0, repeats=0,
-                                threads=threads, mem_cap_bytes=12 * GiB)
-        for r in mem_rows:
-            r["graph"] = cfg["graph"]
-            print(f"[{name}] memory {cfg['graph']} depth {r['depth']} {r['variant']}: {r['status']} "
-                  f"{(r.get('peak_allocated_bytes') or 0) / MiB:,.1f} MiB", flush=True)
-        rows.extend(mem_rows)
-        write_rows(rows, out, name)
+        add(run_speed({"model": model, **graph}, cfg["depths"], variants, warmup=1, repeats=repeats, threads=threads),
+            cfg["graph"], "speed", lambda r: f"{r.get('step_time_s')} s, x{r.get('time_ratio_to_ours')}")
+        add(memory_sweep([model], cfg["depths"], variants, base=dict(graph), warmup=0, repeats=0, threads=threads,
+                         mem_cap_bytes=12 * GiB),
+            cfg["graph"], "memory", lambda r: f"{(r.get('peak_allocated_bytes') or 0) / MiB:,.1f} MiB")
 
     table = []
     for cfg in configs:
@@ -357,7 +355,7 @@ def alternatives(
             summary.setdefault("ours_over_disable", {})[f"{t['graph']}@{t['depth']}"] = 1 / t["time_ratio_to_ours"]
     _write_summary(out, name, summary)
     print(markdown_table(table, ["graph", "depth", "variant", "step_time_s", "time_ratio_to_ours", "first_loss",
-                                 "peak_allocated_bytes", "peak_rss_bytes"]))
+                                 "peak_allocated_bytes", "peak_minus_model_state_bytes"]))
     return summary
 
 
