@@ -3,7 +3,7 @@ import os
 
 # OGB checks PyPI for a newer version at import; offline that only produces a warning.
 os.environ.setdefault("OUTDATED_IGNORE", "1")
-# The profiler behind revgnn_dgl.profiling prints progress lines unless told not to.
+# The profiler behind revgnn_dgl.bench.profiling prints progress lines unless told not to.
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")
 
 import torch  # noqa: E402

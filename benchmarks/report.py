@@ -4,7 +4,7 @@
 """
 import sys
 
-from revgnn_dgl.benchmark.suites import main
+from revgnn_dgl.bench.suites import main
 
 if __name__ == "__main__":
     main(["report", *sys.argv[1:]])

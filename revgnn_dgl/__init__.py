@@ -3,9 +3,9 @@
 >>> import revgnn_dgl
 >>> model = revgnn_dgl.create_model("revgnn-wide", num_layers=2)
 """
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-from .registry import (  # noqa: E402
+from .zoo import (  # noqa: E402
     ZooError,
     create_model,
     get_config,

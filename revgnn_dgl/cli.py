@@ -18,7 +18,7 @@ import click
 # The package's user-error types, as (module, class). They are looked up in sys.modules when an
 # error occurs: an exception of one of them can only exist if its module was imported.
 _USER_ERRORS = (
-    ("revgnn_dgl.registry", "ZooError"),  # also CheckpointError, ConfigError, TrainingStateError
+    ("revgnn_dgl.zoo.architectures", "ZooError"),  # also CheckpointError, ConfigError, TrainingStateError
     ("revgnn_dgl.data.base", "DatasetError"),
     ("revgnn_dgl.nn.genconv", "GraphInputError"),
 )
@@ -160,8 +160,8 @@ def train(
     Writes config.yaml, metrics.jsonl, best.safetensors, last.safetensors, a resumable
     state.safetensors and summary.json to the output directory.
     """
-    from .training import CONFIG_FILE, ConfigError, TrainConfig
-    from .training import train as run_training
+    from .train import CONFIG_FILE, ConfigError, TrainConfig
+    from .train import train as run_training
 
     dataset_options = flags.pop("dataset_options")
     given = {k: v for k, v in flags.items() if v is not None}
@@ -238,8 +238,8 @@ def evaluate(
     if model and pretrained == bool(checkpoint):
         raise click.UsageError("with --model, give either --pretrained or --checkpoint FILE.", ctx=ctx)
 
-    from .training import ConfigError, TrainConfig, check_model_fits, load_dataset_for, model_overrides, resolve_device
-    from .training import evaluate as run_evaluation
+    from .train import ConfigError, TrainConfig, check_model_fits, load_dataset_for, model_overrides, resolve_device
+    from .train import evaluate as run_evaluation
 
     _set_threads(threads)
     settings, net, label = _evaluation_target(model, pretrained, checkpoint, run_dir)
@@ -253,7 +253,7 @@ def evaluate(
         raise ConfigError("--amp needs a CUDA device.")
     dataset = load_dataset_for(config)
     if net is None:  # --model NAME --checkpoint FILE: the card's model, sized for this dataset
-        from .registry import create_model
+        from .zoo import create_model
 
         overrides, _ = model_overrides(config, dataset)
         net = create_model(model, pretrained=checkpoint, **overrides)
@@ -284,9 +284,9 @@ def _evaluation_target(
     model: Optional[str], pretrained: bool, checkpoint: Optional[str], run_dir: Optional[str]
 ) -> Tuple[Dict[str, Any], Any, str]:
     """Default evaluation settings (TrainConfig keys), the model (None: built later) and a label."""
-    from .checkpoint import build_from_checkpoint
-    from .registry import create_model, get_config
-    from .training import BEST_FILE, CONFIG_FILE, ConfigError, TrainConfig
+    from .zoo.checkpoint import build_from_checkpoint
+    from .zoo import create_model, get_config
+    from .train import BEST_FILE, CONFIG_FILE, ConfigError, TrainConfig
 
     if run_dir:
         run = Path(run_dir)
@@ -313,7 +313,7 @@ def _evaluation_target(
 def _card_settings(name: Optional[str]) -> Dict[str, Any]:
     """Evaluation settings of a model card: its dataset, dataset_options and ``eval`` section
     (``parts``, ``views``, ``seed``), else the ``training`` section's ``eval_parts``/``eval_views``."""
-    from .registry import ZooError, get_config
+    from .zoo import ZooError, get_config
 
     try:
         card = get_config(name) if name else {}
@@ -340,7 +340,7 @@ def zoo() -> None:
 @zoo.command("list")
 def zoo_list() -> None:
     """The registered models, with their size and published score."""
-    from .registry import get_config, list_models
+    from .zoo import get_config, list_models
 
     rows = [("name", "aliases", "architecture", "parameters", "paper test ROC-AUC", "weights")]
     for name in list_models():
@@ -367,7 +367,7 @@ def zoo_show(name: str) -> None:
     """Print a model card."""
     import yaml
 
-    from .registry import get_config
+    from .zoo import get_config
 
     click.echo(yaml.safe_dump(get_config(name), sort_keys=False, allow_unicode=True).rstrip())
 
@@ -376,8 +376,8 @@ def zoo_show(name: str) -> None:
 @click.argument("name")
 def zoo_download(name: str) -> None:
     """Fetch a model's pretrained checkpoint into the cache and print its path."""
-    from .hub import pretrained_path
-    from .registry import get_config
+    from .zoo.hub import pretrained_path
+    from .zoo import get_config
 
     click.echo(str(pretrained_path(get_config(name))))
 
@@ -388,7 +388,7 @@ def zoo_download(name: str) -> None:
 @click.option("--out", type=click.Path(dir_okay=False), help="Where to write [default: the cache path of --pretrained].")
 def zoo_import(file: str, model: str, out: Optional[str]) -> None:
     """Convert an official checkpoint (revgnn_deep.pth / revgnn_wide.pth) into this package's format."""
-    from .convert import import_official_checkpoint
+    from .zoo.convert import import_official_checkpoint
 
     path = import_official_checkpoint(file, model=model, out=out, verbose=False)
     click.echo(f"wrote {path}")
@@ -396,11 +396,11 @@ def zoo_import(file: str, model: str, out: Optional[str]) -> None:
 
 # ------------------------------------------------------------------ benchmark
 class _BenchmarkGroup(click.Group):
-    """Stands for the group of :mod:`revgnn_dgl.benchmark.cli`, imported only when used (it loads torch)."""
+    """Stands for the group of :mod:`revgnn_dgl.bench.cli`, imported only when used (it loads torch)."""
 
     @staticmethod
     def _group() -> click.Group:
-        from .benchmark.cli import benchmark
+        from .bench.cli import benchmark
 
         return benchmark
 
@@ -426,7 +426,7 @@ def info() -> None:
     import torch
 
     from . import __version__
-    from .training import dgl_has_cuda
+    from .train import dgl_has_cuda
 
     cuda = torch.cuda.is_available()
     dgl_cuda = dgl_has_cuda()

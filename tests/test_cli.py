@@ -15,7 +15,7 @@ import torch
 from click.testing import CliRunner, Result
 
 from revgnn_dgl.cli import _TRAIN_DEFAULTS, cli
-from revgnn_dgl.training import BEST_FILE, SUMMARY_FILE, TrainConfig, read_metrics
+from revgnn_dgl.train import BEST_FILE, SUMMARY_FILE, TrainConfig, read_metrics
 
 SMALL_MODEL = ["--model", "wide", "--num-layers", "3", "--hidden", "16", "--train-parts", "3", "--eval-parts", "2",
                "--device", "cpu"]  # fmt: skip
@@ -67,7 +67,7 @@ def test_evaluate_run_and_checkpoint_reproduce_best_val(run_dir: Path) -> None:
 def test_evaluate_pretrained_uses_the_card(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """--pretrained goes through the card: its weights in the cache, its dataset and eval settings."""
     from revgnn_dgl import register_model
-    from revgnn_dgl.checkpoint import load_checkpoint
+    from revgnn_dgl.zoo.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(run_dir / BEST_FILE)
     monkeypatch.setenv("REVGNN_DGL_CACHE", str(tmp_path))

@@ -1,28 +1,22 @@
 """Models: RevGNN, WT-RevGNN, ResGNN (one deep GNN, three connections) and DEQ-GNN."""
 import inspect
 
-from ..registry import register_architecture
 from .deepgcn import CONNECTIONS, CONVS, DeepGCN, ResGNN, RevGNN, WTRevGNN
 from .deq import DEQGNN
 from .mlp import MLP
 
-__all__ = ["CONNECTIONS", "CONVS", "DEQGNN", "MLP", "DeepGCN", "ResGNN", "RevGNN", "WTRevGNN"]
+__all__ = ["CONNECTIONS", "CONVS", "DEEPGCN_ARGUMENTS", "DEQGNN", "MLP", "DeepGCN", "ResGNN", "RevGNN", "WTRevGNN", "deq_gnn"]
 
 # DeepGCN forwards extra keyword arguments to GENConv: accept exactly those.
 _GEN_OPTIONS = {"t", "learn_t", "p", "learn_p", "y", "learn_y", "msg_norm", "learn_msg_scale", "expansion", "eps"}
-_DEEPGCN_ARGUMENTS = {
+#: The keyword arguments a DeepGCN builder accepts (its own and those it forwards to GENConv).
+DEEPGCN_ARGUMENTS = frozenset({
     name
     for name, p in inspect.signature(DeepGCN.__init__).parameters.items()
     if name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD
-} | _GEN_OPTIONS
-
-register_architecture("revgnn", _DEEPGCN_ARGUMENTS - {"connection"})(RevGNN)
-register_architecture("wt-revgnn", _DEEPGCN_ARGUMENTS - {"connection"})(WTRevGNN)
-register_architecture("mlp")(MLP)
-register_architecture("resgnn", _DEEPGCN_ARGUMENTS - {"connection", "groups", "reinit_groups", "disable"})(ResGNN)
+} | _GEN_OPTIONS)
 
 
-@register_architecture("deq-gnn")
 def deq_gnn(
     in_feats: int,
     out_feats: int,

@@ -106,7 +106,7 @@ def test_bad_inputs():
 
 
 def test_weight_tied_memory_flat_in_depth():
-    from revgnn_dgl.profiling import measure_forward_backward
+    from revgnn_dgl.bench.profiling import measure_forward_backward
 
     torch.manual_seed(0)
     n, e = 3000, 15000

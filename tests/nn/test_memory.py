@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from revgnn_dgl.nn import GENConv, GroupRevRes, PreActivationBlock, SharedDropout
-from revgnn_dgl.profiling import measure_forward_backward
+from revgnn_dgl.bench.profiling import measure_forward_backward
 
 # Big enough that activations (N x D floats, and E x D/2 per-edge edge projections inside a
 # block) dominate the bookkeeping of the autograd graph.

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .registry import ZooError
+from ..zoo.architectures import ZooError
 
 #: Key of the JSON document in the safetensors header.
 HEADER_KEY = "revgnn_dgl.training_state"

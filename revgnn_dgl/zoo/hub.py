@@ -13,7 +13,7 @@ variable ``REVGNN_DGL_CACHE``, else ``$XDG_CACHE_HOME/revgnn_dgl``, else
       how: ...                          # what to do, in words
 
 ``bundled`` weights ship with the package: ``file`` is a path relative to the zoo folder (the
-installed package ``revgnn_dgl._zoo``, or ``zoo/`` of a source checkout), e.g.
+package's ``revgnn_dgl/zoo/cards/``), e.g.
 ``weights/revgnn-cora-64.safetensors``, and ``sha256`` (required) is verified on every load.
 
 The official RevGNN weights are published in a Google Drive *folder*, which cannot be
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 from .checkpoint import CheckpointError, _fsync_dir, sha256_file
+from .registry import CARDS_DIR
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -125,14 +126,8 @@ def pretrained_path(config: Mapping[str, Any]) -> Path:
 
 
 def zoo_dir() -> Path:
-    """The folder of the model cards: the installed package ``revgnn_dgl._zoo``, else ``zoo/`` of
-    the source checkout (found as :func:`revgnn_dgl.registry.card_paths` finds the cards)."""
-    from importlib import resources
-
-    try:
-        return Path(str(resources.files("revgnn_dgl._zoo")))
-    except ModuleNotFoundError:
-        return Path(__file__).resolve().parent.parent / "zoo"
+    """The folder of the model cards, which bundled checkpoint paths are relative to."""
+    return CARDS_DIR
 
 
 def bundled_path(config: Mapping[str, Any]) -> Path:

@@ -3,18 +3,16 @@
     revgnn-dgl benchmark memory --model revgnn-112 --model resgnn-112 --hidden 80 --depths 2,4,8,...,1001
     revgnn-dgl benchmark speed --model revgnn-112 --depths 8,32 --variants ours,disable,dgl,pyg
 
-The same commands run as ``python -m revgnn_dgl.benchmark ...``.
+The same commands run as ``python -m revgnn_dgl.bench ...``.
 """
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import click
 
-from ..profiling import DEFAULT_MMAP_THRESHOLD
+from .profiling import DEFAULT_MMAP_THRESHOLD
 from .memory import GiB, memory_sweep
 from .results import markdown_table, write_rows
 from .workload import VARIANTS
@@ -193,5 +191,5 @@ def speed(**opts: Any) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    """``python -m revgnn_dgl.benchmark``."""
-    benchmark.main(args=list(argv) if argv is not None else None, prog_name="python -m revgnn_dgl.benchmark")
+    """``python -m revgnn_dgl.bench``."""
+    benchmark.main(args=list(argv) if argv is not None else None, prog_name="python -m revgnn_dgl.bench")

@@ -23,7 +23,6 @@ the paper's recipe.
 from __future__ import annotations
 
 import copy
-import inspect
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, List, Mapping, Optional, Tuple
@@ -33,9 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .. import registry
+from .. import zoo
 from ..models.deepgcn import DeepGCN
 from ..nn import GroupRevRes, PreActivationBlock
+from ..train.device import resolve_device
 
 __all__ = [
     "VARIANTS",
@@ -45,7 +45,6 @@ __all__ = [
     "make_batch",
     "model_arguments",
     "resolve_model",
-    "resolve_device",
     "variant_available",
 ]
 
@@ -146,16 +145,6 @@ class GraphBatch:
         }
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA if available, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda asked for, but torch sees no CUDA device")
-    return dev
-
-
 def make_batch(
     nodes: int,
     edges: int,
@@ -201,19 +190,19 @@ def make_batch(
 
 def resolve_model(name: str) -> Tuple[str, str]:
     """``(model card name, architecture)`` for a model name, alias or architecture name."""
-    models = registry.list_models()
+    models = zoo.list_models()
     key = name.strip().lower()
     try:
-        canonical = registry.resolve_name(key)
-        return canonical, registry.get_config(canonical)["architecture"]
-    except registry.ZooError:
+        canonical = zoo.resolve_name(key)
+        return canonical, zoo.get_config(canonical)["architecture"]
+    except zoo.ZooError:
         pass
     for model in models:  # an architecture: its first card is the template
-        if registry.get_config(model)["architecture"] == key:
+        if zoo.get_config(model)["architecture"] == key:
             return model, key
-    raise registry.ZooError(
+    raise zoo.ZooError(
         f"unknown model or architecture {name!r}; models: {', '.join(models)}; "
-        f"architectures: {', '.join(registry.list_architectures())}"
+        f"architectures: {', '.join(zoo.list_architectures())}"
     )
 
 
@@ -228,10 +217,10 @@ def model_arguments(cfg: StepConfig) -> Tuple[str, str, Dict[str, Any]]:
     the node input otherwise.
     """
     name, arch = resolve_model(cfg.model)
-    args = dict(registry.get_config(name)["arguments"])
+    args = dict(zoo.get_config(name)["arguments"])
 
     # Names the builder declares (None when it takes **kwargs: then only the card's names).
-    allowed = registry._ARCH_ARGUMENTS.get(arch) or set()
+    allowed = zoo.architecture_arguments(arch) or set()
 
     def put(candidates: Tuple[str, ...], value: Any) -> bool:
         for key in [k for k in candidates if k in args] + [k for k in candidates if k in allowed]:
@@ -475,7 +464,7 @@ class TrainStep:
         self.batch = batch
         if model is None:
             torch.manual_seed(cfg.seed)
-            model = registry.create_model(self.model_name, **self.arguments)
+            model = zoo.create_model(self.model_name, **self.arguments)
         else:
             model = copy.deepcopy(model)
         model = model.to(self.device).train()

@@ -16,10 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from revgnn_dgl import create_model, get_config, register_model, registry
-from revgnn_dgl.checkpoint import CheckpointError, load_checkpoint, sha256_file
-from revgnn_dgl.convert import convert_official_state_dict, import_official_checkpoint, official_key_map
-from revgnn_dgl.hub import checkpoints_dir
+from revgnn_dgl import create_model, get_config, register_model
+from revgnn_dgl.zoo import registry
+from revgnn_dgl.zoo.checkpoint import CheckpointError, load_checkpoint, sha256_file
+from revgnn_dgl.zoo.convert import convert_official_state_dict, import_official_checkpoint, official_key_map
+from revgnn_dgl.zoo.hub import checkpoints_dir
 
 L, D, C = 3, 80, 2  # a small RevGNN with the released width and groups
 

@@ -31,7 +31,7 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Union
 import torch
 from torch import Tensor, nn
 
-from .registry import ZooError, build_from_config
+from .architectures import ZooError, build_from_config
 
 PathLike = Union[str, "os.PathLike[str]"]
 

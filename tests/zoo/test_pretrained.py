@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from revgnn_dgl import get_config, list_models
-from revgnn_dgl import hub
-from revgnn_dgl.checkpoint import CheckpointError, sha256_file
+from revgnn_dgl.zoo import hub
+from revgnn_dgl.zoo.checkpoint import CheckpointError, sha256_file
 from revgnn_dgl.cli import cli
 from revgnn_dgl.data import load_dataset
 

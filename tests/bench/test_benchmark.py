@@ -13,13 +13,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from revgnn_dgl.benchmark import StepConfig, TrainStep, measure_step, memory_sweep, write_rows
-from revgnn_dgl.benchmark.cli import benchmark, parse_depths
-from revgnn_dgl.benchmark.memory import _project, live_blocks_at_peak
-from revgnn_dgl.benchmark.plots import plot_memory, plot_time
-from revgnn_dgl.benchmark.results import ENV_FIELDS, read_rows
-from revgnn_dgl.benchmark.speed import speed_compare
-from revgnn_dgl.benchmark.workload import variant_available
+from revgnn_dgl.bench import StepConfig, TrainStep, measure_step, memory_sweep, write_rows
+from revgnn_dgl.bench.cli import benchmark, parse_depths
+from revgnn_dgl.bench.memory import _project, live_blocks_at_peak
+from revgnn_dgl.bench.plots import plot_memory, plot_time
+from revgnn_dgl.bench.results import ENV_FIELDS, read_rows
+from revgnn_dgl.bench.speed import speed_compare
+from revgnn_dgl.bench.workload import variant_available
 
 TINY = dict(hidden=8, nodes=60, edges=240)
 
@@ -116,7 +116,7 @@ def test_unknown_variant_and_non_reversible_model_are_refused():
 def test_paper_scale_summary_extrapolates_and_prefers_a_measured_full_depth(tmp_path):
     # Rows in the suite's files, made up so that the arithmetic is known exactly: 1 MB of
     # activations at every depth, 100 bytes of parameter state per layer.
-    from revgnn_dgl.benchmark.suites import summarize_paper_scale
+    from revgnn_dgl.bench.suites import summarize_paper_scale
 
     def row(model, depth, **extra):
         state = 100 * depth

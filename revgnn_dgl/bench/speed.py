@@ -1,7 +1,7 @@
 """Time per training step of execution variants, side by side in one process.
 
 :func:`speed_compare` builds every variant of one model from the same weights on the same
-graph (see :mod:`revgnn_dgl.benchmark.workload`), warms each up, then times steps in
+graph (see :mod:`revgnn_dgl.bench.workload`), warms each up, then times steps in
 interleaved rounds (variant order rotated each round), so that a change in the machine's load
 hits all variants alike; it reports the median per variant and its ratio to ``ours``. The
 first step's loss is recorded for each variant: equal losses show that the variants compute
@@ -20,11 +20,12 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-from ..profiling import DEFAULT_MMAP_THRESHOLD, run_in_subprocess
+from .profiling import DEFAULT_MMAP_THRESHOLD, run_in_subprocess
 from .env import CHILD_ENV, environment
 from .memory import config_row
-from .workload import StepConfig, TrainStep, make_batch, model_arguments, resolve_device, variant_available
-from .. import registry
+from ..train.device import resolve_device
+from .workload import StepConfig, TrainStep, make_batch, model_arguments, variant_available
+from .. import zoo
 
 __all__ = ["speed_compare", "run_speed", "op_profile"]
 
@@ -55,7 +56,7 @@ def speed_compare(
     Parameters
     ----------
     base : dict
-        :class:`~revgnn_dgl.benchmark.workload.StepConfig` fields shared by all (``model``,
+        :class:`~revgnn_dgl.bench.workload.StepConfig` fields shared by all (``model``,
         ``hidden``, ``groups``, ``nodes``, ``edges``, ``device``, ...).
     depths : sequence of int
         Depths to compare at.
@@ -86,7 +87,7 @@ def speed_compare(
         batch = make_batch(cfg0.nodes, cfg0.edges, cfg0.edge_feats, cfg0.species, cfg0.tasks, cfg0.seed, device)
         name, _, args = model_arguments(cfg0)
         torch.manual_seed(cfg0.seed)
-        model = registry.create_model(name, **args)
+        model = zoo.create_model(name, **args)
         steps: Dict[str, TrainStep] = {}
         first_loss: Dict[str, float] = {}
         depth_rows: Dict[str, Dict[str, Any]] = {}
@@ -156,7 +157,7 @@ def run_speed(
     A child that fails gives one ``error``/``oom``/``timeout`` row per (depth, variant).
     """
     report = run_in_subprocess(
-        "revgnn_dgl.benchmark.speed:speed_compare",
+        "revgnn_dgl.bench.speed:speed_compare",
         kwargs=dict(base=base, depths=list(depths), variants=list(variants), warmup=warmup, repeats=repeats,
                     threads=threads, profile=profile),
         env=CHILD_ENV,

@@ -32,7 +32,9 @@ import torch
 from torch import Tensor, nn
 
 from .checkpoint import CheckpointError, save_checkpoint, sha256_file
-from .registry import build_from_config, create_model, get_config
+from .architectures import build_from_config
+from .factory import create_model
+from .registry import get_config
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -183,7 +185,7 @@ def import_official_checkpoint(
     model : str
         ``deep``, ``wide`` or any registered RevGNN model name.
     out : str or PathLike, optional
-        Where to write; by default the cache path that :func:`revgnn_dgl.hub.pretrained_path`
+        Where to write; by default the cache path that :func:`revgnn_dgl.zoo.hub.pretrained_path`
         expects for this model.
     verbose : bool
         Print the destination and its SHA-256.
@@ -226,7 +228,7 @@ def import_official_checkpoint(
     digest = sha256_file(dest)
     if verbose:
         print(f"imported {path} as {config['name']!r} into {dest}")
-        print(f"sha256 {digest}  (record it as checkpoint.sha256 in the card zoo/{config['name']}.yaml)")
+        print(f"sha256 {digest}  (record it as checkpoint.sha256 in the card revgnn_dgl/zoo/cards/{config['name']}.yaml)")
     return dest
 
 

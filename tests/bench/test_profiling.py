@@ -1,4 +1,4 @@
-"""Tests for revgnn_dgl.profiling: exact allocator accounting and the fresh-process runner."""
+"""Tests for revgnn_dgl.bench.profiling: exact allocator accounting and the fresh-process runner."""
 from __future__ import annotations
 
 import os
@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from revgnn_dgl.profiling import (
+from revgnn_dgl.bench.profiling import (
     DEFAULT_MMAP_THRESHOLD,
     measure_forward_backward,
     measure_peak_memory,

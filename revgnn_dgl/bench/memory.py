@@ -5,13 +5,13 @@ then measure one step (forward, backward, clipping, Adam) and time a few more.
 
 * Peak allocated bytes, the number that decides what fits: on CUDA
   ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``; on CPU the exact
-  peak of bytes handed out by torch's allocator (:func:`revgnn_dgl.profiling.measure_peak_memory`,
+  peak of bytes handed out by torch's allocator (:func:`revgnn_dgl.bench.profiling.measure_peak_memory`,
   which reads the allocator's running total from the profiler's memory events). Both are
   reported absolute: what was live when the step started (parameters, Adam state, graph,
   inputs: ``state_bytes``) plus the step's own peak above that (``step_peak_delta_bytes``).
 * Peak RSS of the whole process (``VmHWM``): interpreter, libraries and allocator slack
   included. glibc's dynamic mmap threshold makes RSS misleading for deep models, so the child
-  runs with ``MALLOC_MMAP_THRESHOLD_`` fixed (:func:`revgnn_dgl.profiling.run_in_subprocess`;
+  runs with ``MALLOC_MMAP_THRESHOLD_`` fixed (:func:`revgnn_dgl.bench.profiling.run_in_subprocess`;
   see ``benchmarks/README.md`` for the trap this avoids).
 
 :func:`memory_sweep` runs configurations in increasing depth, one fresh process each, and
@@ -22,7 +22,6 @@ cap, or a smaller depth already failed), ``timeout`` or ``error`` instead.
 from __future__ import annotations
 
 import gc
-import os
 import resource
 import statistics
 import time
@@ -31,9 +30,10 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 import torch
 
-from ..profiling import DEFAULT_MMAP_THRESHOLD, measure_peak_memory, run_in_subprocess
+from .profiling import DEFAULT_MMAP_THRESHOLD, measure_peak_memory, run_in_subprocess
 from .env import CHILD_ENV, environment
-from .workload import StepConfig, TrainStep, resolve_device, variant_available
+from ..train.device import resolve_device
+from .workload import StepConfig, TrainStep, variant_available
 
 __all__ = [
     "measure_step",
@@ -47,7 +47,7 @@ __all__ = [
 
 GiB = 1024**3
 MiB = 1024**2
-_TARGET = "revgnn_dgl.benchmark.memory:measure_step"
+_TARGET = "revgnn_dgl.bench.memory:measure_step"
 
 
 def _proc_status(field: str) -> Optional[int]:
@@ -72,13 +72,13 @@ def measure_step(
 ) -> Dict[str, Any]:
     """Build a configuration, then measure one training step's peak memory and time.
 
-    Meant to run in a fresh process (:func:`revgnn_dgl.profiling.run_in_subprocess`), but
+    Meant to run in a fresh process (:func:`revgnn_dgl.bench.profiling.run_in_subprocess`), but
     callable directly.
 
     Parameters
     ----------
     config : dict
-        A :class:`~revgnn_dgl.benchmark.workload.StepConfig` as a dict.
+        A :class:`~revgnn_dgl.bench.workload.StepConfig` as a dict.
     warmup : int
         Full steps before the measured one. 0 is allowed: Adam's state is created beforehand
         either way (:meth:`TrainStep.prime`), and so are the graph's sparse formats.
@@ -109,7 +109,7 @@ def measure_step(
         is restarted after the profiled phases, whose event records would otherwise dominate),
         ``peak_rss_profiled_bytes`` (the high-water mark before that restart, profiler
         included), ``rss_before_steps_bytes``, ``components`` (bytes of the state by kind) and
-        ``env`` (see :func:`~revgnn_dgl.benchmark.env.environment`); with ``breakdown``,
+        ``env`` (see :func:`~revgnn_dgl.bench.env.environment`); with ``breakdown``,
         ``breakdown`` too.
     """
     if threads:
@@ -252,7 +252,7 @@ def state_components(ts: TrainStep) -> Dict[str, int]:
 def live_blocks_at_peak(fn: Callable[[], Any]) -> Dict[str, Any]:
     """Run ``fn`` and list the allocations (made during it) that are live at its peak.
 
-    Uses the same profiler memory events as :func:`~revgnn_dgl.profiling.measure_peak_memory`,
+    Uses the same profiler memory events as :func:`~revgnn_dgl.bench.profiling.measure_peak_memory`,
     replayed in time order. CPU only.
 
     Returns
@@ -276,7 +276,7 @@ def live_blocks_at_peak(fn: Callable[[], Any]) -> Dict[str, Any]:
     _ag._prepare_profiler(config, activities)
     _ag._enable_profiler(config, activities)
     try:
-        _ag._enable_record_function(False)  # memory events only (see revgnn_dgl.profiling)
+        _ag._enable_record_function(False)  # memory events only (see revgnn_dgl.bench.profiling)
         try:
             fn()
         finally:
@@ -458,7 +458,7 @@ def memory_sweep(
     Parameters
     ----------
     models : sequence of str
-        Model or architecture names (see :class:`~revgnn_dgl.benchmark.workload.StepConfig`).
+        Model or architecture names (see :class:`~revgnn_dgl.bench.workload.StepConfig`).
     depths : iterable of int
         Depths; run in increasing order so that growth can be projected.
     variants : sequence of str

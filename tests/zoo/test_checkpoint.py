@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from revgnn_dgl import create_model, get_config, register_model
-from revgnn_dgl import registry
-from revgnn_dgl import checkpoint as ckpt_mod
-from revgnn_dgl.checkpoint import (
+from revgnn_dgl.zoo import registry
+from revgnn_dgl.zoo import checkpoint as ckpt_mod
+from revgnn_dgl.zoo.checkpoint import (
     CheckpointError,
     build_from_checkpoint,
     load_checkpoint,
@@ -28,8 +28,8 @@ from revgnn_dgl.checkpoint import (
     save_checkpoint,
     sha256_file,
 )
-from revgnn_dgl.hub import cache_dir, checkpoint_file, checkpoints_dir, download, pretrained_path
-from revgnn_dgl.registry import ZooError
+from revgnn_dgl.zoo.hub import cache_dir, checkpoint_file, checkpoints_dir, download, pretrained_path
+from revgnn_dgl.zoo.registry import ZooError
 
 TINY_ARGS = {**get_config("revgnn-deep")["arguments"], "num_layers": 2, "hidden": 16}
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from revgnn_dgl.checkpoint import build_from_checkpoint, load_checkpoint
+from revgnn_dgl.zoo.checkpoint import build_from_checkpoint, load_checkpoint
 from revgnn_dgl.data import load_dataset
-from revgnn_dgl.training import (
+from revgnn_dgl.train import (
     BEST_FILE,
     CONFIG_FILE,
     LAST_FILE,
@@ -22,13 +22,13 @@ from revgnn_dgl.training import (
     ConfigError,
     TrainConfig,
     evaluate,
-    random_parts,
     read_metrics,
     resolve_device,
     summarize,
     train,
 )
-from revgnn_dgl.training_state import TrainingStateError, load_training_state, save_training_state
+from revgnn_dgl.train.data import random_parts
+from revgnn_dgl.train.state import TrainingStateError, load_training_state, save_training_state
 
 # A model and graph small enough for a few epochs in about a second. Three parts keep every
 # part's subgraph with edges on 300 nodes.
@@ -189,7 +189,7 @@ def test_training_state_round_trip(tmp_path: Path) -> None:
     assert fresh.state_dict()["param_groups"] == opt.state_dict()["param_groups"]
     for a, b in zip(fresh.state_dict()["state"].values(), opt.state_dict()["state"].values()):
         assert all(torch.equal(a[k], b[k]) for k in b)
-    from revgnn_dgl.training_state import restore_rng
+    from revgnn_dgl.train.state import restore_rng
 
     restore_rng(state.rng)
     assert (random.random(), np.random.rand()) == expected[:2] and torch.equal(torch.rand(1), expected[2])

@@ -21,14 +21,14 @@ from torch import nn
 
 import revgnn_dgl
 from revgnn_dgl import ZooError, create_model, get_config, list_models, register_model
-from revgnn_dgl.registry import REQUIRED_CARD_FIELDS, card_paths, resolve_name
+from revgnn_dgl.zoo.registry import REQUIRED_CARD_FIELDS, card_paths, resolve_name
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINT_SOURCES = ("official", "url", "bundled", "none")
 
 
 def _card_files() -> dict:
-    """name -> parsed YAML of every card shipped in zoo/."""
+    """name -> parsed YAML of every card shipped in revgnn_dgl/zoo/cards/."""
     out = {}
     for path in card_paths():
         with open(path, encoding="utf-8") as fh:
@@ -70,7 +70,7 @@ def proteins_like_graph(num_nodes: int = 60, num_edges: int = 300, seed: int = 0
 # ------------------------------------------------------------------ listing and counts
 def test_list_models_lists_the_cards():
     names = sorted(str(card["name"]).lower() for card in _card_files().values())
-    assert names, "no model cards found in zoo/"
+    assert names, "no model cards found in revgnn_dgl/zoo/cards/"
     assert set(names) <= set(list_models())
     assert {"revgnn-deep", "revgnn-wide", "revgnn-112", "wt-revgnn-80", "resgnn-112"} <= set(names)
     assert list_models("revgnn-*") == sorted(n for n in list_models() if n.startswith("revgnn-"))
@@ -164,7 +164,7 @@ def test_card_without_architecture():
 # ------------------------------------------------------------------ the full 1001-layer RevGNN-Deep
 def test_revgnn_deep_full_depth_forward_backward():
     """All 1001 reversible layers, forward and memory-saving backward, on a small proteins-like graph."""
-    from revgnn_dgl.convert import official_key_map
+    from revgnn_dgl.zoo.convert import official_key_map
 
     model = _built("revgnn-deep").train()
     assert len(model.layers) == 1001
@@ -209,7 +209,7 @@ def test_cards_found_from_installed_wheel(tmp_path):
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
     for name in ("setup.py", "setup.cfg"):
         shutil.copy2(REPO_ROOT / name, src / name)
-    for folder in ("revgnn_dgl", "zoo"):
+    for folder in ("revgnn_dgl",):
         shutil.copytree(REPO_ROOT / folder, src / folder, ignore=ignore)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -227,7 +227,7 @@ def test_cards_found_from_installed_wheel(tmp_path):
     assert install.returncode == 0, install.stderr[-2000:]
 
     probe = (
-        "import json, revgnn_dgl; from revgnn_dgl.registry import card_paths; "
+        "import json, revgnn_dgl; from revgnn_dgl.zoo.registry import card_paths; "
         "print(json.dumps({'file': revgnn_dgl.__file__, 'models': revgnn_dgl.list_models(), "
         "'cards': [str(p) for p in card_paths()]}))"
     )

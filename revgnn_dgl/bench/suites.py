@@ -1,7 +1,7 @@
 """The benchmark suites behind ``benchmarks/*.py`` and ``benchmarks/results``.
 
-Each suite is a preset of :func:`~revgnn_dgl.benchmark.memory.memory_sweep` and
-:func:`~revgnn_dgl.benchmark.speed.run_speed` calls plus a summary that checks the targets:
+Each suite is a preset of :func:`~revgnn_dgl.bench.memory.memory_sweep` and
+:func:`~revgnn_dgl.bench.speed.run_speed` calls plus a summary that checks the targets:
 
 * :func:`memory_vs_depth` -- ResGNN, RevGNN, WT-RevGNN (and DEQ-GNN when the zoo has it) at
   equal width D=80 on one generated graph, depths 2 to 1001.
@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from .. import registry
+from .. import zoo
 from .cli import parse_depths
 from .memory import GiB, MiB, memory_sweep
 from .plots import plot_memory, plot_paper_comparison, plot_time
@@ -122,7 +121,7 @@ def memory_vs_depth(
                   on_row=on_row)
     ds = parse_depths(depths)
     memory_sweep(["resgnn-112", "revgnn-112", "wt-revgnn-80"], ds, base=base, **common)
-    deq = next((m for m in ("deq-gnn-64", "deq-gnn") if m in registry.list_models()), None)
+    deq = next((m for m in ("deq-gnn-64", "deq-gnn") if m in zoo.list_models()), None)
     if deq is not None:
         memory_sweep([deq], [d for d in ds if d <= deq_max_depth], base={**base, "extra": {"tol": 0.0}}, **common)
     write_rows(rows, out, name)
@@ -211,7 +210,7 @@ def paper_scale_full(
     out = Path(out)
     file_name = f"{name}_full_{model}"
     _, on_row = _collector(out, file_name)
-    depth = registry.get_config(model)["arguments"]["num_layers"]
+    depth = zoo.get_config(model)["arguments"]["num_layers"]
     for row in memory_sweep([model], [depth], base=dict(PAPER_BATCH), warmup=0, repeats=0, breakdown=False,
                             threads=threads, mem_cap_bytes=int(mem_cap_gb * GiB), timeout=timeout):
         row["time_source"] = "profiled"
@@ -246,7 +245,7 @@ def summarize_paper_scale(out: Path = RESULTS, name: str = "paper_scale") -> Dic
         ok = _ok(rows, model)
         if not ok:
             continue
-        card = registry.get_config(model)
+        card = zoo.get_config(model)
         L = card["arguments"]["num_layers"]
         entry: Dict[str, Any] = {"full_depth": L, "card_parameters": card.get("parameters"),
                                  "paper_gb": PAPER_GB.get(model), "measured_depths": [r["depth"] for r in ok]}
@@ -371,7 +370,7 @@ def glibc_trap(
 ) -> Dict[str, Any]:
     """Peak RSS with glibc's dynamic mmap threshold vs fixed ones, same runs otherwise.
 
-    65536 (the default of :func:`~revgnn_dgl.profiling.run_in_subprocess`) stops the dynamic
+    65536 (the default of :func:`~revgnn_dgl.bench.profiling.run_in_subprocess`) stops the dynamic
     threshold from sending large blocks to the heap; 4096 also maps the small gradient tensors
     (12.8 KB at D=80) separately, which removes most of the remaining heap fragmentation.
     """

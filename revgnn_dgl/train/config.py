@@ -1,0 +1,172 @@
+"""The training configuration: every setting of a run, validated, readable from YAML or JSON."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Union, get_type_hints
+
+import yaml
+
+from ..zoo.architectures import ZooError
+
+
+class ConfigError(ZooError):
+    """A training or evaluation setting that is unknown, malformed or impossible here."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; defaults follow the paper's ogbn-proteins recipe.
+
+    Parameters
+    ----------
+    model : str
+        A model name or alias from the zoo (``revgnn-deep``, ``wide``, ...).
+    dataset : str
+        A dataset name for :func:`revgnn_dgl.data.load_dataset` or a DGL graph file.
+    root : str, optional
+        Where the dataset lives (``load_dataset``'s ``root``).
+    dataset_options : dict
+        Extra keyword options of the dataset loader (``num_nodes`` of synthetic-proteins, ...).
+    epochs : int
+        Number of epochs.
+    lr : float
+        Adam learning rate.
+    grad_clip : float
+        Maximum gradient norm; 0 disables clipping.
+    train_parts : int
+        Random parts per training epoch, one optimizer step each; 1 trains on the full graph.
+    eval_parts, eval_views : int
+        Evaluation cuts the graph into ``eval_parts`` parts, ``eval_views`` times, and averages
+        the logits over the views.
+    eval_every : int
+        Evaluate every this many epochs (and after the last).
+    dropout, num_layers, hidden, groups : optional
+        Overrides of the model card's arguments.
+    seed : int
+        Seed of the (first) run.
+    runs : int
+        Independent runs with seeds ``seed .. seed + runs - 1``.
+    out : str, optional
+        Output directory (required by :func:`train`).
+    device : str
+        ``auto`` (CUDA when both torch and DGL can use it), ``cpu``, ``cuda`` or ``cuda:N``.
+    amp : bool
+        Evaluate under float16 autocast on CUDA, as the official recipe does.
+    """
+
+    model: str = "revgnn-deep"
+    dataset: str = "ogbn-proteins"
+    root: Optional[str] = None
+    dataset_options: Dict[str, Any] = field(default_factory=dict)
+    epochs: int = 2000
+    lr: float = 1e-3
+    grad_clip: float = 1.0
+    train_parts: int = 10
+    eval_parts: int = 5
+    eval_views: int = 1
+    eval_every: int = 1
+    dropout: Optional[float] = None
+    num_layers: Optional[int] = None
+    hidden: Optional[int] = None
+    groups: Optional[int] = None
+    seed: int = 0
+    runs: int = 1
+    out: Optional[str] = None
+    device: str = "auto"
+    amp: bool = False
+
+    @classmethod
+    def keys(cls) -> List[str]:
+        """The valid configuration keys."""
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], source: str = "the configuration") -> "TrainConfig":
+        """Build and validate a config; keys may use ``-`` or ``_``.
+
+        Raises
+        ------
+        ConfigError
+            Naming the first unknown key (with the closest valid one) or ill-typed value.
+        """
+        return cls().updated(data, source)
+
+    @classmethod
+    def from_file(cls, path: Union[str, Path]) -> "TrainConfig":
+        """Read a YAML or JSON file (a mapping of config keys)."""
+        return cls.from_mapping(read_config_file(path), source=str(path))
+
+    def updated(self, data: Mapping[str, Any], source: str = "the configuration") -> "TrainConfig":
+        """A validated copy with the entries of ``data`` replacing this config's."""
+        hints = get_type_hints(type(self))
+        values = self.to_dict()
+        for raw_key, value in data.items():
+            key = str(raw_key).replace("-", "_")
+            if key not in hints:
+                close = difflib.get_close_matches(key, hints, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"unknown key {raw_key!r} in {source}{hint}; valid keys: {', '.join(hints)}.")
+            values[key] = _coerce(key, value, hints[key], source)
+        config = type(self)(**values)
+        config.validate(source)
+        return config
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self, source: str = "the configuration") -> None:
+        """Check ranges; raise :class:`ConfigError` naming the offending key."""
+        checks = [
+            ("epochs", self.epochs >= 1, "at least 1"),
+            ("lr", self.lr > 0, "positive"),
+            ("grad_clip", self.grad_clip >= 0, "0 (off) or positive"),
+            ("train_parts", self.train_parts >= 1, "at least 1"),
+            ("eval_parts", self.eval_parts >= 1, "at least 1"),
+            ("eval_views", self.eval_views >= 1, "at least 1"),
+            ("eval_every", self.eval_every >= 1, "at least 1"),
+            ("runs", self.runs >= 1, "at least 1"),
+            ("dropout", self.dropout is None or 0 <= self.dropout < 1, "in [0, 1)"),
+            ("num_layers", self.num_layers is None or self.num_layers >= 1, "at least 1"),
+            ("hidden", self.hidden is None or self.hidden >= 1, "at least 1"),
+            ("groups", self.groups is None or self.groups >= 1, "at least 1"),
+            ("device", re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "auto, cpu, cuda or cuda:N"),
+        ]
+        for key, ok, want in checks:
+            if not ok:
+                raise ConfigError(f"{key} must be {want}, got {getattr(self, key)!r} (in {source}).")
+
+
+def _coerce(key: str, value: Any, hint: Any, source: str) -> Any:
+    """Check a value from a file or flag against the field's type (ints are accepted as floats)."""
+    optional = getattr(hint, "__args__", None) is not None and type(None) in hint.__args__
+    base = next(a for a in hint.__args__ if a is not type(None)) if optional else getattr(hint, "__origin__", hint)
+    if value is None and optional:
+        return None
+    if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if base is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if base in (str, bool, dict) and isinstance(value, base):
+        return dict(value) if base is dict else value
+    expected = {float: "a number", int: "an integer", str: "a string", bool: "true or false", dict: "a mapping"}[base]
+    raise ConfigError(f"{key} must be {expected}{' or null' if optional else ''}, got {value!r} (in {source}).")
+
+
+def read_config_file(path: Union[str, Path]) -> Dict[str, Any]:
+    """A YAML or JSON file holding one mapping (YAML reads JSON too)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist.")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path} is not valid YAML or JSON: {' '.join(str(err).split())}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of settings, not a {type(data).__name__}.")
+    return data

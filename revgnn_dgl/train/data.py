@@ -1,0 +1,101 @@
+"""The dataset on the training device: model widths from the data, random node parts, subgraphs."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Tuple
+
+import dgl
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..data import NodeDataset, load_dataset
+from ..zoo import get_config
+from .config import ConfigError, TrainConfig
+
+#: Card arguments that must match the dataset, and so are always taken from it.
+WIDTH_ARGUMENTS = ("in_feats", "out_feats", "edge_feats", "species_feats")
+
+#: TrainConfig fields that override card arguments of the same name when set.
+MODEL_OVERRIDES = ("dropout", "num_layers", "hidden", "groups")
+
+
+def load_dataset_for(config: TrainConfig) -> NodeDataset:
+    return load_dataset(config.dataset, root=config.root, **config.dataset_options)
+
+
+def dataset_widths(dataset: NodeDataset) -> Dict[str, int]:
+    """The model input and output widths a dataset needs."""
+    species = int(dataset.graph.ndata["species"].shape[1]) if dataset.has_species else 0
+    return {
+        "in_feats": dataset.num_node_feats,
+        "out_feats": dataset.num_outputs,
+        "edge_feats": dataset.num_edge_feats,
+        "species_feats": species,
+    }
+
+
+def model_overrides(config: TrainConfig, dataset: NodeDataset) -> Tuple[Dict[str, Any], List[str]]:
+    """Card-argument overrides for training ``config.model`` on ``dataset``.
+
+    Returns
+    -------
+    overrides : dict
+        The dataset's widths (for the width arguments the card has) and the config's set
+        overrides (dropout, num_layers, hidden, groups).
+    changes : list of str
+        Human-readable ``key: card -> new`` lines for every argument that differs from the card.
+    """
+    card = get_config(config.model)["arguments"]
+    widths = dataset_widths(dataset)
+    overrides: Dict[str, Any] = {k: v for k, v in widths.items() if k in card}
+    overrides.update({k: getattr(config, k) for k in MODEL_OVERRIDES if getattr(config, k) is not None})
+    changes = [f"{k} {card.get(k)} -> {v}" for k, v in overrides.items() if card.get(k) != v]
+    return overrides, changes
+
+
+def check_model_fits(arguments: Mapping[str, Any], dataset: NodeDataset, what: str) -> None:
+    """Raise :class:`ConfigError` when a model's widths do not match the dataset's."""
+    widths = dataset_widths(dataset)
+    wrong = [f"{k}={arguments[k]} (dataset: {widths[k]})" for k in WIDTH_ARGUMENTS if k in arguments and arguments[k] != widths[k]]
+    if wrong:
+        raise ConfigError(f"{what} does not fit dataset {dataset.name!r}: {', '.join(wrong)}.")
+
+
+@dataclass
+class DeviceData:
+    """A dataset moved to the training device once, shared by every run."""
+
+    dataset: NodeDataset
+    graph: dgl.DGLGraph
+    labels: Tensor
+    train_mask: Tensor
+
+    @classmethod
+    def on(cls, dataset: NodeDataset, device: torch.device) -> "DeviceData":
+        graph = dataset.graph.to(device)
+        train_mask = torch.zeros(graph.num_nodes(), dtype=torch.bool, device=device)
+        train_mask[dataset.train_idx.to(device)] = True
+        return cls(dataset, graph, dataset.labels.to(device), train_mask)
+
+
+def random_parts(num_nodes: int, parts: int, rng: np.random.Generator) -> List[np.ndarray]:
+    """Node ids of each part when every node goes uniformly at random to one of ``parts`` parts."""
+    assign = rng.integers(parts, size=num_nodes)
+    return [np.flatnonzero(assign == p) for p in range(parts)]
+
+
+def subgraph(graph: dgl.DGLGraph, ids: np.ndarray) -> Tuple[dgl.DGLGraph, Tensor]:
+    """The induced subgraph (node and edge features included) and its nodes' ids in ``graph``."""
+    nodes = torch.from_numpy(ids).to(graph.device)
+    return dgl.node_subgraph(graph, nodes), nodes
+
+
+def forward(model: nn.Module, graph: dgl.DGLGraph) -> Tensor:
+    """Logits of a model on a graph carrying ``ndata['feat']`` and optional species / edge features."""
+    kwargs = {}
+    if "feat" in graph.edata:
+        kwargs["edge_feat"] = graph.edata["feat"]
+    if "species" in graph.ndata:
+        kwargs["species"] = graph.ndata["species"]
+    return model(graph, graph.ndata["feat"], **kwargs)
