@@ -18,7 +18,7 @@ import click
 # The package's user-error types, as (module, class). They are looked up in sys.modules when an
 # error occurs: an exception of one of them can only exist if its module was imported.
 _USER_ERRORS = (
-    ("revgnn_dgl.zoo.architectures", "ZooError"),  # also CheckpointError, ConfigError, TrainingStateError
+    ("revgnn_dgl.zoo.architectures", "ZooError"),  # also CheckpointError, ConfigError, TrainingStateError, TrainingDiverged
     ("revgnn_dgl.data.base", "DatasetError"),
     ("revgnn_dgl.nn.genconv", "GraphInputError"),
 )
@@ -38,6 +38,14 @@ _TRAIN_DEFAULTS = {
     "seed": "0",
     "runs": "1",
     "device": "auto",
+    "optimizer": "adam",
+    "weight_decay": "0.0",
+    "schedule": "constant",
+    "warmup_epochs": "0",
+    "patience": "0",
+    "input_dropout": "0.0",
+    "edge_dropout": "0.0",
+    "label_smoothing": "0.0",
 }
 
 
@@ -46,7 +54,7 @@ def _default(key: str) -> str:
 
 
 # What `train --resume` may change; the rest must stay as the run was started.
-_RESUMABLE = ("epochs", "device")
+_RESUMABLE = ("epochs", "device", "threads")
 
 
 def _is_user_error(err: BaseException) -> bool:
@@ -144,6 +152,22 @@ def _set_threads(threads: Optional[int]) -> None:
 @click.option("--num-layers", type=click.IntRange(min=1), help="Override the model card's depth L.")
 @click.option("--hidden", type=click.IntRange(min=1), help="Override the model card's width D.")
 @click.option("--groups", type=click.IntRange(min=1), help="Override the model card's number of groups C.")
+@click.option("--set", "model_args", multiple=True, metavar="KEY=VALUE", callback=_parse_options,
+              help="Any other argument of the model's builder, e.g. conv=gcn, aggregator=softmax, learn_t=true, "
+                   "norm=batch (repeatable; `revgnn-dgl zoo show MODEL` lists a card's arguments).")
+@click.option("--optimizer", type=click.Choice(["adam", "adamw"]), help="adam (L2 weight decay) or adamw (decoupled). " + _default("optimizer"))
+@click.option("--weight-decay", type=float, help="Weight decay. " + _default("weight_decay"))
+@click.option("--schedule", type=click.Choice(["constant", "cosine", "step"]), help="Learning-rate schedule. " + _default("schedule"))
+@click.option("--warmup-epochs", type=click.IntRange(min=0), help="Linear learning-rate warm-up. " + _default("warmup_epochs"))
+@click.option("--min-lr", type=float, help="Final learning rate of the cosine schedule [default: 0].")
+@click.option("--step-size", type=click.IntRange(min=1), help="Epochs between decays of the step schedule [default: 100].")
+@click.option("--gamma", type=float, help="Decay factor of the step schedule [default: 0.5].")
+@click.option("--patience", type=click.IntRange(min=0),
+              help="Early stopping after N evaluations without a better validation score; 0 never. " + _default("patience"))
+@click.option("--input-dropout", type=float, help="Dropout on the input node features. " + _default("input_dropout"))
+@click.option("--edge-dropout", type=float, help="DropEdge: drop each edge with this probability, afresh every step. "
+              + _default("edge_dropout"))
+@click.option("--label-smoothing", type=float, help="Label smoothing (single-label tasks). " + _default("label_smoothing"))
 @click.option("--seed", type=int, help="Seed of the first run. " + _default("seed"))
 @click.option("--runs", type=click.IntRange(min=1),
               help="Runs with seeds seed..seed+runs-1; mean ± std in summary.json. " + _default("runs"))
@@ -151,50 +175,61 @@ def _set_threads(threads: Optional[int]) -> None:
 @click.option("--device", help=f"{_DEVICE_HELP} {_default('device')}")
 @click.option("--amp/--no-amp", default=None, help=_AMP_HELP)
 @click.option("--threads", type=click.IntRange(min=1), help=_THREADS_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print only the summary, as one JSON object (progress goes to stderr).")
 @click.pass_context
-def train(
-    ctx: click.Context, config_file: Optional[str], resume: Optional[str], threads: Optional[int], **flags: Any
-) -> None:
+def train(ctx: click.Context, config_file: Optional[str], resume: Optional[str], as_json: bool, **flags: Any) -> None:
     """Train a zoo model the paper's way: random node partitions, one Adam step per part.
 
     Writes config.yaml, metrics.jsonl, best.safetensors, last.safetensors, a resumable
     state.safetensors and summary.json to the output directory.
     """
-    from .train import CONFIG_FILE, ConfigError, TrainConfig
-    from .train import train as run_training
+    # Light modules only until the configuration is known to be valid: errors answer at once.
+    from .train.config import ConfigError, TrainConfig
+    from .zoo.registry import resolve_name
 
     dataset_options = flags.pop("dataset_options")
+    model_args = flags.pop("model_args")
     given = {k: v for k, v in flags.items() if v is not None}
     if dataset_options:
         given["dataset_options"] = dataset_options
+    if model_args:
+        given["model_args"] = model_args
     if resume:
         fixed = sorted(set(given) - set(_RESUMABLE)) + (["config"] if config_file else [])
         if fixed:
             names = ", ".join("--" + k.replace("_", "-") for k in fixed)
             raise click.UsageError(
-                f"--resume continues a run with its saved {CONFIG_FILE}; only --epochs and --device may change, "
-                f"not {names}.",
+                f"--resume continues a run with its saved config.yaml; only --epochs, --device and --threads may "
+                f"change, not {names}.",
                 ctx=ctx,
             )
-        if not (Path(resume) / CONFIG_FILE).is_file():
-            raise ConfigError(f"{resume} holds no {CONFIG_FILE}: it is not an output directory of `revgnn-dgl train`.")
+        if not (Path(resume) / "config.yaml").is_file():
+            raise ConfigError(f"{resume} holds no config.yaml: it is not an output directory of `revgnn-dgl train`.")
         # The directory may have moved since the run started: it is where the run continues.
-        config = TrainConfig.from_file(Path(resume) / CONFIG_FILE).updated({**given, "out": resume}, "the command line")
+        config = TrainConfig.from_file(Path(resume) / "config.yaml").updated({**given, "out": resume}, "the command line")
     else:
         base = TrainConfig.from_file(config_file) if config_file else TrainConfig()
-        if dataset_options:
-            given["dataset_options"] = {**base.dataset_options, **dataset_options}
+        for key, extra in (("dataset_options", dataset_options), ("model_args", model_args)):
+            if extra:
+                given[key] = {**getattr(base, key), **extra}
         config = base.updated(given, "the command line")
         if config.out is None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             config = config.updated({"out": f"runs/{config.model}-{Path(config.dataset).stem}-{stamp}"})
-    _set_threads(threads)
+    resolve_name(config.model)  # an unknown model is reported before torch and DGL load
+
+    from .train import train as run_training
+
+    echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
     try:
-        run_training(config, resume=bool(resume), echo=click.echo)
+        summary = run_training(config, resume=bool(resume), echo=echo)
     except KeyboardInterrupt:
         click.echo(f"\nInterrupted; continue with: revgnn-dgl train --resume {config.out}", err=True)
         raise click.Abort() from None
-    click.echo(f"outputs in {config.out}")
+    if as_json:
+        click.echo(json.dumps({"out": config.out, **summary}))
+    else:
+        click.echo(f"outputs in {config.out}")
 
 
 # ------------------------------------------------------------------ evaluate
@@ -212,6 +247,9 @@ def train(
 @click.option("--amp/--no-amp", default=None, help=_AMP_HELP)
 @click.option("--threads", type=click.IntRange(min=1), help=_THREADS_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@click.option("--save-predictions", type=click.Path(dir_okay=False),
+              help="Write every node's outputs to this .npz file (see the README: node_id, split, logits, probabilities, labels).")
+@click.option("--allow-nonfinite", is_flag=True, help="Load a checkpoint even if its weights hold NaN or inf.")
 @click.pass_context
 def evaluate(
     ctx: click.Context,
@@ -222,6 +260,8 @@ def evaluate(
     device: str,
     threads: Optional[int],
     as_json: bool,
+    save_predictions: Optional[str],
+    allow_nonfinite: bool,
     **flags: Any,
 ) -> None:
     """Validation and test scores of a pretrained model, a checkpoint or a training run.
@@ -239,11 +279,16 @@ def evaluate(
         raise click.UsageError("with --model, give either --pretrained or --checkpoint FILE.", ctx=ctx)
 
     from .train import ConfigError, TrainConfig, check_model_fits, load_dataset_for, model_overrides, resolve_device
-    from .train import evaluate as run_evaluation
+    from .train.evaluation import evaluate as run_evaluation
+    from .train.evaluation import save_predictions as write_predictions
 
     _set_threads(threads)
-    settings, net, label = _evaluation_target(model, pretrained, checkpoint, run_dir)
+    settings, net, label = _evaluation_target(model, pretrained, checkpoint, run_dir, allow_nonfinite)
     given = {k: v for k, v in flags.items() if v is not None and k != "dataset_options"}
+    if given.get("dataset") not in (None, settings.get("dataset")):
+        # Another dataset: the run's or card's dataset options and root belong to theirs.
+        settings.pop("dataset_options", None)
+        settings.pop("root", None)
     if flags["dataset_options"]:
         given["dataset_options"] = {**settings.get("dataset_options", {}), **flags["dataset_options"]}
     settings.update(given)
@@ -259,8 +304,11 @@ def evaluate(
         net = create_model(model, pretrained=checkpoint, **overrides)
     check_model_fits(net.zoo_config["arguments"], dataset, label)
     scores = run_evaluation(
-        net, dataset, parts=config.eval_parts, views=config.eval_views, seed=config.seed, device=torch_device, amp=config.amp
-    )
+        net, dataset, parts=config.eval_parts, views=config.eval_views, seed=config.seed, device=torch_device,
+        amp=config.amp, return_logits=bool(save_predictions),
+    )  # fmt: skip
+    if save_predictions:
+        write_predictions(save_predictions, dataset, scores.pop("logits"))
     result = {
         "model": label,
         "dataset": config.dataset,
@@ -269,9 +317,13 @@ def evaluate(
         "seed": config.seed,
         **scores,
     }
+    if save_predictions:
+        result["predictions"] = save_predictions
     if as_json:
         click.echo(json.dumps(result))
         return
+    if save_predictions:
+        click.echo(f"predictions of {dataset.graph.num_nodes()} nodes in {save_predictions}")
     click.echo(
         f"{label} on {config.dataset}: {config.eval_parts} part(s) x {config.eval_views} view(s), "
         f"seed {config.seed}, device {torch_device}"
@@ -281,7 +333,7 @@ def evaluate(
 
 
 def _evaluation_target(
-    model: Optional[str], pretrained: bool, checkpoint: Optional[str], run_dir: Optional[str]
+    model: Optional[str], pretrained: bool, checkpoint: Optional[str], run_dir: Optional[str], allow_nonfinite: bool = False
 ) -> Tuple[Dict[str, Any], Any, str]:
     """Default evaluation settings (TrainConfig keys), the model (None: built later) and a label."""
     from .zoo.checkpoint import build_from_checkpoint
@@ -296,9 +348,10 @@ def _evaluation_target(
                 raise ConfigError(f"{run} holds {len(subruns)} runs; evaluate one of them, e.g. --run {run / subruns[0]}.")
         config = TrainConfig.from_file(run / CONFIG_FILE)
         keep = ("dataset", "root", "dataset_options", "eval_parts", "eval_views", "seed", "amp")
-        return {k: getattr(config, k) for k in keep}, build_from_checkpoint(run / BEST_FILE), str(run / BEST_FILE)
+        net = build_from_checkpoint(run / BEST_FILE, allow_nonfinite=allow_nonfinite)
+        return {k: getattr(config, k) for k in keep}, net, str(run / BEST_FILE)
     if checkpoint and not model:
-        net = build_from_checkpoint(checkpoint)
+        net = build_from_checkpoint(checkpoint, allow_nonfinite=allow_nonfinite)
         meta = net.checkpoint_metadata
         settings = _card_settings(net.zoo_config["name"])
         settings.update({k: meta[k] for k in ("dataset", "dataset_options", "eval_parts", "eval_views", "seed") if k in meta})
@@ -329,6 +382,18 @@ def _card_settings(name: Optional[str]) -> Dict[str, Any]:
         "seed": evaluation.get("seed"),
     }
     return {k: v for k, v in settings.items() if v is not None}
+
+
+# ------------------------------------------------------------------ plot
+@cli.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--out", "output", type=click.Path(dir_okay=False), default="training-curves.png", show_default=True,
+              help="The PNG file to write.")
+def plot(runs: Tuple[str, ...], output: str) -> None:
+    """Draw the training curves of one or more runs (loss, validation and test metric per epoch)."""
+    from .train.plot import plot_runs
+
+    click.echo(f"wrote {plot_runs(runs, output)}")
 
 
 # ------------------------------------------------------------------ zoo

@@ -22,37 +22,32 @@ The modules, bottom to top: :mod:`.config` (``TrainConfig``), :mod:`.device` (de
 ...                      epochs=2, out="/tmp/revgnn-doctest", device="cpu")
 >>> summary = train(config, echo=lambda line: None)  # doctest: +SKIP
 """
-from .config import ConfigError, TrainConfig, read_config_file
-from .data import check_model_fits, load_dataset_for, model_overrides
-from .device import dgl_has_cuda, resolve_device, seed_everything
-from .evaluation import Evaluator, evaluate
-from .loop import summarize, train, train_epoch
-from .rundir import BEST_FILE, CONFIG_FILE, LAST_FILE, METRICS_FILE, STATE_FILE, SUMMARY_FILE, read_metrics
-from .state import TrainingStateError, load_training_state, save_training_state
+import importlib
+from typing import Any
 
-__all__ = [
-    "BEST_FILE",
-    "CONFIG_FILE",
-    "ConfigError",
-    "Evaluator",
-    "LAST_FILE",
-    "METRICS_FILE",
-    "STATE_FILE",
-    "SUMMARY_FILE",
-    "TrainConfig",
-    "TrainingStateError",
-    "check_model_fits",
-    "dgl_has_cuda",
-    "evaluate",
-    "load_dataset_for",
-    "load_training_state",
-    "model_overrides",
-    "read_config_file",
-    "read_metrics",
-    "resolve_device",
-    "save_training_state",
-    "seed_everything",
-    "summarize",
-    "train",
-    "train_epoch",
-]
+# name -> submodule. Loaded on first use (PEP 562), so that ``revgnn_dgl.train.config`` is
+# importable without torch or DGL: the command line validates a configuration before loading them.
+_EXPORTS = {
+    "ConfigError": "config", "TrainConfig": "config", "read_config_file": "config",
+    "check_model_fits": "data", "load_dataset_for": "data", "model_overrides": "data",
+    "dgl_has_cuda": "device", "resolve_device": "device", "seed_everything": "device",
+    "Evaluator": "evaluation", "evaluate": "evaluation",
+    "TrainingDiverged": "loop", "summarize": "loop", "train": "loop", "train_epoch": "loop",
+    "BEST_FILE": "rundir", "CONFIG_FILE": "rundir", "LAST_FILE": "rundir", "METRICS_FILE": "rundir",
+    "STATE_FILE": "rundir", "SUMMARY_FILE": "rundir", "read_metrics": "rundir",
+    "TrainingStateError": "state", "load_training_state": "state", "save_training_state": "state",
+}  # fmt: skip
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list:
+    return sorted(list(globals()) + __all__)

@@ -17,6 +17,16 @@ class ConfigError(ZooError):
     """A training or evaluation setting that is unknown, malformed or impossible here."""
 
 
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("constant", "cosine", "step")
+#: Card arguments that must match the dataset, and so are always taken from it.
+WIDTH_ARGUMENTS = ("in_feats", "out_feats", "edge_feats", "species_feats")
+#: TrainConfig fields that override card arguments of the same name when set.
+MODEL_OVERRIDES = ("dropout", "num_layers", "hidden", "groups")
+#: What ``train --resume`` may change; everything else must stay as the run was started.
+RESUMABLE_KEYS = ("epochs", "device", "threads", "out")
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run; defaults follow the paper's ogbn-proteins recipe.
@@ -56,6 +66,37 @@ class TrainConfig:
         ``auto`` (CUDA when both torch and DGL can use it), ``cpu``, ``cuda`` or ``cuda:N``.
     amp : bool
         Evaluate under float16 autocast on CUDA, as the official recipe does.
+    threads : int, optional
+        torch CPU threads (``torch.set_num_threads``); None leaves torch's choice. Stored so that
+        ``--resume`` runs as the run started.
+    model_args : dict
+        Any further argument of the model's builder (``conv``, ``aggregator``, ``norm``,
+        ``learn_t``...), as ``train --set KEY=VALUE`` gives them; checked against the builder.
+    optimizer : str
+        ``adam`` (the paper's) or ``adamw`` (decoupled weight decay).
+    weight_decay : float
+        Weight decay; with ``adam`` it is L2 added to the gradient, with ``adamw`` decoupled.
+    schedule : str
+        Learning-rate schedule over the epochs: ``constant``, ``cosine`` (to ``min_lr`` at the last
+        epoch) or ``step`` (times ``gamma`` every ``step_size`` epochs).
+    warmup_epochs : int
+        Linear warm-up of the learning rate from ``lr / warmup_epochs`` over this many epochs.
+    min_lr, step_size, gamma : float, int, float
+        Parameters of the cosine and step schedules.
+    patience : int
+        Early stopping: stop when the validation metric has not improved for this many
+        evaluations; 0 never stops early. The best checkpoint is kept either way.
+    input_dropout : float
+        Dropout on the input node features, drawn afresh every step.
+    edge_dropout : float
+        DropEdge: every step trains on a fresh random subset keeping each edge with probability
+        ``1 - edge_dropout``. The whole forward pass (and a reversible model's recomputation)
+        sees the same subset.
+    label_smoothing : float
+        Label smoothing of the cross-entropy (single-label tasks only).
+    chance_patience : int
+        Warn when the validation metric stays at chance level (0.5 ROC-AUC, or the accuracy of
+        always predicting the most frequent training class) for this many evaluations; 0: never.
     """
 
     model: str = "revgnn-deep"
@@ -78,6 +119,20 @@ class TrainConfig:
     out: Optional[str] = None
     device: str = "auto"
     amp: bool = False
+    threads: Optional[int] = None
+    model_args: Dict[str, Any] = field(default_factory=dict)
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    warmup_epochs: int = 0
+    min_lr: float = 0.0
+    step_size: int = 100
+    gamma: float = 0.5
+    patience: int = 0
+    input_dropout: float = 0.0
+    edge_dropout: float = 0.0
+    label_smoothing: float = 0.0
+    chance_patience: int = 20
 
     @classmethod
     def keys(cls) -> List[str]:
@@ -122,8 +177,9 @@ class TrainConfig:
         """Check ranges; raise :class:`ConfigError` naming the offending key."""
         checks = [
             ("epochs", self.epochs >= 1, "at least 1"),
-            ("lr", self.lr > 0, "positive"),
-            ("grad_clip", self.grad_clip >= 0, "0 (off) or positive"),
+            # NaN fails every comparison, so these also refuse nan and inf.
+            ("lr", 0 < self.lr < float("inf"), "a positive finite number"),
+            ("grad_clip", 0 <= self.grad_clip < float("inf"), "0 (off) or a positive finite number"),
             ("train_parts", self.train_parts >= 1, "at least 1"),
             ("eval_parts", self.eval_parts >= 1, "at least 1"),
             ("eval_views", self.eval_views >= 1, "at least 1"),
@@ -134,6 +190,21 @@ class TrainConfig:
             ("hidden", self.hidden is None or self.hidden >= 1, "at least 1"),
             ("groups", self.groups is None or self.groups >= 1, "at least 1"),
             ("device", re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "auto, cpu, cuda or cuda:N"),
+            # numpy's and torch's generators take seeds in [0, 2**32) for every run's seed.
+            ("seed", 0 <= self.seed and self.seed + self.runs - 1 < 2**32, f"in [0, {2**32 - self.runs}]"),
+            ("threads", self.threads is None or self.threads >= 1, "at least 1"),
+            ("optimizer", self.optimizer in OPTIMIZERS, " or ".join(OPTIMIZERS)),
+            ("weight_decay", 0 <= self.weight_decay < float("inf"), "0 or positive"),
+            ("schedule", self.schedule in SCHEDULES, ", ".join(SCHEDULES)),
+            ("warmup_epochs", self.warmup_epochs >= 0, "0 or more"),
+            ("min_lr", 0 <= self.min_lr <= self.lr, "in [0, lr]"),
+            ("step_size", self.step_size >= 1, "at least 1"),
+            ("gamma", 0 < self.gamma <= 1, "in (0, 1]"),
+            ("patience", self.patience >= 0, "0 (off) or more"),
+            ("input_dropout", 0 <= self.input_dropout < 1, "in [0, 1)"),
+            ("edge_dropout", 0 <= self.edge_dropout < 1, "in [0, 1)"),
+            ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
+            ("chance_patience", self.chance_patience >= 0, "0 (off) or more"),
         ]
         for key, ok, want in checks:
             if not ok:
@@ -166,7 +237,7 @@ def read_config_file(path: Union[str, Path]) -> Dict[str, Any]:
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path} is not valid YAML or JSON: {' '.join(str(err).split())}") from None
     if data is None:
-        return {}
+        raise ConfigError(f"{path} is empty; it must hold a mapping of settings (an empty file is never read as the defaults).")
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of settings, not a {type(data).__name__}.")
     return data

@@ -1,6 +1,7 @@
 """The dataset on the training device: model widths from the data, random node parts, subgraphs."""
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Tuple
 
@@ -10,14 +11,8 @@ import torch
 from torch import Tensor, nn
 
 from ..data import NodeDataset, load_dataset
-from ..zoo import get_config
-from .config import ConfigError, TrainConfig
-
-#: Card arguments that must match the dataset, and so are always taken from it.
-WIDTH_ARGUMENTS = ("in_feats", "out_feats", "edge_feats", "species_feats")
-
-#: TrainConfig fields that override card arguments of the same name when set.
-MODEL_OVERRIDES = ("dropout", "num_layers", "hidden", "groups")
+from ..zoo import architecture_arguments, get_config
+from .config import MODEL_OVERRIDES, WIDTH_ARGUMENTS, ConfigError, TrainConfig
 
 
 def load_dataset_for(config: TrainConfig) -> NodeDataset:
@@ -35,20 +30,50 @@ def dataset_widths(dataset: NodeDataset) -> Dict[str, int]:
     }
 
 
+def check_model_args(model: str, model_args: Mapping[str, Any]) -> None:
+    """Refuse ``model_args`` (``--set KEY=VALUE``) that the model's builder does not take.
+
+    Raises
+    ------
+    ConfigError
+        Naming the unknown key with the closest valid one, or a width argument (those always
+        come from the dataset).
+    """
+    card = get_config(model)
+    allowed = architecture_arguments(card["architecture"])
+    for key in model_args:
+        if key in WIDTH_ARGUMENTS:
+            raise ConfigError(f"--set {key}: the model's input and output widths are taken from the dataset.")
+        if allowed is not None and key not in allowed:
+            valid = sorted(set(allowed) - set(WIDTH_ARGUMENTS))
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"--set {key}: not an argument of {card['name']!r} (architecture {card['architecture']!r}){hint}; "
+                f"valid: {', '.join(valid)}."
+            )
+
+
 def model_overrides(config: TrainConfig, dataset: NodeDataset) -> Tuple[Dict[str, Any], List[str]]:
     """Card-argument overrides for training ``config.model`` on ``dataset``.
 
     Returns
     -------
     overrides : dict
-        The dataset's widths (for the width arguments the card has) and the config's set
-        overrides (dropout, num_layers, hidden, groups).
+        The dataset's widths (for the width arguments the card has), the config's set
+        overrides (dropout, num_layers, hidden, groups) and its ``model_args``.
     changes : list of str
         Human-readable ``key: card -> new`` lines for every argument that differs from the card.
     """
+    check_model_args(config.model, config.model_args)
     card = get_config(config.model)["arguments"]
     widths = dataset_widths(dataset)
     overrides: Dict[str, Any] = {k: v for k, v in widths.items() if k in card}
+    for key in MODEL_OVERRIDES:
+        value = getattr(config, key)
+        if value is not None and key in config.model_args and config.model_args[key] != value:
+            raise ConfigError(f"{key} is set twice, to {value!r} and (--set) {config.model_args[key]!r}; give it once.")
+    overrides.update(config.model_args)
     overrides.update({k: getattr(config, k) for k in MODEL_OVERRIDES if getattr(config, k) is not None})
     changes = [f"{k} {card.get(k)} -> {v}" for k, v in overrides.items() if card.get(k) != v]
     return overrides, changes

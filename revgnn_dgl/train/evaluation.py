@@ -1,7 +1,10 @@
 """Evaluation with the paper's protocol: fixed random partitions, logits averaged over views."""
 from __future__ import annotations
 
+import os
+import tempfile
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 import dgl
@@ -69,7 +72,10 @@ class Evaluator:
 
     def __call__(self, model: nn.Module) -> Dict[str, float]:
         """``{'val': score, 'test': score}`` with the dataset's metric."""
-        logits = self.logits(model).cpu()
+        return self.scores(self.logits(model).cpu())
+
+    def scores(self, logits: Tensor) -> Dict[str, float]:
+        """``{'val': score, 'test': score}`` of ``(N, outputs)`` CPU logits."""
         ds = self.data.dataset
         labels = ds.labels
         return {
@@ -87,15 +93,66 @@ def evaluate(
     seed: int = 0,
     device: Union[str, torch.device] = "cpu",
     amp: bool = False,
+    return_logits: bool = False,
 ) -> Dict[str, Any]:
     """Validation and test scores of a model, with the training runs' evaluation protocol.
 
     Returns
     -------
     dict
-        ``{'metric': name, 'val': score, 'test': score}``.
+        ``{'metric': name, 'val': score, 'test': score}``, and with ``return_logits`` the
+        ``(N, outputs)`` float32 CPU ``logits`` the scores were computed from.
     """
     device = torch.device(device)
     model = model.to(device)
-    scores = Evaluator(DeviceData.on(dataset, device), parts, views, seed, amp=amp)(model)
-    return {"metric": dataset.metric_name, **scores}
+    evaluator = Evaluator(DeviceData.on(dataset, device), parts, views, seed, amp=amp)
+    logits = evaluator.logits(model).cpu()
+    result: Dict[str, Any] = {"metric": dataset.metric_name, **evaluator.scores(logits)}
+    if return_logits:
+        result["logits"] = logits
+    return result
+
+
+#: Split codes in a predictions file.
+SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "none": -1}
+
+
+def save_predictions(path: Union[str, Path], dataset: NodeDataset, logits: Tensor) -> Path:
+    """Write every node's outputs to an ``.npz`` file (written whole, then renamed).
+
+    Arrays: ``node_id`` (int64, N), ``split`` (int8, N: 0 train, 1 val, 2 test, -1 none),
+    ``logits`` (float32, N x outputs), ``probabilities`` (float32: softmax over classes for a
+    single-label task, a sigmoid per task for a multi-label one), ``labels`` (int64 class ids, or
+    float32 0/1 per task), and the 0-d strings ``task`` and ``metric``.
+    """
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    split = np.full(dataset.graph.num_nodes(), SPLIT_CODES["none"], dtype=np.int8)
+    for name, idx in (("train", dataset.train_idx), ("val", dataset.val_idx), ("test", dataset.test_idx)):
+        split[idx.numpy()] = SPLIT_CODES[name]
+    probs = torch.sigmoid(logits) if dataset.task == "multilabel" else torch.softmax(logits, dim=-1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp", suffix=".npz")
+    os.close(fd)
+    try:
+        np.savez(
+            tmp, node_id=np.arange(dataset.graph.num_nodes(), dtype=np.int64), split=split,
+            logits=logits.numpy().astype(np.float32), probabilities=probs.numpy().astype(np.float32),
+            labels=dataset.labels.numpy(), task=np.array(dataset.task), metric=np.array(dataset.metric_name),
+        )  # fmt: skip
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def chance_level(dataset: NodeDataset) -> Optional[float]:
+    """The validation score of a model that learned nothing: 0.5 ROC-AUC, or the accuracy of
+    always predicting the most frequent validation class. None when the metric has no such level."""
+    if dataset.metric_name == "rocauc":
+        return 0.5
+    if dataset.metric_name == "accuracy" and dataset.val_idx.numel():
+        labels = dataset.labels[dataset.val_idx]
+        return float(torch.bincount(labels[labels >= 0]).max()) / labels.numel()
+    return None

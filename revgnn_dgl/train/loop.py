@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
-import json
+import math
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -13,12 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..zoo import create_model
+from ..zoo import create_model, get_config
 from ..zoo.checkpoint import save_checkpoint
-from .config import ConfigError, TrainConfig
+from .config import RESUMABLE_KEYS, ConfigError, TrainConfig
 from .data import DeviceData, forward, load_dataset_for, model_overrides, random_parts, subgraph
 from .device import resolve_device, seed_everything
-from .evaluation import Evaluator
+from .evaluation import Evaluator, chance_level
+from .recipe import drop_edges, drop_input, lr_at, make_optimizer, set_lr
 from .rundir import (
     BEST_FILE,
     CONFIG_FILE,
@@ -26,6 +28,10 @@ from .rundir import (
     METRICS_FILE,
     STATE_FILE,
     SUMMARY_FILE,
+    RunLock,
+    append_metrics,
+    read_metrics,
+    remove_stale_temp_files,
     run_dirs,
     truncate_metrics,
     write_json,
@@ -39,10 +45,14 @@ Echo = Callable[[str], None]
 TRAIN_STREAM = 0
 
 
-def _loss(logits: Tensor, labels: Tensor, task: str) -> Tensor:
+class TrainingDiverged(ConfigError):
+    """The loss or a gradient became NaN or infinite; the run stopped before the update."""
+
+
+def _loss(logits: Tensor, labels: Tensor, task: str, label_smoothing: float = 0.0) -> Tensor:
     if task == "multilabel":
         return F.binary_cross_entropy_with_logits(logits, labels.float())
-    return F.cross_entropy(logits, labels)
+    return F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
 
 
 def train_epoch(
@@ -52,14 +62,24 @@ def train_epoch(
     parts: int,
     rng: np.random.Generator,
     grad_clip: float = 1.0,
+    config: Optional[TrainConfig] = None,
 ) -> float:
     """One epoch: a fresh random partition, one optimizer step per part in shuffled order.
+
+    ``config`` supplies the per-step regularisation (input dropout, edge dropout, label
+    smoothing); None trains without it.
 
     Returns
     -------
     float
         The loss averaged over the epoch's training nodes.
+
+    Raises
+    ------
+    TrainingDiverged
+        When a step's loss or gradient norm is not finite; the optimizer has not stepped.
     """
+    config = config or TrainConfig()
     model.train()
     graph = data.graph
     if parts == 1:
@@ -77,15 +97,50 @@ def train_epoch(
         n = int(mask.sum())
         if n == 0:  # tiny graphs can draw a part without training nodes
             continue
-        loss = _loss(forward(model, sub)[mask], labels[mask], data.dataset.task)
+        sub = drop_edges(sub, config.edge_dropout)
+        if config.input_dropout:
+            sub = sub.local_var()
+            sub.ndata["feat"] = drop_input(sub.ndata["feat"], config.input_dropout)
+        loss = _loss(forward(model, sub)[mask], labels[mask], data.dataset.task, config.label_smoothing)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"the training loss is {loss.item()}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        norm = nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else math.inf)
+        if not torch.isfinite(norm):
+            raise TrainingDiverged(f"the gradient norm is {norm.item()}")
         optimizer.step()
         total += loss.item() * n
         count += n
     return total / max(count, 1)
+
+
+def _check_resumable(config: TrainConfig, saved: TrainConfig, where: Path) -> None:
+    """Refuse a config that differs from the run's saved one in anything but RESUMABLE_KEYS."""
+    ours, theirs = config.to_dict(), saved.to_dict()
+    differ = [k for k in ours if k not in RESUMABLE_KEYS and ours[k] != theirs.get(k)]
+    if differ:
+        pairs = ", ".join(f"{k}: saved {theirs.get(k)!r}, now {ours[k]!r}" for k in differ)
+        raise ConfigError(
+            f"{where}: the configuration differs from the one the run was trained with ({pairs}); "
+            f"a resumed run must keep it (only {', '.join(RESUMABLE_KEYS[:-1])} may change)."
+        )
+
+
+def _defaults_note(config: TrainConfig, echo: Echo) -> bool:
+    """Say what the ogbn-proteins defaults mean when they meet another dataset."""
+    defaults = TrainConfig()
+    if config.dataset == defaults.dataset or config.model != defaults.model:
+        return False
+    args = get_config(config.model)["arguments"]
+    depth = config.num_layers or args.get("num_layers")
+    echo(
+        f"note: {config.dataset} gets the ogbn-proteins recipe: {config.model} ({depth} layers x "
+        f"{config.hidden or args.get('hidden')} channels), {config.epochs} epochs of {config.train_parts} parts. "
+        "For a small graph start smaller, e.g. --model revgnn-112 --num-layers 16 --hidden 64 --train-parts 1 "
+        "--epochs 300 --lr 0.005 (see the README)."
+    )
+    return True
 
 
 def train(
@@ -97,6 +152,9 @@ def train(
 ) -> Dict[str, Any]:
     """Train ``config.runs`` runs and write their outputs and ``summary.json`` to ``config.out``.
 
+    Everything is validated (device, dataset, model arguments) before anything is written to
+    ``config.out``; the directory is then locked for the whole training.
+
     Parameters
     ----------
     config : TrainConfig
@@ -107,7 +165,8 @@ def train(
     echo : callable
         Receives the human-readable progress lines.
     progress : bool, optional
-        Show a tqdm bar per run; None: only when stderr is a terminal.
+        Show a tqdm bar per run; None: when standard output is a terminal (otherwise one log
+        line per epoch).
 
     Returns
     -------
@@ -117,35 +176,64 @@ def train(
     Raises
     ------
     ConfigError
-        When ``out`` is missing, or already holds a run and ``resume`` is False.
+        When ``out`` is missing, already holds a run and ``resume`` is False, is locked by
+        another process, or when a setting is invalid; :class:`TrainingDiverged` when the loss
+        or a gradient becomes non-finite.
     """
     if not config.out:
         raise ConfigError("no output directory: set out (--out DIR).")
     out = Path(config.out)
     if not resume and ((out / CONFIG_FILE).exists() or (out / METRICS_FILE).exists()):
         raise ConfigError(f"{out} already holds a run; continue it with --resume {out} or choose another --out.")
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
     if config.amp and device.type != "cuda":
         raise ConfigError("--amp needs a CUDA device; mixed precision is not used on CPU.")
-    echo(f"device: {device}" + (" (picked by --device auto)" if config.device == "auto" else ""))
     dataset = load_dataset_for(config)
     overrides, changes = model_overrides(config, dataset)
+    # Build once on the meta device: bad arguments fail here, before --out is touched.
+    with torch.device("meta"):
+        create_model(config.model, **overrides)
+    echo(f"device: {device}" + (" (picked by --device auto)" if config.device == "auto" else ""))
     if changes:
         echo(f"model {config.model}, from dataset {dataset.name} and overrides: {', '.join(changes)}")
-    out.mkdir(parents=True, exist_ok=True)
-    write_yaml(out / CONFIG_FILE, config.to_dict())
-    data = DeviceData.on(dataset, device)
+    echo("configuration:")
+    for key, value in config.to_dict().items():
+        echo(f"  {key}: {value}")
+    big_defaults = _defaults_note(config, echo)
 
-    results = []
-    for i, run_dir in enumerate(run_dirs(config)):
-        run_config = dataclasses.replace(config, seed=config.seed + i, runs=1, out=str(run_dir))
-        results.append(_train_run(run_config, data, overrides, device, resume, echo, progress))
-    summary = summarize(results, dataset.metric_name)
-    write_json(out / SUMMARY_FILE, summary)
+    with RunLock(out):
+        if not resume and ((out / CONFIG_FILE).exists() or (out / METRICS_FILE).exists()):
+            raise ConfigError(f"{out} already holds a run; continue it with --resume {out} or choose another --out.")
+        for folder in [out] + run_dirs(config):
+            for path in remove_stale_temp_files(folder):
+                echo(f"removed {path.name}, left by an interrupted write")
+        if resume:
+            _check_resume_epochs(config)
+        write_yaml(out / CONFIG_FILE, config.to_dict())
+        data = DeviceData.on(dataset, device)
+        results = []
+        for i, run_dir in enumerate(run_dirs(config)):
+            run_config = dataclasses.replace(config, seed=config.seed + i, runs=1, out=str(run_dir))
+            results.append(_train_run(run_config, data, overrides, device, resume, echo, progress, big_defaults))
+        summary = summarize(results, dataset.metric_name)
+        write_json(out / SUMMARY_FILE, summary)
     for split in ("val", "test"):
         stats = summary[split]
         echo(f"{split} {summary['metric']}: {stats['mean']:.4f} ± {stats['std']:.4f} ({len(results)} run(s))")
     return summary
+
+
+def _check_resume_epochs(config: TrainConfig) -> None:
+    for run_dir in run_dirs(config):
+        state_path = run_dir / STATE_FILE
+        if state_path.exists():
+            done = load_training_state(state_path).epoch
+            if config.epochs < done:
+                raise ConfigError(
+                    f"{run_dir} has already trained {done} epochs; --epochs {config.epochs} must be more than that."
+                )
 
 
 def _train_run(
@@ -156,6 +244,7 @@ def _train_run(
     resume: bool,
     echo: Echo,
     progress: Optional[bool],
+    big_defaults: bool = False,
 ) -> Dict[str, Any]:
     """One seeded run in ``config.out``; returns its best epoch, validation and test scores."""
     from tqdm.auto import tqdm
@@ -164,23 +253,32 @@ def _train_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(config.seed)
     model = create_model(config.model, **overrides).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = make_optimizer(model.parameters(), config)
     evaluator = Evaluator(data, config.eval_parts, config.eval_views, config.seed, amp=config.amp)
     dataset = data.dataset
+    chance = chance_level(dataset)
 
     best: Dict[str, Any] = {"epoch": None, "val": None, "test": None}
+    since_best, at_chance, stopped = 0, 0, None
     start = 0
     state_path = run_dir / STATE_FILE
     if resume and state_path.exists():
         state = load_training_state(state_path)
+        saved = state.extra.get("config")
+        if saved is not None:
+            _check_resumable(config, TrainConfig.from_mapping(saved, f"{state_path}"), run_dir)
         try:
             model.load_state_dict(state.model)
-        except RuntimeError as err:
+            optimizer.load_state_dict(state.optimizer)
+        except (RuntimeError, ValueError, KeyError) as err:
             raise TrainingStateError(f"{state_path} does not fit model {config.model!r}: {str(err).splitlines()[0]}") from None
-        optimizer.load_state_dict(state.optimizer)
         restore_rng(state.rng)
         start, best = state.epoch, state.extra["best"]
-        truncate_metrics(run_dir / METRICS_FILE, start)
+        since_best, at_chance = state.extra.get("since_best", 0), state.extra.get("at_chance", 0)
+        stopped = state.extra.get("stopped")
+        note = truncate_metrics(run_dir / METRICS_FILE, start)
+        if note:
+            echo(f"note: {note}")
         echo(f"resuming {run_dir} after epoch {start}")
     else:
         (run_dir / METRICS_FILE).write_text("")
@@ -198,39 +296,71 @@ def _train_run(
         "eval_parts": config.eval_parts,
         "eval_views": config.eval_views,
     }
-    bar = tqdm(
-        total=config.epochs,
-        initial=start,
-        desc=f"seed {config.seed}",
-        unit="epoch",
-        disable=None if progress is None else not progress,
-        dynamic_ncols=True,
-    )
+    show_bar = sys.stdout.isatty() if progress is None else progress
+    bar = tqdm(total=config.epochs, initial=start, desc=f"seed {config.seed}", unit="epoch",
+               disable=not show_bar, dynamic_ncols=True)  # fmt: skip
     with bar:
         for epoch in range(start + 1, config.epochs + 1):
+            if stopped:
+                break
             tic = time.perf_counter()
+            lr = lr_at(epoch, config)
+            set_lr(optimizer, lr)
             # The partitions depend on (seed, epoch) only, so a resumed run draws the same ones.
             rng = np.random.default_rng([config.seed, TRAIN_STREAM, epoch])
-            loss = train_epoch(model, optimizer, data, config.train_parts, rng, config.grad_clip)
-            record: Dict[str, Any] = {"epoch": epoch, "loss": loss, "val": None, "test": None}
+            try:
+                loss = train_epoch(model, optimizer, data, config.train_parts, rng, config.grad_clip, config)
+            except TrainingDiverged as err:
+                raise TrainingDiverged(
+                    f"epoch {epoch}: {err}; training stopped before the update. The checkpoints of epoch "
+                    f"{epoch - 1} in {run_dir} are kept. Lower --lr, keep --grad-clip on, or check the inputs."
+                ) from None
+            record: Dict[str, Any] = {"epoch": epoch, "loss": loss, "lr": lr, "val": None, "test": None}
             solver = solver_report(model)  # read before evaluation runs new solves
             if solver:
                 record["solver"] = solver
             if epoch % config.eval_every == 0 or epoch == config.epochs:
-                record.update(evaluator(model))
+                scores = evaluator(model)
+                if not all(math.isfinite(v) for v in scores.values()):
+                    raise TrainingDiverged(f"epoch {epoch}: the model's outputs are not finite ({scores}); training stopped.")
+                record.update(scores)
                 if best["val"] is None or record["val"] > best["val"]:
                     best = {"epoch": epoch, "val": record["val"], "test": record["test"]}
                     save_checkpoint(run_dir / BEST_FILE, model, metadata={**meta, **best, "loss": loss})
+                    since_best = 0
+                else:
+                    since_best += 1
+                at_chance = at_chance + 1 if chance is not None and record["val"] <= chance + 0.005 else 0
+                if config.chance_patience and at_chance == config.chance_patience:
+                    echo(
+                        f"warning: the validation {metric} has stayed at chance level ({chance:.3f}) for "
+                        f"{at_chance} evaluations (epoch {epoch}): the run is not learning. Try a lower --lr, "
+                        "a shallower model, or check the labels."
+                    )
+                if config.patience and since_best >= config.patience:
+                    stopped = epoch
             record["time"] = time.perf_counter() - tic
-            with open(run_dir / METRICS_FILE, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record) + "\n")
+            append_metrics(run_dir / METRICS_FILE, record)
             save_checkpoint(run_dir / LAST_FILE, model, metadata={**meta, **record})
-            save_training_state(state_path, model=model, optimizer=optimizer, epoch=epoch, extra={"best": best})
-            bar.set_postfix(loss=f"{loss:.4f}", val="-" if best["val"] is None else f"{best['val']:.4f}")
-            bar.update()
-    # The last epoch is always evaluated, so every finished run has a best epoch.
+            extra = {"best": best, "since_best": since_best, "at_chance": at_chance, "stopped": stopped,
+                     "config": config.to_dict()}  # fmt: skip
+            save_training_state(state_path, model=model, optimizer=optimizer, epoch=epoch, extra=extra)
+            if show_bar:
+                bar.set_postfix(loss=f"{loss:.4f}", val="-" if best["val"] is None else f"{best['val']:.4f}")
+                bar.update()
+            else:
+                scores_text = "" if record["val"] is None else f" val {record['val']:.4f} test {record['test']:.4f}"
+                echo(f"epoch {epoch}/{config.epochs} loss {loss:.4f}{scores_text} lr {lr:.3g} {record['time']:.2f}s")
+            if big_defaults and epoch == start + 1:
+                hours = record["time"] * (config.epochs - epoch) / 3600
+                echo(f"note: the first epoch took {record['time']:.1f} s; the remaining {config.epochs - epoch} "
+                     f"would take about {hours:.1f} h at that pace.")  # fmt: skip
+            if stopped:
+                echo(f"early stopping at epoch {epoch}: no better validation {metric} for {config.patience} evaluations")
+    if best["val"] is None:  # an early stop cannot come before an evaluation; a resumed finished run keeps its best
+        raise ConfigError(f"{run_dir}: no evaluation was recorded.")
     echo(f"seed {config.seed}: best val {metric} {best['val']:.4f} at epoch {best['epoch']}, test {best['test']:.4f}")
-    return {"seed": config.seed, **best}
+    return {"seed": config.seed, **best, "epochs": stopped or config.epochs}
 
 
 def solver_report(model: nn.Module) -> Optional[Dict[str, Any]]:
@@ -242,7 +372,10 @@ def solver_report(model: nn.Module) -> Optional[Dict[str, Any]]:
     for phase in ("forward", "backward"):
         info = getattr(model, f"last_{phase}_info", None)
         if info is not None:
-            report[phase] = {"iterations": info.iterations, "rel_residual": info.rel_residual, "converged": info.converged}
+            residual = float(info.rel_residual)
+            report[phase] = {"iterations": info.iterations, "converged": info.converged,
+                             # strict JSON has no inf/nan: a diverged solve is recorded as text
+                             "rel_residual": residual if math.isfinite(residual) else str(residual)}  # fmt: skip
     return report or None
 
 
@@ -253,3 +386,6 @@ def summarize(results: List[Dict[str, Any]], metric: str) -> Dict[str, Any]:
         values = [r[split] for r in results]
         summary[split] = {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
     return summary
+
+
+__all__ = ["TrainingDiverged", "read_metrics", "summarize", "train", "train_epoch"]

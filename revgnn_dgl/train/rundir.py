@@ -1,25 +1,32 @@
-"""The run directory: its files, and reading and writing them."""
+"""The run directory: its files, the lock that gives one process a run, and safe reads and writes.
+
+Every file is written whole or not at all (a temporary name in the same folder, fsynced, then
+renamed over the target), except ``metrics.jsonl``, which is appended one line per epoch and
+repaired on ``--resume`` (a torn last line, from a kill mid-write, is dropped with a note).
+"""
 from __future__ import annotations
 
+import errno
 import json
+import math
+import os
+import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import yaml
 
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
 
 CONFIG_FILE = "config.yaml"
-
 METRICS_FILE = "metrics.jsonl"
-
 BEST_FILE = "best.safetensors"
-
 LAST_FILE = "last.safetensors"
-
 STATE_FILE = "state.safetensors"
-
 SUMMARY_FILE = "summary.json"
+LOCK_FILE = ".lock"
+
+PathLike = Union[str, Path]
 
 
 def run_dirs(config: TrainConfig) -> List[Path]:
@@ -28,21 +35,155 @@ def run_dirs(config: TrainConfig) -> List[Path]:
     return [out] if config.runs == 1 else [out / f"run-{i}" for i in range(config.runs)]
 
 
-def read_metrics(run_dir: Union[str, Path]) -> List[Dict[str, Any]]:
-    """The records of a run's ``metrics.jsonl``."""
-    with open(Path(run_dir) / METRICS_FILE, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+# ------------------------------------------------------------------ the lock
+class RunLock:
+    """An exclusive lock on a run directory, held for a whole ``train`` or ``--resume``.
+
+    An advisory ``flock`` on ``DIR/.lock``: the kernel releases it when the process ends, however
+    it ends, so a killed run never leaves a stale lock. The holder's pid is written into the file
+    so that a refused process can name it.
+
+    Raises
+    ------
+    ConfigError
+        When another process holds the lock.
+    """
+
+    def __init__(self, folder: PathLike) -> None:
+        self.path = Path(folder) / LOCK_FILE
+        self._fd: Optional[int] = None
+
+    def __enter__(self) -> "RunLock":
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if err.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise ConfigError(
+                    f"{self.path.parent} is in use by another revgnn-dgl process (pid {holder}); "
+                    "wait for it to finish or choose another --out."
+                ) from None
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the flock
+            self._fd = None
 
 
-def truncate_metrics(path: Path, last_epoch: int) -> None:
-    """Drop records past the saved state (written before an interruption, and about to be redone)."""
-    records = read_metrics(path.parent) if path.exists() else []
-    path.write_text("".join(json.dumps(r) + "\n" for r in records if r["epoch"] <= last_epoch))
+# ------------------------------------------------------------------ whole-file writes
+def write_atomic(path: PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all: a temporary file, fsynced, renamed over it."""
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, path)
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)
 
 
-def write_yaml(path: Path, data: Mapping[str, Any]) -> None:
-    path.write_text(yaml.safe_dump(dict(data), sort_keys=False), encoding="utf-8")
+def write_yaml(path: PathLike, data: Mapping[str, Any]) -> None:
+    write_atomic(path, yaml.safe_dump(dict(data), sort_keys=False))
 
 
-def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+def to_json(data: Any, **kwargs: Any) -> str:
+    """Strict JSON: a non-finite number is an error here, never a ``NaN`` token in a file."""
+    try:
+        return json.dumps(data, allow_nan=False, **kwargs)
+    except ValueError:
+        raise ValueError(f"refusing to write non-finite numbers as JSON: {_first_non_finite(data)}") from None
+
+
+def write_json(path: PathLike, data: Any) -> None:
+    write_atomic(path, to_json(data, indent=2) + "\n")
+
+
+def _first_non_finite(data: Any, where: str = "") -> str:
+    if isinstance(data, float) and not math.isfinite(data):
+        return f"{where or 'value'} = {data}"
+    items = data.items() if isinstance(data, Mapping) else enumerate(data) if isinstance(data, (list, tuple)) else ()
+    for key, value in items:
+        found = _first_non_finite(value, f"{where}.{key}" if where else str(key))
+        if found:
+            return found
+    return ""
+
+
+# ------------------------------------------------------------------ metrics.jsonl
+def append_metrics(path: PathLike, record: Mapping[str, Any]) -> None:
+    """Append one epoch's record as a line, flushed to disk."""
+    line = to_json(dict(record)) + "\n"
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(line)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _parse_metrics(path: Path) -> Tuple[List[Dict[str, Any]], Optional[str]]:
+    """The records of a metrics file and a note when its last line was torn (and dropped)."""
+    if not path.exists():
+        return [], None
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.split("\n")
+    records: List[Dict[str, Any]] = []
+    note = None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number == len(lines) or all(not rest.strip() for rest in lines[number:]):
+                note = f"{path}: dropped a torn last line (line {number}, {len(line)} characters), left by an interrupted write"
+                break
+            raise ConfigError(f"{path} line {number} is not valid JSON; the metrics file is damaged.") from None
+    return records, note
+
+
+def read_metrics(run_dir: PathLike) -> List[Dict[str, Any]]:
+    """The records of a run's ``metrics.jsonl`` (a torn last line is left out)."""
+    return _parse_metrics(Path(run_dir) / METRICS_FILE)[0]
+
+
+def truncate_metrics(path: PathLike, last_epoch: int) -> Optional[str]:
+    """Keep the records up to ``last_epoch`` (later ones are about to be redone); drop a torn line.
+
+    Returns a note when a torn line was dropped.
+    """
+    path = Path(path)
+    records, note = _parse_metrics(path)
+    write_atomic(path, "".join(to_json(r) + "\n" for r in records if r["epoch"] <= last_epoch))
+    return note
+
+
+# ------------------------------------------------------------------ leftovers
+def remove_stale_temp_files(folder: PathLike) -> List[Path]:
+    """Remove the temporary files that killed writes left behind (``.NAME.tmp*``, ``NAME.tmpPID``).
+
+    Only called under the run's lock, so no live writer owns them.
+    """
+    folder = Path(folder)
+    removed = []
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if path.is_file() and ".tmp" in path.name and any(
+                path.name.startswith(f".{name}.tmp") or path.name.startswith(f"{name}.tmp")
+                for name in (CONFIG_FILE, METRICS_FILE, BEST_FILE, LAST_FILE, STATE_FILE, SUMMARY_FILE)
+            ):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from ..zoo.architectures import ZooError
+from ..zoo.checkpoint import tensors_sha256
 
 #: Key of the JSON document in the safetensors header.
 HEADER_KEY = "revgnn_dgl.training_state"
@@ -132,6 +133,8 @@ def save_training_state(
     }
     # safetensors wants contiguous CPU tensors that share no memory.
     tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
+    # A checksum of every tensor's bytes: damaged bytes are refused on load, not resumed into NaN.
+    header["data_sha256"] = tensors_sha256(tensors)
     path = Path(path)
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     try:
@@ -165,9 +168,25 @@ def load_training_state(path: PathLike) -> TrainingState:
         raise TrainingStateError(f"{path} is not a readable training state ({err}).") from None
     if HEADER_KEY not in meta:
         raise TrainingStateError(f"{path} is a safetensors file without a training state.")
-    header = json.loads(meta[HEADER_KEY])
-    if header.get("version") != FORMAT_VERSION:
-        raise TrainingStateError(f"{path} has training-state format {header.get('version')}, expected {FORMAT_VERSION}.")
+    try:
+        header = json.loads(meta[HEADER_KEY])
+    except json.JSONDecodeError:
+        raise TrainingStateError(f"{path}: the training-state header is damaged (not valid JSON).") from None
+    if not isinstance(header, dict) or header.get("version") != FORMAT_VERSION:
+        version = header.get("version") if isinstance(header, dict) else None
+        raise TrainingStateError(f"{path} has training-state format {version}, expected {FORMAT_VERSION}.")
+    if header.get("data_sha256") != tensors_sha256(tensors):
+        raise TrainingStateError(
+            f"{path} is damaged: its tensors do not match the checksum in its header. "
+            "Resume from an intact copy, or start the run again."
+        )
+    try:
+        return _state_from(header, tensors)
+    except (KeyError, TypeError, ValueError, IndexError) as err:
+        raise TrainingStateError(f"{path}: the training-state header is incomplete ({type(err).__name__}: {err}).") from None
+
+
+def _state_from(header: Dict[str, Any], tensors: Dict[str, Tensor]) -> TrainingState:
 
     model = {key[len("model/"):]: value for key, value in tensors.items() if key.startswith("model/")}
     opt_state: Dict[int, Dict[str, Any]] = {}

@@ -141,7 +141,7 @@ def save_checkpoint(
         "name": name,
         "architecture": architecture,
         "arguments": arguments,
-        "data_sha256": _tensors_sha256(tensors),
+        "data_sha256": tensors_sha256(tensors),
         "metadata": dict(metadata or {}),
     }
     try:
@@ -254,7 +254,7 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
         tensors = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, RuntimeError, ValueError) as err:
         raise CheckpointError(f"{path} is corrupted: safetensors cannot read it ({err}).") from None
-    if config.get("data_sha256") and _tensors_sha256(tensors) != config["data_sha256"]:
+    if config.get("data_sha256") and tensors_sha256(tensors) != config["data_sha256"]:
         raise CheckpointError(
             f"{path} is corrupted: its tensor data does not match the checksum stored when it was saved."
         )
@@ -274,6 +274,7 @@ def load_weights(
     path: PathLike,
     expected_architecture: Optional[str] = None,
     expected_arguments: Optional[Mapping[str, Any]] = None,
+    allow_nonfinite: bool = False,
 ) -> Checkpoint:
     """Load a checkpoint's weights into ``model`` after checking that it is the same model.
 
@@ -288,6 +289,8 @@ def load_weights(
     expected_arguments : mapping, optional
         Refuse a checkpoint whose arguments differ (except :data:`WEIGHT_NEUTRAL_ARGUMENTS` such
         as ``dropout``); arguments that only one side records are left to the key/shape check.
+    allow_nonfinite : bool
+        Load weights holding NaN or inf instead of refusing them.
 
     Returns
     -------
@@ -308,23 +311,30 @@ def load_weights(
         )
     if expected_arguments is not None:
         _check_arguments(ckpt, expected_arguments)
-    _load_state(model, ckpt)
+    _load_state(model, ckpt, allow_nonfinite)
     return ckpt
 
 
-def build_from_checkpoint(path: PathLike) -> nn.Module:
+def build_from_checkpoint(path: PathLike, allow_nonfinite: bool = False) -> nn.Module:
     """Rebuild a model from a checkpoint alone: its architecture, arguments and weights.
 
-    The model is returned in eval mode, with ``zoo_config`` set as :func:`create_model` does and
-    the checkpoint's free metadata in ``model.checkpoint_metadata``.
+    The header's arguments are first checked against the file's tensor shapes on a model built
+    on the ``meta`` device (no memory), so a crafted header (``hidden: 1048576``) is refused
+    before anything is allocated. The model is returned in eval mode, with ``zoo_config`` set as
+    :func:`create_model` does and the checkpoint's free metadata in ``model.checkpoint_metadata``.
     """
     ckpt = load_checkpoint(path)
     try:
+        with torch.device("meta"):
+            shapes = build_from_config(ckpt.architecture, ckpt.arguments).state_dict()
+        _check_state(shapes, ckpt)
         model = build_from_config(ckpt.architecture, ckpt.arguments)
     except ZooError as err:
         raise CheckpointError(f"cannot rebuild the model of {ckpt.path}: {err}") from None
+    except (RuntimeError, NotImplementedError) as err:  # an argument the builder cannot handle
+        raise CheckpointError(f"cannot rebuild the model of {ckpt.path}: {' '.join(str(err).split())[:300]}") from None
     model.zoo_config = {"name": ckpt.name, "architecture": ckpt.architecture, "arguments": dict(ckpt.arguments)}
-    _load_state(model, ckpt)
+    _load_state(model, ckpt, allow_nonfinite)
     model.checkpoint_metadata = ckpt.metadata
     return model.eval()
 
@@ -408,7 +418,7 @@ def _parse_config(path: Path, header: Mapping[str, Any]) -> Dict[str, Any]:
     return config
 
 
-def _tensors_sha256(tensors: Mapping[str, Tensor]) -> str:
+def tensors_sha256(tensors: Mapping[str, Tensor]) -> str:
     """A digest of names, dtypes, shapes and bytes: catches corruption safetensors cannot see."""
     digest = hashlib.sha256()
     for key in sorted(tensors):
@@ -433,8 +443,28 @@ def _check_arguments(ckpt: Checkpoint, expected: Mapping[str, Any]) -> None:
             )
 
 
-def _load_state(model: nn.Module, ckpt: Checkpoint) -> None:
-    expected = model.state_dict()
+def _load_state(model: nn.Module, ckpt: Checkpoint, allow_nonfinite: bool = False) -> None:
+    _check_state(model.state_dict(), ckpt)
+    if not allow_nonfinite:
+        _check_finite(ckpt)
+    model.load_state_dict(ckpt.state_dict, strict=True)
+
+
+def _check_finite(ckpt: Checkpoint) -> None:
+    """Refuse weights holding NaN or inf: a model built from them computes nothing useful."""
+    bad = {k: int((~torch.isfinite(v)).sum()) for k, v in ckpt.state_dict.items() if v.is_floating_point()}
+    bad = {k: n for k, n in bad.items() if n}
+    if bad:
+        first = min(bad, key=_natural_key)
+        raise CheckpointError(
+            f"{ckpt.path} holds {sum(bad.values())} non-finite value(s) (NaN or inf) in {len(bad)} weight(s), "
+            f"the first being {first!r}; it is refused. Load it anyway with allow_nonfinite=True "
+            "(--allow-nonfinite on the command line)."
+        )
+
+
+def _check_state(expected: Mapping[str, Tensor], ckpt: Checkpoint) -> None:
+    """Same keys and shapes; ``expected`` may hold meta tensors (shapes only)."""
     got = ckpt.state_dict
     missing = _first(k for k in expected if k not in got)
     if missing is not None:
@@ -450,7 +480,6 @@ def _load_state(model: nn.Module, ckpt: Checkpoint) -> None:
                 f"{ckpt.path}: weight {key!r} has shape {tuple(got[key].shape)} in the checkpoint but "
                 f"{tuple(value.shape)} in the model."
             )
-    model.load_state_dict(got, strict=True)
 
 
 def _first(items: Iterable[str]) -> Optional[str]:
