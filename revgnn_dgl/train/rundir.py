@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import yaml
 
+from ..faults import fault_point
 from .config import ConfigError, TrainConfig
 
 CONFIG_FILE = "config.yaml"
@@ -128,7 +129,11 @@ def append_metrics(path: PathLike, record: Mapping[str, Any]) -> None:
     """Append one epoch's record as a line, flushed to disk."""
     line = to_json(dict(record)) + "\n"
     with open(path, "a", encoding="utf-8") as fh:
-        fh.write(line)
+        half = len(line) // 2
+        fh.write(line[:half])
+        fh.flush()
+        fault_point("metrics")  # a kill here leaves a torn line, which --resume drops
+        fh.write(line[half:])
         fh.flush()
         os.fsync(fh.fileno())
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..faults import fault_point
 from ..zoo.architectures import ZooError
 from ..zoo.checkpoint import tensors_sha256
 
@@ -142,6 +143,7 @@ def save_training_state(
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)  # like the checkpoints beside it (safetensors creates the file private)
+        fault_point("state")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

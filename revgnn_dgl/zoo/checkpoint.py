@@ -31,6 +31,7 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Union
 import torch
 from torch import Tensor, nn
 
+from ..faults import fault_point
 from .architectures import ZooError, build_from_config
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -145,7 +146,7 @@ def save_checkpoint(
         "metadata": dict(metadata or {}),
     }
     try:
-        header = json.dumps(config, sort_keys=True, default=_json_default)
+        header = json.dumps(config, sort_keys=True, default=_json_default, allow_nan=False)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"cannot save {path}: the configuration or metadata is not JSON-serialisable ({err}).") from None
 
@@ -158,6 +159,7 @@ def save_checkpoint(
         save_file(tensors, str(tmp), metadata={METADATA_KEY: header})
         _fsync_file(tmp)
         os.chmod(tmp, 0o644)  # mkstemp makes the file private; a checkpoint is an ordinary file
+        fault_point("checkpoint")
         os.replace(tmp, path)
     except BaseException as err:  # also KeyboardInterrupt: never leave the temporary file behind
         tmp.unlink(missing_ok=True)
