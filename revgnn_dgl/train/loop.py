@@ -210,12 +210,11 @@ def train(
             for path in remove_stale_temp_files(folder):
                 echo(f"removed {path.name}, left by an interrupted write")
         if resume:
-            _check_resume_epochs(config)
+            _check_resume(config)  # before anything is rewritten: a refused resume changes nothing
         write_yaml(out / CONFIG_FILE, config.to_dict())
         data = DeviceData.on(dataset, device)
         results = []
-        for i, run_dir in enumerate(run_dirs(config)):
-            run_config = dataclasses.replace(config, seed=config.seed + i, runs=1, out=str(run_dir))
+        for run_config in _run_configs(config):
             results.append(_train_run(run_config, data, overrides, device, resume, echo, progress, big_defaults))
         summary = summarize(results, dataset.metric_name)
         write_json(out / SUMMARY_FILE, summary)
@@ -225,11 +224,25 @@ def train(
     return summary
 
 
-def _check_resume_epochs(config: TrainConfig) -> None:
-    for run_dir in run_dirs(config):
+def _run_configs(config: TrainConfig) -> List[TrainConfig]:
+    """Each run's own config: seed ``seed + i``, one run, its own directory."""
+    return [
+        dataclasses.replace(config, seed=config.seed + i, runs=1, out=str(run_dir))
+        for i, run_dir in enumerate(run_dirs(config))
+    ]
+
+
+def _check_resume(config: TrainConfig) -> None:
+    """Refuse a resume whose settings differ from the saved runs', or that would train backwards."""
+    for run_config in _run_configs(config):
+        run_dir = Path(run_config.out)
         state_path = run_dir / STATE_FILE
         if state_path.exists():
-            done = load_training_state(state_path).epoch
+            state = load_training_state(state_path)
+            saved = state.extra.get("config")
+            if saved is not None:
+                _check_resumable(run_config, TrainConfig.from_mapping(saved, str(state_path)), run_dir)
+            done = state.epoch
             if config.epochs < done:
                 raise ConfigError(
                     f"{run_dir} has already trained {done} epochs; --epochs {config.epochs} must be more than that."
@@ -264,9 +277,6 @@ def _train_run(
     state_path = run_dir / STATE_FILE
     if resume and state_path.exists():
         state = load_training_state(state_path)
-        saved = state.extra.get("config")
-        if saved is not None:
-            _check_resumable(config, TrainConfig.from_mapping(saved, f"{state_path}"), run_dir)
         try:
             model.load_state_dict(state.model)
             optimizer.load_state_dict(state.optimizer)

@@ -1,0 +1,4 @@
+"""``python -m revgnn_dgl ...``: the ``revgnn-dgl`` command (also what ``torchrun -m revgnn_dgl`` runs)."""
+from .cli import main
+
+main()
