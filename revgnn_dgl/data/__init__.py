@@ -1,23 +1,48 @@
 """Datasets and metrics: ogbn-proteins, an offline synthetic stand-in, and
 small real graphs for tests and benchmarks.
 
+The names below are imported on first use, so that the DGL-free parts
+(:mod:`~revgnn_dgl.data.catalog`, :mod:`~revgnn_dgl.data.paths`,
+:mod:`~revgnn_dgl.data.options`, :mod:`~revgnn_dgl.data.errors`) can be
+read without importing DGL or torch.
+
 >>> from revgnn_dgl.data import load_dataset, evaluate_metric
 >>> ds = load_dataset("synthetic-proteins", seed=0)
 >>> ds.task, ds.num_outputs, ds.metric_name
 ('multilabel', 112, 'rocauc')
 """
-from .base import DATA_ENV_VAR, DatasetError, NodeDataset
-from .metrics import evaluate_metric
-from .registry import dataset_names, load_dataset
-from .safe_pickle import RestrictedUnpickler, restricted_load
+from __future__ import annotations
 
-__all__ = [
-    "DATA_ENV_VAR",
-    "DatasetError",
-    "NodeDataset",
-    "RestrictedUnpickler",
-    "dataset_names",
-    "evaluate_metric",
-    "load_dataset",
-    "restricted_load",
-]
+import importlib
+from typing import Any
+
+#: Public name -> the submodule that defines it.
+_EXPORTS = {
+    "CATALOG": "catalog",
+    "DATA_ENV_VAR": "paths",
+    "DatasetError": "errors",
+    "DatasetInfo": "catalog",
+    "DatasetWarning": "errors",
+    "NodeDataset": "base",
+    "RestrictedUnpickler": "safe_pickle",
+    "dataset_catalog": "catalog",
+    "dataset_names": "registry",
+    "default_data_root": "paths",
+    "evaluate_metric": "metrics",
+    "load_dataset": "registry",
+    "restricted_load": "safe_pickle",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

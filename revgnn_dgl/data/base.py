@@ -1,7 +1,6 @@
 """The dataset container shared by every loader, and small graph helpers."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,23 +8,41 @@ import dgl
 import numpy as np
 import torch
 
+from .errors import DatasetError, DatasetWarning
+from .paths import DATA_ENV_VAR, default_data_root
+
+__all__ = [
+    "DATA_ENV_VAR",
+    "DatasetError",
+    "DatasetWarning",
+    "MAX_UNUSED_CLASSES",
+    "NodeDataset",
+    "TASKS",
+    "as_index",
+    "count_classes",
+    "default_data_dir",
+    "sum_incident_edge_feats",
+    "undirected_edges",
+]
+
 TASKS = ("multiclass", "multilabel")
 
-#: Environment variable naming the folder that holds the offline datasets
-#: (``cora/``, ``citeseer/``, ``humloc/``).
-DATA_ENV_VAR = "REVGNN_DGL_DATA"
+#: A multiclass dataset has ``max(label) + 1`` classes, unless more than
+#: ``max(K, MAX_UNUSED_CLASSES)`` of those ids have no node (K = number of
+#: distinct labels): then the largest label is taken for a stray id and refused.
+MAX_UNUSED_CLASSES = 16
 
-
-class DatasetError(ValueError):
-    """A dataset could not be loaded or evaluated.
-
-    The message says what was wrong and what to do about it.
-    """
+#: Values of a feature matrix checked at once for non-finite values (bounds
+#: the memory of the check on large matrices to a mask of this many bytes).
+_CHECK_ELEMENTS = 1 << 24
 
 
 @dataclass
 class NodeDataset:
     """One graph with node-level targets and a fixed train/validation/test split.
+
+    The inputs are checked when the dataset is built (:meth:`validate`), so
+    that a bad value stops the run before training with one line naming it.
 
     Parameters
     ----------
@@ -39,9 +56,34 @@ class NodeDataset:
         int64 class ids ``(N,)`` for ``'multiclass'``, or float32 0/1
         ``(N, T)`` for ``'multilabel'``.
     train_idx, val_idx, test_idx : torch.Tensor
-        int64 node ids of each split.
+        int64 node ids of each split; none may be empty.
     task : str
         ``'multiclass'`` or ``'multilabel'``.
+
+    Notes
+    -----
+    The number of classes of a multiclass dataset is :math:`C = \\max_v y_v + 1`.
+    With :math:`K` distinct labels, :math:`C - K` class ids have no node; the
+    dataset is refused when :math:`C - K > \\max(K, 16)`
+    (:data:`MAX_UNUSED_CLASSES`): the largest label is then most likely a stray
+    id (say :math:`10^6` among labels 0..6), which would otherwise build a
+    model with a million outputs. See :func:`count_classes`.
+
+    Examples
+    --------
+    >>> import dgl, torch
+    >>> g = dgl.graph(([0, 1], [1, 0]), num_nodes=3)
+    >>> g.ndata["feat"] = torch.ones(3, 2)
+    >>> ds = NodeDataset("toy", g, torch.tensor([0, 1, 1]), torch.tensor([0]),
+    ...                  torch.tensor([1]), torch.tensor([2]), "multiclass")
+    >>> ds.num_outputs, ds.num_node_feats
+    (2, 2)
+    >>> g.ndata["feat"][2, 1] = float("nan")
+    >>> NodeDataset("toy", g, torch.tensor([0, 1, 1]), torch.tensor([0]),
+    ...             torch.tensor([1]), torch.tensor([2]), "multiclass")
+    Traceback (most recent call last):
+    ...
+    revgnn_dgl.data.errors.DatasetError: dataset 'toy': node feature 'feat' has 1 non-finite value (first at node 2, column 1); replace NaN and infinity before training
     """
 
     name: str
@@ -53,23 +95,59 @@ class NodeDataset:
     task: str
 
     def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse inputs that would break or silently spoil training.
+
+        Raises
+        ------
+        DatasetError
+            One line naming the problem: an unknown task; a missing or
+            non-2-D ``ndata['feat']``; NaN or infinite node or edge features
+            (with their count and the first position); labels of the wrong
+            shape or type, negative, stray (see the class notes), or, for
+            multilabel, not 0/1; a split that is not a 1-D int64 tensor of
+            node ids, or that is empty.
+        """
+        where = f"dataset {self.name!r}"
         if self.task not in TASKS:
-            raise DatasetError(f"task must be one of {TASKS}, got {self.task!r}")
+            raise DatasetError(f"{where}: task must be one of {TASKS}, got {self.task!r}")
         n = self.graph.num_nodes()
         if "feat" not in self.graph.ndata:
-            raise DatasetError(f"dataset {self.name!r}: graph.ndata['feat'] is missing")
+            raise DatasetError(f"{where}: graph.ndata['feat'] is missing")
+        if self.graph.ndata["feat"].dim() != 2:
+            raise DatasetError(
+                f"{where}: graph.ndata['feat'] must be a 2-D (N, F) tensor, "
+                f"got shape {tuple(self.graph.ndata['feat'].shape)}"
+            )
+        for kind, frame, unit in (("node", self.graph.ndata, "node"), ("edge", self.graph.edata, "edge")):
+            for key, values in frame.items():
+                if torch.is_tensor(values) and values.is_floating_point():
+                    _check_finite(values, f"{where}: {kind} feature {key!r}", unit, "column")
         want_dim = 1 if self.task == "multiclass" else 2
         if self.labels.dim() != want_dim or self.labels.shape[0] != n:
             raise DatasetError(
-                f"dataset {self.name!r}: {self.task} labels must have shape "
+                f"{where}: {self.task} labels must have shape "
                 f"{'(N,)' if want_dim == 1 else '(N, T)'} with N={n}, got {tuple(self.labels.shape)}"
             )
-        for split in ("train_idx", "val_idx", "test_idx"):
-            idx = getattr(self, split)
-            if idx.dtype != torch.int64 or idx.dim() != 1:
-                raise DatasetError(f"dataset {self.name!r}: {split} must be a 1-D int64 tensor")
-            if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
-                raise DatasetError(f"dataset {self.name!r}: {split} holds node ids outside [0, {n})")
+        if self.task == "multiclass":
+            if self.labels.dtype != torch.int64:
+                raise DatasetError(f"{where}: multiclass labels must be int64 class ids, got {self.labels.dtype}")
+            count_classes(self.labels, self.name)
+        else:
+            _check_multilabel(self.labels, where)
+        for split in ("train", "val", "test"):
+            idx = getattr(self, f"{split}_idx")
+            if not torch.is_tensor(idx) or idx.dtype != torch.int64 or idx.dim() != 1:
+                raise DatasetError(f"{where}: {split}_idx must be a 1-D int64 tensor")
+            if idx.numel() == 0:
+                raise DatasetError(
+                    f"{where}: the {split} split is empty ({split}_idx holds no node); "
+                    "every split needs at least one node"
+                )
+            if int(idx.min()) < 0 or int(idx.max()) >= n:
+                raise DatasetError(f"{where}: {split}_idx holds node ids outside [0, {n})")
 
     @property
     def num_node_feats(self) -> int:
@@ -84,10 +162,11 @@ class NodeDataset:
 
     @property
     def num_outputs(self) -> int:
-        """Number of classes (multiclass) or of binary tasks (multilabel)."""
+        """Number of classes (multiclass, see :func:`count_classes`) or of
+        binary tasks (multilabel)."""
         if self.task == "multilabel":
             return int(self.labels.shape[1])
-        return int(self.labels.max()) + 1
+        return count_classes(self.labels, self.name)
 
     @property
     def metric_name(self) -> str:
@@ -100,14 +179,106 @@ class NodeDataset:
         return "species" in self.graph.ndata
 
 
-def default_data_dir(name: str) -> Path:
-    """Folder of an offline dataset when the caller gives no ``root``.
+def count_classes(labels: torch.Tensor, name: str = "dataset") -> int:
+    """Number of classes of multiclass labels: ``max(labels) + 1``, checked.
 
-    ``$REVGNN_DGL_DATA/<name>`` when the variable is set, else
-    ``../shared/data/<name>`` relative to the working directory.
+    Parameters
+    ----------
+    labels : torch.Tensor
+        Integer class ids ``(N,)``.
+    name : str
+        Dataset name for the error message.
+
+    Returns
+    -------
+    int
+        ``max(labels) + 1`` (0 for no labels).
+
+    Raises
+    ------
+    DatasetError
+        When a label is negative, or when more than
+        ``max(K, MAX_UNUSED_CLASSES)`` of the ids ``0..max`` have no node
+        (K = number of distinct labels): the largest label is named as
+        stray, with its node and the span of the other labels.
+
+    Examples
+    --------
+    >>> import torch
+    >>> count_classes(torch.tensor([0, 2, 2, 1]))
+    3
+    >>> count_classes(torch.tensor([0, 1, 1000000, 2]), "toy")
+    Traceback (most recent call last):
+    ...
+    revgnn_dgl.data.errors.DatasetError: dataset 'toy': label 1000000 of node 2 looks stray: the other labels span 0..2 (3 distinct values), and taking max+1 = 1000001 classes would leave 999997 of them without a node. Fix the label; class ids must run over 0..C-1
     """
-    base = os.environ.get(DATA_ENV_VAR)
-    return Path(base) / name if base else Path("..") / "shared" / "data" / name
+    if labels.numel() == 0:
+        return 0
+    where = f"dataset {name!r}"
+    low = int(labels.min())
+    if low < 0:
+        node = int((labels == low).nonzero()[0, 0])
+        raise DatasetError(f"{where}: label {low} of node {node} is negative; class ids must run over 0..C-1")
+    values = torch.unique(labels)
+    high, distinct = int(values[-1]), int(values.numel())
+    unused = high + 1 - distinct
+    if unused > max(distinct, MAX_UNUSED_CLASSES):
+        holders = (labels == high).nonzero().reshape(-1)
+        node = f"node {int(holders[0])}" + (f" (and {len(holders) - 1} more)" if len(holders) > 1 else "")
+        others = values[:-1]
+        span = (
+            f"{int(others[0])}..{int(others[-1])} ({len(others)} distinct value{'s' if len(others) != 1 else ''})"
+            if len(others)
+            else "nothing (it is the only label)"
+        )
+        raise DatasetError(
+            f"{where}: label {high} of {node} looks stray: the other labels span {span}, and taking "
+            f"max+1 = {high + 1} classes would leave {unused} of them without a node. "
+            "Fix the label; class ids must run over 0..C-1"
+        )
+    return high + 1
+
+
+def _check_finite(values: torch.Tensor, what: str, row_name: str, col_name: str) -> None:
+    """Refuse NaN/inf in ``values``, naming their count and the first position.
+
+    Checks about ``_CHECK_ELEMENTS`` values at a time to bound the memory of the mask.
+    """
+    count, first = 0, None
+    rows = max(1, _CHECK_ELEMENTS // max(1, values[:1].numel()))
+    for start in range(0, values.shape[0], rows):
+        bad = ~torch.isfinite(values[start : start + rows])
+        chunk_count = int(bad.sum())
+        if chunk_count and first is None:
+            first = bad.nonzero()[0].tolist()
+            first[0] += start
+        count += chunk_count
+    if count:
+        at = f"{row_name} {first[0]}" + (f", {col_name} {first[1]}" if len(first) > 1 else "")
+        raise DatasetError(
+            f"{what} has {count} non-finite value{'s' if count != 1 else ''} (first at {at}); "
+            "replace NaN and infinity before training"
+        )
+
+
+def _check_multilabel(labels: torch.Tensor, where: str) -> None:
+    """Multilabel targets must be 0 or 1 (NaN and infinity included)."""
+    if labels.is_floating_point():
+        _check_finite(labels, f"{where}: multilabel labels", "node", "task")
+    bad = (labels != 0) & (labels != 1)
+    if bool(bad.any()):
+        node, task = bad.nonzero()[0].tolist()
+        count = int(bad.sum())
+        raise DatasetError(
+            f"{where}: multilabel labels must be 0 or 1; node {node}, task {task} holds "
+            f"{labels[node, task].item()} ({count} such value{'s' if count != 1 else ''})"
+        )
+
+
+def default_data_dir(name: str) -> Path:
+    """Folder of an offline dataset when the caller gives no ``root``:
+    ``default_data_root() / name`` (see :mod:`revgnn_dgl.data.paths`)."""
+    return default_data_root() / name
 
 
 def undirected_edges(

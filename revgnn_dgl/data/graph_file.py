@@ -1,14 +1,24 @@
 """Datasets stored as a DGL graph file (written by ``dgl.save_graphs``)."""
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 
 import dgl
 import torch
 
-from .base import DatasetError, NodeDataset
+from .base import NodeDataset
+from .errors import DatasetError, DatasetWarning
 
 _MASKS = {"train_idx": "train_mask", "val_idx": "val_mask", "test_idx": "test_mask"}
+#: The node and edge data keys :func:`load_graph_file` reads; others are ignored with a warning.
+NODE_KEYS = ("feat", "label", "train_mask", "val_mask", "test_mask", "species")
+EDGE_KEYS = ("feat",)
+#: First 8 bytes of every file ``dgl.save_graphs`` writes (its magic number, little-endian).
+DGL_FILE_MAGIC = bytes.fromhex("3fa1b446f04f2edd")
+# "[08:20:23] /src/graph_serialize.cc:128: " before the message of a DGL C++ error.
+_DGL_LOG_PREFIX = re.compile(r"^\[[\d:]+\]\s+\S+:\d+:\s*")
 
 
 def load_graph_file(path: str | Path) -> NodeDataset:
@@ -20,10 +30,13 @@ def load_graph_file(path: str | Path) -> NodeDataset:
     * ``ndata['label']``: int class ids ``(N,)`` (multiclass) or a 0/1
       matrix ``(N, T)`` (multilabel);
     * ``ndata['train_mask']``, ``ndata['val_mask']``, ``ndata['test_mask']``:
-      boolean (or 0/1) masks of length N;
-    * optionally ``edata['feat']`` ``(E, Fe)`` and ``ndata['species']``, a
-      one-hot ``(N, S)``.
+      boolean (or 0/1) masks of length N, each selecting at least one node;
+    * optionally ``edata['feat']`` ``(E, Fe)``, the edge features, and
+      ``ndata['species']``, a one-hot ``(N, S)``.
 
+    Any other node or edge data, and graph labels saved beside the graph, are
+    ignored with a :class:`DatasetWarning` naming them. Edge features must be
+    stored under ``edata['feat']`` to be used (not, e.g., ``edata['weight']``).
     The edges are used as stored (no symmetrisation).
 
     Parameters
@@ -36,25 +49,29 @@ def load_graph_file(path: str | Path) -> NodeDataset:
     NodeDataset
         Named after the file; the graph keeps only the features (labels and
         masks move to the dataset's fields).
+
+    Raises
+    ------
+    DatasetError
+        One line: ``file not found: PATH``, a directory given for the file, a
+        file that is empty or not a DGL graph file, a missing or malformed key.
+
+    Examples
+    --------
+    >>> import dgl, torch, tempfile, os
+    >>> g = dgl.graph(([0, 1, 2], [1, 2, 0]))
+    >>> g.ndata["feat"] = torch.eye(3)
+    >>> g.ndata["label"] = torch.tensor([0, 1, 0])
+    >>> for i, key in enumerate(("train_mask", "val_mask", "test_mask")):
+    ...     g.ndata[key] = torch.arange(3) == i
+    >>> path = os.path.join(tempfile.mkdtemp(), "toy.bin")
+    >>> dgl.save_graphs(path, [g])
+    >>> ds = load_graph_file(path)
+    >>> ds.num_outputs, ds.train_idx.tolist(), ds.test_idx.tolist()
+    (2, [0], [2])
     """
     path = Path(path)
-    if not path.is_file():
-        raise DatasetError(
-            f"DGL graph file {str(path)!r} does not exist. Give the path of a file written "
-            "by dgl.save_graphs, or a dataset name (see load_dataset)"
-        )
-    try:
-        graphs, _ = dgl.load_graphs(str(path))
-    except Exception as err:  # DGL raises assorted errors on foreign files
-        raise DatasetError(
-            f"{path} is not a DGL graph file (dgl.load_graphs failed: {err}). "
-            "Write one with dgl.save_graphs([graph], path)"
-        ) from err
-    if len(graphs) != 1:
-        raise DatasetError(f"{path} holds {len(graphs)} graphs; save exactly one graph per file")
-    stored = graphs[0]
-    if not stored.is_homogeneous:
-        raise DatasetError(f"{path} holds a heterogeneous graph; only homogeneous graphs are supported")
+    stored, graph_labels = _read_graph(path)
     n = stored.num_nodes()
     for key in ("feat", "label", *_MASKS.values()):
         if key not in stored.ndata:
@@ -62,14 +79,16 @@ def load_graph_file(path: str | Path) -> NodeDataset:
                 f"{path}: the graph has no ndata[{key!r}]; a dataset file needs ndata 'feat', "
                 "'label', 'train_mask', 'val_mask' and 'test_mask'"
             )
+    _warn_unused(path, stored, graph_labels)
 
     feat = stored.ndata["feat"]
     if feat.dim() != 2:
         raise DatasetError(f"{path}: ndata['feat'] must be a 2-D (N, F) tensor, got shape {tuple(feat.shape)}")
     labels, task = _labels(stored.ndata["label"], path)
     splits = {field: _mask_to_index(stored.ndata[key], key, n, path) for field, key in _MASKS.items()}
-    if splits["train_idx"].numel() == 0:
-        raise DatasetError(f"{path}: ndata['train_mask'] selects no node")
+    for field, key in _MASKS.items():
+        if splits[field].numel() == 0:
+            raise DatasetError(f"{path}: ndata[{key!r}] selects no node; every split needs at least one node")
 
     graph = dgl.graph(stored.edges(), num_nodes=n)
     graph.ndata["feat"] = feat.float()
@@ -84,6 +103,76 @@ def load_graph_file(path: str | Path) -> NodeDataset:
             raise DatasetError(f"{path}: edata['feat'] must be a 2-D (E, Fe) tensor, got shape {tuple(edge_feat.shape)}")
         graph.edata["feat"] = edge_feat.float()
     return NodeDataset(name=path.name, graph=graph, labels=labels, task=task, **splits)
+
+
+def _read_graph(path: Path) -> tuple[dgl.DGLGraph, dict]:
+    """The one graph in ``path`` and its graph labels, or a one-line :class:`DatasetError`."""
+    if path.is_dir():
+        raise DatasetError(
+            f"{path} is a directory, not a DGL graph file: give the path of a file written by "
+            "dgl.save_graphs(path, [graph])"
+        )
+    if not path.is_file():
+        raise DatasetError(f"file not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(len(DGL_FILE_MAGIC))
+    if not head:
+        raise DatasetError(
+            f"{path} is an empty file, not a DGL graph file: write one with dgl.save_graphs(path, [graph])"
+        )
+    if head != DGL_FILE_MAGIC:
+        raise DatasetError(
+            f"{path} is not a DGL graph file (it lacks DGL's file signature): write one with "
+            "dgl.save_graphs(path, [graph])"
+        )
+    try:
+        graphs, graph_labels = dgl.load_graphs(str(path))
+    except Exception as err:  # DGL raises assorted errors, with a C++ backtrace, on damaged files
+        raise DatasetError(
+            f"{path} is a damaged or truncated DGL graph file (dgl.load_graphs: {dgl_error_line(err)}); "
+            "write it again with dgl.save_graphs(path, [graph])"
+        ) from None
+    if len(graphs) != 1:
+        raise DatasetError(f"{path} holds {len(graphs)} graphs; save exactly one graph per file")
+    if not graphs[0].is_homogeneous:
+        raise DatasetError(f"{path} holds a heterogeneous graph; only homogeneous graphs are supported")
+    return graphs[0], graph_labels
+
+
+def dgl_error_line(err: BaseException) -> str:
+    """The first line of a DGL error, without its log prefix and C++ backtrace.
+
+    >>> dgl_error_line(RuntimeError("[08:20:23] /src/a.cc:12: Check failed: x\\nStack trace:\\n  [bt] (0) ..."))
+    'Check failed: x'
+    """
+    text = str(err).split("Stack trace:", 1)[0].strip()
+    line = text.splitlines()[0] if text else type(err).__name__
+    return _DGL_LOG_PREFIX.sub("", line).strip() or type(err).__name__
+
+
+def _warn_unused(path: Path, stored: dgl.DGLGraph, graph_labels: dict) -> None:
+    """Warn, once, about node/edge data and graph labels the loader does not read."""
+    node = sorted(k for k in stored.ndata if k not in NODE_KEYS)
+    edge = sorted(k for k in stored.edata if k not in EDGE_KEYS)
+    if not (node or edge or graph_labels):
+        return
+    ignored = []
+    if node:
+        ignored.append("ndata " + ", ".join(map(repr, node)))
+    if edge:
+        ignored.append("edata " + ", ".join(map(repr, edge)))
+    if graph_labels:
+        ignored.append("graph labels " + ", ".join(map(repr, sorted(graph_labels))))
+    message = (
+        f"{path}: ignoring {'; '.join(ignored)}. The loader reads ndata "
+        f"{', '.join(map(repr, NODE_KEYS))} and edata 'feat'"
+    )
+    if edge and "feat" not in stored.edata:
+        message += (
+            f"; edge features are read only from edata['feat']: to use {', '.join(map(repr, edge))} "
+            "as edge features, store them as edata['feat'] (an (E, Fe) tensor)"
+        )
+    warnings.warn(message, DatasetWarning, stacklevel=3)
 
 
 def _labels(label: torch.Tensor, path: Path) -> tuple[torch.Tensor, str]:

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .base import DatasetError, NodeDataset, as_index, default_data_dir, undirected_edges
+from .base import DatasetError, NodeDataset, as_index, undirected_edges
+from .paths import dataset_folder, root_hint
 
 _FILES = ("edge_list.csv", "features.csv", "labels.csv", "split.pt")
 _SPLIT_KEYS = {"train_idx": "train_mask", "val_idx": "val_mask", "test_idx": "test_mask"}
@@ -34,9 +35,10 @@ def load_humloc(root: str | Path | None = None, keep_self_loops: bool = False) -
     Parameters
     ----------
     root : str or Path, optional
-        Folder holding ``edge_list.csv``, ``features.csv``, ``labels.csv``
-        and ``split.pt``. Default: ``$REVGNN_DGL_DATA/humloc``, else
-        ``../shared/data/humloc``.
+        The data root, holding ``humloc/`` with ``edge_list.csv``,
+        ``features.csv``, ``labels.csv`` and ``split.pt``, or the ``humloc``
+        folder itself. Default: ``$REVGNN_DGL_DATA``, else ``../shared/data``
+        next to the project (see :mod:`revgnn_dgl.data.paths`).
     keep_self_loops : bool
         Keep the listed self-interactions as one self-loop each.
 
@@ -46,13 +48,12 @@ def load_humloc(root: str | Path | None = None, keep_self_loops: bool = False) -
         Multilabel dataset (14 tasks) with 32 node and 21 edge features and
         the standard split from ``split.pt``.
     """
-    folder = Path(root) if root is not None else default_data_dir("humloc")
+    folder = dataset_folder("humloc", root, files=_FILES)
     missing = [f for f in _FILES if not (folder / f).is_file()]
     if missing:
         raise DatasetError(
             f"humloc: files not found in {folder} (missing {', '.join(missing)}). Put the "
-            "HumLoc files (github.com/Tianqi-py/MLGNC, data/HumanGo) there, or pass "
-            "root=<folder>, or set REVGNN_DGL_DATA to a folder containing humloc/"
+            f"HumLoc files (github.com/Tianqi-py/MLGNC, data/HumanGo) there, or {root_hint('humloc')}"
         )
     try:
         edges = pd.read_csv(folder / "edge_list.csv")

@@ -25,9 +25,9 @@ import pandas as pd
 import torch
 
 from .base import DatasetError, NodeDataset, as_index, sum_incident_edge_feats
+from .paths import DATA_ENV_VAR, DEFAULT_OGB_ROOT, ogb_root  # noqa: F401 (DEFAULT_OGB_ROOT: kept public here)
 
 OGB_NAME = "ogbn-proteins"
-DEFAULT_OGB_ROOT = Path("~/.cache/revgnn_dgl/datasets")
 #: Seconds a single network operation of the download may stall.
 DOWNLOAD_TIMEOUT_S = 30.0
 
@@ -38,8 +38,10 @@ def load_ogbn_proteins(root: str | Path | None = None, download: bool = True) ->
     Parameters
     ----------
     root : str or Path, optional
-        Folder OGB stores the dataset in (it uses ``<root>/ogbn_proteins``).
-        Default: ``~/.cache/revgnn_dgl/datasets``.
+        The data root, the folder that holds ``ogbn_proteins/`` (OGB's own
+        root convention), or the ``ogbn_proteins`` folder itself. Default:
+        ``$REVGNN_DGL_DATA``, else ``~/.cache/revgnn_dgl/datasets`` (see
+        :func:`revgnn_dgl.data.paths.ogb_root`).
     download : bool
         Let OGB download the data when it is not under ``root``. With False
         a missing dataset raises at once, without touching the network.
@@ -59,7 +61,7 @@ def load_ogbn_proteins(root: str | Path | None = None, download: bool = True) ->
     """
     from ogb.nodeproppred import DglNodePropPredDataset
 
-    root = (Path(root) if root is not None else DEFAULT_OGB_ROOT).expanduser()
+    root = ogb_root("ogbn_proteins", root)
     folder = _dataset_folder(root)
     raw = folder / "raw" / "edge.csv.gz"
     processed = folder / "processed" / "dgl_data_processed"
@@ -71,7 +73,7 @@ def load_ogbn_proteins(root: str | Path | None = None, download: bool = True) ->
             "folder to download afresh, or replace it with the unzipped proteins.zip"
         )
     if not have_data and not download:
-        raise DatasetError(_missing_message(root, "download=False"))
+        raise DatasetError(_missing_message(root, "the option download=false turns downloads off"))
     try:
         with _network_timeout(DOWNLOAD_TIMEOUT_S):
             ogb_data = DglNodePropPredDataset(name=OGB_NAME, root=str(root))
@@ -132,9 +134,9 @@ def _missing_message(root: Path, reason: str) -> str:
     return (
         f"ogbn-proteins is not under {root} and could not be fetched ({reason}). "
         f"Run once with network access to let OGB download it, or download {url}, unzip it "
-        f"and rename the folder 'proteins' to {root / 'ogbn_proteins'}; or pass root=<folder> "
-        "holding ogbn_proteins/. Offline alternatives: 'synthetic-proteins', or the path of a "
-        "DGL graph file"
+        f"and rename the folder 'proteins' to {root / 'ogbn_proteins'}; or pass --root DIR or set "
+        f"{DATA_ENV_VAR}=DIR, DIR being the folder that holds ogbn_proteins/. Offline alternatives: "
+        "'synthetic-proteins', or the path of a DGL graph file"
     )
 
 

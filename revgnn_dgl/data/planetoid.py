@@ -19,7 +19,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .base import DatasetError, NodeDataset, as_index, default_data_dir, undirected_edges
+from .base import DatasetError, NodeDataset, as_index, undirected_edges
+from .paths import dataset_folder, root_hint
 from .safe_pickle import restricted_load
 
 PLANETOID_NAMES = ("cora", "citeseer")
@@ -35,8 +36,9 @@ def load_planetoid(name: str, root: str | Path | None = None) -> NodeDataset:
     name : str
         ``'cora'`` or ``'citeseer'``.
     root : str or Path, optional
-        Folder holding ``ind.<name>.{x,y,tx,ty,allx,ally,graph,test.index}``.
-        Default: ``$REVGNN_DGL_DATA/<name>``, else ``../shared/data/<name>``.
+        The data root, holding ``<name>/ind.<name>.{x,y,tx,ty,allx,ally,graph,test.index}``,
+        or the ``<name>`` folder itself. Default: ``$REVGNN_DGL_DATA``, else
+        ``../shared/data`` next to the project (see :mod:`revgnn_dgl.data.paths`).
 
     Returns
     -------
@@ -44,14 +46,14 @@ def load_planetoid(name: str, root: str | Path | None = None) -> NodeDataset:
         Multiclass dataset with the standard split: train = the first
         ``len(y)`` nodes, validation = the next 500, test = ``test.index``.
     """
-    folder = Path(root) if root is not None else default_data_dir(name)
+    folder = dataset_folder(name, root, files=(f"ind.{name}.*",))
     files = {part: folder / f"ind.{name}.{part}" for part in (*_PARTS, "test.index")}
     missing = [p.name for p in files.values() if not p.is_file()]
     if missing:
         raise DatasetError(
             f"{name}: Planetoid files not found in {folder} (missing {', '.join(missing)}). "
             f"Put the raw files ind.{name}.* (github.com/kimiyoung/planetoid, data/) there, "
-            f"or pass root=<folder>, or set REVGNN_DGL_DATA to a folder containing {name}/"
+            f"or {root_hint(name)}"
         )
     objects = {}
     for part in _PARTS:

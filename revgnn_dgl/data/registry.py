@@ -1,15 +1,23 @@
-"""``load_dataset``: one entry point for every dataset the package reads."""
+"""``load_dataset``: one entry point for every dataset the package reads.
+
+The loaders are registered here; the static facts about each dataset (size,
+task, files, source) are in :mod:`revgnn_dgl.data.catalog`, which can be read
+without importing DGL.
+"""
 from __future__ import annotations
 
 import functools
-import inspect
+import os
 from pathlib import Path
 from typing import Any, Callable
 
-from .base import DatasetError, NodeDataset
+from .base import NodeDataset
+from .errors import DatasetError
+from .gnn_benchmark import load_gnn_benchmark
 from .graph_file import load_graph_file
 from .humloc import load_humloc
 from .ogb_proteins import load_ogbn_proteins
+from .options import coerce_options
 from .planetoid import load_planetoid
 from .synthetic import make_synthetic_proteins
 
@@ -20,12 +28,32 @@ LOADERS: dict[str, Callable[..., NodeDataset]] = {
     "cora": functools.partial(load_planetoid, "cora"),
     "citeseer": functools.partial(load_planetoid, "citeseer"),
     "humloc": load_humloc,
+    "amazon-computers": functools.partial(load_gnn_benchmark, "amazon-computers"),
+    "amazon-photo": functools.partial(load_gnn_benchmark, "amazon-photo"),
+    "coauthor-cs": functools.partial(load_gnn_benchmark, "coauthor-cs"),
+    "coauthor-physics": functools.partial(load_gnn_benchmark, "coauthor-physics"),
 }
+
+#: Endings that make a dataset name a graph file path.
+GRAPH_FILE_SUFFIXES = (".bin", ".dgl")
 
 
 def dataset_names() -> list[str]:
     """Names :func:`load_dataset` accepts besides DGL graph file paths."""
     return list(LOADERS)
+
+
+def is_graph_file_path(name: str) -> bool:
+    """Whether ``name`` is read as the path of a DGL graph file, not a dataset name.
+
+    True when it contains a path separator, ends in ``.bin`` or ``.dgl``, or
+    names an existing file or folder.
+
+    >>> is_graph_file_path("runs/graph.bin"), is_graph_file_path("cora"), is_graph_file_path("g.dgl")
+    (True, False, True)
+    """
+    separators = {"/", os.sep} | ({os.altsep} if os.altsep else set())
+    return any(sep in name for sep in separators) or name.endswith(GRAPH_FILE_SUFFIXES) or Path(name).exists()
 
 
 def load_dataset(name: str, root: str | Path | None = None, **options: Any) -> NodeDataset:
@@ -37,13 +65,22 @@ def load_dataset(name: str, root: str | Path | None = None, **options: Any) -> N
         ``'synthetic-proteins'`` (generated offline; options ``seed``,
         ``num_nodes``, ``avg_degree``, ...), ``'ogbn-proteins'`` (through
         OGB; option ``download``), ``'cora'``, ``'citeseer'``, ``'humloc'``
-        (``keep_self_loops``), or the path of a file written by
-        ``dgl.save_graphs`` (a path ending in ``.bin``, or any existing file).
+        (``keep_self_loops``), ``'amazon-computers'``, ``'amazon-photo'``,
+        ``'coauthor-cs'``, ``'coauthor-physics'`` (``split_seed``,
+        ``train_per_class``, ``val_per_class``), or the path of a file
+        written by ``dgl.save_graphs`` (see :func:`is_graph_file_path`).
     root : str or Path, optional
-        Where the data lives: the data folder for cora/citeseer/humloc, OGB's
-        root for ogbn-proteins. Not accepted by synthetic-proteins or files.
+        The data root: the folder that holds the dataset folders (``cora/``,
+        ``humloc/``, ``ogbn_proteins/``, ...), or the dataset's own folder.
+        Default: ``$REVGNN_DGL_DATA``, else ``../shared/data`` next to the
+        project (ogbn-proteins: ``~/.cache/revgnn_dgl/datasets``); see
+        :mod:`revgnn_dgl.data.paths`. Not accepted by synthetic-proteins or
+        files.
     **options
-        Loader-specific keyword options.
+        Loader-specific keyword options. Values are checked against the
+        loader's parameter types, and strings converted (``'500'`` -> 500,
+        ``'true'`` -> True), as the command line passes text; see
+        :func:`revgnn_dgl.data.options.coerce_options`.
 
     Returns
     -------
@@ -52,25 +89,19 @@ def load_dataset(name: str, root: str | Path | None = None, **options: Any) -> N
     Raises
     ------
     DatasetError
-        For an unknown name, an option the loader does not take, or any
-        problem with the data.
+        For an unknown name, a graph file path that does not exist
+        (``file not found: PATH``), an option the loader does not take or of
+        the wrong type, or any problem with the data.
     """
     if name in LOADERS:
         loader = LOADERS[name]
-    elif name.endswith(".bin") or Path(name).exists():
+    elif is_graph_file_path(name):
         loader = functools.partial(load_graph_file, name)
     else:
         raise DatasetError(
             f"unknown dataset {name!r}: valid names are {', '.join(LOADERS)}, "
-            "or the path of a DGL graph file (ending in .bin)"
+            "or the path of a DGL graph file (ending in .bin or .dgl)"
         )
     if root is not None:
         options["root"] = root
-    accepted = [p.name for p in inspect.signature(loader).parameters.values() if p.default is not p.empty]
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise DatasetError(
-            f"dataset {name!r} does not take option(s) {', '.join(unknown)}; "
-            f"it takes: {', '.join(accepted) or 'none'}"
-        )
-    return loader(**options)
+    return loader(**coerce_options(name, loader, options))

@@ -1,13 +1,16 @@
 """Datasets from a DGL graph file: round trips and every bad-input error."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import dgl
+import numpy as np
 import pytest
 import torch
 
-from revgnn_dgl.data import DatasetError, load_dataset
+from revgnn_dgl.data import DatasetError, DatasetWarning, load_dataset
+from revgnn_dgl.data.graph_file import dgl_error_line
 
 N = 12
 
@@ -58,15 +61,132 @@ def test_multilabel_round_trip_without_bin_suffix(tmp_path):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(DatasetError, match="does not exist"):
-        load_dataset(str(tmp_path / "nothing.bin"))
-
-
-def test_not_a_dgl_file(tmp_path):
-    path = tmp_path / "junk.bin"
-    path.write_bytes(b"this is not a DGL graph file" * 10)
-    with pytest.raises(DatasetError, match="not a DGL graph file"):
+    path = tmp_path / "nothing.bin"
+    with pytest.raises(DatasetError) as err:
         load_dataset(str(path))
+    assert str(err.value) == f"file not found: {path}"
+
+
+@pytest.mark.parametrize("name", ["runs/graph", "graph.dgl", "graph.bin", "./no_such_file"])
+def test_path_like_names_are_files_not_unknown_datasets(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DatasetError) as err:
+        load_dataset(name)
+    assert str(err.value) == f"file not found: {Path(name)}"
+
+
+def test_plain_unknown_name_is_still_an_unknown_dataset(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DatasetError, match="^unknown dataset 'corra': valid names are"):
+        load_dataset("corra")
+
+
+def test_directory_given_for_a_file(tmp_path, monkeypatch):
+    folder = tmp_path / "graphs.bin"
+    folder.mkdir()
+    with pytest.raises(DatasetError) as err:
+        load_dataset(str(folder))
+    assert str(err.value) == (
+        f"{folder} is a directory, not a DGL graph file: give the path of a file written by "
+        "dgl.save_graphs(path, [graph])"
+    )
+    # An existing folder without a suffix or separator is read as a path too.
+    (tmp_path / "mygraphs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DatasetError, match="^mygraphs is a directory, not a DGL graph file"):
+        load_dataset("mygraphs")
+
+
+def _one_line(err: pytest.ExceptionInfo) -> str:
+    message = str(err.value)
+    assert "\n" not in message and "Stack trace" not in message and "[bt]" not in message
+    assert err.value.__cause__ is None and err.value.__suppress_context__  # no chained DGL traceback
+    return message
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.bin"
+    path.write_bytes(b"")
+    with pytest.raises(DatasetError) as err:
+        load_dataset(str(path))
+    assert str(err.value) == f"{path} is an empty file, not a DGL graph file: write one with dgl.save_graphs(path, [graph])"
+    assert "\n" not in str(err.value)
+
+
+def test_random_bytes_file(tmp_path):
+    path = tmp_path / "junk.bin"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, size=4096, dtype=np.uint8).tobytes())
+    with pytest.raises(DatasetError) as err:
+        load_dataset(str(path))
+    assert str(err.value) == (
+        f"{path} is not a DGL graph file (it lacks DGL's file signature): write one with dgl.save_graphs(path, [graph])"
+    )
+
+
+@pytest.mark.parametrize("keep", [60, 500])
+def test_damaged_dgl_file_gives_one_line_without_backtrace(tmp_path, keep):
+    """A file with DGL's signature but cut short reaches DGL, whose C++ error is stripped."""
+    good = Path(_save(tmp_path, _graph(torch.zeros(N, dtype=torch.int64))))
+    path = tmp_path / "cut.bin"
+    path.write_bytes(good.read_bytes()[:keep])
+    with pytest.raises(DatasetError) as err:
+        load_dataset(str(path))
+    message = _one_line(err)
+    assert message.startswith(f"{path} is a damaged or truncated DGL graph file (dgl.load_graphs: ")
+    assert message.endswith("write it again with dgl.save_graphs(path, [graph])")
+    assert ".cc:" not in message and "libdgl" not in message
+
+
+def test_dgl_error_line_strips_log_prefix_and_backtrace():
+    raw = (
+        "[08:20:23] /opt/dgl/src/graph/serialize/graph_serialize.cc:128: Check failed: magicNum == "
+        "kDGLSerializeMagic : Invalid DGL files\nStack trace:\n  [bt] (0) libdgl.so(+0x74) [0x7f]\n"
+    )
+    assert dgl_error_line(RuntimeError(raw)) == "Check failed: magicNum == kDGLSerializeMagic : Invalid DGL files"
+    assert dgl_error_line(RuntimeError("Invalid DGL Version Number.")) == "Invalid DGL Version Number."
+    assert dgl_error_line(RuntimeError("")) == "RuntimeError"
+
+
+def test_unused_node_and_edge_keys_are_named_in_a_warning(tmp_path):
+    g = _graph(torch.zeros(N, dtype=torch.int64))
+    g.ndata["year"] = torch.arange(N)
+    g.ndata["degree"] = torch.ones(N)
+    g.edata["weight"] = torch.rand(g.num_edges(), 1)
+    path = _save(tmp_path, g)
+    with pytest.warns(DatasetWarning) as record:
+        ds = load_dataset(path)
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert message.startswith(f"{path}: ignoring ndata 'degree', 'year'; edata 'weight'. The loader reads ndata ")
+    assert "'feat', 'label', 'train_mask', 'val_mask', 'test_mask', 'species' and edata 'feat'" in message
+    assert "to use 'weight' as edge features, store them as edata['feat']" in message
+    assert ds.num_edge_feats == 0 and set(ds.graph.ndata) == {"feat"}
+
+
+def test_unused_edge_key_beside_feat_has_no_edge_feature_hint(tmp_path):
+    g = _graph(torch.zeros(N, dtype=torch.int64))
+    g.edata["feat"] = torch.rand(g.num_edges(), 2)
+    g.edata["weight"] = torch.rand(g.num_edges())
+    with pytest.warns(DatasetWarning, match=r"ignoring edata 'weight'\. The loader reads") as record:
+        ds = load_dataset(_save(tmp_path, g))
+    assert "store them as" not in str(record[0].message) and ds.num_edge_feats == 2
+
+
+def test_graph_labels_are_named_in_the_warning(tmp_path):
+    g = _graph(torch.zeros(N, dtype=torch.int64))
+    path = str(tmp_path / "with_labels.bin")
+    dgl.save_graphs(path, [g], {"glabel": torch.tensor([1])})
+    with pytest.warns(DatasetWarning, match="ignoring graph labels 'glabel'"):
+        load_dataset(path)
+
+
+def test_no_warning_when_every_key_is_read(tmp_path):
+    g = _graph(torch.zeros(N, dtype=torch.int64))
+    g.ndata["species"] = torch.eye(2)[torch.arange(N) % 2]
+    g.edata["feat"] = torch.rand(g.num_edges(), 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DatasetWarning)
+        load_dataset(_save(tmp_path, g))
 
 
 @pytest.mark.parametrize("key", ["label", "feat", "train_mask", "val_mask", "test_mask"])
@@ -93,11 +213,14 @@ def test_mask_not_boolean(tmp_path):
         load_dataset(_save(tmp_path, g))
 
 
-def test_empty_train_mask(tmp_path):
+@pytest.mark.parametrize("key", ["train_mask", "val_mask", "test_mask"])
+def test_empty_mask(tmp_path, key):
     g = _graph(torch.zeros(N, dtype=torch.int64))
-    g.ndata["train_mask"] = torch.zeros(N, dtype=torch.bool)
-    with pytest.raises(DatasetError, match="selects no node"):
-        load_dataset(_save(tmp_path, g))
+    g.ndata[key] = torch.zeros(N, dtype=torch.bool)
+    path = _save(tmp_path, g)
+    with pytest.raises(DatasetError) as err:
+        load_dataset(path)
+    assert str(err.value) == f"{path}: ndata[{key!r}] selects no node; every split needs at least one node"
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,20 @@ from revgnn_dgl.data import DatasetError, NodeDataset, dataset_names, load_datas
 def test_unknown_name_lists_valid_names():
     with pytest.raises(DatasetError) as err:
         load_dataset("ogbn-protein")
-    for name in ("synthetic-proteins", "ogbn-proteins", "cora", "citeseer", "humloc", ".bin"):
+    names = {
+        "synthetic-proteins",
+        "ogbn-proteins",
+        "cora",
+        "citeseer",
+        "humloc",
+        "amazon-computers",
+        "amazon-photo",
+        "coauthor-cs",
+        "coauthor-physics",
+    }
+    for name in (*names, ".bin", ".dgl"):
         assert name in str(err.value)
-    assert set(dataset_names()) == {"synthetic-proteins", "ogbn-proteins", "cora", "citeseer", "humloc"}
+    assert set(dataset_names()) == names
 
 
 def test_unknown_option_names_accepted_ones():

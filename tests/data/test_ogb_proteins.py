@@ -122,7 +122,7 @@ def test_download_false_never_touches_network(tmp_path, monkeypatch):
         raise AssertionError("network used")
 
     monkeypatch.setattr(ogb_dgl, "decide_download", no_network)
-    with pytest.raises(DatasetError, match="download=False"):
+    with pytest.raises(DatasetError, match="download=false"):
         load_dataset("ogbn-proteins", root=tmp_path, download=False)
 
 

@@ -1,0 +1,343 @@
+"""What each dataset is, as plain data: readable without importing DGL or torch.
+
+:data:`CATALOG` holds, for every name :func:`revgnn_dgl.data.load_dataset`
+accepts, the static facts of the dataset as this package loads it: graph
+size, inputs, task, metric, split, where its files are looked for, and where
+it comes from. :func:`dataset_catalog` turns them into table rows (for a
+``revgnn-dgl data list`` command). The loaders themselves are registered in
+:mod:`revgnn_dgl.data.registry`, which imports DGL; a test keeps the two
+name lists equal and checks these facts against the loaded datasets.
+
+Conventions: ``edges`` counts undirected edges without self-loops (the
+loaded graph holds each in both directions, so ``graph.num_edges() == 2 *
+edges``); ``outputs`` is the number of classes (multiclass) or of binary
+tasks (multilabel); ``split`` gives the train / validation / test sizes.
+
+>>> import sys
+>>> from revgnn_dgl.data.catalog import CATALOG, dataset_catalog
+>>> info = CATALOG["cora"]
+>>> info.nodes, info.edges, info.node_feats, info.outputs, info.metric
+(2708, 5278, 1433, 7, 'accuracy')
+>>> [row["name"] for row in dataset_catalog()][:3]
+['synthetic-proteins', 'ogbn-proteins', 'cora']
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from .paths import PathLike, dataset_folder, ogb_root
+
+__all__ = ["CATALOG", "DatasetInfo", "catalog_names", "dataset_catalog", "dataset_info"]
+
+#: ``DatasetInfo.storage`` values: files under the data root, OGB's root, or none (generated).
+STORAGE = ("data-root", "ogb-root", "generated")
+
+_SHCHUR = (
+    "Shchur, Mumme, Bojchevski and Günnemann, Pitfalls of Graph Neural Network Evaluation, "
+    "Relational Representation Learning workshop, NeurIPS 2018"
+)
+_PLANETOID = (
+    "Sen et al., Collective Classification in Network Data, AI Magazine 2008; split of "
+    "Yang, Cohen and Salakhutdinov, Revisiting Semi-Supervised Learning with Graph Embeddings, ICML 2016"
+)
+_SHCHUR_SPLIT = "random per class, seeded by split_seed: 20 train + 30 validation per class, the rest test"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Static facts about one dataset, as :func:`load_dataset` returns it.
+
+    Attributes
+    ----------
+    name : str
+        The name given to ``load_dataset``.
+    description : str
+        One line: what the graph is.
+    nodes, edges : int
+        Number of nodes, and of undirected edges without self-loops.
+    node_feats, edge_feats : int
+        Widths of ``ndata['feat']`` and ``edata['feat']`` (0: none).
+    task : str
+        ``'multiclass'`` or ``'multilabel'``.
+    metric : str
+        ``'accuracy'`` or ``'rocauc'``.
+    outputs : int
+        Number of classes or of binary tasks.
+    split : tuple of int
+        Train, validation and test sizes.
+    split_rule : str
+        How the split is made.
+    storage : str
+        ``'data-root'`` (files in ``<data root>/<folder>``), ``'ogb-root'``
+        (OGB's layout, ``<root>/<folder>``) or ``'generated'``.
+    folder : str or None
+        The dataset's folder under the root.
+    files : tuple of str
+        The files read from that folder.
+    source, citation, license : str
+        Where the files come from, what to cite, their license.
+    """
+
+    name: str
+    description: str
+    nodes: int
+    edges: int
+    node_feats: int
+    edge_feats: int
+    task: str
+    metric: str
+    outputs: int
+    split: Tuple[int, int, int]
+    split_rule: str
+    storage: str
+    folder: Optional[str]
+    files: Tuple[str, ...]
+    source: str
+    citation: str
+    license: str
+
+    def location(self, root: Optional[PathLike] = None) -> Optional[Path]:
+        """The folder the loader reads (None for a generated dataset).
+
+        Parameters
+        ----------
+        root : str or PathLike, optional
+            The ``root`` given to the loader; default: the environment's
+            (see :mod:`revgnn_dgl.data.paths`).
+        """
+        if self.storage == "generated" or self.folder is None:
+            return None
+        if self.storage == "ogb-root":
+            return ogb_root(self.folder, root) / self.folder
+        return dataset_folder(self.folder, root, files=self.files)
+
+
+CATALOG: Dict[str, DatasetInfo] = {
+    info.name: info
+    for info in (
+        DatasetInfo(
+            name="synthetic-proteins",
+            description="generated offline with ogbn-proteins's schema (sizes for the default options, seed 0)",
+            nodes=2000,
+            edges=15042,
+            node_feats=8,
+            edge_feats=8,
+            task="multilabel",
+            metric="rocauc",
+            outputs=112,
+            split=(1200, 400, 400),
+            split_rule="random 60 / 20 / 20 %, seeded by seed",
+            storage="generated",
+            folder=None,
+            files=(),
+            source="generated by revgnn_dgl.data.synthetic",
+            citation="",
+            license="",
+        ),
+        DatasetInfo(
+            name="ogbn-proteins",
+            description="protein association network of 8 species (STRING), 112 protein functions",
+            nodes=132534,
+            edges=39561252,
+            node_feats=8,
+            edge_feats=8,
+            task="multilabel",
+            metric="rocauc",
+            outputs=112,
+            split=(86619, 21236, 24679),
+            split_rule="OGB's species split",
+            storage="ogb-root",
+            folder="ogbn_proteins",
+            files=("RELEASE_v1.txt", "raw/edge.csv.gz"),
+            source="Open Graph Benchmark, downloaded by OGB (snap.stanford.edu/ogb/data/nodeproppred/proteins.zip)",
+            citation=(
+                "Hu et al., Open Graph Benchmark: Datasets for Machine Learning on Graphs, NeurIPS 2020; "
+                "Szklarczyk et al., STRING v11, Nucleic Acids Research 2019"
+            ),
+            license="see ogb.stanford.edu",
+        ),
+        DatasetInfo(
+            name="cora",
+            description="citation graph of machine-learning papers, bag-of-words features (row-normalised)",
+            nodes=2708,
+            edges=5278,
+            node_feats=1433,
+            edge_feats=0,
+            task="multiclass",
+            metric="accuracy",
+            outputs=7,
+            split=(140, 500, 1000),
+            split_rule="Planetoid standard (Kipf and Welling)",
+            storage="data-root",
+            folder="cora",
+            files=tuple(f"ind.cora.{p}" for p in ("x", "y", "tx", "ty", "allx", "ally", "graph", "test.index")),
+            source="github.com/kimiyoung/planetoid, data/",
+            citation=_PLANETOID,
+            license="MIT (planetoid repository)",
+        ),
+        DatasetInfo(
+            name="citeseer",
+            description=(
+                "citation graph, bag-of-words features (row-normalised); 15 isolated test-range nodes unlabelled"
+            ),
+            nodes=3327,
+            edges=4552,
+            node_feats=3703,
+            edge_feats=0,
+            task="multiclass",
+            metric="accuracy",
+            outputs=6,
+            split=(120, 500, 1000),
+            split_rule="Planetoid standard (Kipf and Welling)",
+            storage="data-root",
+            folder="citeseer",
+            files=tuple(
+                f"ind.citeseer.{p}" for p in ("x", "y", "tx", "ty", "allx", "ally", "graph", "test.index")
+            ),
+            source="github.com/kimiyoung/planetoid, data/",
+            citation=_PLANETOID,
+            license="MIT (planetoid repository)",
+        ),
+        DatasetInfo(
+            name="humloc",
+            description="human protein interaction graph, 14 subcellular locations (multi-label), 21 edge confidences",
+            nodes=3106,
+            edges=15978,
+            node_feats=32,
+            edge_feats=21,
+            task="multilabel",
+            metric="rocauc",
+            outputs=14,
+            split=(1675, 187, 1244),
+            split_rule="the released split (split.pt)",
+            storage="data-root",
+            folder="humloc",
+            files=("edge_list.csv", "features.csv", "labels.csv", "split.pt"),
+            source="github.com/Tianqi-py/MLGNC, data/HumanGo",
+            citation=(
+                "Zhao, Dong, Shi, Liu et al., Multi-label Node Classification On Graph-Structured Data, TMLR 2023"
+            ),
+            license="none stated (local testing only)",
+        ),
+        DatasetInfo(
+            name="amazon-computers",
+            description="Amazon co-purchase graph of computer products, bag-of-words of reviews",
+            nodes=13752,
+            edges=245861,
+            node_feats=767,
+            edge_feats=0,
+            task="multiclass",
+            metric="accuracy",
+            outputs=10,
+            split=(200, 300, 13252),
+            split_rule=_SHCHUR_SPLIT,
+            storage="data-root",
+            folder="amazon_computers",
+            files=("amazon-computers.zip",),
+            source="github.com/shchur/gnn-benchmark (amazon_electronics_computers.npz, zipped)",
+            citation=_SHCHUR + "; McAuley et al., Image-based Recommendations on Styles and Substitutes, SIGIR 2015",
+            license="MIT (gnn-benchmark repository)",
+        ),
+        DatasetInfo(
+            name="amazon-photo",
+            description="Amazon co-purchase graph of photo products, bag-of-words of reviews",
+            nodes=7650,
+            edges=119081,
+            node_feats=745,
+            edge_feats=0,
+            task="multiclass",
+            metric="accuracy",
+            outputs=8,
+            split=(160, 240, 7250),
+            split_rule=_SHCHUR_SPLIT,
+            storage="data-root",
+            folder="amazon_photo",
+            files=("amazon-photo.zip",),
+            source="github.com/shchur/gnn-benchmark (amazon_electronics_photo.npz, zipped)",
+            citation=_SHCHUR + "; McAuley et al., Image-based Recommendations on Styles and Substitutes, SIGIR 2015",
+            license="MIT (gnn-benchmark repository)",
+        ),
+        DatasetInfo(
+            name="coauthor-cs",
+            description="co-authorship graph of computer-science authors (Microsoft Academic Graph), keyword counts",
+            nodes=18333,
+            edges=81894,
+            node_feats=6805,
+            edge_feats=0,
+            task="multiclass",
+            metric="accuracy",
+            outputs=15,
+            split=(300, 450, 17583),
+            split_rule=_SHCHUR_SPLIT,
+            storage="data-root",
+            folder="coauthor_cs",
+            files=("coauthor-cs.zip",),
+            source="github.com/shchur/gnn-benchmark (ms_academic_cs.npz, zipped)",
+            citation=_SHCHUR,
+            license="MIT (gnn-benchmark repository)",
+        ),
+        DatasetInfo(
+            name="coauthor-physics",
+            description="co-authorship graph of physics authors (Microsoft Academic Graph), keyword counts",
+            nodes=34493,
+            edges=247962,
+            node_feats=8415,
+            edge_feats=0,
+            task="multiclass",
+            metric="accuracy",
+            outputs=5,
+            split=(100, 150, 34243),
+            split_rule=_SHCHUR_SPLIT,
+            storage="data-root",
+            folder="coauthor_physics",
+            files=("coauthor-physics.zip",),
+            source="github.com/shchur/gnn-benchmark (ms_academic_phy.npz, zipped)",
+            citation=_SHCHUR,
+            license="MIT (gnn-benchmark repository)",
+        ),
+    )
+}
+
+
+def catalog_names() -> List[str]:
+    """Names of the catalogued datasets, in catalogue order."""
+    return list(CATALOG)
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The facts about ``name``; a ``DatasetError`` (one line) for an unknown name."""
+    if name not in CATALOG:
+        from .errors import DatasetError
+
+        raise DatasetError(f"unknown dataset {name!r}: valid names are {', '.join(CATALOG)}")
+    return CATALOG[name]
+
+
+def dataset_catalog(root: Optional[PathLike] = None) -> List[Dict[str, Any]]:
+    """One row (a dict of plain values) per dataset, for a table.
+
+    Parameters
+    ----------
+    root : str or PathLike, optional
+        The data root to report locations for; default: the environment's.
+
+    Returns
+    -------
+    list of dict
+        The fields of :class:`DatasetInfo` (``split`` as ``'140 / 500 /
+        1000'``, ``files`` as a list), plus ``location``: the folder the
+        loader reads (``''`` for generated data), and ``available``: whether
+        all of ``files`` are there (True for generated data).
+    """
+    rows = []
+    for info in CATALOG.values():
+        row = asdict(info)
+        row["split"] = " / ".join(str(n) for n in info.split)
+        row["files"] = list(info.files)
+        folder = info.location(root)
+        row["location"] = "" if folder is None else str(folder)
+        row["available"] = folder is None or all((folder / f).is_file() for f in info.files)
+        rows.append(row)
+    return rows
