@@ -19,7 +19,7 @@ import click
 # error occurs: an exception of one of them can only exist if its module was imported.
 _USER_ERRORS = (
     ("revgnn_dgl.zoo.architectures", "ZooError"),  # also CheckpointError, ConfigError, TrainingStateError, TrainingDiverged
-    ("revgnn_dgl.data.base", "DatasetError"),
+    ("revgnn_dgl.data.errors", "DatasetError"),
     ("revgnn_dgl.nn.genconv", "GraphInputError"),
 )
 
@@ -216,7 +216,9 @@ def train(ctx: click.Context, config_file: Optional[str], resume: Optional[str],
         if config.out is None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             config = config.updated({"out": f"runs/{config.model}-{Path(config.dataset).stem}-{stamp}"})
-    resolve_name(config.model)  # an unknown model is reported before torch and DGL load
+    # Unknown models and datasets are reported before torch and DGL load.
+    resolve_name(config.model)
+    _check_dataset_name(config.dataset)
 
     from .train import train as run_training
 
@@ -230,6 +232,18 @@ def train(ctx: click.Context, config_file: Optional[str], resume: Optional[str],
         click.echo(json.dumps({"out": config.out, **summary}))
     else:
         click.echo(f"outputs in {config.out}")
+
+
+def _check_dataset_name(name: str) -> None:
+    from .data.catalog import catalog_names
+    from .data.errors import DatasetError
+    from .data.paths import is_graph_file_path
+
+    if name not in catalog_names() and not is_graph_file_path(name):
+        raise DatasetError(
+            f"unknown dataset {name!r}: valid names are {', '.join(catalog_names())} "
+            "(`revgnn-dgl data list`), or the path of a DGL graph file (PATH.bin)."
+        )
 
 
 # ------------------------------------------------------------------ evaluate
@@ -384,6 +398,40 @@ def _card_settings(name: Optional[str]) -> Dict[str, Any]:
     return {k: v for k, v in settings.items() if v is not None}
 
 
+# ------------------------------------------------------------------ data
+@cli.group()
+def data() -> None:
+    """The datasets the library reads."""
+
+
+@data.command("list")
+@click.option("--root", type=click.Path(file_okay=False), help="Data root to report locations for [default: $REVGNN_DGL_DATA or ../shared/data].")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as a JSON list.")
+def data_list(root: Optional[str], as_json: bool) -> None:
+    """Name, size, task, metric and where each dataset is looked for (no dataset is loaded)."""
+    from .data.catalog import dataset_catalog
+
+    rows = dataset_catalog(root)
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    table = [("name", "nodes", "edges", "features", "task", "metric", "found", "where")]
+    for row in rows:
+        table.append((
+            row["name"], f"{row['nodes']:,}", f"{row['edges']:,}", str(row["node_feats"]),
+            f"{row['task']} ({row['outputs']})", row["metric"], "yes" if row["available"] else "no",
+            row["location"] or "generated",
+        ))  # fmt: skip
+    _echo_table(table)
+    click.echo("Any DGL graph file works too: --dataset PATH.bin (see the README, 'Your own graph').")
+
+
+def _echo_table(rows: List[Tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
 # ------------------------------------------------------------------ plot
 @cli.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
@@ -421,9 +469,7 @@ def zoo_list() -> None:
                 str((card.get("checkpoint") or {}).get("source", "none")),
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    _echo_table(rows)
 
 
 @zoo.command("show")

@@ -159,7 +159,7 @@ def test_benchmark_group_lists_its_commands() -> None:
     [
         (["train", "--model", "nope", "--dataset", "synthetic-proteins", "--epochs", "1"], ["unknown model 'nope'"]),
         (["train", *SMALL_MODEL, "--dataset", "nosuchdata"], ["unknown dataset 'nosuchdata'"]),
-        (["train", *SMALL_MODEL, "--dataset", "/nonexistent/graph.bin"], ["does not exist"]),
+        (["train", *SMALL_MODEL, "--dataset", "/nonexistent/graph.bin"], ["file not found"]),
         (["train", *TINY, "--dataset-option", "colour=3"], ["colour"]),
         (["zoo", "show", "nope"], ["unknown model"]),
         (["zoo", "download", "revgnn-112"], ["no pretrained weights"]),

@@ -119,3 +119,20 @@ def _folder(root: PathLike, folder_name: str) -> Path:
     if root.is_file():
         raise DatasetError(f"the data root {root} is a file, not a folder: {root_hint(folder_name)}")
     return root
+
+
+#: File name endings that make a dataset name a graph file path.
+GRAPH_FILE_SUFFIXES = (".bin", ".dgl")
+
+
+def is_graph_file_path(name: str) -> bool:
+    """Whether ``name`` is read as the path of a DGL graph file, not a dataset name.
+
+    True when it contains a path separator, ends in ``.bin`` or ``.dgl``, or
+    names an existing file or folder.
+
+    >>> is_graph_file_path("runs/graph.bin"), is_graph_file_path("cora"), is_graph_file_path("g.dgl")
+    (True, False, True)
+    """
+    separators = {"/", os.sep} | ({os.altsep} if os.altsep else set())
+    return any(sep in name for sep in separators) or name.endswith(GRAPH_FILE_SUFFIXES) or Path(name).exists()

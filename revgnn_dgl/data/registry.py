@@ -7,7 +7,6 @@ without importing DGL.
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,6 +17,7 @@ from .graph_file import load_graph_file
 from .humloc import load_humloc
 from .ogb_proteins import load_ogbn_proteins
 from .options import coerce_options
+from .paths import is_graph_file_path
 from .planetoid import load_planetoid
 from .synthetic import make_synthetic_proteins
 
@@ -35,25 +35,9 @@ LOADERS: dict[str, Callable[..., NodeDataset]] = {
 }
 
 #: Endings that make a dataset name a graph file path.
-GRAPH_FILE_SUFFIXES = (".bin", ".dgl")
-
-
 def dataset_names() -> list[str]:
     """Names :func:`load_dataset` accepts besides DGL graph file paths."""
     return list(LOADERS)
-
-
-def is_graph_file_path(name: str) -> bool:
-    """Whether ``name`` is read as the path of a DGL graph file, not a dataset name.
-
-    True when it contains a path separator, ends in ``.bin`` or ``.dgl``, or
-    names an existing file or folder.
-
-    >>> is_graph_file_path("runs/graph.bin"), is_graph_file_path("cora"), is_graph_file_path("g.dgl")
-    (True, False, True)
-    """
-    separators = {"/", os.sep} | ({os.altsep} if os.altsep else set())
-    return any(sep in name for sep in separators) or name.endswith(GRAPH_FILE_SUFFIXES) or Path(name).exists()
 
 
 def load_dataset(name: str, root: str | Path | None = None, **options: Any) -> NodeDataset:
