@@ -1,4 +1,4 @@
-"""Datasets and metrics: ogbn-proteins, an offline synthetic stand-in, and
+"""Datasets and metrics: ogbn-proteins, ogbn-arxiv, an offline synthetic stand-in, and
 small real graphs for tests and benchmarks.
 
 >>> from revgnn_dgl.data import load_dataset, evaluate_metric
@@ -8,6 +8,7 @@ small real graphs for tests and benchmarks.
 """
 from .base import DATA_ENV_VAR, DatasetError, NodeDataset
 from .metrics import evaluate_metric
+from .ogbn_arxiv import load_ogbn_arxiv
 from .registry import dataset_names, load_dataset
 from .safe_pickle import RestrictedUnpickler, restricted_load
 
@@ -19,5 +20,6 @@ __all__ = [
     "dataset_names",
     "evaluate_metric",
     "load_dataset",
+    "load_ogbn_arxiv",
     "restricted_load",
 ]

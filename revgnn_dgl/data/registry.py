@@ -10,6 +10,7 @@ from .base import DatasetError, NodeDataset
 from .graph_file import load_graph_file
 from .humloc import load_humloc
 from .ogb_proteins import load_ogbn_proteins
+from .ogbn_arxiv import load_ogbn_arxiv
 from .planetoid import load_planetoid
 from .synthetic import make_synthetic_proteins
 
@@ -17,6 +18,7 @@ from .synthetic import make_synthetic_proteins
 LOADERS: dict[str, Callable[..., NodeDataset]] = {
     "synthetic-proteins": make_synthetic_proteins,
     "ogbn-proteins": load_ogbn_proteins,
+    "ogbn-arxiv": load_ogbn_arxiv,
     "cora": functools.partial(load_planetoid, "cora"),
     "citeseer": functools.partial(load_planetoid, "citeseer"),
     "humloc": load_humloc,
@@ -36,12 +38,14 @@ def load_dataset(name: str, root: str | Path | None = None, **options: Any) -> N
     name : str
         ``'synthetic-proteins'`` (generated offline; options ``seed``,
         ``num_nodes``, ``avg_degree``, ...), ``'ogbn-proteins'`` (through
-        OGB; option ``download``), ``'cora'``, ``'citeseer'``, ``'humloc'``
+        OGB; option ``download``), ``'ogbn-arxiv'`` (through OGB, with the
+        released RevGAT preprocessing; options ``download``, off by default,
+        and ``self_loops``), ``'cora'``, ``'citeseer'``, ``'humloc'``
         (``keep_self_loops``), or the path of a file written by
         ``dgl.save_graphs`` (a path ending in ``.bin``, or any existing file).
     root : str or Path, optional
         Where the data lives: the data folder for cora/citeseer/humloc, OGB's
-        root for ogbn-proteins. Not accepted by synthetic-proteins or files.
+        root for ogbn-proteins and ogbn-arxiv. Not accepted by synthetic-proteins or files.
     **options
         Loader-specific keyword options.
 

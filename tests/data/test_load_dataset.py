@@ -11,9 +11,9 @@ from revgnn_dgl.data import DatasetError, NodeDataset, dataset_names, load_datas
 def test_unknown_name_lists_valid_names():
     with pytest.raises(DatasetError) as err:
         load_dataset("ogbn-protein")
-    for name in ("synthetic-proteins", "ogbn-proteins", "cora", "citeseer", "humloc", ".bin"):
+    for name in ("synthetic-proteins", "ogbn-proteins", "ogbn-arxiv", "cora", "citeseer", "humloc", ".bin"):
         assert name in str(err.value)
-    assert set(dataset_names()) == {"synthetic-proteins", "ogbn-proteins", "cora", "citeseer", "humloc"}
+    assert set(dataset_names()) == {"synthetic-proteins", "ogbn-proteins", "ogbn-arxiv", "cora", "citeseer", "humloc"}
 
 
 def test_unknown_option_names_accepted_ones():
