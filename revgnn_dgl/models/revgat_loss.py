@@ -48,8 +48,8 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float) 
 
     i.e. the divergence of the student from the teacher, :math:`\mathrm{KL}(p_t \Vert p_s)`,
     averaged over **all** :math:`N \cdot C` entries: the official code calls
-    ``nn.KLDivLoss()`` with its default ``'mean'`` reduction, which divides the summed
-    divergence by :math:`C` as well as :math:`N`. Kept as released so that the released
+    ``nn.KLDivLoss()`` with its default ``'mean'`` reduction (PyTorch 2.2), which divides the
+    summed divergence by :math:`C` as well as :math:`N`. Kept as released so that the released
     ``alpha``/``temp`` mean what they meant there.
 
     Parameters
@@ -68,7 +68,10 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float) 
     t = temperature
     log_student = F.log_softmax(student_logits / t, dim=-1)
     teacher = F.softmax(teacher_logits.detach() / t, dim=-1)
-    return F.kl_div(log_student, teacher, reduction="mean") * (t * t)
+    # Written out rather than F.kl_div(reduction="mean"), which warns on every call and whose
+    # 'mean' PyTorch plans to change to 'batchmean'; xlogy gives 0 log 0 = 0 as kl_div does.
+    divergence = torch.special.xlogy(teacher, teacher) - teacher * log_student
+    return divergence.mean() * (t * t)
 
 
 def self_kd_loss(

@@ -40,7 +40,9 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_memory_saving_gradients_equal_autograd(num_layers):
     g = arxiv_like_graph()
     torch.manual_seed(1)
-    model = RevGAT(10, 4, hidden=8, num_layers=num_layers, heads=2, groups=2, dropout=0.5, input_drop=0.25, edge_drop=0.3).double()
+    model = RevGAT(
+        10, 4, hidden=8, num_layers=num_layers, heads=2, groups=2, dropout=0.5, input_drop=0.25, edge_drop=0.3
+    ).double()
     plain = copy.deepcopy(model)
     plain.set_disable(True)
     x = torch.randn(30, 10, dtype=torch.float64)
@@ -81,7 +83,9 @@ def test_each_layer_passes_one_permutation_to_all_groups_and_one_mask_to_all_lay
     seen = []
     for module in model.modules():
         if isinstance(module, PreActivationBlock):
-            module.register_forward_pre_hook(lambda m, args, kwargs: seen.append((args[2], kwargs["perm"])), with_kwargs=True)
+            module.register_forward_pre_hook(
+                lambda m, args, kwargs: seen.append((args[2], kwargs["perm"])), with_kwargs=True
+            )
     model(g, torch.randn(30, 10, dtype=torch.float64))
     assert len(seen) == 3 * 2  # 3 reversible layers x 2 groups
     masks, perms = zip(*seen)
@@ -128,7 +132,8 @@ def official_shapes(in_feats=168, n_classes=40, hidden=256, heads=3, layers=5, g
 
 
 def n_params(shapes) -> int:
-    return sum(math.prod(s) for k, s in shapes.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+    buffers = ("running_mean", "running_var", "num_batches_tracked")
+    return sum(math.prod(s) for k, s in shapes.items() if not k.endswith(buffers))
 
 
 def test_released_configuration_has_2098256_parameters():
@@ -181,7 +186,8 @@ def dense_gat(x, adj, sd, prefix, heads, width):
 
 
 def dense_bn_eval(x, sd, prefix):
-    return (x - sd[prefix + "running_mean"]) / torch.sqrt(sd[prefix + "running_var"] + 1e-5) * sd[prefix + "weight"] + sd[prefix + "bias"]
+    scale = sd[prefix + "weight"] / torch.sqrt(sd[prefix + "running_var"] + 1e-5)
+    return (x - sd[prefix + "running_mean"]) * scale + sd[prefix + "bias"]
 
 
 def dense_revgat_eval(x, adj, sd, layers, heads, hidden, group, n_classes):
@@ -193,7 +199,8 @@ def dense_revgat_eval(x, adj, sd, layers, heads, hidden, group, n_classes):
         y_in, ys = sum(xs[1:]), []
         for g in range(group):
             pre = f"convs.{layer}._fn.Fms.{g}."
-            f = dense_gat(F.relu(dense_bn_eval(y_in, sd, pre + "norm.")), adj, sd, pre + "conv.", heads, hidden // group)
+            h_in = F.relu(dense_bn_eval(y_in, sd, pre + "norm."))
+            f = dense_gat(h_in, adj, sd, pre + "conv.", heads, hidden // group)
             y_in = xs[g] + f.flatten(1)
             ys.append(y_in)
         h = torch.cat(ys, dim=-1)
@@ -206,7 +213,9 @@ def test_eval_forward_matches_official_equations(attn_dst):
     g = arxiv_like_graph(12)
     torch.manual_seed(2)
     layers, heads, hidden, group, n_classes = 4, 2, 6, 2, 3
-    model = RevGAT(7, n_classes, hidden=hidden, num_layers=layers, heads=heads, groups=group, use_attn_dst=attn_dst).double()
+    model = RevGAT(
+        7, n_classes, hidden=hidden, num_layers=layers, heads=heads, groups=group, use_attn_dst=attn_dst
+    ).double()
     with torch.no_grad():  # non-trivial running statistics and output bias
         for name, buf in model.named_buffers():
             if name.endswith("running_mean"):
@@ -270,7 +279,8 @@ def test_log_ce_loss_by_hand():
     want = sum(math.log(eps + c) - math.log(eps) for c in ce) / 2
     assert log_ce_loss(logits, torch.tensor([[1], [0]])).item() == pytest.approx(want, rel=1e-12)
     assert log_ce_loss(logits, torch.tensor([1, 0])).item() == pytest.approx(want, rel=1e-12)
-    assert log_ce_loss(torch.tensor([[50.0, 0.0]], dtype=torch.float64), torch.tensor([0])).item() == pytest.approx(0.0, abs=1e-12)
+    perfect = torch.tensor([[50.0, 0.0]], dtype=torch.float64)
+    assert log_ce_loss(perfect, torch.tensor([0])).item() == pytest.approx(0.0, abs=1e-12)
 
 
 def test_kd_loss_by_hand():
