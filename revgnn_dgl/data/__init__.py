@@ -1,4 +1,4 @@
-"""Datasets and metrics: ogbn-proteins, an offline synthetic stand-in, and
+"""Datasets and metrics: ogbn-proteins, ogbn-arxiv, an offline synthetic stand-in, and
 small real graphs for tests and benchmarks.
 
 The names below are imported on first use, so that the DGL-free parts
@@ -30,6 +30,7 @@ _EXPORTS = {
     "default_data_root": "paths",
     "evaluate_metric": "metrics",
     "load_dataset": "registry",
+    "load_ogbn_arxiv": "ogbn_arxiv",
     "restricted_load": "safe_pickle",
 }
 

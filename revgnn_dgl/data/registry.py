@@ -16,6 +16,7 @@ from .gnn_benchmark import load_gnn_benchmark
 from .graph_file import load_graph_file
 from .humloc import load_humloc
 from .ogb_proteins import load_ogbn_proteins
+from .ogbn_arxiv import load_ogbn_arxiv
 from .options import coerce_options
 from .paths import is_graph_file_path
 from .planetoid import load_planetoid
@@ -25,6 +26,7 @@ from .synthetic import make_synthetic_proteins
 LOADERS: dict[str, Callable[..., NodeDataset]] = {
     "synthetic-proteins": make_synthetic_proteins,
     "ogbn-proteins": load_ogbn_proteins,
+    "ogbn-arxiv": load_ogbn_arxiv,
     "cora": functools.partial(load_planetoid, "cora"),
     "citeseer": functools.partial(load_planetoid, "citeseer"),
     "humloc": load_humloc,
@@ -48,7 +50,9 @@ def load_dataset(name: str, root: str | Path | None = None, **options: Any) -> N
     name : str
         ``'synthetic-proteins'`` (generated offline; options ``seed``,
         ``num_nodes``, ``avg_degree``, ...), ``'ogbn-proteins'`` (through
-        OGB; option ``download``), ``'cora'``, ``'citeseer'``, ``'humloc'``
+        OGB; option ``download``), ``'ogbn-arxiv'`` (through OGB, with the
+        released RevGAT preprocessing; options ``download``, off by default,
+        and ``self_loops``), ``'cora'``, ``'citeseer'``, ``'humloc'``
         (``keep_self_loops``), ``'amazon-computers'``, ``'amazon-photo'``,
         ``'coauthor-cs'``, ``'coauthor-physics'`` (``split_seed``,
         ``train_per_class``, ``val_per_class``), or the path of a file

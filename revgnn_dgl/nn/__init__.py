@@ -1,12 +1,14 @@
-"""Layers: GENConv, the grouped reversible block, shared dropout and the residual baseline."""
+"""Layers: GENConv, GATConv, the grouped reversible block, shared dropout and the residual baseline."""
 from .blocks import PreActivationBlock, ResBlock
 from .dropout import SharedDropout
+from .gatconv import GATConv
 from .genconv import AGGREGATORS, GENConv, GraphInputError, MessageNorm
 from .grouprevres import GroupRevRes
 from .norm import make_norm
 
 __all__ = [
     "AGGREGATORS",
+    "GATConv",
     "GENConv",
     "GraphInputError",
     "GroupRevRes",

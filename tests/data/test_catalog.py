@@ -60,7 +60,7 @@ def test_real_data_marked_available(shared_data_dir):
 
 
 def test_unknown_name():
-    with pytest.raises(DatasetError, match="unknown dataset 'cor': valid names are synthetic-proteins, ogbn-proteins, cora"):
+    with pytest.raises(DatasetError, match="unknown dataset 'cor': valid names are synthetic-proteins, ogbn-proteins, ogbn-arxiv, cora"):
         dataset_info("cor")
 
 

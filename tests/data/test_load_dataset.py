@@ -14,6 +14,7 @@ def test_unknown_name_lists_valid_names():
     names = {
         "synthetic-proteins",
         "ogbn-proteins",
+        "ogbn-arxiv",
         "cora",
         "citeseer",
         "humloc",
