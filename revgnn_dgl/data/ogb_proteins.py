@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 
 from .base import DatasetError, NodeDataset, as_index, sum_incident_edge_feats
+from .safe_torch import load_torch_file
 
 OGB_NAME = "ogbn-proteins"
 DEFAULT_OGB_ROOT = Path("~/.cache/revgnn_dgl/datasets")
@@ -75,7 +76,7 @@ def load_ogbn_proteins(root: str | Path | None = None, download: bool = True) ->
     try:
         with _network_timeout(DOWNLOAD_TIMEOUT_S):
             ogb_data = DglNodePropPredDataset(name=OGB_NAME, root=str(root))
-        split = _split(ogb_data, folder)
+        split = _split(folder)
     except (OSError, RuntimeError, zipfile.BadZipFile, pd.errors.ParserError, dgl.DGLError) as err:
         if have_data:
             raise DatasetError(
@@ -119,12 +120,23 @@ def _dataset_folder(root: Path) -> Path:
     return legacy if legacy.exists() else root / "ogbn_proteins"
 
 
-def _split(ogb_data: object, folder: Path) -> dict[str, torch.Tensor]:
-    """OGB's split; a cached ``split_dict.pt`` is read without unpickling code."""
-    cached = folder / "split" / str(_ogb_meta()["split"]) / "split_dict.pt"
-    if cached.is_file():
-        return torch.load(cached, weights_only=True)
-    return ogb_data.get_idx_split()
+def _split(folder: Path) -> dict[str, torch.Tensor]:
+    """OGB's split, read as ``get_idx_split`` does but never with ``torch.load``.
+
+    OGB's method calls a bare ``torch.load`` on a cached ``split_dict.pt``,
+    which runs any code the file holds: the cached file goes through our
+    reader instead, else the split's csv files are read.
+    """
+    parts = ("train", "valid", "test")
+    path = folder / "split" / str(_ogb_meta()["split"])
+    cached = path / "split_dict.pt"
+    if not cached.is_file():
+        tables = {part: pd.read_csv(path / f"{part}.csv.gz", compression="gzip", header=None) for part in parts}
+        return {part: torch.from_numpy(table.to_numpy()[:, 0]).long() for part, table in tables.items()}
+    split = load_torch_file(cached, what="OGB's cached split")
+    if not isinstance(split, dict) or not all(isinstance(split.get(part), torch.Tensor) for part in parts):
+        raise DatasetError(f"{cached}: OGB's cached split is not a dict of 'train', 'valid' and 'test' index tensors")
+    return split
 
 
 def _missing_message(root: Path, reason: str) -> str:
