@@ -132,7 +132,7 @@ def _split(folder: Path) -> dict[str, torch.Tensor]:
     cached = path / "split_dict.pt"
     if not cached.is_file():
         tables = {part: pd.read_csv(path / f"{part}.csv.gz", compression="gzip", header=None) for part in parts}
-        return {part: torch.from_numpy(table.to_numpy()[:, 0]).long() for part, table in tables.items()}
+        return {part: torch.tensor(table.to_numpy()[:, 0], dtype=torch.int64) for part, table in tables.items()}
     split = load_torch_file(cached, what="OGB's cached split")
     if not isinstance(split, dict) or not all(isinstance(split.get(part), torch.Tensor) for part in parts):
         raise DatasetError(f"{cached}: OGB's cached split is not a dict of 'train', 'valid' and 'test' index tensors")

@@ -41,7 +41,7 @@ def _latin1_bytes(text: str, encoding: str) -> bytes:
     """``_codecs.encode`` as Python 3 pickles ``bytes`` under protocol 2: only
     ``(str, 'latin1')``, so a pickle cannot reach other codecs."""
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise pickle.UnpicklingError(f"refusing _codecs.encode with encoding {encoding!r}: only latin1 bytes are allowed")
+        raise pickle.UnpicklingError(f"refusing _codecs.encode with {encoding!r}: only latin1 bytes are allowed")
     return text.encode("latin1")
 
 

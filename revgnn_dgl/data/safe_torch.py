@@ -30,12 +30,14 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import pickle
+import stat
 import struct
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -107,7 +109,7 @@ class _Problem(Exception):
 
 
 def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or "no details"
+    text = " ".join(str(err).split()) or ("the data ends too early" if isinstance(err, EOFError) else "no details")
     return text if len(text) <= 160 else text[:157] + "..."
 
 
@@ -177,17 +179,31 @@ def _rebuild_parameter(data: Any, requires_grad: Any, backward_hooks: Any) -> to
     return torch.nn.Parameter(data, requires_grad)
 
 
-_BUILTINS = {"set": set, "frozenset": frozenset, "complex": complex}
+def _no_tensor_args(fn: Any) -> Any:
+    """``fn`` refusing tensor and storage arguments: ``list(t)`` on a huge
+    expanded tensor (stride 0, one stored element) would never end, and
+    torch.save never pickles such a call."""
+
+    def call(*args: Any) -> Any:
+        if any(isinstance(a, (torch.Tensor, torch.storage.TypedStorage, torch.UntypedStorage)) for a in args):
+            raise _Problem(f"the pickle calls {fn.__name__} on a tensor or storage, which torch.save never does")
+        return fn(*args)
+
+    call.__name__ = fn.__name__
+    return call
+
+
+_BUILTINS = {name: _no_tensor_args(obj) for name, obj in (("set", set), ("frozenset", frozenset), ("complex", complex))}
 
 _ALLOWED: dict[tuple[str, str], Any] = {
-    **PLAIN_GLOBALS,
+    **{key: _no_tensor_args(obj) if isinstance(obj, type) else obj for key, obj in PLAIN_GLOBALS.items()},
     **{(module, name): obj for module in ("__builtin__", "builtins") for name, obj in _BUILTINS.items()},
-    ("collections", "OrderedDict"): OrderedDict,
+    ("collections", "OrderedDict"): _no_tensor_args(OrderedDict),
     ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch", "device"): torch.device,
-    ("torch", "Size"): torch.Size,
+    ("torch", "device"): _no_tensor_args(torch.device),
+    ("torch", "Size"): _no_tensor_args(torch.Size),
     **{("torch", str(dtype).split(".", 1)[1]): dtype for dtype in _DTYPES},
     **{
         (module, name): _StorageType(name, dtype)
@@ -244,7 +260,7 @@ def _storage_pid(pid: Any, length: int) -> tuple[str, torch.dtype, int, Any]:
     """Check a storage persistent id; return its key, dtype, size in bytes and
     the fields after the element count."""
     if type(pid) is not tuple or len(pid) != length or pid[0] != "storage":
-        raise _Problem(f"the pickle holds a persistent id that is not a torch storage: {pid!r:.60}")
+        raise _Problem(f"the pickle holds a persistent id (a {type(pid).__name__}) that is not a torch storage record")
     _, storage_type, key, location, numel, *rest = pid
     if isinstance(key, bytes):  # written by Python 2
         key = key.decode("ascii")
@@ -431,17 +447,15 @@ def _load_stream(data: bytes) -> Any:
     buf = io.BytesIO(data)
     try:
         first = _unpickle(buf, None)
-    except _Problem as err:
-        if err.unsafe:
+    except Exception as err:  # not a pickle, or a damaged one
+        if isinstance(err, _Problem) and err.unsafe:
             raise
-        first = buf = None
-    except Exception:  # not a pickle at all
-        first = buf = None
-    if buf is not None:
-        if type(first) is int and first == _LEGACY_MAGIC:
-            return _load_legacy(buf, len(data))
-        raise _Problem(f"it is a Python pickle of a {type(first).__name__}, not a file written by torch.save")
-    raise _Problem(_describe_other(data))
+        if data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+            raise _Problem(f"it is a damaged pickle ({type(err).__name__}: {_one_line(err)})") from None
+        raise _Problem(_describe_other(data)) from None
+    if type(first) is int and first == _LEGACY_MAGIC:
+        return _load_legacy(buf, len(data))
+    raise _Problem(f"it is a Python pickle (of type {type(first).__name__}), not a file written by torch.save")
 
 
 def _load_legacy(buf: io.BytesIO, file_size: int) -> Any:
@@ -541,28 +555,32 @@ def load_torch_file(path: str | Path, *, what: str = "file") -> Any:
     >>> load_torch_file(path)
     {'train': tensor([0, 1, 2]), 'test': tensor([3])}
     >>> _ = path.write_text("train: 0 1 2")
-    >>> load_torch_file(path, what="the split")  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    revgnn_dgl.data.safe_torch.TorchFileError: .../split.pt: cannot load the split: it is plain text (starting 'train: 0 1 2'), not a torch file
+    >>> try:
+    ...     load_torch_file(path, what="the split")
+    ... except TorchFileError as err:
+    ...     print(str(err).replace(str(path), "<path>"))
+    <path>: cannot load the split: it is plain text (starting 'train: 0 1 2'), not a torch file
     """
     path = Path(path)
     try:
         return _load(path)
     except _Problem as err:
+        reason = " ".join(err.reason.split())  # one line, whatever a damaged file held
         if err.unsafe:
-            raise UnsafeFileError(f"{path}: refused to load {what}: {err.reason}") from None
-        raise TorchFileError(f"{path}: cannot load {what}: {err.reason}") from None
+            raise UnsafeFileError(f"{path}: refused to load {what}: {reason}") from None
+        raise TorchFileError(f"{path}: cannot load {what}: {reason}") from None
 
 
 def _load(path: Path) -> Any:
     try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would block open(), a device never end
+            raise _Problem("it is not a regular file")
         file = open(path, "rb")
     except OSError as err:
         raise _Problem(f"cannot open it ({err.strerror or _one_line(err)})") from None
     with file:
         try:
-            size = path.stat().st_size
+            size = os.fstat(file.fileno()).st_size
             if file.read(4) in (b"PK\x03\x04", b"PK\x05\x06"):
                 file.seek(0)
                 return _load_zip(file, size)
