@@ -10,14 +10,18 @@ from .base import DATA_ENV_VAR, DatasetError, NodeDataset
 from .metrics import evaluate_metric
 from .registry import dataset_names, load_dataset
 from .safe_pickle import RestrictedUnpickler, restricted_load
+from .safe_torch import TorchFileError, UnsafeFileError, load_torch_file
 
 __all__ = [
     "DATA_ENV_VAR",
     "DatasetError",
     "NodeDataset",
     "RestrictedUnpickler",
+    "TorchFileError",
+    "UnsafeFileError",
     "dataset_names",
     "evaluate_metric",
     "load_dataset",
+    "load_torch_file",
     "restricted_load",
 ]
