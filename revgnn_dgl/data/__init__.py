@@ -24,6 +24,8 @@ _EXPORTS = {
     "DatasetInfo": "catalog",
     "DatasetWarning": "errors",
     "NodeDataset": "base",
+    "TorchFileError": "safe_torch",
+    "UnsafeFileError": "safe_torch",
     "RestrictedUnpickler": "safe_pickle",
     "dataset_catalog": "catalog",
     "dataset_names": "registry",
@@ -31,6 +33,7 @@ _EXPORTS = {
     "evaluate_metric": "metrics",
     "load_dataset": "registry",
     "load_ogbn_arxiv": "ogbn_arxiv",
+    "load_torch_file": "safe_torch",
     "restricted_load": "safe_pickle",
 }
 

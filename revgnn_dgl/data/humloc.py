@@ -24,6 +24,7 @@ import torch
 
 from .base import DatasetError, NodeDataset, as_index, undirected_edges
 from .paths import dataset_folder, root_hint
+from .safe_torch import load_torch_file
 
 _FILES = ("edge_list.csv", "features.csv", "labels.csv", "split.pt")
 _SPLIT_KEYS = {"train_idx": "train_mask", "val_idx": "val_mask", "test_idx": "test_mask"}
@@ -55,12 +56,12 @@ def load_humloc(root: str | Path | None = None, keep_self_loops: bool = False) -
             f"humloc: files not found in {folder} (missing {', '.join(missing)}). Put the "
             f"HumLoc files (github.com/Tianqi-py/MLGNC, data/HumanGo) there, or {root_hint('humloc')}"
         )
+    # Our own reader: torch.load (even weights_only) runs the code of a TorchScript file.
+    split = load_torch_file(folder / "split.pt", what="the HumLoc split")
     try:
         edges = pd.read_csv(folder / "edge_list.csv")
         feats = pd.read_csv(folder / "features.csv", header=None).to_numpy(np.float32)
         labels = pd.read_csv(folder / "labels.csv", header=None).to_numpy(np.float32)
-        # weights_only: a torch file is a pickle; never run code from it.
-        split = torch.load(folder / "split.pt", weights_only=True)
     except Exception as err:  # any parse failure means a bad file
         raise DatasetError(f"humloc: cannot read the files in {folder}: {err}") from err
 
@@ -78,9 +79,11 @@ def load_humloc(root: str | Path | None = None, keep_self_loops: bool = False) -
         edges.iloc[:, 2:].to_numpy(np.float32),
         keep_self_loops=keep_self_loops,
     )
-    missing_keys = [k for k in _SPLIT_KEYS.values() if k not in split]
+    missing_keys = [
+        k for k in _SPLIT_KEYS.values() if not isinstance(split, dict) or not isinstance(split.get(k), torch.Tensor)
+    ]
     if missing_keys:
-        raise DatasetError(f"humloc: split.pt lacks {', '.join(missing_keys)}")
+        raise DatasetError(f"humloc: split.pt lacks the index tensors {', '.join(missing_keys)}")
 
     graph = dgl.graph((torch.from_numpy(src), torch.from_numpy(dst)), num_nodes=num_nodes)
     graph.ndata["feat"] = torch.from_numpy(feats)

@@ -14,11 +14,8 @@ no stdin):
 """
 from __future__ import annotations
 
-import socket
 import zipfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import dgl
 import pandas as pd
@@ -26,10 +23,9 @@ import torch
 
 from .base import DatasetError, NodeDataset, as_index, sum_incident_edge_feats
 from .paths import DATA_ENV_VAR, DEFAULT_OGB_ROOT, ogb_root  # noqa: F401 (DEFAULT_OGB_ROOT: kept public here)
+from .ogb_common import DOWNLOAD_TIMEOUT_S, network_timeout, ogb_dataset_folder, ogb_meta, read_ogb_split
 
 OGB_NAME = "ogbn-proteins"
-#: Seconds a single network operation of the download may stall.
-DOWNLOAD_TIMEOUT_S = 30.0
 
 
 def load_ogbn_proteins(root: str | Path | None = None, download: bool = True) -> NodeDataset:
@@ -62,22 +58,22 @@ def load_ogbn_proteins(root: str | Path | None = None, download: bool = True) ->
     from ogb.nodeproppred import DglNodePropPredDataset
 
     root = ogb_root("ogbn_proteins", root)
-    folder = _dataset_folder(root)
+    folder = ogb_dataset_folder(root, OGB_NAME)
     raw = folder / "raw" / "edge.csv.gz"
     processed = folder / "processed" / "dgl_data_processed"
     have_data = raw.is_file() or processed.is_file()
-    if folder.is_dir() and not (folder / f"RELEASE_v{_ogb_version()}.txt").is_file():
+    if folder.is_dir() and not (folder / f"RELEASE_v{ogb_meta(OGB_NAME)['version']}.txt").is_file():
         raise DatasetError(
-            f"{folder} exists but lacks RELEASE_v{_ogb_version()}.txt: it is an outdated or "
+            f"{folder} exists but lacks RELEASE_v{ogb_meta(OGB_NAME)['version']}.txt: it is an outdated or "
             "incomplete copy of ogbn-proteins (OGB would stop to ask what to do). Delete the "
             "folder to download afresh, or replace it with the unzipped proteins.zip"
         )
     if not have_data and not download:
         raise DatasetError(_missing_message(root, "the option download=false turns downloads off"))
     try:
-        with _network_timeout(DOWNLOAD_TIMEOUT_S):
+        with network_timeout(DOWNLOAD_TIMEOUT_S):
             ogb_data = DglNodePropPredDataset(name=OGB_NAME, root=str(root))
-        split = _split(ogb_data, folder)
+        split = read_ogb_split(folder, OGB_NAME)
     except (OSError, RuntimeError, zipfile.BadZipFile, pd.errors.ParserError, dgl.DGLError) as err:
         if have_data:
             raise DatasetError(
@@ -103,34 +99,8 @@ def load_ogbn_proteins(root: str | Path | None = None, download: bool = True) ->
     )
 
 
-def _ogb_meta() -> pd.Series:
-    """OGB's meta data for ogbn-proteins, from the master table it ships."""
-    import ogb.nodeproppred
-
-    master = Path(ogb.nodeproppred.__file__).parent / "master.csv"
-    return pd.read_csv(master, index_col=0, keep_default_na=False)[OGB_NAME]
-
-
-def _ogb_version() -> str:
-    return str(_ogb_meta()["version"])
-
-
-def _dataset_folder(root: Path) -> Path:
-    """The folder OGB reads: ``ogbn_proteins_dgl`` if present, as OGB does."""
-    legacy = root / "ogbn_proteins_dgl"
-    return legacy if legacy.exists() else root / "ogbn_proteins"
-
-
-def _split(ogb_data: object, folder: Path) -> dict[str, torch.Tensor]:
-    """OGB's split; a cached ``split_dict.pt`` is read without unpickling code."""
-    cached = folder / "split" / str(_ogb_meta()["split"]) / "split_dict.pt"
-    if cached.is_file():
-        return torch.load(cached, weights_only=True)
-    return ogb_data.get_idx_split()
-
-
 def _missing_message(root: Path, reason: str) -> str:
-    url = _ogb_meta()["url"]
+    url = ogb_meta(OGB_NAME)["url"]
     return (
         f"ogbn-proteins is not under {root} and could not be fetched ({reason}). "
         f"Run once with network access to let OGB download it, or download {url}, unzip it "
@@ -138,15 +108,3 @@ def _missing_message(root: Path, reason: str) -> str:
         f"{DATA_ENV_VAR}=DIR, DIR being the folder that holds ogbn_proteins/. Offline alternatives: "
         "'synthetic-proteins', or the path of a DGL graph file"
     )
-
-
-@contextmanager
-def _network_timeout(seconds: float) -> Iterator[None]:
-    """Bound each socket operation (OGB's ``urlopen`` calls set no timeout),
-    so an unreachable server fails instead of hanging."""
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(previous)

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import dgl
 import pandas as pd
-import torch
 
 from .base import DatasetError, NodeDataset, as_index
-from .ogb_proteins import DEFAULT_OGB_ROOT, DOWNLOAD_TIMEOUT_S, _network_timeout
+from .ogb_common import DOWNLOAD_TIMEOUT_S, network_timeout, ogb_dataset_folder, ogb_meta, read_ogb_split
+from .paths import ogb_root
 
 OGB_NAME = "ogbn-arxiv"
 
@@ -54,9 +54,9 @@ def load_ogbn_arxiv(root: str | Path | None = None, download: bool = False, self
     """
     from ogb.nodeproppred import DglNodePropPredDataset
 
-    root = (Path(root) if root is not None else DEFAULT_OGB_ROOT).expanduser()
-    folder = _dataset_folder(root)
-    version = str(_ogb_meta()["version"])
+    root = ogb_root("ogbn_arxiv", root)
+    folder = ogb_dataset_folder(root, OGB_NAME)
+    version = str(ogb_meta(OGB_NAME)["version"])
     have_data = (folder / "raw" / "edge.csv.gz").is_file() or (folder / "processed" / "dgl_data_processed").is_file()
     if folder.is_dir() and not (folder / f"RELEASE_v{version}.txt").is_file():
         raise DatasetError(
@@ -67,9 +67,9 @@ def load_ogbn_arxiv(root: str | Path | None = None, download: bool = False, self
     if not have_data and not download:
         raise DatasetError(_missing_message(root, "download=False; pass download=True to fetch it"))
     try:
-        with _network_timeout(DOWNLOAD_TIMEOUT_S):
+        with network_timeout(DOWNLOAD_TIMEOUT_S):
             ogb_data = DglNodePropPredDataset(name=OGB_NAME, root=str(root))
-        split = _split(ogb_data, folder)
+        split = read_ogb_split(folder, OGB_NAME)
         graph, labels = ogb_data[0]
     except (OSError, RuntimeError, KeyError, zipfile.BadZipFile, pd.errors.ParserError, dgl.DGLError) as err:
         if have_data:
@@ -112,30 +112,8 @@ def preprocess_arxiv_graph(graph: dgl.DGLGraph, self_loops: bool = True) -> dgl.
     return graph
 
 
-def _ogb_meta() -> pd.Series:
-    """OGB's meta data for ogbn-arxiv, from the master table it ships."""
-    import ogb.nodeproppred
-
-    master = Path(ogb.nodeproppred.__file__).parent / "master.csv"
-    return pd.read_csv(master, index_col=0, keep_default_na=False)[OGB_NAME]
-
-
-def _dataset_folder(root: Path) -> Path:
-    """The folder OGB reads: ``ogbn_arxiv_dgl`` if present, as OGB does."""
-    legacy = root / "ogbn_arxiv_dgl"
-    return legacy if legacy.exists() else root / "ogbn_arxiv"
-
-
-def _split(ogb_data: object, folder: Path) -> dict[str, torch.Tensor]:
-    """OGB's split; a cached ``split_dict.pt`` is read without unpickling code."""
-    cached = folder / "split" / str(_ogb_meta()["split"]) / "split_dict.pt"
-    if cached.is_file():
-        return torch.load(cached, weights_only=True)
-    return ogb_data.get_idx_split()
-
-
 def _missing_message(root: Path, reason: str) -> str:
-    url = _ogb_meta()["url"]
+    url = ogb_meta(OGB_NAME)["url"]
     return (
         f"ogbn-arxiv is not under {root} ({reason}). Load once with download=True and network access "
         f"to let OGB fetch it, or download {url}, unzip it and rename the folder 'arxiv' to "

@@ -17,20 +17,21 @@ official                                               revgnn_dgl
 ``node_pred_linear``                                   ``head``
 =====================================================  ==============================================
 
-Files are read with ``torch.load(..., weights_only=True)``: tensors and plain containers only, so
-a malicious file cannot run code; a file that needs a full unpickle is refused.
+Files are read by :func:`revgnn_dgl.data.safe_torch.load_torch_file`, never by ``torch.load``
+(whose ``weights_only=True`` still runs TorchScript code on torch 2.2): tensors and plain
+containers only, so a malicious file cannot run code; TorchScript archives and pickles that name
+anything else are refused.
 """
 from __future__ import annotations
 
 import os
-import pickle
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
-import torch
 from torch import Tensor, nn
 
+from ..data.safe_torch import TorchFileError, load_torch_file
 from .checkpoint import CheckpointError, save_checkpoint, sha256_file
 from .architectures import build_from_config
 from .factory import create_model
@@ -255,16 +256,9 @@ def _safe_torch_load(path: Path) -> Any:
     if not path.is_file():
         raise CheckpointError(f"official checkpoint {path} does not exist.")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        # weights_only refuses any global it does not know: the file wants to run code on load.
-        raise CheckpointError(
-            f"{path} cannot be read safely: it needs a full unpickle, which can run arbitrary code, and is refused "
-            f"({str(err).splitlines()[-1] if str(err) else 'unsupported object'}). Re-save its state dict with "
-            "torch.save(model.state_dict()) in a trusted environment."
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise CheckpointError(f"{path} is not a readable torch checkpoint (truncated or corrupted?): {err}") from None
+        return load_torch_file(path, what="the official checkpoint")
+    except TorchFileError as err:  # includes UnsafeFileError (TorchScript, foreign globals)
+        raise CheckpointError(str(err)) from None
 
 
 def _unwrap(raw: Any, path: Path) -> Tuple[Mapping[str, Tensor], Dict[str, Any]]:

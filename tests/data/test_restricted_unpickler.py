@@ -58,3 +58,11 @@ def test_planetoid_loader_rejects_malicious_file(tmp_path, shared_data_dir):
     with pytest.raises(DatasetError, match="cannot read .*ind.cora.graph.*refusing"):
         load_dataset("cora", root=tmp_path)
     assert not marker.exists()
+
+
+def test_codecs_only_decode_latin1_bytes():
+    payload = pickle.dumps({"raw": b"\x00\xff"}, protocol=2)  # bytes: _codecs.encode(str, 'latin1')
+    assert restricted_load(payload) == {"raw": b"\x00\xff"}
+    other_codec = payload.replace(b"latin1", b"rot_13")  # same length, another codec
+    with pytest.raises(pickle.UnpicklingError, match="refusing _codecs.encode with 'rot_13'"):
+        restricted_load(other_codec)

@@ -262,7 +262,7 @@ class Unsafe:
 def test_import_refuses_files_that_need_a_full_unpickle(official_card, tmp_path):
     pth = tmp_path / "unsafe.pth"
     torch.save({"model_state_dict": official_state_dict(), "extra": Unsafe()}, pth)
-    with pytest.raises(CheckpointError, match="needs a full unpickle"):
+    with pytest.raises(CheckpointError, match="refused to load the official checkpoint: it is a pickle that needs .*Unsafe, which could run code"):
         import_official_checkpoint(pth, model=official_card, verbose=False)
 
 
