@@ -495,14 +495,20 @@ def zoo_download(name: str) -> None:
 
 @zoo.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--model", type=click.Choice(["deep", "wide"]), required=True, help="Which official model FILE holds.")
+@click.option("--model", help="The card FILE belongs to (deep, wide, any RevGNN card) [default: inferred from FILE's keys and shapes].")
+@click.option("--num-layers", type=click.IntRange(min=1), help="Override the card's depth.")
+@click.option("--hidden", type=click.IntRange(min=1), help="Override the card's width.")
+@click.option("--groups", type=click.IntRange(min=1), help="Override the card's number of groups.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Where to write [default: the cache path of --pretrained].")
-def zoo_import(file: str, model: str, out: Optional[str]) -> None:
-    """Convert an official checkpoint (revgnn_deep.pth / revgnn_wide.pth) into this package's format."""
+@click.option("--allow-nonfinite", is_flag=True, help="Convert weights holding NaN or inf instead of refusing them.")
+def zoo_import(file: str, model: Optional[str], out: Optional[str], allow_nonfinite: bool, **shape: Optional[int]) -> None:
+    """Convert an official RevGNN checkpoint (revgnn_deep.pth, revgnn_wide.pth or any official-layout
+    one) into this package's format; prints its sha256 and the card lines to paste. The file is
+    read by our own reader, which never runs code from it."""
     from .zoo.convert import import_official_checkpoint
 
-    path = import_official_checkpoint(file, model=model, out=out, verbose=False)
-    click.echo(f"wrote {path}")
+    overrides = {k: v for k, v in shape.items() if v is not None}
+    import_official_checkpoint(file, model=model, out=out, allow_nonfinite=allow_nonfinite, verbose=True, **overrides)
 
 
 # ------------------------------------------------------------------ benchmark

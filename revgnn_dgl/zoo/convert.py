@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from ..data.safe_torch import TorchFileError, load_torch_file
 from .checkpoint import CheckpointError, save_checkpoint, sha256_file
-from .architectures import build_from_config
+from .architectures import ZooError, build_from_config
 from .factory import create_model
 from .registry import get_config
 
@@ -166,30 +166,89 @@ def convert_official_state_dict(
     return OrderedDict((k, converted[k]) for k in expected)
 
 
+def infer_official_arguments(state_dict: Mapping[str, Tensor]) -> Dict[str, int]:
+    """The architecture arguments an official-layout RevGNN state dict was trained with.
+
+    Depth and groups come from the ``gcns.{l}._fn.Fms.{g}`` keys, widths from the encoders'
+    and the head's weight shapes.
+
+    Raises
+    ------
+    CheckpointError
+        When the keys are not the official RevGNN layout.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from revgnn_dgl import create_model
+    >>> ours = create_model("revgnn-deep", num_layers=3, hidden=16).state_dict()
+    >>> theirs = {k: ours[v] for k, v in official_key_map(3).items()}
+    >>> infer_official_arguments(theirs)["num_layers"], infer_official_arguments(theirs)["hidden"]
+    (3, 16)
+    """
+    layers, groups = set(), set()
+    for key in state_dict:
+        parts = key.split(".")
+        if len(parts) > 4 and parts[0] == "gcns" and parts[2:4] == ["_fn", "Fms"] and parts[1].isdigit() and parts[4].isdigit():
+            layers.add(int(parts[1]))
+            groups.add(int(parts[4]))
+    needed = ("node_features_encoder.weight", "node_one_hot_encoder.weight", "edge_encoder.weight", "node_pred_linear.weight")
+    missing = [k for k in needed if k not in state_dict]
+    if not layers or missing:
+        raise CheckpointError(
+            "not the official RevGNN layout: "
+            + (f"no {missing[0]!r}" if missing else "no 'gcns.{l}._fn.Fms.{g}.*' keys")
+            + "; give --num-layers, --hidden and --groups with a matching --model."
+        )
+    if layers != set(range(len(layers))) or groups != set(range(len(groups))):
+        raise CheckpointError(f"the official layers or groups are not numbered 0..n-1 (layers {sorted(layers)[:5]}...).")
+    node, species = state_dict["node_features_encoder.weight"], state_dict["node_one_hot_encoder.weight"]
+    return {
+        "num_layers": len(layers),
+        "groups": len(groups),
+        "hidden": int(node.shape[0]),
+        "species_feats": int(species.shape[1]),
+        "in_feats": int(node.shape[1]) - int(species.shape[0]),
+        "edge_feats": int(state_dict["edge_encoder.weight"].shape[1]),
+        "out_feats": int(state_dict["node_pred_linear.weight"].shape[0]),
+    }
+
+
 def import_official_checkpoint(
     path: PathLike,
-    model: str = "deep",
+    model: Optional[str] = None,
     out: Optional[PathLike] = None,
     *,
     verbose: bool = True,
+    allow_nonfinite: bool = False,
+    **overrides: Any,
 ) -> Path:
     """Convert an official ``.pth`` checkpoint into this package's format, in the cache.
 
-    Afterwards ``create_model(model, pretrained=True)`` loads it. The printed SHA-256 of the
-    converted file is what the model card's ``checkpoint.sha256`` should record.
+    Afterwards ``create_model(name, pretrained=True)`` loads it (``name`` being the card the
+    file fits). The SHA-256 of the converted file, which a model card's ``checkpoint.sha256``
+    records, is printed with the card lines to paste.
 
     Parameters
     ----------
     path : str or PathLike
-        ``revgnn_deep.pth`` or ``revgnn_wide.pth``: the official wrapper dict
-        ``{epoch, model_state_dict, optimizer_state_dict, loss}``, or a bare state dict.
-    model : str
-        ``deep``, ``wide`` or any registered RevGNN model name.
+        An official checkpoint (``revgnn_deep.pth``, ``revgnn_wide.pth``, or any official-layout
+        RevGNN): the wrapper dict ``{epoch, model_state_dict, optimizer_state_dict, loss}``, or a
+        bare state dict. Read by our own safe reader: it never runs code from the file.
+    model : str, optional
+        The card to convert into (``deep``, ``wide``, any RevGNN card). None: depth, width and
+        groups are inferred from the file (:func:`infer_official_arguments`), and the card is
+        ``revgnn-deep`` or ``revgnn-wide`` if the file matches one, else a new name
+        ``revgnn-official-{L}x{D}`` built on RevGNN-Deep's card.
     out : str or PathLike, optional
         Where to write; by default the cache path that :func:`revgnn_dgl.zoo.hub.pretrained_path`
-        expects for this model.
+        expects for the card.
     verbose : bool
-        Print the destination and its SHA-256.
+        Print the destination, its SHA-256 and the card lines.
+    allow_nonfinite : bool
+        Convert weights holding NaN or inf instead of refusing them.
+    **overrides
+        Architecture arguments replacing the card's (``num_layers``, ``hidden``, ``groups``).
 
     Returns
     -------
@@ -199,21 +258,38 @@ def import_official_checkpoint(
     Raises
     ------
     CheckpointError
-        If the file is missing, needs an unsafe full unpickle, is not a state dict, or does not
+        If the file is missing, unsafe, not a state dict, holds non-finite weights, or does not
         match the model.
     """
     from .hub import checkpoint_file
 
     path = Path(path)
-    config = get_config(model)
     raw = _safe_torch_load(path)
     state, info = _unwrap(raw, path)
-    target = create_model(config["name"])  # the card's architecture, exactly
+    state = _strip_prefix(state, "module.")
+    if model is None:
+        inferred = {**infer_official_arguments(state), **overrides}
+        model = next((n for n in ("revgnn-deep", "revgnn-wide") if _card_matches(n, inferred)), None)
+        overrides = {} if model else inferred
+    config = get_config(model or "revgnn-deep")
+    if model is None:
+        config["name"] = f"revgnn-official-{overrides['num_layers']}x{overrides['hidden']}"
+        config["aliases"] = []
+        config["checkpoint"] = {"source": "official", "file": f"{config['name']}.safetensors"}
+    if not allow_nonfinite:
+        bad = [k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+        if bad:
+            raise CheckpointError(
+                f"{path}: weight {bad[0]!r} (and {len(bad) - 1} more) holds NaN or inf; refused "
+                "(--allow-nonfinite converts it anyway)."
+            )
     try:
+        target = build_from_config(config["architecture"], {**config["arguments"], **overrides})
         converted = convert_official_state_dict(state, target)
-    except CheckpointError as err:
+    except (CheckpointError, ZooError) as err:
         raise CheckpointError(f"{path} does not fit model {config['name']!r}: {err}") from None
     target.load_state_dict(converted, strict=True)
+    arguments = {**config["arguments"], **overrides}
 
     metadata: Dict[str, Any] = {
         "source": "official",
@@ -225,12 +301,31 @@ def import_official_checkpoint(
         "citation": " ".join(str(config.get("citation") or "").split()) or None,
     }
     dest = Path(out) if out is not None else checkpoint_file(config)
-    save_checkpoint(dest, target, name=config["name"], metadata=metadata)
-    digest = sha256_file(dest)
+    save_checkpoint(dest, target, architecture=config["architecture"], arguments=arguments, name=config["name"],
+                    metadata=metadata)  # fmt: skip
     if verbose:
-        print(f"imported {path} as {config['name']!r} into {dest}")
-        print(f"sha256 {digest}  (record it as checkpoint.sha256 in the card revgnn_dgl/zoo/cards/{config['name']}.yaml)")
+        print(official_import_report(path, dest, config["name"], arguments))
     return dest
+
+
+def official_import_report(source: Path, dest: Path, name: str, arguments: Mapping[str, Any]) -> str:
+    """What ``zoo import`` prints: where the file went, its SHA-256, and the card lines to paste."""
+    digest = sha256_file(dest)
+    shape = ", ".join(f"{k}={arguments[k]}" for k in ("num_layers", "hidden", "groups") if k in arguments)
+    return "\n".join([
+        f"imported {source} as {name!r} ({shape}) into {dest}",
+        f"sha256 {digest}",
+        f"card lines (revgnn_dgl/zoo/cards/{name}.yaml, or a card passed to register_model):",
+        "checkpoint:",
+        "  source: official",
+        f"  file: {dest.name}",
+        f"  sha256: {digest}",
+    ])  # fmt: skip
+
+
+def _card_matches(name: str, arguments: Mapping[str, Any]) -> bool:
+    card = get_config(name)["arguments"]
+    return all(card.get(k) == v for k, v in arguments.items())
 
 
 # ------------------------------------------------------------------ internals

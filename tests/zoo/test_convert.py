@@ -294,3 +294,40 @@ def test_recorded_sha256_is_then_verified(official_card, tmp_path):
         fh.write(b"\0\0\0\0")
     with pytest.raises(CheckpointError, match="Delete it and import it again"):
         create_model(official_card, pretrained=True)
+
+
+@pytest.mark.parametrize("num_layers, hidden, groups", [(3, 16, 2), (2, 24, 4)])
+def test_zoo_import_infers_any_official_shape_and_prints_the_card_lines(tmp_path, monkeypatch, num_layers, hidden, groups):
+    from click.testing import CliRunner
+
+    from revgnn_dgl.cli import cli
+    from revgnn_dgl.zoo.checkpoint import build_from_checkpoint
+    from revgnn_dgl.zoo.convert import infer_official_arguments
+
+    state = official_state_dict(num_layers, hidden, groups)
+    inferred = infer_official_arguments(state)
+    assert inferred == {"num_layers": num_layers, "groups": groups, "hidden": hidden, "species_feats": 8,
+                        "in_feats": 8, "edge_feats": 8, "out_feats": 112}  # fmt: skip
+    pth = tmp_path / "mine.pth"
+    torch.save({"epoch": 7, "model_state_dict": state, "loss": torch.tensor(0.25)}, pth)
+    dest = tmp_path / "out" / "mine.safetensors"
+    result = CliRunner().invoke(cli, ["zoo", "import", str(pth), "--out", str(dest)])
+    assert result.exit_code == 0, result.output
+    digest = sha256_file(dest)
+    assert f"sha256 {digest}" in result.output and f"  sha256: {digest}" in result.output
+    assert f"revgnn-official-{num_layers}x{hidden}" in result.output and "  file: mine.safetensors" in result.output
+    model = build_from_checkpoint(dest)
+    ours = model.state_dict()
+    for theirs, key in official_key_map(num_layers, groups).items():
+        assert torch.equal(ours[key], state[theirs]), key
+
+
+def test_zoo_import_refuses_non_finite_official_weights(official_card, tmp_path):
+    state = official_state_dict()
+    next(iter(state.values()))[0] = float("nan")
+    pth = tmp_path / "nan.pth"
+    torch.save({"model_state_dict": state}, pth)
+    with pytest.raises(CheckpointError, match="holds NaN or inf; refused"):
+        import_official_checkpoint(pth, model=official_card, verbose=False)
+    out = import_official_checkpoint(pth, model=official_card, verbose=False, allow_nonfinite=True, out=tmp_path / "x.safetensors")
+    assert out.is_file()
