@@ -155,7 +155,8 @@ def _set_threads(threads: Optional[int]) -> None:
 @click.option("--set", "model_args", multiple=True, metavar="KEY=VALUE", callback=_parse_options,
               help="Any other argument of the model's builder, e.g. conv=gcn, aggregator=softmax, learn_t=true, "
                    "norm=batch (repeatable; `revgnn-dgl zoo show MODEL` lists a card's arguments).")
-@click.option("--optimizer", type=click.Choice(["adam", "adamw"]), help="adam (L2 weight decay) or adamw (decoupled). " + _default("optimizer"))
+@click.option("--optimizer", type=click.Choice(["adam", "adamw", "rmsprop"]),
+              help="adam (L2 weight decay), adamw (decoupled) or rmsprop (RevGAT's). " + _default("optimizer"))
 @click.option("--weight-decay", type=float, help="Weight decay. " + _default("weight_decay"))
 @click.option("--schedule", type=click.Choice(["constant", "cosine", "step"]), help="Learning-rate schedule. " + _default("schedule"))
 @click.option("--warmup-epochs", type=click.IntRange(min=0), help="Linear learning-rate warm-up. " + _default("warmup_epochs"))
@@ -168,6 +169,15 @@ def _set_threads(threads: Optional[int]) -> None:
 @click.option("--edge-dropout", type=float, help="DropEdge: drop each edge with this probability, afresh every step. "
               + _default("edge_dropout"))
 @click.option("--label-smoothing", type=float, help="Label smoothing (single-label tasks). " + _default("label_smoothing"))
+@click.option("--loss", type=click.Choice(["ce", "log_ce"]), help="Cross-entropy, or RevGAT's log-CE (single-label) [default: ce].")
+@click.option("--use-labels/--no-use-labels", default=None,
+              help="Label reuse: training labels as extra inputs (single-label tasks; RevGAT's recipe) [default: off].")
+@click.option("--label-rate", type=float, help="Share of training nodes showing their label per step [default: 0.5].")
+@click.option("--label-iters", type=click.IntRange(min=0), help="Rounds feeding predictions back as labels [default: 0].")
+@click.option("--teacher", type=click.Path(exists=True, file_okay=False),
+              help="Self-distillation: a finished run (same dataset) whose best model teaches this one.")
+@click.option("--kd-alpha", type=float, help="Weight of the distillation term [default: 0.95].")
+@click.option("--kd-temp", type=float, help="Distillation temperature [default: 0.7].")
 @click.option("--seed", type=int, help="Seed of the first run. " + _default("seed"))
 @click.option("--runs", type=click.IntRange(min=1),
               help="Runs with seeds seed..seed+runs-1; mean ± std in summary.json. " + _default("runs"))
@@ -316,10 +326,10 @@ def evaluate(
 
         overrides, _ = model_overrides(config, dataset)
         net = create_model(model, pretrained=checkpoint, **overrides)
-    check_model_fits(net.zoo_config["arguments"], dataset, label)
+    check_model_fits(net.zoo_config["arguments"], dataset, label, config.use_labels)
     scores = run_evaluation(
         net, dataset, parts=config.eval_parts, views=config.eval_views, seed=config.seed, device=torch_device,
-        amp=config.amp, return_logits=bool(save_predictions),
+        amp=config.amp, return_logits=bool(save_predictions), config=config,
     )  # fmt: skip
     if save_predictions:
         write_predictions(save_predictions, dataset, scores.pop("logits"))
@@ -361,14 +371,15 @@ def _evaluation_target(
             if subruns:
                 raise ConfigError(f"{run} holds {len(subruns)} runs; evaluate one of them, e.g. --run {run / subruns[0]}.")
         config = TrainConfig.from_file(run / CONFIG_FILE)
-        keep = ("dataset", "root", "dataset_options", "eval_parts", "eval_views", "seed", "amp")
+        keep = ("dataset", "root", "dataset_options", "eval_parts", "eval_views", "seed", "amp", "use_labels", "label_iters")
         net = build_from_checkpoint(run / BEST_FILE, allow_nonfinite=allow_nonfinite)
         return {k: getattr(config, k) for k in keep}, net, str(run / BEST_FILE)
     if checkpoint and not model:
         net = build_from_checkpoint(checkpoint, allow_nonfinite=allow_nonfinite)
         meta = net.checkpoint_metadata
         settings = _card_settings(net.zoo_config["name"])
-        settings.update({k: meta[k] for k in ("dataset", "dataset_options", "eval_parts", "eval_views", "seed") if k in meta})
+        keys = ("dataset", "dataset_options", "eval_parts", "eval_views", "seed", "use_labels", "label_iters")
+        settings.update({k: meta[k] for k in keys if k in meta})
         return settings, net, checkpoint
     card = get_config(model)
     settings = {**_card_settings(card["name"]), "model": card["name"]}
@@ -394,6 +405,8 @@ def _card_settings(name: Optional[str]) -> Dict[str, Any]:
         "eval_parts": evaluation.get("parts", training.get("eval_parts")),
         "eval_views": evaluation.get("views", training.get("eval_views")),
         "seed": evaluation.get("seed"),
+        "use_labels": evaluation.get("use_labels", training.get("use_labels")),
+        "label_iters": evaluation.get("label_iters", training.get("label_iters")),
     }
     return {k: v for k, v in settings.items() if v is not None}
 

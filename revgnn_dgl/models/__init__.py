@@ -1,11 +1,12 @@
-"""Models: RevGNN, WT-RevGNN, ResGNN (one deep GNN, three connections) and DEQ-GNN."""
+"""Models: RevGNN, WT-RevGNN, ResGNN (one deep GNN, three connections), DEQ-GNN, RevGAT and an MLP."""
 import inspect
 
 from .deepgcn import CONNECTIONS, CONVS, DeepGCN, ResGNN, RevGNN, WTRevGNN
 from .deq import DEQGNN
 from .mlp import MLP
+from .revgat import RevGAT, revgat
 
-__all__ = ["CONNECTIONS", "CONVS", "DEEPGCN_ARGUMENTS", "DEQGNN", "MLP", "DeepGCN", "ResGNN", "RevGNN", "WTRevGNN", "deq_gnn"]
+__all__ = ["CONNECTIONS", "CONVS", "DEEPGCN_ARGUMENTS", "DEQGNN", "MLP", "DeepGCN", "ResGNN", "RevGAT", "RevGNN", "WTRevGNN", "deq_gnn", "revgat"]
 
 # DeepGCN forwards extra keyword arguments to GENConv: accept exactly those.
 _GEN_OPTIONS = {"t", "learn_t", "p", "learn_p", "y", "learn_y", "msg_norm", "learn_msg_scale", "expansion", "eps"}

@@ -17,7 +17,8 @@ class ConfigError(ZooError):
     """A training or evaluation setting that is unknown, malformed or impossible here."""
 
 
-OPTIMIZERS = ("adam", "adamw")
+OPTIMIZERS = ("adam", "adamw", "rmsprop")
+LOSSES = ("ce", "log_ce")
 SCHEDULES = ("constant", "cosine", "step")
 #: Card arguments that must match the dataset, and so are always taken from it.
 WIDTH_ARGUMENTS = ("in_feats", "out_feats", "edge_feats", "species_feats")
@@ -29,7 +30,7 @@ RESUMABLE_KEYS = ("epochs", "device", "threads", "out")
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run; defaults follow the paper's ogbn-proteins recipe.
+    r"""Everything that defines a training run; defaults follow the paper's ogbn-proteins recipe.
 
     Parameters
     ----------
@@ -73,7 +74,8 @@ class TrainConfig:
         Any further argument of the model's builder (``conv``, ``aggregator``, ``norm``,
         ``learn_t``...), as ``train --set KEY=VALUE`` gives them; checked against the builder.
     optimizer : str
-        ``adam`` (the paper's) or ``adamw`` (decoupled weight decay).
+        ``adam`` (the paper's), ``adamw`` (decoupled weight decay) or ``rmsprop`` (the released
+        RevGAT recipe).
     weight_decay : float
         Weight decay; with ``adam`` it is L2 added to the gradient, with ``adamw`` decoupled.
     schedule : str
@@ -94,6 +96,22 @@ class TrainConfig:
         sees the same subset.
     label_smoothing : float
         Label smoothing of the cross-entropy (single-label tasks only).
+    loss : str
+        ``ce`` (cross-entropy; binary for multi-label tasks) or ``log_ce``, the released RevGAT
+        loss :math:`\log(\epsilon + \mathrm{CE}) - \log\epsilon` (single-label tasks).
+    use_labels : bool
+        Label reuse (single-label tasks): a random ``label_rate`` share of the training nodes
+        shows its label as extra input channels, the loss is taken on the others; the model's
+        ``in_feats`` grows by the number of classes.
+    label_rate : float
+        Share of the training nodes whose label is shown in a training step.
+    label_iters : int
+        Rounds in which the predictions of the nodes without a shown label are fed back.
+    teacher : str, optional
+        A finished run directory (same dataset) whose best model's logits the student is
+        distilled from (self-knowledge distillation, the released RevGAT-KD).
+    kd_alpha, kd_temp : float
+        Weight of the distillation term and its temperature.
     chance_patience : int
         Warn when the validation metric stays at chance level (0.5 ROC-AUC, or the accuracy of
         always predicting the most frequent training class) for this many evaluations; 0: never.
@@ -132,6 +150,13 @@ class TrainConfig:
     input_dropout: float = 0.0
     edge_dropout: float = 0.0
     label_smoothing: float = 0.0
+    loss: str = "ce"
+    use_labels: bool = False
+    label_rate: float = 0.5
+    label_iters: int = 0
+    teacher: Optional[str] = None
+    kd_alpha: float = 0.95
+    kd_temp: float = 0.7
     chance_patience: int = 20
 
     @classmethod
@@ -205,6 +230,11 @@ class TrainConfig:
             ("edge_dropout", 0 <= self.edge_dropout < 1, "in [0, 1)"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
             ("chance_patience", self.chance_patience >= 0, "0 (off) or more"),
+            ("loss", self.loss in LOSSES, " or ".join(LOSSES)),
+            ("label_rate", 0 < self.label_rate < 1, "in (0, 1)"),
+            ("label_iters", self.label_iters >= 0, "0 or more"),
+            ("kd_alpha", 0 <= self.kd_alpha <= 1, "in [0, 1]"),
+            ("kd_temp", 0 < self.kd_temp < float("inf"), "positive"),
         ]
         for key, ok, want in checks:
             if not ok:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import difflib
+import functools
+import inspect
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Tuple
 
@@ -19,11 +21,11 @@ def load_dataset_for(config: TrainConfig) -> NodeDataset:
     return load_dataset(config.dataset, root=config.root, **config.dataset_options)
 
 
-def dataset_widths(dataset: NodeDataset) -> Dict[str, int]:
-    """The model input and output widths a dataset needs."""
+def dataset_widths(dataset: NodeDataset, use_labels: bool = False) -> Dict[str, int]:
+    """The model input and output widths a dataset needs (label reuse adds one input per class)."""
     species = int(dataset.graph.ndata["species"].shape[1]) if dataset.has_species else 0
     return {
-        "in_feats": dataset.num_node_feats,
+        "in_feats": dataset.num_node_feats + (dataset.num_outputs if use_labels else 0),
         "out_feats": dataset.num_outputs,
         "edge_feats": dataset.num_edge_feats,
         "species_feats": species,
@@ -67,7 +69,11 @@ def model_overrides(config: TrainConfig, dataset: NodeDataset) -> Tuple[Dict[str
     """
     check_model_args(config.model, config.model_args)
     card = get_config(config.model)["arguments"]
-    widths = dataset_widths(dataset)
+    if config.use_labels and dataset.task != "multiclass":
+        raise ConfigError(f"--use-labels needs a single-label task; {dataset.name!r} is {dataset.task}.")
+    if config.loss == "log_ce" and dataset.task != "multiclass":
+        raise ConfigError(f"--loss log_ce needs a single-label task; {dataset.name!r} is {dataset.task}.")
+    widths = dataset_widths(dataset, config.use_labels)
     overrides: Dict[str, Any] = {k: v for k, v in widths.items() if k in card}
     for key in MODEL_OVERRIDES:
         value = getattr(config, key)
@@ -79,9 +85,9 @@ def model_overrides(config: TrainConfig, dataset: NodeDataset) -> Tuple[Dict[str
     return overrides, changes
 
 
-def check_model_fits(arguments: Mapping[str, Any], dataset: NodeDataset, what: str) -> None:
+def check_model_fits(arguments: Mapping[str, Any], dataset: NodeDataset, what: str, use_labels: bool = False) -> None:
     """Raise :class:`ConfigError` when a model's widths do not match the dataset's."""
-    widths = dataset_widths(dataset)
+    widths = dataset_widths(dataset, use_labels)
     wrong = [f"{k}={arguments[k]} (dataset: {widths[k]})" for k in WIDTH_ARGUMENTS if k in arguments and arguments[k] != widths[k]]
     if wrong:
         raise ConfigError(f"{what} does not fit dataset {dataset.name!r}: {', '.join(wrong)}.")
@@ -117,10 +123,20 @@ def subgraph(graph: dgl.DGLGraph, ids: np.ndarray) -> Tuple[dgl.DGLGraph, Tensor
 
 
 def forward(model: nn.Module, graph: dgl.DGLGraph) -> Tensor:
-    """Logits of a model on a graph carrying ``ndata['feat']`` and optional species / edge features."""
+    """Logits of a model on a graph carrying ``ndata['feat']`` and optional species / edge features
+    (passed only to a model whose ``forward`` takes them)."""
+    takes = _forward_inputs(type(model))
     kwargs = {}
-    if "feat" in graph.edata:
+    if "feat" in graph.edata and "edge_feat" in takes:
         kwargs["edge_feat"] = graph.edata["feat"]
-    if "species" in graph.ndata:
+    if "species" in graph.ndata and "species" in takes:
         kwargs["species"] = graph.ndata["species"]
     return model(graph, graph.ndata["feat"], **kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def _forward_inputs(cls: type) -> frozenset:
+    params = inspect.signature(cls.forward).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return frozenset({"edge_feat", "species"})
+    return frozenset(params)

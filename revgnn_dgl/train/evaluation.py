@@ -13,7 +13,9 @@ import torch
 from torch import Tensor, nn
 
 from ..data import NodeDataset, evaluate_metric
-from .data import DeviceData, forward, random_parts, subgraph
+from .config import TrainConfig
+from .data import DeviceData, random_parts, subgraph
+from .inputs import predict
 
 #: The random stream of the evaluation partitions (the training stream is 0): evaluation must
 #: not depend on how many epochs ran.
@@ -36,10 +38,14 @@ class Evaluator:
         Seed of the partitions.
     amp : bool
         Run under float16 autocast (CUDA only).
+    config : TrainConfig, optional
+        Its label-reuse settings apply (every training node shows its label).
     """
 
-    def __init__(self, data: DeviceData, parts: int, views: int, seed: int, amp: bool = False) -> None:
-        self.data, self.amp = data, amp
+    def __init__(
+        self, data: DeviceData, parts: int, views: int, seed: int, amp: bool = False, config: Optional[TrainConfig] = None
+    ) -> None:
+        self.data, self.amp, self.config = data, amp, config
         graph = data.graph
         if parts == 1:
             views = 1  # every view of an uncut graph is the same
@@ -60,8 +66,11 @@ class Evaluator:
         autocast = torch.autocast("cuda", dtype=torch.float16) if self.amp else nullcontext()
         for view in self.views:
             for sub, nodes in view:
+                labels = self.data.labels if nodes is None else self.data.labels[nodes]
+                train_mask = self.data.train_mask if nodes is None else self.data.train_mask[nodes]
                 with autocast:
-                    out = forward(model, sub).float()
+                    out, _ = predict(model, sub, labels, train_mask, self.config, self.data.dataset.num_outputs, training=False)
+                out = out.float()
                 if total is None:
                     total = torch.zeros(graph.num_nodes(), out.shape[1], device=out.device)
                 if nodes is None:
@@ -94,6 +103,7 @@ def evaluate(
     device: Union[str, torch.device] = "cpu",
     amp: bool = False,
     return_logits: bool = False,
+    config: Optional[TrainConfig] = None,
 ) -> Dict[str, Any]:
     """Validation and test scores of a model, with the training runs' evaluation protocol.
 
@@ -105,7 +115,7 @@ def evaluate(
     """
     device = torch.device(device)
     model = model.to(device)
-    evaluator = Evaluator(DeviceData.on(dataset, device), parts, views, seed, amp=amp)
+    evaluator = Evaluator(DeviceData.on(dataset, device), parts, views, seed, amp=amp, config=config)
     logits = evaluator.logits(model).cpu()
     result: Dict[str, Any] = {"metric": dataset.metric_name, **evaluator.scores(logits)}
     if return_logits:

@@ -17,7 +17,9 @@ from torch import Tensor, nn
 from ..zoo import create_model, get_config
 from ..zoo.checkpoint import save_checkpoint
 from .config import RESUMABLE_KEYS, ConfigError, TrainConfig
-from .data import DeviceData, forward, load_dataset_for, model_overrides, random_parts, subgraph
+from ..models.revgat_loss import log_ce_loss, self_kd_loss
+from .data import DeviceData, load_dataset_for, model_overrides, random_parts, subgraph
+from .inputs import predict
 from .device import resolve_device, seed_everything
 from .evaluation import Evaluator, chance_level
 from .recipe import drop_edges, drop_input, lr_at, make_optimizer, set_lr
@@ -49,9 +51,11 @@ class TrainingDiverged(ConfigError):
     """The loss or a gradient became NaN or infinite; the run stopped before the update."""
 
 
-def _loss(logits: Tensor, labels: Tensor, task: str, label_smoothing: float = 0.0) -> Tensor:
+def _loss(logits: Tensor, labels: Tensor, task: str, label_smoothing: float = 0.0, kind: str = "ce") -> Tensor:
     if task == "multilabel":
         return F.binary_cross_entropy_with_logits(logits, labels.float())
+    if kind == "log_ce":
+        return log_ce_loss(logits, labels)
     return F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
 
 
@@ -63,11 +67,14 @@ def train_epoch(
     rng: np.random.Generator,
     grad_clip: float = 1.0,
     config: Optional[TrainConfig] = None,
+    teacher_logits: Optional[Tensor] = None,
 ) -> float:
     """One epoch: a fresh random partition, one optimizer step per part in shuffled order.
 
     ``config`` supplies the per-step regularisation (input dropout, edge dropout, label
-    smoothing); None trains without it.
+    smoothing), label reuse and the loss; None trains without them. With ``teacher_logits``
+    (``(N, outputs)``) the loss is the self-distillation loss of ``config.kd_alpha`` and
+    ``config.kd_temp``.
 
     Returns
     -------
@@ -92,8 +99,9 @@ def train_epoch(
         if batch:
             sub, nodes = subgraph(graph, batch[0])
             labels, mask = data.labels[nodes], data.train_mask[nodes]
+            teacher = None if teacher_logits is None else teacher_logits[nodes]
         else:
-            sub, labels, mask = graph, data.labels, data.train_mask
+            sub, labels, mask, teacher = graph, data.labels, data.train_mask, teacher_logits
         n = int(mask.sum())
         if n == 0:  # tiny graphs can draw a part without training nodes
             continue
@@ -101,7 +109,11 @@ def train_epoch(
         if config.input_dropout:
             sub = sub.local_var()
             sub.ndata["feat"] = drop_input(sub.ndata["feat"], config.input_dropout)
-        loss = _loss(forward(model, sub)[mask], labels[mask], data.dataset.task, config.label_smoothing)
+        logits, supervised = predict(model, sub, labels, mask, config, data.dataset.num_outputs, training=True)
+        if teacher is not None:
+            loss = self_kd_loss(logits, labels, supervised.nonzero().squeeze(1), teacher, config.kd_alpha, config.kd_temp)
+        else:
+            loss = _loss(logits[supervised], labels[supervised], data.dataset.task, config.label_smoothing, config.loss)
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"the training loss is {loss.item()}")
         optimizer.zero_grad(set_to_none=True)
@@ -267,8 +279,9 @@ def _train_run(
     seed_everything(config.seed)
     model = create_model(config.model, **overrides).to(device)
     optimizer = make_optimizer(model.parameters(), config)
-    evaluator = Evaluator(data, config.eval_parts, config.eval_views, config.seed, amp=config.amp)
+    evaluator = Evaluator(data, config.eval_parts, config.eval_views, config.seed, amp=config.amp, config=config)
     dataset = data.dataset
+    teacher_logits = _teacher_logits(config, data, device)
     chance = chance_level(dataset)
 
     best: Dict[str, Any] = {"epoch": None, "val": None, "test": None}
@@ -305,6 +318,8 @@ def _train_run(
         "seed": config.seed,
         "eval_parts": config.eval_parts,
         "eval_views": config.eval_views,
+        "use_labels": config.use_labels,
+        "label_iters": config.label_iters,
     }
     show_bar = sys.stdout.isatty() if progress is None else progress
     bar = tqdm(total=config.epochs, initial=start, desc=f"seed {config.seed}", unit="epoch",
@@ -319,7 +334,7 @@ def _train_run(
             # The partitions depend on (seed, epoch) only, so a resumed run draws the same ones.
             rng = np.random.default_rng([config.seed, TRAIN_STREAM, epoch])
             try:
-                loss = train_epoch(model, optimizer, data, config.train_parts, rng, config.grad_clip, config)
+                loss = train_epoch(model, optimizer, data, config.train_parts, rng, config.grad_clip, config, teacher_logits)
             except TrainingDiverged as err:
                 raise TrainingDiverged(
                     f"epoch {epoch}: {err}; training stopped before the update. The checkpoints of epoch "
@@ -371,6 +386,25 @@ def _train_run(
         raise ConfigError(f"{run_dir}: no evaluation was recorded.")
     echo(f"seed {config.seed}: best val {metric} {best['val']:.4f} at epoch {best['epoch']}, test {best['test']:.4f}")
     return {"seed": config.seed, **best, "epochs": stopped or config.epochs}
+
+
+def _teacher_logits(config: TrainConfig, data: DeviceData, device: torch.device) -> Optional[Tensor]:
+    """The teacher run's best model's logits on every node, with the teacher's own evaluation
+    protocol (its label reuse included); None without a teacher."""
+    if not config.teacher:
+        return None
+    from ..zoo.checkpoint import build_from_checkpoint
+
+    folder = Path(config.teacher)
+    if not (folder / BEST_FILE).is_file() or not (folder / CONFIG_FILE).is_file():
+        raise ConfigError(f"--teacher {folder}: not a finished run directory (no {BEST_FILE} and {CONFIG_FILE}).")
+    teacher_config = TrainConfig.from_file(folder / CONFIG_FILE)
+    if teacher_config.dataset != config.dataset or teacher_config.dataset_options != config.dataset_options:
+        raise ConfigError(f"--teacher {folder} was trained on {teacher_config.dataset!r}, not {config.dataset!r}.")
+    teacher = build_from_checkpoint(folder / BEST_FILE).to(device)
+    evaluator = Evaluator(data, teacher_config.eval_parts, teacher_config.eval_views, teacher_config.seed,
+                          config=teacher_config)  # fmt: skip
+    return evaluator.logits(teacher)
 
 
 def solver_report(model: nn.Module) -> Optional[Dict[str, Any]]:

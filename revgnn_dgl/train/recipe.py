@@ -17,8 +17,9 @@ from .config import TrainConfig
 
 
 def make_optimizer(parameters: Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
-    """``Adam`` (the paper's; ``weight_decay`` as L2) or ``AdamW`` (decoupled weight decay)."""
-    cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    """``Adam`` (the paper's; ``weight_decay`` as L2), ``AdamW`` (decoupled weight decay) or
+    ``RMSprop`` (the released RevGAT recipe; ``weight_decay`` as L2)."""
+    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop}[config.optimizer]
     return cls(parameters, lr=config.lr, weight_decay=config.weight_decay)
 
 
