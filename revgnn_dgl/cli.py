@@ -8,6 +8,7 @@ with status 1 (2 for command-line usage errors); anything else is a bug and show
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -234,7 +235,8 @@ def train(ctx: click.Context, config_file: Optional[str], resume: Optional[str],
 
     echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
     try:
-        summary = run_training(config, resume=bool(resume), echo=echo)
+        command = " ".join(["revgnn-dgl", *map(shlex.quote, sys.argv[1:])]) if sys.argv[1:2] == ["train"] else None
+        summary = run_training(config, resume=bool(resume), echo=echo, command=command)
     except KeyboardInterrupt:
         click.echo(f"\nInterrupted; continue with: revgnn-dgl train --resume {config.out}", err=True)
         raise click.Abort() from None

@@ -11,7 +11,7 @@
 
 See ``benchmarks/README.md`` for the results on the reference machine and how to reproduce them.
 """
-from .env import environment
+from ..env import environment
 from .memory import measure_step, memory_sweep
 from .results import markdown_table, read_rows, write_rows
 from .speed import run_speed, speed_compare

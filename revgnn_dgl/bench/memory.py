@@ -31,7 +31,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import torch
 
 from .profiling import DEFAULT_MMAP_THRESHOLD, measure_peak_memory, run_in_subprocess
-from .env import CHILD_ENV, environment
+from ..env import CHILD_ENV, environment
 from ..train.device import resolve_device
 from .workload import StepConfig, TrainStep, variant_available
 
@@ -109,7 +109,7 @@ def measure_step(
         is restarted after the profiled phases, whose event records would otherwise dominate),
         ``peak_rss_profiled_bytes`` (the high-water mark before that restart, profiler
         included), ``rss_before_steps_bytes``, ``components`` (bytes of the state by kind) and
-        ``env`` (see :func:`~revgnn_dgl.bench.env.environment`); with ``breakdown``,
+        ``env`` (see :func:`~revgnn_dgl.env.environment`); with ``breakdown``,
         ``breakdown`` too.
     """
     if threads:

@@ -16,7 +16,7 @@ LEADING_COLUMNS = (
     "edge_feats", "tasks", "parameters", "peak_allocated_bytes", "state_bytes", "step_peak_delta_bytes",
     "peak_rss_bytes", "step_time_s", "time_ratio_to_ours", "message",
 )
-#: The environment fields every row carries (see :func:`revgnn_dgl.bench.env.environment`).
+#: The environment fields every row carries (see :func:`revgnn_dgl.env.environment`).
 ENV_FIELDS = ("torch", "dgl", "device", "threads", "cpu_model")
 
 

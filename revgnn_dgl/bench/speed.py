@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 
 from .profiling import DEFAULT_MMAP_THRESHOLD, run_in_subprocess
-from .env import CHILD_ENV, environment
+from ..env import CHILD_ENV, environment
 from .memory import config_row
 from ..train.device import resolve_device
 from .workload import StepConfig, TrainStep, make_batch, model_arguments, variant_available

@@ -106,24 +106,38 @@ def memory_vs_depth(
     threads: int = 1,
     mem_cap_gb: float = 8.0,
     name: str = "memory_vs_depth",
+    revgat_max_depth: int = 256,
+    only: Optional[Sequence[str]] = None,
 ) -> Dict[str, Any]:
-    """ResGNN vs RevGNN vs WT-RevGNN (vs DEQ-GNN) at equal width, peak memory against depth.
+    """ResGNN vs RevGNN vs WT-RevGNN (vs DEQ-GNN, vs RevGAT) at equal width, peak memory against depth.
 
     DEQ-GNN's "depth" is its solver's iteration count (``tol=0`` makes it use them all), run
     up to ``deq_max_depth``: it has converged long before, and each iteration costs about as
-    much as a RevGNN layer.
+    much as a RevGNN layer. RevGAT (``revgat-arxiv``'s architecture, ``hidden`` channels per
+    head) runs up to ``revgat_max_depth``. ``only`` measures just those models and keeps the
+    other models' rows of an earlier run in ``out``.
     """
     out = Path(out)
     graph = dict(graph or SWEEP_GRAPH)
     base = dict(hidden=hidden, groups=2, **graph)
     rows, on_row = _collector(out, name)
+    if only:
+        from .results import read_rows
+
+        previous = out / f"{name}.json"
+        rows.extend(r for r in (read_rows(previous) if previous.exists() else []) if r["model"] not in only)
+    wanted = (lambda model: not only or model in only)  # noqa: E731
     common = dict(warmup=0, repeats=3, time_budget_s=60.0, threads=threads, mem_cap_bytes=int(mem_cap_gb * GiB),
                   on_row=on_row)
     ds = parse_depths(depths)
-    memory_sweep(["resgnn-112", "revgnn-112", "wt-revgnn-80"], ds, base=base, **common)
+    plain = [m for m in ("resgnn-112", "revgnn-112", "wt-revgnn-80") if wanted(m)]
+    if plain:
+        memory_sweep(plain, ds, base=base, **common)
     deq = next((m for m in ("deq-gnn-64", "deq-gnn") if m in zoo.list_models()), None)
-    if deq is not None:
+    if deq is not None and wanted(deq):
         memory_sweep([deq], [d for d in ds if d <= deq_max_depth], base={**base, "extra": {"tol": 0.0}}, **common)
+    if wanted("revgat-arxiv"):
+        memory_sweep(["revgat-arxiv"], [d for d in ds if 3 <= d <= revgat_max_depth], base=base, **common)
     write_rows(rows, out, name)
     title = (f"one training step, D={hidden}, C=2, {graph['nodes']:,} nodes, {graph['edges']:,} edges, "
              f"CPU, {threads} thread(s)")
@@ -416,9 +430,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--full-depth", metavar="MODEL", choices=sorted(PAPER_GB),
                         help="paper_scale: measure only MODEL at its full depth (most of an hour or more).")
     parser.add_argument("--timeout", type=float, default=None, help="paper_scale: seconds per configuration.")
+    parser.add_argument("--only", action="append", metavar="MODEL",
+                        help="memory_vs_depth: measure only MODEL (repeatable), keeping the other rows in --out.")
     args = parser.parse_args(argv)
     if args.suite == "memory_vs_depth":
-        memory_vs_depth(args.out, threads=args.threads)
+        memory_vs_depth(args.out, threads=args.threads, only=args.only)
     elif args.suite == "paper_scale":
         if args.full_depth:
             paper_scale_full(args.full_depth, args.out, threads=args.threads, timeout=args.timeout)

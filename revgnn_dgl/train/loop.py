@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..env import environment
 from ..zoo import create_model, get_config
 from ..zoo.checkpoint import save_checkpoint
 from .config import RESUMABLE_KEYS, ConfigError, TrainConfig
@@ -161,6 +162,7 @@ def train(
     resume: bool = False,
     echo: Echo = print,
     progress: Optional[bool] = None,
+    command: Optional[str] = None,
 ) -> Dict[str, Any]:
     """Train ``config.runs`` runs and write their outputs and ``summary.json`` to ``config.out``.
 
@@ -179,6 +181,8 @@ def train(
     progress : bool, optional
         Show a tqdm bar per run; None: when standard output is a terminal (otherwise one log
         line per epoch).
+    command : str, optional
+        The command line that started the run, recorded in ``summary.json``.
 
     Returns
     -------
@@ -229,6 +233,10 @@ def train(
         for run_config in _run_configs(config):
             results.append(_train_run(run_config, data, overrides, device, resume, echo, progress, big_defaults))
         summary = summarize(results, dataset.metric_name)
+        # Where the numbers come from: they reproduce bit for bit only on the same CPU and threads.
+        summary["environment"] = {k: v for k, v in environment(device).items() if k != "load_avg_1m"}
+        if command:
+            summary["command"] = command
         write_json(out / SUMMARY_FILE, summary)
     for split in ("val", "test"):
         stats = summary[split]

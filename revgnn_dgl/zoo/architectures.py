@@ -105,7 +105,7 @@ def _ensure_builtins() -> None:
 
 def _builtin_architectures() -> Dict[str, Any]:
     """The package's architectures, as ``name -> (builder, accepted arguments or None)``."""
-    from ..models import DEEPGCN_ARGUMENTS, MLP, ResGNN, RevGNN, WTRevGNN, deq_gnn, revgat
+    from ..models import DEEPGCN_ARGUMENTS, GCN, MLP, ResGNN, RevGNN, WTRevGNN, deq_gnn, revgat
 
     return {
         "revgnn": (RevGNN, DEEPGCN_ARGUMENTS - {"connection"}),
@@ -113,5 +113,6 @@ def _builtin_architectures() -> Dict[str, Any]:
         "resgnn": (ResGNN, DEEPGCN_ARGUMENTS - {"connection", "groups", "reinit_groups", "disable"}),
         "deq-gnn": (deq_gnn, None),
         "mlp": (MLP, None),
+        "gcn": (GCN, None),
         "revgat": (revgat, None),
     }

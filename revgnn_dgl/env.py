@@ -1,4 +1,4 @@
-"""The environment a benchmark row was measured in, recorded with every row."""
+"""The environment a measurement or a training run happened in (versions, hardware, settings)."""
 from __future__ import annotations
 
 import datetime as _dt
@@ -33,7 +33,7 @@ def cpu_model() -> str:
 
 def git_commit() -> Optional[str]:
     """Commit of the checkout this package was imported from, or None outside a git tree."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[1]
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
