@@ -106,15 +106,15 @@ def memory_vs_depth(
     threads: int = 1,
     mem_cap_gb: float = 8.0,
     name: str = "memory_vs_depth",
-    revgat_max_depth: int = 256,
+    revgat_max_depth: int = 128,
     only: Optional[Sequence[str]] = None,
 ) -> Dict[str, Any]:
     """ResGNN vs RevGNN vs WT-RevGNN (vs DEQ-GNN, vs RevGAT) at equal width, peak memory against depth.
 
     DEQ-GNN's "depth" is its solver's iteration count (``tol=0`` makes it use them all), run
     up to ``deq_max_depth``: it has converged long before, and each iteration costs about as
-    much as a RevGNN layer. RevGAT (``revgat-arxiv``'s architecture, ``hidden`` channels per
-    head) runs up to ``revgat_max_depth``. ``only`` measures just those models and keeps the
+    much as a RevGNN layer. RevGAT (``revgat-arxiv``'s architecture with one head of ``hidden``
+    channels, so its blocks are as wide as RevGNN's) runs up to ``revgat_max_depth``. ``only`` measures just those models and keeps the
     other models' rows of an earlier run in ``out``.
     """
     out = Path(out)
@@ -137,7 +137,8 @@ def memory_vs_depth(
     if deq is not None and wanted(deq):
         memory_sweep([deq], [d for d in ds if d <= deq_max_depth], base={**base, "extra": {"tol": 0.0}}, **common)
     if wanted("revgat-arxiv"):
-        memory_sweep(["revgat-arxiv"], [d for d in ds if 3 <= d <= revgat_max_depth], base=base, **common)
+        memory_sweep(["revgat-arxiv"], [d for d in ds if 3 <= d <= revgat_max_depth], base={**base, "extra": {"heads": 1}},
+                     **common)  # fmt: skip
     write_rows(rows, out, name)
     title = (f"one training step, D={hidden}, C=2, {graph['nodes']:,} nodes, {graph['edges']:,} edges, "
              f"CPU, {threads} thread(s)")
