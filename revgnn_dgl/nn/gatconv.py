@@ -136,7 +136,9 @@ class GATConv(nn.Module):
             f"use_symmetric_norm={self.use_symmetric_norm}, merge={self.merge!r}"
         )
 
-    def forward(self, graph: dgl.DGLGraph, feat: Tensor, perm: Optional[Tensor] = None) -> Tensor:
+    def forward(
+        self, graph: dgl.DGLGraph, feat: Tensor, perm: Optional[Tensor] = None, edge_seed: Optional[Tensor] = None
+    ) -> Tensor:
         """Compute the convolution.
 
         Parameters
@@ -149,6 +151,10 @@ class GATConv(nn.Module):
         perm : Tensor, optional
             A permutation of the edge ids ``(E,)`` choosing the dropped edges (see the class
             docstring); used only in training mode with ``edge_drop > 0``.
+        edge_seed : Tensor, optional
+            Instead of ``perm``: a one-element integer tensor seeding the permutation's own
+            generator. Eight bytes instead of ``8 E``: what a deep reversible stack keeps per
+            layer for its backward pass, so that memory stays flat in depth.
 
         Returns
         -------
@@ -164,7 +170,7 @@ class GATConv(nn.Module):
             feat_src = proj
             if self.use_symmetric_norm:
                 feat_src = feat_src * _degree_power(graph.out_degrees(), -0.5, feat)
-            msg_graph = self._message_graph(graph, perm, feat.device)
+            msg_graph = self._message_graph(graph, perm, edge_seed, feat.device)
             if msg_graph.num_edges() == 0:
                 out = feat_src.new_zeros(num_dst, heads, width)
             else:
@@ -201,12 +207,16 @@ class GATConv(nn.Module):
                 f"GATConv: the graph has {graph.num_src_nodes()} source nodes but the features have {feat.shape[0]} rows."
             )
 
-    def _message_graph(self, graph: dgl.DGLGraph, perm: Optional[Tensor], device: torch.device) -> dgl.DGLGraph:
+    def _message_graph(
+        self, graph: dgl.DGLGraph, perm: Optional[Tensor], edge_seed: Optional[Tensor], device: torch.device
+    ) -> dgl.DGLGraph:
         """The graph the attention runs on: ``graph``, or its kept edges under edge dropout."""
         if not (self.training and self.edge_drop > 0):
             return graph
         num_edges = graph.num_edges()
-        if perm is None:
+        if perm is None and edge_seed is not None:
+            perm = seeded_permutation(num_edges, edge_seed, device)
+        elif perm is None:
             perm = torch.randperm(num_edges, device=device)
         elif perm.dim() != 1 or perm.shape[0] != num_edges or perm.dtype not in (torch.int32, torch.int64):
             raise GraphInputError(
@@ -215,6 +225,15 @@ class GATConv(nn.Module):
             )
         kept = perm[int(num_edges * self.edge_drop):]
         return dgl.edge_subgraph(graph, kept.to(graph.idtype), relabel_nodes=False, store_ids=False)
+
+
+def seeded_permutation(n: int, seed: Tensor, device: torch.device) -> Tensor:
+    """``randperm(n)`` from a generator seeded by the one-element integer tensor ``seed``."""
+    if seed.numel() != 1 or seed.dtype.is_floating_point:
+        raise GraphInputError(f"GATConv: edge_seed must be a one-element integer tensor, got {seed.dtype} {tuple(seed.shape)}.")
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int(seed.item()))
+    return torch.randperm(n, generator=generator, device=device)
 
 
 def _degree_power(degrees: Tensor, exponent: float, like: Tensor) -> Tensor:

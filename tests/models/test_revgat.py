@@ -8,6 +8,8 @@ import math
 import dgl
 import pytest
 import torch
+
+from revgnn_dgl.nn.gatconv import seeded_permutation
 import torch.nn.functional as F
 
 from revgnn_dgl.models.revgat import (
@@ -77,22 +79,24 @@ def test_memory_saving_gradients_equal_autograd(num_layers):
     assert not torch.allclose(out, model.eval()(g, x))
 
 
-def test_each_layer_passes_one_permutation_to_all_groups_and_one_mask_to_all_layers():
+def test_each_layer_passes_one_permutation_seed_to_all_groups_and_one_mask_to_all_layers():
     g = arxiv_like_graph()
     model = RevGAT(10, 4, hidden=8, num_layers=5, heads=2, groups=2, edge_drop=0.3).double().train()
     seen = []
     for module in model.modules():
         if isinstance(module, PreActivationBlock):
             module.register_forward_pre_hook(
-                lambda m, args, kwargs: seen.append((args[2], kwargs["perm"])), with_kwargs=True
+                lambda m, args, kwargs: seen.append((args[2], kwargs["edge_seed"])), with_kwargs=True
             )
     model(g, torch.randn(30, 10, dtype=torch.float64))
     assert len(seen) == 3 * 2  # 3 reversible layers x 2 groups
-    masks, perms = zip(*seen)
+    masks, seeds = zip(*seen)
     for layer in range(3):
-        assert torch.equal(perms[2 * layer], perms[2 * layer + 1])
-    assert not torch.equal(perms[0], perms[2])
-    assert sorted(perms[0].tolist()) == list(range(g.num_edges()))
+        assert torch.equal(seeds[2 * layer], seeds[2 * layer + 1]) and seeds[2 * layer].numel() == 1
+    assert not torch.equal(seeds[0], seeds[2])
+    perm = seeded_permutation(g.num_edges(), seeds[0], torch.device("cpu"))
+    assert sorted(perm.tolist()) == list(range(g.num_edges()))
+    assert torch.equal(perm, seeded_permutation(g.num_edges(), seeds[0], torch.device("cpu")))
     full_mask = torch.cat([masks[0], masks[1]], dim=-1)  # one (N, heads*hidden) mask, split by group
     assert full_mask.shape == (30, 16) and set(full_mask.unique().tolist()) == {0.0, 1 / (1 - 0.75)}
     for layer in range(1, 3):
