@@ -16,9 +16,7 @@ from typing import NoReturn
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA_ENV_VAR = "REVGNN_DGL_DATA"  # the variable revgnn_dgl.data.base.DATA_ENV_VAR names
-#: The datasets that live in the shared data folder (the others are generated or downloaded).
-SHARED_DATASETS = ("cora", "citeseer", "humloc")
+DATA_ENV_VAR = "REVGNN_DGL_DATA"  # the variable revgnn_dgl.data.paths.DATA_ENV_VAR names
 
 
 def in_ci() -> str:
@@ -37,12 +35,13 @@ def data_required() -> str:
 
 
 def shared_data_root() -> Path:
-    """``$REVGNN_DGL_DATA`` when set, else ``../shared/data`` next to the repository."""
+    """``$REVGNN_DGL_DATA`` when set, else ``../shared/data`` next to the repository: the rule of
+    ``revgnn_dgl.data.paths.default_data_root``, for the checkout this file is in."""
     explicit = os.environ.get(DATA_ENV_VAR)
-    return Path(explicit) if explicit else REPO_ROOT.parent / "shared" / "data"
+    return Path(explicit).expanduser() if explicit else REPO_ROOT.parent / "shared" / "data"
 
 
-def missing_data(path: Path, what: str = "real datasets") -> NoReturn:
+def missing_data(path: Path, what: str = "the real datasets folder") -> NoReturn:
     """Fail (CI, or ``REVGNN_DGL_DATA`` set) or skip (a user's checkout) for a missing folder."""
     why = data_required()
     if why:

@@ -25,16 +25,16 @@ def test_folder(shared_data_dir):
     assert shared_data_dir.is_dir()
 
 
-def test_cora(shared_dataset):
-    assert shared_dataset("cora").is_dir()
+def test_cora(dataset_dir):
+    assert dataset_dir("cora").is_dir()
 '''
 
 LOADER_TEST = '''
 from revgnn_dgl.data import load_dataset
 
 
-def test_loader(shared_dataset):
-    load_dataset("cora", root=shared_dataset("cora"))
+def test_loader(dataset_dir):
+    load_dataset("cora", root=dataset_dir("cora"))
 '''
 
 
@@ -81,7 +81,7 @@ def test_ci_fails_naming_the_missing_folder(checkout: Path) -> None:
     assert set(outcomes) == {"test_folder", "test_cora"}
     for outcome, message in outcomes.values():
         assert outcome in ("error", "failure"), outcomes  # in setup (error) or in the test: never skipped
-        assert f"real datasets not found at {default}" in message and "CI='true' is set" in message
+        assert f"the real datasets folder not found at {default}" in message and "CI='true' is set" in message
 
 
 def test_explicit_data_variable_fails_naming_its_folder(checkout: Path) -> None:
@@ -108,7 +108,7 @@ def test_ci_fails_for_one_missing_dataset(checkout: Path) -> None:
     assert code == 1
     assert outcomes["test_folder"] == ("passed", "")
     outcome, message = outcomes["test_cora"]
-    assert outcome in ("error", "failure") and f"dataset 'cora' not found at {checkout / 'shared' / 'data' / 'cora'}" in message
+    assert outcome in ("error", "failure") and f"the dataset folder cora/ not found at {checkout / 'shared' / 'data' / 'cora'}" in message
 
 
 def test_loader_error_is_an_error_not_a_skip(checkout: Path) -> None:
@@ -129,3 +129,20 @@ def test_missing_requirement_fails_in_ci_and_skips_elsewhere(monkeypatch: pytest
     monkeypatch.setenv("CI", "")
     with pytest.raises(pytest.skip.Exception, match=r"needs the 'wheel' package, which is not installed \(pip install wheel\)"):
         missing_requirement(what, fix)
+
+
+def test_missing_data_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from suite_env import missing_data
+
+    absent = tmp_path / "no_data"
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("REVGNN_DGL_DATA", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=f"the real datasets folder not found at {absent} \\(a user's checkout\\)"):
+        missing_data(absent)
+    monkeypatch.setenv("REVGNN_DGL_DATA", str(absent))
+    with pytest.raises(pytest.fail.Exception, match=f"the dataset folder cora/ not found at {absent}, and REVGNN_DGL_DATA is set explicitly"):
+        missing_data(absent, "the dataset folder cora/")
+    monkeypatch.delenv("REVGNN_DGL_DATA")
+    monkeypatch.setenv("CI", "1")
+    with pytest.raises(pytest.fail.Exception, match=f"not found at {absent}, and CI='1' is set"):
+        missing_data(absent)

@@ -10,8 +10,8 @@ from revgnn_dgl.data import DatasetError, evaluate_metric, load_dataset
 
 
 @pytest.fixture(scope="module")
-def humloc_dir(shared_dataset):
-    return shared_dataset("humloc")
+def humloc_dir(dataset_dir):
+    return dataset_dir("humloc")
 
 
 @pytest.fixture(scope="module")
