@@ -58,7 +58,9 @@ def test_train_outputs(run_dir: Path) -> None:
     best = max(records, key=lambda r: r["val"])  # the first of equal scores, as training keeps it
     summary = json.loads((run_dir / SUMMARY_FILE).read_text())
     assert summary["metric"] == "rocauc"
-    assert summary["runs"] == [{"seed": 0, "epoch": best["epoch"], "val": best["val"], "test": best["test"]}]
+    (run,) = summary["runs"]
+    assert {k: run[k] for k in ("seed", "epoch", "val", "test")} == {"seed": 0, **{k: best[k] for k in ("epoch", "val", "test")}}
+    assert run["epochs"] == 3
     assert summary["val"] == {"mean": best["val"], "std": 0.0}
     assert summary["test"] == {"mean": best["test"], "std": 0.0}
 
