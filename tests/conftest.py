@@ -1,18 +1,47 @@
-"""Shared test set-up."""
+"""Shared test set-up: where the real datasets are, and what happens when they are not there.
+
+Tests that read the shared data folder (Cora, CiteSeer, HumLoc, Amazon Computers, ...) take the
+``shared_data_dir`` fixture, or ``dataset_dir(folder)`` for one dataset's folder. When a folder
+is missing they **fail**, naming it, when ``CI`` is set to a non-empty value or
+``REVGNN_DGL_DATA`` is set explicitly, and skip with the reason only on a user's checkout (see
+``suite_env.py``). The fixtures only look for the folder: a loader that cannot read data that
+is there raises, and the test errors. ``tests/test_suite_env.py`` runs pytest on a small test
+file to check this behaviour.
+"""
 from __future__ import annotations
 
-import os
+import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+# The helper modules of this folder (suite_env.py, grad_check.py) import also under
+# ``--import-mode=importlib``, which does not put the folder on sys.path.
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from suite_env import missing_data, shared_data_root  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def shared_data_dir() -> Path:
     """The real datasets folder (env ``REVGNN_DGL_DATA``, default ``../shared/data``)."""
-    path = Path(os.environ.get("REVGNN_DGL_DATA", REPO_ROOT.parent / "shared" / "data"))
+    path = shared_data_root()
     if not path.is_dir():
-        pytest.skip(f"real datasets not found at {path}; set REVGNN_DGL_DATA to the shared data folder")
+        missing_data(path, "the real datasets folder")
     return path
+
+
+@pytest.fixture(scope="session")
+def dataset_dir(request: pytest.FixtureRequest) -> Callable[[str], Path]:
+    """``dataset_dir('coauthor_cs')``: that folder of the shared data, failing or skipping like
+    ``shared_data_dir`` when it is missing."""
+
+    def folder(name: str) -> Path:
+        path = request.getfixturevalue("shared_data_dir") / name
+        if not path.is_dir():
+            missing_data(path, f"the dataset folder {name}/")
+        return path
+
+    return folder

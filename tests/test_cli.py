@@ -47,9 +47,31 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_train_outputs(run_dir: Path) -> None:
-    assert len(read_metrics(run_dir)) == 3
+    """summary.json holds the best epoch of metrics.jsonl, and its scores are what evaluating
+    best.safetensors gives again."""
+    from revgnn_dgl.data import load_dataset
+    from revgnn_dgl.train import evaluate
+    from revgnn_dgl.zoo.checkpoint import build_from_checkpoint
+
+    records = read_metrics(run_dir)
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    best = max(records, key=lambda r: r["val"])  # the first of equal scores, as training keeps it
     summary = json.loads((run_dir / SUMMARY_FILE).read_text())
-    assert summary["metric"] == "rocauc" and 0 < summary["test"]["mean"] <= 1
+    assert summary["metric"] == "rocauc"
+    (run,) = summary["runs"]
+    assert {k: run[k] for k in ("seed", "epoch", "val", "test")} == {"seed": 0, **{k: best[k] for k in ("epoch", "val", "test")}}
+    assert run["epochs"] == 3
+    assert summary["val"] == {"mean": best["val"], "std": 0.0}
+    assert summary["test"] == {"mean": best["test"], "std": 0.0}
+
+    model = build_from_checkpoint(run_dir / BEST_FILE)
+    meta = model.checkpoint_metadata
+    assert (meta["epoch"], meta["val"], meta["test"]) == (best["epoch"], best["val"], best["test"])
+    dataset = load_dataset(meta["dataset"], **meta["dataset_options"])
+    scores = evaluate(model, dataset, parts=meta["eval_parts"], views=meta["eval_views"], seed=meta["seed"])
+    # A ROC-AUC on 300 nodes moves in steps far above 1e-6: this is the same number.
+    assert scores["val"] == pytest.approx(summary["val"]["mean"], abs=1e-6)
+    assert scores["test"] == pytest.approx(summary["test"]["mean"], abs=1e-6)
 
 
 def test_evaluate_run_and_checkpoint_reproduce_best_val(run_dir: Path) -> None:

@@ -114,28 +114,6 @@ def test_ogbn_proteins_root_from_env(tmp_path, monkeypatch):
         load_dataset("ogbn-proteins", download=False)
 
 
-def _data_conftest():
-    """tests/data/conftest.py as a module (pytest loads it under a name of its own)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("data_conftest", Path(__file__).with_name("conftest.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_missing_real_data_skips_outside_ci_and_fails_under_ci(tmp_path, monkeypatch):
-    require = _data_conftest()._require
-    absent = tmp_path / "no_data"
-    monkeypatch.delenv("CI", raising=False)
-    with pytest.raises(pytest.skip.Exception, match=f"the real datasets folder not found at {absent}"):
-        require(absent, "the real datasets folder")
-    monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match=f"CI is set but the dataset folder cora/ is missing: {absent}"):
-        require(absent, "the dataset folder cora/")
-    assert require(tmp_path, "the real datasets folder") == tmp_path
-
-
 @pytest.mark.parametrize("name", ["cora", "humloc", "coauthor-cs", "ogbn-proteins"])
 def test_root_that_is_a_file(tmp_path, name):
     path = tmp_path / "cora.zip"

@@ -14,9 +14,9 @@ EXPECTED = {"cora": (2708, 5278, 1433, 7, 140), "citeseer": (3327, 4552, 3703, 6
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_counts_split_and_graph(shared_data_dir, name):
+def test_counts_split_and_graph(dataset_dir, name):
     nodes, undirected, feats, classes, train = EXPECTED[name]
-    ds = load_dataset(name, root=shared_data_dir / name)
+    ds = load_dataset(name, root=dataset_dir(name))
     g = ds.graph
     assert ds.task == "multiclass" and ds.metric_name == "accuracy"
     assert g.num_nodes() == nodes and g.num_edges() == 2 * undirected
@@ -37,8 +37,8 @@ def test_counts_split_and_graph(shared_data_dir, name):
     assert len(ds.labels[ds.test_idx].unique()) == classes
 
 
-def test_citeseer_isolated_test_range_nodes(shared_data_dir):
-    ds = load_dataset("citeseer", root=shared_data_dir / "citeseer")
+def test_citeseer_isolated_test_range_nodes(dataset_dir):
+    ds = load_dataset("citeseer", root=dataset_dir("citeseer"))
     in_split = torch.zeros(ds.graph.num_nodes(), dtype=torch.bool)
     for idx in (ds.train_idx, ds.val_idx, ds.test_idx):
         in_split[idx] = True
@@ -49,15 +49,16 @@ def test_citeseer_isolated_test_range_nodes(shared_data_dir):
     assert (ds.labels[padded] == 0).all()
 
 
-def test_default_root_from_env(shared_data_dir, monkeypatch):
+def test_default_root_from_env(shared_data_dir, dataset_dir, monkeypatch):
+    dataset_dir("cora")
     monkeypatch.setenv("REVGNN_DGL_DATA", str(shared_data_dir))
     assert load_dataset("cora").graph.num_nodes() == 2708
 
 
-def test_missing_files(tmp_path, shared_data_dir):
+def test_missing_files(tmp_path, dataset_dir):
     with pytest.raises(DatasetError, match="missing ind.cora.x.*REVGNN_DGL_DATA"):
         load_dataset("cora", root=tmp_path)
-    for f in (shared_data_dir / "cora").iterdir():
+    for f in dataset_dir("cora").iterdir():
         shutil.copy(f, tmp_path / f.name)
     (tmp_path / "ind.cora.graph").unlink()
     with pytest.raises(DatasetError, match=r"missing ind\.cora\.graph$|missing ind\.cora\.graph\)"):

@@ -48,8 +48,8 @@ def test_allowed_objects_round_trip(protocol):
     assert back["g"] == adjacency and isinstance(back["g"], defaultdict)
 
 
-def test_planetoid_loader_rejects_malicious_file(tmp_path, shared_data_dir):
-    for f in (shared_data_dir / "cora").iterdir():
+def test_planetoid_loader_rejects_malicious_file(tmp_path, dataset_dir):
+    for f in dataset_dir("cora").iterdir():
         shutil.copy(f, tmp_path / f.name)
     marker = tmp_path / "pwned"
     target = tmp_path / "ind.cora.graph"

@@ -1,8 +1,6 @@
 """synthetic-proteins: ogbn-proteins's schema, determinism, and a planted graph signal."""
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -80,15 +78,11 @@ def test_other_seed_differs(dataset):
     assert not torch.equal(dataset.train_idx, other.train_idx)
 
 
-def test_options_and_speed():
-    start = time.perf_counter()
+def test_options():
     small = load_dataset("synthetic-proteins", seed=3, num_nodes=500, avg_degree=6)
-    assert time.perf_counter() - start < 1.0
-    assert small.graph.num_nodes() == 500
+    assert small.graph.num_nodes() == 500 and small.labels.shape == (500, 112)
     assert 4 < small.graph.num_edges() / 500 <= 6
-    start = time.perf_counter()
-    load_dataset("synthetic-proteins", seed=4)
-    assert time.perf_counter() - start < 1.0
+    assert [len(i) for i in (small.train_idx, small.val_idx, small.test_idx)] == [300, 100, 100]
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ from revgnn_dgl.models.revgat import (
 )
 from revgnn_dgl.models.revgat_loss import LOG_CE_EPS, kd_loss, log_ce_loss, self_kd_loss
 from revgnn_dgl.nn import GraphInputError, GroupRevRes, PreActivationBlock
+from grad_check import assert_gradients_match, mismatch
 
 
 def arxiv_like_graph(num_nodes: int = 30, seed: int = 0) -> dgl.DGLGraph:
@@ -31,10 +32,6 @@ def arxiv_like_graph(num_nodes: int = 30, seed: int = 0) -> dgl.DGLGraph:
     adj = (adj | adj.T).fill_diagonal_(True)
     dst, src = adj.nonzero(as_tuple=True)
     return dgl.graph((src, dst), num_nodes=num_nodes)
-
-
-def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a - b).norm() / b.norm().clamp(min=1e-300)).item()
 
 
 # ---------------------------------------------------------------------------- exact gradients
@@ -65,12 +62,13 @@ def test_memory_saving_gradients_equal_autograd(num_layers):
     (out, x_grad, fn_rev), (out_ref, x_grad_ref, fn_plain) = results
     assert "_ReversibleFunction" in fn_rev and "_ReversibleFunction" not in fn_plain
     assert torch.equal(out, out_ref)
-    assert rel_err(x_grad, x_grad_ref) < 1e-9
-    worst = 0.0
-    for (name, p), (_, q) in zip(model.named_parameters(), plain.named_parameters()):
-        assert q.grad is not None and q.grad.norm() > 0, name
-        worst = max(worst, rel_err(p.grad, q.grad))
-    assert worst < 1e-9, worst  # measured: 1e-15 (depth 3), 4e-14 (depth 34)
+    grads = {"x": x_grad, **{name: p.grad for name, p in model.named_parameters()}}
+    grads_ref = {"x": x_grad_ref, **{name: q.grad for name, q in plain.named_parameters()}}
+    for name, q in grads_ref.items():
+        assert q is not None and q.norm() > 0, name
+    # Per element, rtol 1e-9 (tests/grad_check.py); measured: norm-wise 1e-15 (depth 3), 4e-14 (depth 34).
+    print(f"\nRevGAT {num_layers} layers: gradient mismatch {mismatch(grads, grads_ref):.3g} of the tolerance")
+    assert_gradients_match(grads, grads_ref)
     # BatchNorm running statistics: updated once per forward pass, the recomputation undone.
     for (name, b), (_, c) in zip(model.named_buffers(), plain.named_buffers()):
         assert torch.equal(b, c), name

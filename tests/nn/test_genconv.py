@@ -105,13 +105,30 @@ def test_parameter_count_matches_released_block():
 
 
 def test_bipartite_block_and_projection():
+    """A block (4 source, 2 destination nodes) with in_feats != out_feats, against the scatter
+    reference: source and destination features projected by their own linear maps."""
     g = dgl.graph(([0, 1, 2, 3], [0, 0, 1, 1]), num_nodes=4)
     block = dgl.to_block(g, dst_nodes=torch.tensor([0, 1]))
-    conv = GENConv(5, 7, aggregator="softmax", edge_feats=2)
-    out = conv(block, torch.randn(block.num_src_nodes(), 5), torch.randn(block.num_edges(), 2))
+    assert (block.num_src_nodes(), block.num_dst_nodes(), block.num_edges()) == (4, 2, 4)
+    src, dst = block.edges()
+    torch.manual_seed(0)
+    conv = GENConv(5, 7, aggregator="softmax", t=0.7, edge_feats=2).double()
+    x_src = torch.randn(4, 5, dtype=torch.float64)
+    x_dst = torch.randn(2, 5, dtype=torch.float64)
+    e = torch.randn(4, 2, dtype=torch.float64)
+
+    def reference(x_dst):
+        agg = reference_aggregate(conv, src, dst, conv.fc_src(x_src), 2, e)
+        return conv.mlp(conv.fc_dst(x_dst) + agg)
+
+    # A (src, dst) pair.
+    torch.testing.assert_close(conv(block, (x_src, x_dst), e), reference(x_dst), rtol=1e-12, atol=1e-12)
+    # One tensor: DGL's convention takes the first num_dst_nodes rows as the destination nodes.
+    out = conv(block, x_src, e)
     assert out.shape == (2, 7)
-    out2 = conv(block, (torch.randn(block.num_src_nodes(), 5), torch.randn(2, 5)), torch.randn(block.num_edges(), 2))
-    assert out2.shape == (2, 7)
+    torch.testing.assert_close(out, reference(x_src[:2]), rtol=1e-12, atol=1e-12)
+    # The two projections are separate maps: the destination's own features enter only through fc_dst.
+    assert not torch.equal(conv.fc_src.weight, conv.fc_dst.weight)
 
 
 def test_reset_parameters_restores_initial_temperature():

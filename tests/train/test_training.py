@@ -204,11 +204,49 @@ def test_summarize_uses_sample_std() -> None:
     assert summary["test"]["std"] == pytest.approx(np.std([0.7, 0.9], ddof=1))
 
 
-def test_equilibrium_model_logs_solver_convergence(tmp_path: Path) -> None:
+def test_equilibrium_model_logs_solver_convergence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The metrics line carries the last training step's forward and backward solves (not an
+    evaluation's), with the iteration count, residual and flag those solves really had: each
+    solve is watched, its evaluations of f counted and its residual recomputed from f."""
+    from revgnn_dgl.models.deq import DEQGNN
+    from revgnn_dgl.train import loop
+
+    solves, reports = [], []
+    original_solve, original_report = DEQGNN._solve, loop.solver_report
+
+    def watched_solve(self, f, z0, max_iter, tol):
+        calls = [0]
+
+        def counted(z):
+            calls[0] += 1
+            return f(z)
+
+        z, info = original_solve(self, counted, z0, max_iter, tol)
+        with torch.no_grad():  # the residual of the returned iterate, recomputed
+            fz = f(z)
+            rel = float(torch.linalg.vector_norm(fz - z) / torch.linalg.vector_norm(fz))
+        solves.append({"evaluations": calls[0], "rel_residual": rel, "tol": tol, "max_iter": max_iter, "info": info})
+        return z, info
+
+    def watched_report(model):
+        reports.append(len(solves))
+        return original_report(model)
+
+    monkeypatch.setattr(DEQGNN, "_solve", watched_solve)
+    monkeypatch.setattr(loop, "solver_report", watched_report)
     config = TrainConfig(**{**TINY, "model": "deq-gnn-64", "num_layers": None}, epochs=1, out=str(tmp_path))
     train(config, echo=quiet, progress=False)
     (record,) = read_metrics(tmp_path)
-    solver = record["solver"]
-    assert set(solver) == {"forward", "backward"}
-    for phase in solver.values():
-        assert phase["iterations"] >= 1 and phase["rel_residual"] >= 0 and isinstance(phase["converged"], bool)
+
+    # Three training steps (train_parts=3), each one forward and one backward (adjoint) solve,
+    # then the report, then the evaluation's forward solves.
+    assert reports == [6] and len(solves) > 6
+    forward, backward = solves[4], solves[5]
+    assert set(record["solver"]) == {"forward", "backward"}
+    for phase, solve in (("forward", forward), ("backward", backward)):
+        logged = record["solver"][phase]
+        assert solve["info"] is not None and (solve["tol"], solve["max_iter"]) == (1e-4, 50)
+        assert logged["iterations"] == solve["evaluations"] == len(solve["info"].history), phase
+        assert 1 <= logged["iterations"] <= 50
+        assert logged["rel_residual"] == pytest.approx(solve["rel_residual"], rel=1e-4), phase
+        assert logged["converged"] == (solve["rel_residual"] <= 1e-4), phase
