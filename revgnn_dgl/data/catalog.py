@@ -19,7 +19,7 @@ tasks (multilabel); ``split`` gives the train / validation / test sizes.
 >>> info.nodes, info.edges, info.node_feats, info.outputs, info.metric
 (2708, 5278, 1433, 7, 'accuracy')
 >>> [row["name"] for row in dataset_catalog()][:3]
-['synthetic-proteins', 'ogbn-proteins', 'cora']
+['synthetic-proteins', 'ogbn-proteins', 'ogbn-arxiv']
 """
 from __future__ import annotations
 

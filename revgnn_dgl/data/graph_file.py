@@ -1,6 +1,7 @@
 """Datasets stored as a DGL graph file (written by ``dgl.save_graphs``)."""
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from pathlib import Path
@@ -90,7 +91,10 @@ def load_graph_file(path: str | Path) -> NodeDataset:
         if splits[field].numel() == 0:
             raise DatasetError(f"{path}: ndata[{key!r}] selects no node; every split needs at least one node")
 
-    graph = dgl.graph(stored.edges(), num_nodes=n)
+    src, dst = stored.edges()
+    if src.numel() and (min(int(src.min()), int(dst.min())) < 0 or max(int(src.max()), int(dst.max())) >= n):
+        raise DatasetError(f"{path} is damaged: its edges name nodes outside 0..{n - 1}")
+    graph = dgl.graph((src, dst), num_nodes=n)
     graph.ndata["feat"] = feat.float()
     if "species" in stored.ndata:
         species = stored.ndata["species"]
@@ -125,6 +129,7 @@ def _read_graph(path: Path) -> tuple[dgl.DGLGraph, dict]:
             f"{path} is not a DGL graph file (it lacks DGL's file signature): write one with "
             "dgl.save_graphs(path, [graph])"
         )
+    _probe_in_child(path)
     try:
         graphs, graph_labels = dgl.load_graphs(str(path))
     except Exception as err:  # DGL raises assorted errors, with a C++ backtrace, on damaged files
@@ -201,3 +206,61 @@ def _mask_to_index(mask: torch.Tensor, key: str, num_nodes: int, path: Path) -> 
     if mask.dtype != torch.bool and not ((mask == 0) | (mask == 1)).all():
         raise DatasetError(f"{path}: ndata[{key!r}] must be boolean or 0/1")
     return mask.bool().nonzero().reshape(-1)
+
+
+#: Seconds the forked probe may take per GiB of file (plus a floor) before it is given up on.
+_PROBE_SECONDS_PER_GIB, _PROBE_MIN_SECONDS = 120.0, 60.0
+
+
+def _probe_in_child(path: Path) -> None:
+    """Read the file once in a forked child first: DGL's C++ reader can abort the whole process on
+    a damaged file (``std::bad_alloc`` from a corrupted length field), which no ``except`` catches.
+
+    A child killed by a signal means the file is damaged: a one-line :class:`DatasetError`. A child
+    that ends normally (read or a Python-level error, which the real read reports) or that takes
+    too long lets the real read go on. Not on platforms without ``fork``.
+    """
+    if not hasattr(os, "fork"):
+        return
+    import signal
+    import time
+
+    deadline = time.monotonic() + max(_PROBE_MIN_SECONDS, _PROBE_SECONDS_PER_GIB * path.stat().st_size / 2**30)
+    pid = os.fork()
+    if pid == 0:  # the child: read, then leave without running any cleanup of the parent's state
+        code = 0
+        try:
+            with open(os.devnull, "w") as devnull:
+                os.dup2(devnull.fileno(), 2)  # DGL's C++ logging of the failure belongs to the parent
+            _limit_address_space(extra=max(2**30, 8 * path.stat().st_size))
+            dgl.load_graphs(str(path))
+        except BaseException:
+            code = 1
+        os._exit(code)
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return
+        time.sleep(0.01)
+    if os.WIFSIGNALED(status):
+        raise DatasetError(
+            f"{path} is damaged: DGL's reader crashed on it ({signal.Signals(os.WTERMSIG(status)).name}); "
+            "write the graph again with dgl.save_graphs(path, [graph])"
+        )
+
+
+def _limit_address_space(extra: int) -> None:
+    """Cap this process's address space at its current size plus ``extra`` bytes, so that a
+    corrupted length field fails one allocation instead of exhausting the machine's memory."""
+    try:
+        import resource
+
+        with open("/proc/self/statm") as fh:
+            current = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        resource.setrlimit(resource.RLIMIT_AS, (current + extra, current + extra))
+    except (OSError, ValueError, ImportError):
+        pass  # not Linux: no cap, the probe still isolates a crash

@@ -296,6 +296,8 @@ def test_mutated_checkpoints_and_states_load_correctly_or_fail_cleanly(finished:
 
 def test_mutated_graph_files_load_or_fail_cleanly(tmp_path: Path) -> None:
     """DGL's reader is C++: run the trials in a child so that a crash fails the test instead of the suite."""
+    dgl.seed(0)
+    torch.manual_seed(0)
     g = dgl.rand_graph(30, 120)
     g.ndata["feat"] = torch.randn(30, 4)
     g.ndata["label"] = torch.arange(30) % 3
