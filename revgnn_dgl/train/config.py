@@ -49,7 +49,11 @@ class TrainConfig:
     grad_clip : float
         Maximum gradient norm; 0 disables clipping.
     train_parts : int
-        Random parts per training epoch, one optimizer step each; 1 trains on the full graph.
+        Random parts per training epoch; 1 trains on the full graph.
+    parts_per_step : int
+        Parts each process consumes per optimizer step: the step's loss is the mean over the
+        ``parts_per_step * nproc`` parts' losses (1: one step per part, the paper's recipe). The
+        last step of an epoch takes the parts left over.
     eval_parts, eval_views : int
         Evaluation cuts the graph into ``eval_parts`` parts, ``eval_views`` times, and averages
         the logits over the views.
@@ -115,6 +119,10 @@ class TrainConfig:
     chance_patience : int
         Warn when the validation metric stays at chance level (0.5 ROC-AUC, or the accuracy of
         always predicting the most frequent training class) for this many evaluations; 0: never.
+    nproc : int
+        Data-parallel processes (the world size) that train the run together, each on its
+        share of every step's parts (see :mod:`revgnn_dgl.train.distributed`). A run with
+        ``nproc`` W equals a one-process run with ``parts_per_step`` multiplied by W.
     """
 
     model: str = "revgnn-deep"
@@ -125,6 +133,7 @@ class TrainConfig:
     lr: float = 1e-3
     grad_clip: float = 1.0
     train_parts: int = 10
+    parts_per_step: int = 1
     eval_parts: int = 5
     eval_views: int = 1
     eval_every: int = 1
@@ -158,6 +167,7 @@ class TrainConfig:
     kd_alpha: float = 0.95
     kd_temp: float = 0.7
     chance_patience: int = 20
+    nproc: int = 1
 
     @classmethod
     def keys(cls) -> List[str]:
@@ -206,6 +216,8 @@ class TrainConfig:
             ("lr", 0 < self.lr < float("inf"), "a positive finite number"),
             ("grad_clip", 0 <= self.grad_clip < float("inf"), "0 (off) or a positive finite number"),
             ("train_parts", self.train_parts >= 1, "at least 1"),
+            ("parts_per_step", self.parts_per_step >= 1, "at least 1"),
+            ("nproc", self.nproc >= 1, "at least 1"),
             ("eval_parts", self.eval_parts >= 1, "at least 1"),
             ("eval_views", self.eval_views >= 1, "at least 1"),
             ("eval_every", self.eval_every >= 1, "at least 1"),
