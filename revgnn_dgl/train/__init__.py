@@ -12,9 +12,14 @@ and averages the logits over the views. A run directory holds::
     state.safetensors  model, optimizer and RNG states for --resume (no pickle)
     summary.json       best validation and its test score (mean ± std over runs)
 
+``parts_per_step`` averages the loss of several parts per optimizer step, and ``nproc``
+processes train one run together, data-parallel over the parts (:mod:`.distributed`,
+started by :func:`launch` or torchrun; only rank 0 writes the run directory).
+
 The modules, bottom to top: :mod:`.config` (``TrainConfig``), :mod:`.device` (devices, seeds),
 :mod:`.data` (the dataset on the device, partitions), :mod:`.state` (the resumable state file),
-:mod:`.rundir` (the run directory's files), :mod:`.evaluation` and :mod:`.loop`.
+:mod:`.rundir` (the run directory's files), :mod:`.distributed` (process groups, DDP),
+:mod:`.evaluation`, :mod:`.loop` and :mod:`.launch` (starting data-parallel jobs).
 
 >>> from revgnn_dgl.train import TrainConfig, train
 >>> config = TrainConfig(model="revgnn-wide", dataset="synthetic-proteins",
@@ -31,6 +36,7 @@ _EXPORTS = {
     "ConfigError": "config", "TrainConfig": "config", "read_config_file": "config",
     "check_model_fits": "data", "load_dataset_for": "data", "model_overrides": "data",
     "dgl_has_cuda": "device", "resolve_device": "device", "seed_everything": "device",
+    "Context": "distributed", "DistributedError": "distributed", "launch": "launch",
     "Evaluator": "evaluation", "evaluate": "evaluation",
     "TrainingDiverged": "loop", "summarize": "loop", "train": "loop", "train_epoch": "loop",
     "BEST_FILE": "rundir", "CONFIG_FILE": "rundir", "LAST_FILE": "rundir", "METRICS_FILE": "rundir",

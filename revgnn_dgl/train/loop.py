@@ -6,8 +6,9 @@ import math
 import statistics
 import sys
 import time
+from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -21,7 +22,8 @@ from .config import RESUMABLE_KEYS, ConfigError, TrainConfig
 from ..models.revgat_loss import log_ce_loss, self_kd_loss
 from .data import DeviceData, load_dataset_for, model_overrides, random_parts, subgraph
 from .inputs import predict
-from .device import resolve_device, seed_everything
+from .device import seed_everything
+from .distributed import Context, inject_fault
 from .evaluation import Evaluator, chance_level
 from .recipe import drop_edges, drop_input, lr_at, make_optimizer, set_lr
 from .rundir import (
@@ -69,18 +71,27 @@ def train_epoch(
     grad_clip: float = 1.0,
     config: Optional[TrainConfig] = None,
     teacher_logits: Optional[Tensor] = None,
+    *,
+    parts_per_step: Optional[int] = None,
+    dist: Optional[Context] = None,
 ) -> float:
-    """One epoch: a fresh random partition, one optimizer step per part in shuffled order.
+    """One epoch: a fresh random partition, one optimizer step per ``parts_per_step`` parts in shuffled order.
 
     ``config`` supplies the per-step regularisation (input dropout, edge dropout, label
     smoothing), label reuse and the loss; None trains without them. With ``teacher_logits``
     (``(N, outputs)``) the loss is the self-distillation loss of ``config.kd_alpha`` and
     ``config.kd_temp``.
 
+    With ``parts_per_step`` k (default: ``config.parts_per_step``), a step's loss is the mean of
+    the losses of its (up to) k parts; the parts are forwarded and back-propagated one at a time,
+    so memory is that of one part. In a data-parallel job (``dist``, ``W`` ranks) a step takes
+    ``k * W`` parts, k on each rank, and equals the one-process step with ``k * W`` parts per
+    step (see :mod:`revgnn_dgl.train.distributed` for uneven shares and seeding).
+
     Returns
     -------
     float
-        The loss averaged over the epoch's training nodes.
+        The loss averaged over the epoch's training nodes (over all ranks).
 
     Raises
     ------
@@ -88,44 +99,114 @@ def train_epoch(
         When a step's loss or gradient norm is not finite; the optimizer has not stepped.
     """
     config = config or TrainConfig()
+    ctx = dist if dist is not None else Context()
+    per_process = config.parts_per_step if parts_per_step is None else parts_per_step
     model.train()
     graph = data.graph
     if parts == 1:
-        batches: List[Tuple[np.ndarray, ...]] = [()]  # the full graph
+        batches: List[Optional[np.ndarray]] = [None]  # the full graph
     else:
         node_parts = random_parts(graph.num_nodes(), parts, rng)
-        batches = [(node_parts[p],) for p in rng.permutation(parts)]
+        batches = [node_parts[p] for p in rng.permutation(parts)]
+    per_step = per_process * ctx.world_size
+    if per_step == 1:
+        return _one_part_per_step(model, optimizer, data, batches, grad_clip, config, teacher_logits)
+    # Seeds of each part's randomness (dropout), so that it does not depend on who computes it.
+    seeds = rng.integers(2**63 - 1, size=len(batches))
+    train_mask = data.train_mask.cpu().numpy()
+    counts = [int(train_mask.sum()) if ids is None else int(train_mask[ids].sum()) for ids in batches]
+    total, count = 0.0, 0.0
+    for first in range(0, len(batches), per_step):
+        step = range(first, min(first + per_step, len(batches)))
+        live = [i for i in step if counts[i] > 0]
+        if not live:  # tiny graphs can draw parts without training nodes
+            continue
+        mine = [i for i in step[ctx.rank * per_process : (ctx.rank + 1) * per_process] if counts[i] > 0]
+        # DDP averages over the W ranks: weights W / m make that the mean over the step's m parts.
+        weight = ctx.world_size / len(live)
+        # A rank without a part of its own joins the gradient reduction with an exact zero.
+        work = [(i, weight) for i in mine] or [(live[0], 0.0)]
+        optimizer.zero_grad(set_to_none=True)
+        for j, (i, w) in enumerate(work):
+            sync = j == len(work) - 1  # DDP reduces once per step, after the last backward pass
+            with nullcontext() if sync else ctx.no_sync(model), _seeded(int(seeds[i]), graph.device):
+                loss = _part_loss(model, data, batches[i], config, teacher_logits)
+                (loss * w).backward()
+            if w:
+                total += loss.item() * counts[i]
+                count += counts[i]
+        ctx.check_gradients(model)
+        _clip_and_check(model, grad_clip)
+        optimizer.step()
+    total, count = ctx.all_reduce_sum([total, count])
+    return total / max(count, 1)
+
+
+def _one_part_per_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: DeviceData,
+    batches: List[Optional[np.ndarray]],
+    grad_clip: float,
+    config: TrainConfig,
+    teacher_logits: Optional[Tensor],
+) -> float:
+    """The paper's recipe in one process: one optimizer step per part, randomness from the global generators."""
     total, count = 0.0, 0
-    for batch in batches:
-        if batch:
-            sub, nodes = subgraph(graph, batch[0])
-            labels, mask = data.labels[nodes], data.train_mask[nodes]
-            teacher = None if teacher_logits is None else teacher_logits[nodes]
-        else:
-            sub, labels, mask, teacher = graph, data.labels, data.train_mask, teacher_logits
-        n = int(mask.sum())
+    for ids in batches:
+        n = int(data.train_mask.sum()) if ids is None else int(data.train_mask[torch.from_numpy(ids).to(data.graph.device)].sum())
         if n == 0:  # tiny graphs can draw a part without training nodes
             continue
-        sub = drop_edges(sub, config.edge_dropout)
-        if config.input_dropout:
-            sub = sub.local_var()
-            sub.ndata["feat"] = drop_input(sub.ndata["feat"], config.input_dropout)
-        logits, supervised = predict(model, sub, labels, mask, config, data.dataset.num_outputs, training=True)
-        if teacher is not None:
-            loss = self_kd_loss(logits, labels, supervised.nonzero().squeeze(1), teacher, config.kd_alpha, config.kd_temp)
-        else:
-            loss = _loss(logits[supervised], labels[supervised], data.dataset.task, config.label_smoothing, config.loss)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(f"the training loss is {loss.item()}")
+        loss = _part_loss(model, data, ids, config, teacher_logits)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        norm = nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else math.inf)
-        if not torch.isfinite(norm):
-            raise TrainingDiverged(f"the gradient norm is {norm.item()}")
+        _clip_and_check(model, grad_clip)
         optimizer.step()
         total += loss.item() * n
         count += n
     return total / max(count, 1)
+
+
+def _part_loss(
+    model: nn.Module, data: DeviceData, ids: Optional[np.ndarray], config: TrainConfig, teacher_logits: Optional[Tensor]
+) -> Tensor:
+    """The training loss of one part (``None``: the full graph), with the step's regularisation."""
+    if ids is None:
+        sub, labels, mask, teacher = data.graph, data.labels, data.train_mask, teacher_logits
+    else:
+        sub, nodes = subgraph(data.graph, ids)
+        labels, mask = data.labels[nodes], data.train_mask[nodes]
+        teacher = None if teacher_logits is None else teacher_logits[nodes]
+    sub = drop_edges(sub, config.edge_dropout)
+    if config.input_dropout:
+        sub = sub.local_var()
+        sub.ndata["feat"] = drop_input(sub.ndata["feat"], config.input_dropout)
+    logits, supervised = predict(model, sub, labels, mask, config, data.dataset.num_outputs, training=True)
+    if teacher is not None:
+        loss = self_kd_loss(logits, labels, supervised.nonzero().squeeze(1), teacher, config.kd_alpha, config.kd_temp)
+    else:
+        loss = _loss(logits[supervised], labels[supervised], data.dataset.task, config.label_smoothing, config.loss)
+    if not torch.isfinite(loss):
+        raise TrainingDiverged(f"the training loss is {loss.item()}")
+    return loss
+
+
+def _clip_and_check(model: nn.Module, grad_clip: float) -> None:
+    """Clip the gradient norm (0: no clipping), and refuse a non-finite one before the update."""
+    norm = nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else math.inf)
+    if not torch.isfinite(norm):
+        raise TrainingDiverged(f"the gradient norm is {norm.item()}")
+
+
+@contextmanager
+def _seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Torch's CPU generator, and the CUDA one of ``device``, seeded inside the block and restored after it."""
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(seed)
+        for index in cuda:
+            torch.cuda.default_generators[index].manual_seed(seed)
+        yield
 
 
 def _check_resumable(config: TrainConfig, saved: TrainConfig, where: Path) -> None:
@@ -163,6 +244,7 @@ def train(
     echo: Echo = print,
     progress: Optional[bool] = None,
     command: Optional[str] = None,
+    dist: Optional[Context] = None,
 ) -> Dict[str, Any]:
     """Train ``config.runs`` runs and write their outputs and ``summary.json`` to ``config.out``.
 
@@ -183,6 +265,10 @@ def train(
         line per epoch).
     command : str, optional
         The command line that started the run, recorded in ``summary.json``.
+    dist : Context, optional
+        This process's place in a data-parallel job of ``config.nproc`` processes, which all call
+        ``train`` (:func:`revgnn_dgl.train.launch` starts them); None for one process. Rank 0
+        alone echoes, evaluates and writes (and locks ``out``).
 
     Returns
     -------
@@ -193,25 +279,40 @@ def train(
     ------
     ConfigError
         When ``out`` is missing, already holds a run and ``resume`` is False, is locked by
-        another process, or when a setting is invalid; :class:`TrainingDiverged` when the loss
-        or a gradient becomes non-finite.
+        another process, or when a setting is invalid, or ``config.nproc`` is not the number of
+        processes running it; :class:`TrainingDiverged` when the loss or a gradient becomes
+        non-finite.
     """
+    ctx = dist if dist is not None else Context()
+    if config.nproc != ctx.world_size:
+        where = f"{ctx.world_size} processes run it" if ctx.active else "this is one process"
+        raise ConfigError(
+            f"nproc is {config.nproc} but {where}; start {config.nproc} with revgnn_dgl.train.launch(config), "
+            f"`revgnn-dgl train --nproc {config.nproc}` or torchrun."
+        )
+    echo = echo if ctx.is_main else ctx.echo_fn
     if not config.out:
         raise ConfigError("no output directory: set out (--out DIR).")
     out = Path(config.out)
-    if not resume and ((out / CONFIG_FILE).exists() or (out / METRICS_FILE).exists()):
-        raise ConfigError(f"{out} already holds a run; continue it with --resume {out} or choose another --out.")
+    with ctx.guard("checking the output directory"):  # only rank 0 need see it
+        if ctx.is_main and not resume and ((out / CONFIG_FILE).exists() or (out / METRICS_FILE).exists()):
+            raise ConfigError(f"{out} already holds a run; continue it with --resume {out} or choose another --out.")
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-    device = resolve_device(config.device)
-    if config.amp and device.type != "cuda":
-        raise ConfigError("--amp needs a CUDA device; mixed precision is not used on CPU.")
-    dataset = load_dataset_for(config)
-    overrides, changes = model_overrides(config, dataset)
-    # Build once on the meta device: bad arguments fail here, before --out is touched.
-    with torch.device("meta"):
-        create_model(config.model, **overrides)
-    echo(f"device: {device}" + (" (picked by --device auto)" if config.device == "auto" else ""))
+    device = ctx.use_device(config.device)
+    with ctx.guard("loading the data and building the model"):
+        if config.amp and device.type != "cuda":
+            raise ConfigError("--amp needs a CUDA device; mixed precision is not used on CPU.")
+        dataset = load_dataset_for(config)
+        overrides, changes = model_overrides(config, dataset)
+        # Build once on the meta device: bad arguments fail here, before --out is touched.
+        with torch.device("meta"):
+            create_model(config.model, **overrides)
+    if ctx.active:
+        echo(f"{ctx.world_size} processes, device {device} on rank 0 (cuda:LOCAL_RANK on each, if CUDA); "
+             f"{config.parts_per_step * ctx.world_size} part(s) per optimizer step")  # fmt: skip
+    else:
+        echo(f"device: {device}" + (" (picked by --device auto)" if config.device == "auto" else ""))
     if changes:
         echo(f"model {config.model}, from dataset {dataset.name} and overrides: {', '.join(changes)}")
     echo("configuration:")
@@ -219,25 +320,31 @@ def train(
         echo(f"  {key}: {value}")
     big_defaults = _defaults_note(config, echo)
 
-    with RunLock(out):
-        if not resume and ((out / CONFIG_FILE).exists() or (out / METRICS_FILE).exists()):
-            raise ConfigError(f"{out} already holds a run; continue it with --resume {out} or choose another --out.")
-        for folder in [out] + run_dirs(config):
-            for path in remove_stale_temp_files(folder):
-                echo(f"removed {path.name}, left by an interrupted write")
-        if resume:
-            _check_resume(config)  # before anything is rewritten: a refused resume changes nothing
-        write_yaml(out / CONFIG_FILE, config.to_dict())
-        data = DeviceData.on(dataset, device)
+    with ExitStack() as held:
+        with ctx.guard("preparing the run directory"):
+            if ctx.is_main:  # rank 0 alone writes, so it alone locks
+                held.enter_context(RunLock(out))
+                if not resume and ((out / CONFIG_FILE).exists() or (out / METRICS_FILE).exists()):
+                    raise ConfigError(f"{out} already holds a run; continue it with --resume {out} or choose another --out.")
+                for folder in [out] + run_dirs(config):
+                    for path in remove_stale_temp_files(folder):
+                        echo(f"removed {path.name}, left by an interrupted write")
+                if resume:
+                    _check_nproc(config)
+                    _check_resume(config)  # before anything is rewritten: a refused resume changes nothing
+                write_yaml(out / CONFIG_FILE, config.to_dict())
+            data = DeviceData.on(dataset, device)
         results = []
         for run_config in _run_configs(config):
-            results.append(_train_run(run_config, data, overrides, device, resume, echo, progress, big_defaults))
+            results.append(_train_run(run_config, data, overrides, device, resume, echo, progress, big_defaults, ctx))
         summary = summarize(results, dataset.metric_name)
         # Where the numbers come from: they reproduce bit for bit only on the same CPU and threads.
         summary["environment"] = {k: v for k, v in environment(device).items() if k != "load_avg_1m"}
         if command:
             summary["command"] = command
-        write_json(out / SUMMARY_FILE, summary)
+        with ctx.guard("writing the summary"):
+            if ctx.is_main:
+                write_json(out / SUMMARY_FILE, summary)
     for split in ("val", "test"):
         stats = summary[split]
         echo(f"{split} {summary['metric']}: {stats['mean']:.4f} ± {stats['std']:.4f} ({len(results)} run(s))")
@@ -250,6 +357,17 @@ def _run_configs(config: TrainConfig) -> List[TrainConfig]:
         dataclasses.replace(config, seed=config.seed + i, runs=1, out=str(run_dir))
         for i, run_dir in enumerate(run_dirs(config))
     ]
+
+
+def _check_nproc(config: TrainConfig) -> None:
+    """Refuse to resume a run with another number of processes than it was trained with."""
+    path = Path(config.out) / CONFIG_FILE
+    saved = TrainConfig.from_file(path).nproc if path.exists() else config.nproc
+    if saved != config.nproc:
+        raise ConfigError(
+            f"{config.out} was trained by {saved} process(es), not {config.nproc}: its optimizer steps averaged "
+            f"{saved} x parts_per_step parts; resume it with nproc {saved}."
+        )
 
 
 def _check_resume(config: TrainConfig) -> None:
@@ -278,42 +396,57 @@ def _train_run(
     echo: Echo,
     progress: Optional[bool],
     big_defaults: bool = False,
+    ctx: Optional[Context] = None,
 ) -> Dict[str, Any]:
-    """One seeded run in ``config.out``; returns its best epoch, validation and test scores."""
+    """One seeded run in ``config.out``; returns its best epoch, validation and test scores.
+
+    In a data-parallel job every rank trains, and rank 0 alone evaluates and writes; the others
+    wait for it in the check at the end of each epoch.
+    """
     from tqdm.auto import tqdm
 
+    ctx = ctx if ctx is not None else Context()
     run_dir = Path(config.out)
-    run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(config.seed)
     model = create_model(config.model, **overrides).to(device)
     optimizer = make_optimizer(model.parameters(), config)
-    evaluator = Evaluator(data, config.eval_parts, config.eval_views, config.seed, amp=config.amp, config=config)
     dataset = data.dataset
-    teacher_logits = _teacher_logits(config, data, device)
     chance = chance_level(dataset)
 
     best: Dict[str, Any] = {"epoch": None, "val": None, "test": None}
     since_best, at_chance, stopped = 0, 0, None
     start = 0
     state_path = run_dir / STATE_FILE
-    if resume and state_path.exists():
-        state = load_training_state(state_path)
-        try:
-            model.load_state_dict(state.model)
-            optimizer.load_state_dict(state.optimizer)
-        except (RuntimeError, ValueError, KeyError) as err:
-            raise TrainingStateError(f"{state_path} does not fit model {config.model!r}: {str(err).splitlines()[0]}") from None
-        restore_rng(state.rng)
-        start, best = state.epoch, state.extra["best"]
-        since_best, at_chance = state.extra.get("since_best", 0), state.extra.get("at_chance", 0)
-        stopped = state.extra.get("stopped")
-        note = truncate_metrics(run_dir / METRICS_FILE, start)
-        if note:
-            echo(f"note: {note}")
-        echo(f"resuming {run_dir} after epoch {start}")
-    else:
-        (run_dir / METRICS_FILE).write_text("")
-    write_yaml(run_dir / CONFIG_FILE, config.to_dict())
+    state = None
+    with ctx.guard(f"reading {state_path}"):
+        if ctx.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if resume and state_path.exists():
+                state = load_training_state(state_path)
+    state = ctx.broadcast(state)  # the other ranks need not see rank 0's disk
+    with ctx.guard(f"restoring {state_path}"):
+        evaluator = Evaluator(data, config.eval_parts, config.eval_views, config.seed, amp=config.amp, config=config) if ctx.is_main else None
+        teacher_logits = _teacher_logits(config, data, device)
+        if state is not None:
+            try:
+                model.load_state_dict(state.model)
+                optimizer.load_state_dict(state.optimizer)
+            except (RuntimeError, ValueError, KeyError) as err:
+                raise TrainingStateError(f"{state_path} does not fit model {config.model!r}: {str(err).splitlines()[0]}") from None
+            restore_rng(state.rng)
+            start, best = state.epoch, state.extra["best"]
+            since_best, at_chance = state.extra.get("since_best", 0), state.extra.get("at_chance", 0)
+            stopped = state.extra.get("stopped")
+            if ctx.is_main:
+                note = truncate_metrics(run_dir / METRICS_FILE, start)
+                if note:
+                    echo(f"note: {note}")
+            echo(f"resuming {run_dir} after epoch {start}")
+        elif ctx.is_main:
+            (run_dir / METRICS_FILE).write_text("")
+        if ctx.is_main:
+            write_yaml(run_dir / CONFIG_FILE, config.to_dict())
+    net = ctx.wrap(model)  # DDP in a job; it broadcasts rank 0's weights, the same on every rank here
     if start == 0:
         params = sum(p.numel() for p in model.parameters())
         echo(f"run {run_dir} (seed {config.seed}): {params:,} parameters, {config.epochs} epochs")
@@ -329,9 +462,13 @@ def _train_run(
         "use_labels": config.use_labels,
         "label_iters": config.label_iters,
     }
-    show_bar = sys.stdout.isatty() if progress is None else progress
-    bar = tqdm(total=config.epochs, initial=start, desc=f"seed {config.seed}", unit="epoch",
-               disable=not show_bar, dynamic_ncols=True)  # fmt: skip
+    show_bar = ctx.is_main and (sys.stdout.isatty() if progress is None else progress)
+    bar = (
+        tqdm(total=config.epochs, initial=start, desc=f"seed {config.seed}", unit="epoch",
+             disable=not show_bar, dynamic_ncols=True)  # fmt: skip
+        if ctx.is_main
+        else _NoBar()  # not even tqdm's inter-process lock on the other ranks
+    )
     with bar:
         for epoch in range(start + 1, config.epochs + 1):
             if stopped:
@@ -339,57 +476,63 @@ def _train_run(
             tic = time.perf_counter()
             lr = lr_at(epoch, config)
             set_lr(optimizer, lr)
-            # The partitions depend on (seed, epoch) only, so a resumed run draws the same ones.
+            inject_fault(ctx.rank, epoch)  # a test hook, a no-op unless REVGNN_DGL_FAULT asks
+            # The partitions depend on (seed, epoch) only, so a resumed run, and every rank, draws the same ones.
             rng = np.random.default_rng([config.seed, TRAIN_STREAM, epoch])
             try:
-                loss = train_epoch(model, optimizer, data, config.train_parts, rng, config.grad_clip, config, teacher_logits)
+                loss = train_epoch(net, optimizer, data, config.train_parts, rng, config.grad_clip, config, teacher_logits,
+                                   dist=ctx)  # fmt: skip
             except TrainingDiverged as err:
                 raise TrainingDiverged(
                     f"epoch {epoch}: {err}; training stopped before the update. The checkpoints of epoch "
                     f"{epoch - 1} in {run_dir} are kept. Lower --lr, keep --grad-clip on, or check the inputs."
                 ) from None
-            record: Dict[str, Any] = {"epoch": epoch, "loss": loss, "lr": lr, "val": None, "test": None}
-            solver = solver_report(model)  # read before evaluation runs new solves
-            if solver:
-                record["solver"] = solver
-            if epoch % config.eval_every == 0 or epoch == config.epochs:
-                scores = evaluator(model)
-                if not all(math.isfinite(v) for v in scores.values()):
-                    raise TrainingDiverged(f"epoch {epoch}: the model's outputs are not finite ({scores}); training stopped.")
-                record.update(scores)
-                if best["val"] is None or record["val"] > best["val"]:
-                    best = {"epoch": epoch, "val": record["val"], "test": record["test"]}
-                    save_checkpoint(run_dir / BEST_FILE, model, metadata={**meta, **best, "loss": loss})
-                    since_best = 0
-                else:
-                    since_best += 1
-                at_chance = at_chance + 1 if chance is not None and record["val"] <= chance + 0.005 else 0
-                if config.chance_patience and at_chance == config.chance_patience:
-                    echo(
-                        f"warning: the validation {metric} has stayed at chance level ({chance:.3f}) for "
-                        f"{at_chance} evaluations (epoch {epoch}): the run is not learning. Try a lower --lr, "
-                        "a shallower model, or check the labels."
-                    )
-                if config.patience and since_best >= config.patience:
-                    stopped = epoch
-            record["time"] = time.perf_counter() - tic
-            append_metrics(run_dir / METRICS_FILE, record)
-            save_checkpoint(run_dir / LAST_FILE, model, metadata={**meta, **record})
-            extra = {"best": best, "since_best": since_best, "at_chance": at_chance, "stopped": stopped,
-                     "config": config.to_dict()}  # fmt: skip
-            save_training_state(state_path, model=model, optimizer=optimizer, epoch=epoch, extra=extra)
-            if show_bar:
-                bar.set_postfix(loss=f"{loss:.4f}", val="-" if best["val"] is None else f"{best['val']:.4f}")
-                bar.update()
-            else:
-                scores_text = "" if record["val"] is None else f" val {record['val']:.4f} test {record['test']:.4f}"
-                echo(f"epoch {epoch}/{config.epochs} loss {loss:.4f}{scores_text} lr {lr:.3g} {record['time']:.2f}s")
-            if big_defaults and epoch == start + 1:
-                hours = record["time"] * (config.epochs - epoch) / 3600
-                echo(f"note: the first epoch took {record['time']:.1f} s; the remaining {config.epochs - epoch} "
-                     f"would take about {hours:.1f} h at that pace.")  # fmt: skip
-            if stopped:
-                echo(f"early stopping at epoch {epoch}: no better validation {metric} for {config.patience} evaluations")
+            with ctx.guard(f"evaluating and saving epoch {epoch}"):
+                if ctx.is_main:
+                    record: Dict[str, Any] = {"epoch": epoch, "loss": loss, "lr": lr, "val": None, "test": None}
+                    solver = solver_report(model)  # read before evaluation runs new solves
+                    if solver:
+                        record["solver"] = solver
+                    if epoch % config.eval_every == 0 or epoch == config.epochs:
+                        scores = evaluator(model)
+                        if not all(math.isfinite(v) for v in scores.values()):
+                            raise TrainingDiverged(f"epoch {epoch}: the model's outputs are not finite ({scores}); training stopped.")
+                        record.update(scores)
+                        if best["val"] is None or record["val"] > best["val"]:
+                            best = {"epoch": epoch, "val": record["val"], "test": record["test"]}
+                            save_checkpoint(run_dir / BEST_FILE, model, metadata={**meta, **best, "loss": loss})
+                            since_best = 0
+                        else:
+                            since_best += 1
+                        at_chance = at_chance + 1 if chance is not None and record["val"] <= chance + 0.005 else 0
+                        if config.chance_patience and at_chance == config.chance_patience:
+                            echo(
+                                f"warning: the validation {metric} has stayed at chance level ({chance:.3f}) for "
+                                f"{at_chance} evaluations (epoch {epoch}): the run is not learning. Try a lower --lr, "
+                                "a shallower model, or check the labels."
+                            )
+                        if config.patience and since_best >= config.patience:
+                            stopped = epoch
+                    record["time"] = time.perf_counter() - tic
+                    append_metrics(run_dir / METRICS_FILE, record)
+                    save_checkpoint(run_dir / LAST_FILE, model, metadata={**meta, **record})
+                    extra = {"best": best, "since_best": since_best, "at_chance": at_chance, "stopped": stopped,
+                             "config": config.to_dict()}  # fmt: skip
+                    save_training_state(state_path, model=model, optimizer=optimizer, epoch=epoch, extra=extra)
+                    if show_bar:
+                        bar.set_postfix(loss=f"{loss:.4f}", val="-" if best["val"] is None else f"{best['val']:.4f}")
+                        bar.update()
+                    else:
+                        scores_text = "" if record["val"] is None else f" val {record['val']:.4f} test {record['test']:.4f}"
+                        echo(f"epoch {epoch}/{config.epochs} loss {loss:.4f}{scores_text} lr {lr:.3g} {record['time']:.2f}s")
+                    if big_defaults and epoch == start + 1:
+                        hours = record["time"] * (config.epochs - epoch) / 3600
+                        echo(f"note: the first epoch took {record['time']:.1f} s; the remaining {config.epochs - epoch} "
+                             f"would take about {hours:.1f} h at that pace.")  # fmt: skip
+                    if stopped:
+                        echo(f"early stopping at epoch {epoch}: no better validation {metric} for {config.patience} evaluations")
+            stopped = ctx.broadcast(stopped)  # rank 0 decides an early stop
+    best = ctx.broadcast(best)  # rank 0 evaluated
     if best["val"] is None:  # an early stop cannot come before an evaluation; a resumed finished run keeps its best
         raise ConfigError(f"{run_dir}: no evaluation was recorded.")
     echo(f"seed {config.seed}: best val {metric} {best['val']:.4f} at epoch {best['epoch']}, test {best['test']:.4f}")
@@ -413,6 +556,16 @@ def _teacher_logits(config: TrainConfig, data: DeviceData, device: torch.device)
     evaluator = Evaluator(data, teacher_config.eval_parts, teacher_config.eval_views, teacher_config.seed,
                           config=teacher_config)  # fmt: skip
     return evaluator.logits(teacher)
+
+
+class _NoBar:
+    """The progress bar of ranks other than 0: nothing."""
+
+    def __enter__(self) -> "_NoBar":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
 
 
 def solver_report(model: nn.Module) -> Optional[Dict[str, Any]]:

@@ -1,0 +1,606 @@
+r"""Data parallelism over graph partitions with ``torch.distributed``: one process per device, DDP.
+
+The paper's recipe cuts every epoch into ``train_parts`` random parts of the graph and takes one
+optimizer step per part. Parts are independent, so they are what data parallelism distributes:
+with ``W`` processes (ranks), every rank draws the *same* partition of the epoch (it depends on
+``(seed, epoch)`` only), and each optimizer step consumes ``W * parts_per_step`` consecutive
+parts of the shuffled order, ``parts_per_step`` on each rank. ``DistributedDataParallel`` (DDP)
+averages the gradients, so that
+
+.. math::
+
+    \nabla_\theta \frac{1}{m} \sum_{j \in \text{step}} \ell_j(\theta)
+
+is the update's gradient on every rank, exactly what one process with ``parts_per_step * W``
+parts per step computes (:func:`revgnn_dgl.train.train_epoch`). Each part's loss is the mean
+over its training nodes, as in the one-part-per-step recipe, and :math:`m` counts the step's
+parts that hold training nodes.
+
+Uneven shares
+    ``train_parts`` need not be a multiple of ``W * parts_per_step``: the last step of an epoch
+    takes the parts left over, and a rank left without a part (or holding only parts without
+    training nodes) still runs one forward and backward pass, on a part of the step, with its
+    loss multiplied by 0. It so joins DDP's gradient all-reduce with an exact zero contribution,
+    while every rank weights its parts by :math:`W / m`, so that DDP's average over the ``W``
+    ranks is the mean over the :math:`m` parts. No rank waits for a step that never comes, and
+    no part is dropped or counted twice. The price is one wasted pass per idle rank in the last
+    step of an epoch; with ``train_parts`` a multiple of ``W * parts_per_step`` there is none.
+
+Randomness
+    When a step holds more than one part (``W * parts_per_step > 1``), each part's forward and
+    backward pass runs with torch's generators seeded from the epoch's partition stream and the
+    part's position in the epoch, so a part's dropout masks do not depend on which rank computes
+    it, or after which other part. The global generators are left untouched (the one-part-per-step
+    recipe keeps drawing from them, as before).
+
+Gradient reduction
+    DDP runs with ``find_unused_parameters=False``: every parameter must receive a gradient in
+    every step. The reversible blocks' backward (:class:`revgnn_dgl.nn.GroupRevRes`) returns the
+    parameters' gradients as outputs of one autograd node whose inputs they are, so DDP's
+    per-parameter hook fires once per parameter per backward pass, also for WT-RevGNN, whose
+    one block is applied by every layer (autograd sums the uses before the hook fires). After
+    each step, a parameter without a gradient stops the run with its name, instead of DDP's
+    delayed error at the next step.
+
+What each rank does
+    Every rank loads the dataset and builds the model (same seed; DDP broadcasts rank 0's weights
+    anyway). Rank 0 alone evaluates (on the full graph, with the one-process :class:`Evaluator`,
+    so the metric of a checkpoint is the same whoever trained it) and writes the run directory,
+    the logs and the progress bar; the other ranks wait for it at the end of the epoch. On
+    ``--resume``, rank 0 reads the saved state and sends it to the others, so the output
+    directory need only exist on rank 0's machine. Buffers are not broadcast (``broadcast_buffers
+    =False``): running statistics of batch norms (none of the zoo's cards use one) stay per rank,
+    and checkpoints hold rank 0's.
+
+Devices and backends
+    The default process group is gloo: it carries the control messages (configuration, error
+    flags, the epoch's loss) on CPU. On CUDA each process uses ``cuda:LOCAL_RANK`` and DDP
+    reduces the gradients over a second, NCCL, group. ``--threads`` applies to each process.
+
+Failures
+    Collectives time out after ``timeout_s`` (default 1800 s, or ``$REVGNN_DGL_DIST_TIMEOUT``),
+    so a lost process never hangs a job for ever; set it above the time rank 0 needs to evaluate.
+    Errors in the phases without gradient traffic (reading the config and data, restoring a
+    state, rank 0's evaluation and writing) are shared through a failure flag all-reduced at the
+    phase's end: every rank stops, and one line names the failing rank and its error. An error in
+    the middle of a step ends that process; the launcher (:func:`spawn`, or ``torchrun``) then
+    stops the others, and the gloo peers also notice the closed connection at once.
+
+Launching
+    ``revgnn-dgl train --nproc N`` (or :func:`revgnn_dgl.train.launch`) starts ``N`` processes
+    on this machine with :func:`spawn`; ``torchrun --nproc-per-node N [--nnodes M
+    --rdzv-endpoint HOST:PORT ...] -m revgnn_dgl train ...`` starts one per device on each
+    machine, and every process then reads ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
+    ``MASTER_ADDR`` and ``MASTER_PORT`` from its environment (:func:`init_from_env`).
+
+Test hook
+    ``REVGNN_DGL_FAULT=RANK:EPOCH`` makes that rank raise an error at the start of that epoch's
+    training (``RANK:EPOCH:kill``: kill itself with SIGKILL), to check that a failure stops the
+    whole job (:func:`inject_fault`).
+
+>>> ctx = Context()  # the one-process context: collectives are no-ops
+>>> ctx.all_reduce_sum([2.0, 3.0]), ctx.broadcast({"a": 1}), ctx.is_main
+([2.0, 3.0], {'a': 1}, True)
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from contextlib import contextmanager, nullcontext
+from datetime import timedelta
+from typing import Any, Callable, ContextManager, Iterator, List, Optional, Sequence, Tuple
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..zoo.architectures import ZooError
+from .config import ConfigError
+from .device import dgl_has_cuda, resolve_device
+
+#: Seconds a collective may wait before the job fails (env ``REVGNN_DGL_DIST_TIMEOUT``).
+DEFAULT_TIMEOUT_S = 1800.0
+ENV_TIMEOUT = "REVGNN_DGL_DIST_TIMEOUT"
+#: ``RANK:EPOCH`` or ``RANK:EPOCH:kill``: the failure :func:`inject_fault` raises (a test hook).
+ENV_FAULT = "REVGNN_DGL_FAULT"
+#: The environment a launcher (torchrun, :func:`spawn`) gives every process.
+LAUNCHER_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+Echo = Callable[[str], None]
+
+
+class DistributedError(ZooError):
+    """A data-parallel job that cannot start or that stopped because one of its processes failed."""
+
+
+class PeerFailedError(DistributedError):
+    """Raised on every rank but the failing one when a rank reports an error through :meth:`Context.check`."""
+
+    def __init__(self, message: str, rank: int) -> None:
+        super().__init__(message)
+        self.rank = rank
+
+
+def _quiet(line: str) -> None:
+    """Swallow a line (the echo of ranks other than 0)."""
+
+
+class Context:
+    """Who this process is in a data-parallel job, and the collectives the trainer needs.
+
+    The default, ``Context()``, is one process alone: every collective is a no-op and
+    :meth:`wrap` returns the model itself. :func:`init_from_env` returns the context of a
+    process in a job, after joining the default (gloo) process group.
+
+    Parameters
+    ----------
+    rank, world_size, local_rank : int
+        This process's rank among ``world_size``, and its rank on its machine.
+    echo : callable, optional
+        Where rank 0's progress lines go (default ``print``); other ranks' lines are dropped.
+    timeout_s : float, optional
+        Time limit of the collectives of the groups created later (the NCCL one).
+    """
+
+    def __init__(
+        self,
+        rank: int = 0,
+        world_size: int = 1,
+        local_rank: int = 0,
+        *,
+        echo: Optional[Echo] = None,
+        timeout_s: Optional[float] = None,
+    ) -> None:
+        self.rank, self.world_size, self.local_rank = rank, world_size, local_rank
+        self.timeout_s = timeout_s
+        self._echo = echo if echo is not None else print
+        #: The device of this process, set by :meth:`use_device`.
+        self.device: Optional[torch.device] = None
+        #: Whether this context joined a process group (False: one process, collectives are no-ops).
+        self.active = False
+        #: The group DDP reduces gradients over (None: the default gloo group).
+        self.grad_group: Optional[Any] = None
+        self._device_spec: Optional[str] = None
+
+    def __repr__(self) -> str:
+        return f"Context(rank={self.rank}, world_size={self.world_size}, local_rank={self.local_rank}, device={self.device})"
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this is rank 0, the one that evaluates and writes."""
+        return self.rank == 0
+
+    def echo(self, line: str) -> None:
+        """Show a progress line (rank 0 only)."""
+        if self.is_main:
+            self._echo(line)
+
+    @property
+    def echo_fn(self) -> Echo:
+        """:meth:`echo` on rank 0, a function that drops the line elsewhere."""
+        return self._echo if self.is_main else _quiet
+
+    # ------------------------------------------------------------------ devices and models
+    def use_device(self, spec: str) -> torch.device:
+        """The device of this process for a ``--device`` spec, and the gradient group for it.
+
+        One process: :func:`revgnn_dgl.train.resolve_device`. In a job, rank 0 decides between
+        CPU and CUDA (for ``auto``) so that all agree; each process then takes ``cuda:LOCAL_RANK``
+        and DDP reduces over a new NCCL group, or the CPU and the default gloo group.
+        Collective: every rank must call it.
+
+        Raises
+        ------
+        ConfigError
+            ``cuda:N`` (a job's processes take the GPU of their local rank), or fewer GPUs than
+            processes on this machine.
+        """
+        if self.device is not None and spec == self._device_spec:
+            return self.device  # a second run in the same job (runs > 1, or another train() call)
+        if not self.active:
+            self.device, self._device_spec = resolve_device(spec), spec
+            return self.device
+        kind: Optional[str] = None
+        with self.guard("choosing the device"):
+            if self.is_main:
+                if spec not in ("auto", "cpu", "cuda"):
+                    raise ConfigError(
+                        f"--device {spec}: each process of a data-parallel job uses the GPU of its local rank "
+                        "(cuda:LOCAL_RANK); give --device cuda and choose the GPUs with CUDA_VISIBLE_DEVICES."
+                    )
+                kind = "cuda" if spec == "cuda" or (spec == "auto" and dgl_has_cuda()) else "cpu"
+        kind = self.broadcast(kind)
+        with self.guard("choosing the device"):
+            if kind == "cpu":
+                device = torch.device("cpu")
+            else:
+                resolve_device("cuda")  # the CUDA checks of one process, with their messages
+                count = torch.cuda.device_count()
+                if self.local_rank >= count:
+                    raise ConfigError(
+                        f"the process of local rank {self.local_rank} has no GPU: {count} visible on this machine; "
+                        f"start at most {count} processes per machine."
+                    )
+                device = torch.device("cuda", self.local_rank)
+                torch.cuda.set_device(device)
+        if kind == "cuda":
+            self.grad_group = dist.new_group(backend="nccl", timeout=timedelta(seconds=self.timeout_s or DEFAULT_TIMEOUT_S))
+        self.device, self._device_spec = device, spec
+        return device
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """The model for training: DDP around it in a job (``find_unused_parameters=False``), else itself."""
+        if not self.active:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [self.device.index] if self.device is not None and self.device.type == "cuda" else None
+        return DistributedDataParallel(
+            model,
+            device_ids=device_ids,
+            process_group=self.grad_group,
+            broadcast_buffers=False,
+            find_unused_parameters=False,
+        )
+
+    @staticmethod
+    def no_sync(model: nn.Module) -> ContextManager[Any]:
+        """DDP's ``no_sync`` (accumulate gradients locally) for a wrapped model, else nothing."""
+        return model.no_sync() if hasattr(model, "no_sync") else nullcontext()
+
+    def check_gradients(self, model: nn.Module) -> None:
+        """After a step's backward passes: every trainable parameter got a gradient (DDP reduced it).
+
+        Raises
+        ------
+        DistributedError
+            Naming the parameters without one; DDP with ``find_unused_parameters=False`` would
+            otherwise fail only at the next step, or leave them out of the reduction.
+        """
+        if not self.active:
+            return
+        module = getattr(model, "module", model)
+        missing = [name for name, p in module.named_parameters() if p.requires_grad and p.grad is None]
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            raise DistributedError(
+                f"parameter(s) {shown} received no gradient in this step, so DDP could not reduce them; "
+                "in data-parallel training every parameter must take part in every forward pass."
+            )
+
+    # ------------------------------------------------------------------ collectives
+    def all_reduce_sum(self, values: Sequence[float]) -> List[float]:
+        """Element-wise sum over the ranks (float64)."""
+        if not self.active:
+            return [float(v) for v in values]
+        tensor = torch.tensor([float(v) for v in values], dtype=torch.float64)
+        dist.all_reduce(tensor)
+        return tensor.tolist()
+
+    def broadcast(self, obj: Any, src: int = 0) -> Any:
+        """Rank ``src``'s ``obj`` on every rank (pickled: only for objects this package made)."""
+        if not self.active:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=src)
+        return box[0]
+
+    def check(self, error: Optional[BaseException], what: str) -> None:
+        """Share a failure: every rank calls it, with its own error or None.
+
+        If any rank failed, the failing rank re-raises its error and the others raise
+        :class:`PeerFailedError` naming the first failing rank and its error (one line). Never
+        call it inside a section that itself runs collectives (a rank that failed before them
+        would be out of step).
+        """
+        if not self.active:
+            if error is not None:
+                raise error
+            return
+        flag = torch.tensor([0.0 if error is None else 1.0])
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if flag.item() == 0:
+            return
+        messages: List[Optional[str]] = [None] * self.world_size
+        dist.all_gather_object(messages, None if error is None else describe_error(error))
+        if error is not None:
+            error._revgnn_shared = True  # type: ignore[attr-defined]  # rank 0 reports it
+            raise error
+        rank = next(r for r, m in enumerate(messages) if m is not None)
+        raise PeerFailedError(f"rank {rank} of {self.world_size} failed while {what}: {messages[rank]}", rank)
+
+    @contextmanager
+    def guard(self, what: str) -> Iterator[None]:
+        """Run a section that may fail on some ranks, then :meth:`check` (see its caveat)."""
+        if not self.active:
+            yield
+            return
+        error: Optional[BaseException] = None
+        try:
+            yield
+        except Exception as err:  # noqa: BLE001  (shared, then re-raised)
+            error = err
+        self.check(error, what)
+
+    def close(self) -> None:
+        """Leave the process group (a no-op for one process)."""
+        if self.active and dist.is_initialized():
+            dist.destroy_process_group()
+        self.active = False
+
+
+# ---------------------------------------------------------------------- starting a process
+def under_launcher() -> bool:
+    """Whether a launcher (torchrun or the like) started this process as a rank of a job."""
+    return all(key in os.environ for key in LAUNCHER_ENV)
+
+
+def timeout_seconds(timeout_s: Optional[float] = None) -> float:
+    """The collectives' time limit: the argument, else ``$REVGNN_DGL_DIST_TIMEOUT``, else 1800 s."""
+    if timeout_s is not None:
+        value: Any = timeout_s
+    else:
+        value = os.environ.get(ENV_TIMEOUT, DEFAULT_TIMEOUT_S)
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ConfigError(f"{ENV_TIMEOUT}={value!r} is not a number of seconds.") from None
+    if seconds <= 0:
+        raise ConfigError(f"the collectives' timeout must be positive, got {seconds} s.")
+    return seconds
+
+
+def init_from_env(timeout_s: Optional[float] = None, echo: Optional[Echo] = None) -> Context:
+    """Join the job this process is a rank of (env ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_*``).
+
+    Initialises the default process group with gloo and the collectives' timeout; the device
+    (and a NCCL group for CUDA) comes later, from :meth:`Context.use_device`.
+
+    Raises
+    ------
+    DistributedError
+        When the environment lacks a launcher's variables.
+    """
+    missing = [key for key in LAUNCHER_ENV if key not in os.environ]
+    if missing:
+        raise DistributedError(
+            f"not started by a launcher: {', '.join(missing)} unset; use torchrun or `revgnn-dgl train --nproc N`."
+        )
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    seconds = timeout_seconds(timeout_s)
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=seconds))
+    ctx = Context(rank, world, local_rank, echo=echo, timeout_s=seconds)
+    ctx.active = True
+    return ctx
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on now (bind to port 0 and read the one the system chose)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def inject_fault(rank: int, epoch: int) -> None:
+    """The test hook: fail here if ``$REVGNN_DGL_FAULT`` is ``RANK:EPOCH`` (raise) or ``RANK:EPOCH:kill``."""
+    spec = os.environ.get(ENV_FAULT)
+    if not spec:
+        return
+    fields = spec.split(":")
+    if len(fields) not in (2, 3) or not all(f.isdigit() for f in fields[:2]) or fields[2:] not in ([], ["kill"]):
+        raise ConfigError(f"{ENV_FAULT}={spec!r}: expected RANK:EPOCH or RANK:EPOCH:kill.")
+    if (int(fields[0]), int(fields[1])) != (rank, epoch):
+        return
+    if fields[2:] == ["kill"]:
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise RuntimeError(f"injected failure ({ENV_FAULT}={spec})")
+
+
+# ---------------------------------------------------------------------- errors, one line each
+#: The package's user-error types besides ZooError, as (module, class): looked up in sys.modules,
+#: since an exception of one of them can only exist if its module was imported (as in the CLI).
+_USER_ERRORS = (("revgnn_dgl.data.base", "DatasetError"), ("revgnn_dgl.nn.genconv", "GraphInputError"))
+
+
+def _is_user_error(err: BaseException) -> bool:
+    """Whether the user can fix ``err`` (a one-line message, no traceback)."""
+    if isinstance(err, (ZooError, OSError)):
+        return True
+    return any(isinstance(err, getattr(sys.modules.get(m), c, ())) for m, c in _USER_ERRORS)
+
+
+def describe_error(err: BaseException) -> str:
+    """One line: the message of a user error, ``Type: message`` of anything else."""
+    text = " ".join(str(err).split())
+    if _is_user_error(err):
+        return text
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _is_comm_error(err: BaseException) -> bool:
+    """Whether ``err`` came from a collective whose peer went away or timed out."""
+    if isinstance(err, getattr(dist, "DistBackendError", ())):
+        return True
+    text = str(err)
+    needles = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "Timed out", "timed out",
+               "ProcessGroupGloo", "ProcessGroupNCCL", "NCCL error")  # fmt: skip
+    return isinstance(err, RuntimeError) and any(n in text for n in needles)
+
+
+def classify_error(err: BaseException, rank: int, world: int) -> Tuple[str, str]:
+    """``(kind, line)`` for a rank's failure: ``error`` (its own), ``peer`` (another rank's,
+    shared by :meth:`Context.check`) or ``lost`` (a collective failed: a peer probably died)."""
+    if isinstance(err, PeerFailedError):
+        return "peer", str(err)
+    if _is_comm_error(err):
+        first = " ".join(str(err).split())[:300]
+        return "lost", (
+            f"rank {rank} of {world} lost contact with the other processes ({first}); "
+            "another rank probably failed first (see its error)"
+        )
+    return "error", f"rank {rank} of {world}: {describe_error(err)}"
+
+
+def run_from_env(fn: Callable[..., Any], *args: Any, timeout_s: Optional[float] = None, echo: Echo = print) -> Any:
+    """Run ``fn(ctx, *args)`` as a rank of a job started by torchrun (or another launcher).
+
+    On failure, prints one ``Error: ...`` line to stderr: rank 0 for errors shared through
+    :meth:`Context.check` (whichever rank had them), the failing rank itself otherwise (with the
+    traceback first for errors that are not the user's to fix); then exits with status 1.
+    """
+    ctx: Optional[Context] = None
+    try:
+        ctx = init_from_env(timeout_s, echo=echo)
+        result = fn(ctx, *args)
+        ctx.close()
+        return result
+    except Exception as err:  # noqa: BLE001  (reported, then exit 1)
+        rank = ctx.rank if ctx is not None else int(os.environ.get("RANK", "0"))
+        world = ctx.world_size if ctx is not None else int(os.environ.get("WORLD_SIZE", "1"))
+        kind, line = classify_error(err, rank, world)
+        shared = kind == "peer" or getattr(err, "_revgnn_shared", False)
+        if kind == "error" and not _is_user_error(err):
+            traceback.print_exc()
+        if not shared or rank == 0:
+            print(f"Error: {line}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+
+
+# ---------------------------------------------------------------------- one machine, N processes
+def spawn(
+    fn: Callable[..., Any],
+    nproc: int,
+    *args: Any,
+    threads: Optional[int] = None,
+    timeout_s: Optional[float] = None,
+    echo: Optional[Echo] = None,
+) -> List[Any]:
+    """Run ``fn(ctx, *args)`` in ``nproc`` new processes on this machine, as the ranks of one job.
+
+    The processes are started with ``torch.multiprocessing`` (``spawn``), talk over
+    127.0.0.1 on a free port, and get the same environment as under torchrun (``RANK``,
+    ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``). ``fn`` must be importable
+    (a module-level function) and its arguments and results picklable.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(ctx: Context, *args)``; its return value on each rank is collected.
+    nproc : int
+        Number of processes (the world size).
+    threads : int, optional
+        torch CPU threads of each process; default: this process's threads divided among them.
+    timeout_s : float, optional
+        The collectives' time limit (:func:`timeout_seconds`).
+    echo : callable, optional
+        Receives rank 0's progress lines (``ctx.echo``) in this process; default ``print``.
+
+    Returns
+    -------
+    list
+        ``fn``'s result on each rank, by rank.
+
+    Raises
+    ------
+    DistributedError
+        When a process fails: one line naming the first failing rank and its error (or the
+        signal that killed it). The other processes are stopped first.
+    """
+    import torch.multiprocessing as mp
+    from torch.multiprocessing.spawn import ProcessException
+
+    if nproc < 1:
+        raise ConfigError(f"nproc must be at least 1, got {nproc}.")
+    if threads is None:
+        threads = max(1, torch.get_num_threads() // nproc)
+    echo = echo if echo is not None else print
+    port = free_port()
+    queue = mp.get_context("spawn").SimpleQueue()
+    procs = mp.start_processes(
+        _spawned, args=(nproc, port, queue, fn, args, threads, timeout_seconds(timeout_s)),
+        nprocs=nproc, join=False, start_method="spawn",
+    )  # fmt: skip
+    results: List[Any] = [None] * nproc
+    failures: List[Tuple[float, str, int, str]] = []
+
+    def drain() -> None:
+        while not queue.empty():
+            tag, rank, *payload = queue.get()
+            if tag == "echo":
+                echo(payload[0])
+            elif tag == "result":
+                results[rank] = payload[0]
+            else:
+                failures.append((payload[0], payload[1], rank, payload[2]))
+
+    try:
+        while True:
+            done = procs.join(timeout=0.2)
+            drain()
+            if done:
+                break
+    except ProcessException as err:
+        time.sleep(0.1)  # the last words of the stopped processes
+        drain()
+        raise DistributedError(_failure_line(err, procs.processes, failures, nproc)) from None
+    except BaseException:  # KeyboardInterrupt: stop the workers, then let it through
+        for process in procs.processes:
+            if process.is_alive():
+                process.terminate()
+        for process in procs.processes:
+            process.join()
+        raise
+    return results
+
+
+def _failure_line(err: Exception, processes: Sequence[Any], failures: Sequence[Tuple[float, str, int, str]], nproc: int) -> str:
+    """The first failure: a rank's own error, else a rank killed by a signal, else a lost contact."""
+    own = sorted(f for f in failures if f[1] == "error")
+    if own:
+        return own[0][3]
+    for rank, process in enumerate(processes):
+        code = process.exitcode
+        if code is not None and code < 0 and -code != signal.SIGTERM:
+            return f"rank {rank} of {nproc} was killed by signal {signal.Signals(-code).name}"
+    for kind in ("peer", "lost"):
+        found = sorted(f for f in failures if f[1] == kind)
+        if found:
+            return found[0][3]
+    return f"a process of the job failed: {' '.join(str(err).split())[:300]}"
+
+
+def _spawned(
+    local_rank: int,
+    nproc: int,
+    port: int,
+    queue: Any,
+    fn: Callable[..., Any],
+    args: Tuple[Any, ...],
+    threads: int,
+    timeout_s: float,
+) -> None:
+    """The body of a process started by :func:`spawn`."""
+    os.environ.update(
+        RANK=str(local_rank), LOCAL_RANK=str(local_rank), WORLD_SIZE=str(nproc), LOCAL_WORLD_SIZE=str(nproc),
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+    )  # fmt: skip
+    torch.set_num_threads(threads)
+    ctx: Optional[Context] = None
+    try:
+        ctx = init_from_env(timeout_s, echo=lambda line: queue.put(("echo", 0, line)))
+        result = fn(ctx, *args)
+        queue.put(("result", local_rank, result))
+        ctx.close()
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except Exception as err:  # noqa: BLE001  (reported to the parent, then exit 1)
+        kind, line = classify_error(err, local_rank, nproc)
+        if kind == "error" and not _is_user_error(err):
+            traceback.print_exc()
+        queue.put(("failure", local_rank, time.time(), kind, line))
+        raise SystemExit(1) from None
