@@ -8,6 +8,7 @@ with status 1 (2 for command-line usage errors); anything else is a bug and show
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 import time
@@ -33,6 +34,7 @@ _TRAIN_DEFAULTS = {
     "lr": "0.001",
     "grad_clip": "1.0",
     "train_parts": "10",
+    "parts_per_step": "1",
     "eval_parts": "5",
     "eval_views": "1",
     "eval_every": "1",
@@ -47,6 +49,7 @@ _TRAIN_DEFAULTS = {
     "input_dropout": "0.0",
     "edge_dropout": "0.0",
     "label_smoothing": "0.0",
+    "nproc": "1",
 }
 
 
@@ -56,6 +59,10 @@ def _default(key: str) -> str:
 
 # What `train --resume` may change; the rest must stay as the run was started.
 _RESUMABLE = ("epochs", "device", "threads")
+
+# What torchrun (or another launcher) sets for each process it starts; as LAUNCHER_ENV in
+# revgnn_dgl.train.distributed, which this module does not import before it must (torch).
+_LAUNCHER_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 def _is_user_error(err: BaseException) -> bool:
@@ -134,15 +141,18 @@ def _set_threads(threads: Optional[int]) -> None:
 @cli.command()
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
               help="YAML or JSON file of settings (keys as the options, e.g. train_parts); options given here override it.")
-@click.option("--resume", type=click.Path(exists=True, file_okay=False),
-              help="Continue the interrupted run(s) in this output directory with their saved config.")
+@click.option("--resume", type=click.Path(file_okay=False),
+              help="Continue the interrupted run(s) in this output directory with their saved config "
+                   "(under torchrun it need only exist on rank 0's machine).")
 @click.option("--model", help="Zoo model name or alias (see `revgnn-dgl zoo list`). " + _default("model"))
 @_dataset_options
 @click.option("--epochs", type=click.IntRange(min=1), help="Training epochs. " + _default("epochs"))
 @click.option("--lr", type=float, help="Adam learning rate. " + _default("lr"))
 @click.option("--grad-clip", type=float, help="Max gradient norm, 0 for none. " + _default("grad_clip"))
 @click.option("--train-parts", type=click.IntRange(min=1),
-              help="Random parts per epoch, one optimizer step each; 1 trains on the full graph. " + _default("train_parts"))
+              help="Random parts per epoch; 1 trains on the full graph. " + _default("train_parts"))
+@click.option("--parts-per-step", type=click.IntRange(min=1),
+              help="Parts each process averages the loss over per optimizer step. " + _default("parts_per_step"))
 @click.option("--eval-parts", type=click.IntRange(min=1),
               help="Parts of the fixed evaluation partition. " + _default("eval_parts"))
 @click.option("--eval-views", type=click.IntRange(min=1),
@@ -185,18 +195,37 @@ def _set_threads(threads: Optional[int]) -> None:
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory [default: runs/MODEL-DATASET-TIME].")
 @click.option("--device", help=f"{_DEVICE_HELP} {_default('device')}")
 @click.option("--amp/--no-amp", default=None, help=_AMP_HELP)
-@click.option("--threads", type=click.IntRange(min=1), help=_THREADS_HELP)
+@click.option("--threads", type=click.IntRange(min=1), help=_THREADS_HELP + " Applies to each process.")
+@click.option("--nproc", type=click.IntRange(min=1),
+              help="Data-parallel processes on this machine (DDP over the parts: each optimizer step averages "
+                   "nproc x parts-per-step parts); under torchrun, leave it out. " + _default("nproc"))
+@click.option("--dist-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Time limit of the processes' collectives; above rank 0's evaluation time [default: 1800].")
 @click.option("--json", "as_json", is_flag=True, help="Print only the summary, as one JSON object (progress goes to stderr).")
 @click.pass_context
-def train(ctx: click.Context, config_file: Optional[str], resume: Optional[str], as_json: bool, **flags: Any) -> None:
+def train(
+    ctx: click.Context,
+    config_file: Optional[str],
+    resume: Optional[str],
+    as_json: bool,
+    nproc: Optional[int],
+    dist_timeout: Optional[float],
+    **flags: Any,
+) -> None:
     """Train a zoo model the paper's way: random node partitions, one Adam step per part.
 
     Writes config.yaml, metrics.jsonl, best.safetensors, last.safetensors, a resumable
-    state.safetensors and summary.json to the output directory.
+    state.safetensors and summary.json to the output directory. With --nproc N (or under
+    torchrun) N processes train together, data-parallel over the parts; rank 0 writes.
     """
     # Light modules only until the configuration is known to be valid: errors answer at once.
     from .train.config import ConfigError, TrainConfig
     from .zoo.registry import resolve_name
+
+    launched = all(key in os.environ for key in _LAUNCHER_ENV)  # a rank of a job torchrun started
+    if launched and nproc is not None:
+        raise click.UsageError("--nproc starts processes on this machine; under torchrun the job's size comes "
+                               "from torchrun: drop --nproc.", ctx=ctx)  # fmt: skip
 
     dataset_options = flags.pop("dataset_options")
     model_args = flags.pop("model_args")
@@ -214,29 +243,60 @@ def train(ctx: click.Context, config_file: Optional[str], resume: Optional[str],
                 f"change, not {names}.",
                 ctx=ctx,
             )
-        if not (Path(resume) / "config.yaml").is_file():
-            raise ConfigError(f"{resume} holds no config.yaml: it is not an output directory of `revgnn-dgl train`.")
-        # The directory may have moved since the run started: it is where the run continues.
-        config = TrainConfig.from_file(Path(resume) / "config.yaml").updated({**given, "out": resume}, "the command line")
-    else:
-        base = TrainConfig.from_file(config_file) if config_file else TrainConfig()
-        for key, extra in (("dataset_options", dataset_options), ("model_args", model_args)):
-            if extra:
-                given[key] = {**getattr(base, key), **extra}
-        config = base.updated(given, "the command line")
-        if config.out is None:
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            config = config.updated({"out": f"runs/{config.model}-{Path(config.dataset).stem}-{stamp}"})
-    # Unknown models and datasets are reported before torch and DGL load.
-    resolve_name(config.model)
-    _check_dataset_name(config.dataset)
 
-    from .train import train as run_training
+    def settle() -> Any:
+        """The run's TrainConfig (under torchrun: on rank 0 only, which alone need see --resume's directory)."""
+        if resume:
+            if not Path(resume).is_dir():
+                raise ConfigError(f"--resume {resume}: no such directory.")
+            if not (Path(resume) / "config.yaml").is_file():
+                raise ConfigError(f"{resume} holds no config.yaml: it is not an output directory of `revgnn-dgl train`.")
+            # The directory may have moved since the run started: it is where the run continues.
+            config = TrainConfig.from_file(Path(resume) / "config.yaml").updated({**given, "out": resume}, "the command line")
+            if nproc is not None and nproc != config.nproc:
+                raise ConfigError(
+                    f"{resume} was trained by {config.nproc} process(es); resume it with --nproc {config.nproc} "
+                    "(or without --nproc): another number would change what an optimizer step averages."
+                )
+        else:
+            base = TrainConfig.from_file(config_file) if config_file else TrainConfig()
+            for key, extra in (("dataset_options", dataset_options), ("model_args", model_args)):
+                if extra:
+                    given[key] = {**getattr(base, key), **extra}
+            if nproc is not None:
+                given["nproc"] = nproc
+            config = base.updated(given, "the command line")
+            if config.out is None:
+                stamp = time.strftime("%Y%m%d-%H%M%S")
+                config = config.updated({"out": f"runs/{config.model}-{Path(config.dataset).stem}-{stamp}"})
+        # Unknown models and datasets are reported before torch and DGL load.
+        resolve_name(config.model)
+        _check_dataset_name(config.dataset)
+        return config
 
     echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
+    command = " ".join(["revgnn-dgl", *map(shlex.quote, sys.argv[1:])]) if sys.argv[1:2] == ["train"] else None
+    if launched:
+        from .train.launch import train_from_env
+
+        settled: Dict[str, Any] = {}  # rank 0's
+
+        def settle_on_rank_0() -> Any:
+            settled["config"] = settle()
+            return settled["config"]
+
+        # Every rank runs this; rank 0 settles the configuration and sends it to the others.
+        summary = train_from_env(settle_on_rank_0, resume=bool(resume), timeout_s=dist_timeout, echo=echo, command=command)
+        if "config" in settled:
+            out = settled["config"].out
+            click.echo(json.dumps({"out": out, **summary}) if as_json else f"outputs in {out}")
+        return
+    config = settle()
+
+    from .train import launch
+
     try:
-        command = " ".join(["revgnn-dgl", *map(shlex.quote, sys.argv[1:])]) if sys.argv[1:2] == ["train"] else None
-        summary = run_training(config, resume=bool(resume), echo=echo, command=command)
+        summary = launch(config, resume=bool(resume), timeout_s=dist_timeout, echo=echo, command=command)
     except KeyboardInterrupt:
         click.echo(f"\nInterrupted; continue with: revgnn-dgl train --resume {config.out}", err=True)
         raise click.Abort() from None

@@ -404,7 +404,7 @@ def inject_fault(rank: int, epoch: int) -> None:
 # ---------------------------------------------------------------------- errors, one line each
 #: The package's user-error types besides ZooError, as (module, class): looked up in sys.modules,
 #: since an exception of one of them can only exist if its module was imported (as in the CLI).
-_USER_ERRORS = (("revgnn_dgl.data.base", "DatasetError"), ("revgnn_dgl.nn.genconv", "GraphInputError"))
+_USER_ERRORS = (("revgnn_dgl.data.errors", "DatasetError"), ("revgnn_dgl.nn.genconv", "GraphInputError"))
 
 
 def _is_user_error(err: BaseException) -> bool:

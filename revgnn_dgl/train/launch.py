@@ -30,6 +30,7 @@ def launch(
     timeout_s: Optional[float] = None,
     echo: Echo = print,
     progress: Optional[bool] = None,
+    command: Optional[str] = None,
 ) -> Dict[str, Any]:
     """Train ``config`` with ``config.nproc`` processes on this machine (one process: in this one).
 
@@ -40,13 +41,16 @@ def launch(
     resume : bool
         Continue the run in ``config.out`` (it must have been trained by as many processes).
     threads : int, optional
-        torch CPU threads of each process; default: this process's threads divided among them.
+        torch CPU threads of each process; default: ``config.threads``, else this process's
+        threads divided among them.
     timeout_s : float, optional
         Time limit of the collectives (default 1800 s or ``$REVGNN_DGL_DIST_TIMEOUT``).
     echo : callable
         Receives rank 0's progress lines, in this process.
     progress : bool, optional
-        Rank 0's progress bar (None: when stderr is a terminal).
+        Rank 0's progress bar (None: when standard output is a terminal).
+    command : str, optional
+        The command line, recorded in ``summary.json``.
 
     Returns
     -------
@@ -58,23 +62,28 @@ def launch(
     DistributedError
         One line naming the failing rank and its error, after every process has stopped.
     """
+    threads = threads if threads is not None else config.threads
     if config.nproc == 1:
         if threads is not None:
             import torch
 
             torch.set_num_threads(threads)
-        return train(config, resume=resume, echo=echo, progress=progress)
-    results = spawn(train_worker, config.nproc, config, resume, progress, threads=threads, timeout_s=timeout_s, echo=echo)
+        return train(config, resume=resume, echo=echo, progress=progress, command=command)
+    results = spawn(
+        train_worker, config.nproc, config, resume, progress, command, threads=threads, timeout_s=timeout_s, echo=echo
+    )
     return results[0]
 
 
-def train_worker(ctx: Context, config: ConfigSource, resume: bool, progress: Optional[bool] = None) -> Dict[str, Any]:
+def train_worker(
+    ctx: Context, config: ConfigSource, resume: bool, progress: Optional[bool] = None, command: Optional[str] = None
+) -> Dict[str, Any]:
     """One rank's share of a job: rank 0 settles ``config`` (a TrainConfig, or a function
     returning one, called on rank 0 only), every rank trains with it."""
     with ctx.guard("settling the configuration"):
         settled = (config() if callable(config) else config) if ctx.is_main else None
     settled = ctx.broadcast(settled)
-    return train(settled, resume=resume, echo=ctx.echo_fn, progress=progress, dist=ctx)
+    return train(settled, resume=resume, echo=ctx.echo_fn, progress=progress, command=command, dist=ctx)
 
 
 def train_from_env(
@@ -83,6 +92,7 @@ def train_from_env(
     resume: bool = False,
     timeout_s: Optional[float] = None,
     echo: Echo = print,
+    command: Optional[str] = None,
 ) -> Dict[str, Any]:
     """What each process started by torchrun runs: join the job and train as one rank.
 
@@ -106,4 +116,4 @@ def train_from_env(
             raise ConfigError(f"the configuration sets nproc {config.nproc} but torchrun started {world} processes.")
         return config.updated({"nproc": world})
 
-    return run_from_env(train_worker, settle, resume, timeout_s=timeout_s, echo=echo)
+    return run_from_env(train_worker, settle, resume, None, command, timeout_s=timeout_s, echo=echo)
