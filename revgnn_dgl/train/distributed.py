@@ -204,6 +204,9 @@ class Context:
         if not self.active:
             self.device, self._device_spec = resolve_device(spec), spec
             return self.device
+        if spec != "cpu" and self.local_rank < torch.cuda.device_count():
+            # Before anything touches CUDA, so that no process opens a context on another's GPU.
+            torch.cuda.set_device(self.local_rank)
         kind: Optional[str] = None
         with self.guard("choosing the device"):
             if self.is_main:
@@ -218,7 +221,6 @@ class Context:
             if kind == "cpu":
                 device = torch.device("cpu")
             else:
-                resolve_device("cuda")  # the CUDA checks of one process, with their messages
                 count = torch.cuda.device_count()
                 if self.local_rank >= count:
                     raise ConfigError(
@@ -226,7 +228,7 @@ class Context:
                         f"start at most {count} processes per machine."
                     )
                 device = torch.device("cuda", self.local_rank)
-                torch.cuda.set_device(device)
+                resolve_device(str(device))  # the CUDA checks of one process (DGL's build), with their messages
         if kind == "cuda":
             self.grad_group = dist.new_group(backend="nccl", timeout=timedelta(seconds=self.timeout_s or DEFAULT_TIMEOUT_S))
         self.device, self._device_spec = device, spec
