@@ -610,8 +610,12 @@ def benchmark() -> None:
 
 # ------------------------------------------------------------------ info
 @cli.command()
-def info() -> None:
-    """Versions of Python, torch and DGL, and whether they can use CUDA."""
+@click.option("--check", is_flag=True,
+              help="Also run, in under a minute, the checks CI cannot run on a GPU: the reversible backward "
+                   "against autograd, memory flat in depth, and a 2-process step when several GPUs are visible.")
+@click.option("--device", default="auto", show_default=True, help=f"Where --check runs: {_DEVICE_HELP}")
+def info(check: bool, device: str) -> None:
+    """Versions of Python, torch and DGL, and whether they can use CUDA (--check: and whether it all works)."""
     import platform
 
     import dgl
@@ -633,6 +637,11 @@ def info() -> None:
         f"{'unknown, no GPU to try' if dgl_cuda is None else 'yes' if dgl_cuda else 'no, a CPU build'})"
     )
     click.echo(f"threads    {torch.get_num_threads()}")
+    if check:
+        from .bench.selfcheck import run_checks
+
+        if not run_checks(device, echo=click.echo):
+            raise click.exceptions.Exit(1)
 
 
 if __name__ == "__main__":
