@@ -549,6 +549,8 @@ def spawn(
     except ProcessException as err:
         time.sleep(0.1)  # the last words of the stopped processes
         drain()
+        if any(process.exitcode == 130 for process in procs.processes):
+            raise KeyboardInterrupt from None  # Ctrl-C reached the processes first
         raise DistributedError(_failure_line(err, procs.processes, failures, nproc)) from None
     except BaseException:  # KeyboardInterrupt: stop the workers, then let it through
         for process in procs.processes:

@@ -30,6 +30,7 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
+from revgnn_dgl.bench import selfcheck
 from revgnn_dgl.cli import cli
 from revgnn_dgl.nn import GroupRevRes
 from revgnn_dgl.train import CONFIG_FILE, LAST_FILE, METRICS_FILE, STATE_FILE, ConfigError, TrainConfig, read_metrics, train
@@ -149,6 +150,7 @@ def job(ctx: Context, out: str, killed: str) -> Dict[str, Any]:
     except Exception as err:  # noqa: BLE001
         result["overwrite_error"] = (type(err).__name__, str(err))
     train(TrainConfig.from_file(Path(killed) / CONFIG_FILE), resume=True, echo=quiet, progress=False, dist=ctx)
+    result["selfcheck"] = selfcheck._one_step(ctx, "cpu", 1, 2)  # what `info --check` runs on 2 GPUs
     try:
         one_step(ctx, "revgnn", 1, unused=True)
     except DistributedError as err:
@@ -230,6 +232,12 @@ def test_two_ranks_equal_one_process_with_two_parts_per_step(ddp: Dict[str, Any]
         assert x["epoch"] == y["epoch"]
         for key in ("loss", "val", "test"):
             assert x[key] == pytest.approx(y[key], abs=1e-5), (x["epoch"], key)
+
+
+def test_the_selfcheck_step_through_the_distributed_path(ddp: Dict[str, Any]) -> None:
+    single = selfcheck._one_step(Context(), "cpu", 2, 2)
+    for rank in ddp["ranks"]:
+        assert _max_diff(rank["selfcheck"], single) <= selfcheck.DDP_TOLERANCE
 
 
 def test_an_error_on_rank_0_stops_every_rank(ddp: Dict[str, Any]) -> None:
