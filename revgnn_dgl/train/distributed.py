@@ -174,14 +174,9 @@ class Context:
         """Whether this is rank 0, the one that evaluates and writes."""
         return self.rank == 0
 
-    def echo(self, line: str) -> None:
-        """Show a progress line (rank 0 only)."""
-        if self.is_main:
-            self._echo(line)
-
     @property
     def echo_fn(self) -> Echo:
-        """:meth:`echo` on rank 0, a function that drops the line elsewhere."""
+        """Where this rank's progress lines go: the context's ``echo`` on rank 0, nowhere elsewhere."""
         return self._echo if self.is_main else _quiet
 
     # ------------------------------------------------------------------ devices and models
@@ -500,7 +495,7 @@ def spawn(
     timeout_s : float, optional
         The collectives' time limit (:func:`timeout_seconds`).
     echo : callable, optional
-        Receives rank 0's progress lines (``ctx.echo``) in this process; default ``print``.
+        Receives rank 0's progress lines (``ctx.echo_fn``) in this process; default ``print``.
 
     Returns
     -------
