@@ -27,7 +27,7 @@ from ..train.device import seed_everything
 from ..train.distributed import Context, spawn
 from ..train.loop import TRAIN_STREAM, train_epoch
 from ..zoo import create_model
-from .env import environment
+from ..env import environment
 from .profiling import measure_peak_memory
 from .results import markdown_table, write_rows
 

@@ -33,11 +33,22 @@ from torch import nn
 from revgnn_dgl.bench import selfcheck
 from revgnn_dgl.cli import cli
 from revgnn_dgl.nn import GroupRevRes
-from revgnn_dgl.train import CONFIG_FILE, LAST_FILE, METRICS_FILE, STATE_FILE, ConfigError, TrainConfig, read_metrics, train
+from revgnn_dgl.train import (
+    BEST_FILE,
+    CONFIG_FILE,
+    LAST_FILE,
+    METRICS_FILE,
+    STATE_FILE,
+    SUMMARY_FILE,
+    ConfigError,
+    TrainConfig,
+    read_metrics,
+    train,
+)
 from revgnn_dgl.train.data import DeviceData, forward, load_dataset_for, model_overrides, random_parts, subgraph
 from revgnn_dgl.train.distributed import Context, DistributedError, free_port, spawn
 from revgnn_dgl.train.loop import TRAIN_STREAM, _loss, train_epoch
-from revgnn_dgl.train.state import TrainingStateError
+from revgnn_dgl.train.rundir import LOCK_FILE
 from revgnn_dgl.zoo import create_model
 from revgnn_dgl.zoo.checkpoint import load_checkpoint
 
@@ -252,7 +263,7 @@ def test_only_rank_0_writes(ddp: Dict[str, Any]) -> None:
         run = ddp["out"] / name
         assert [r["epoch"] for r in read_metrics(run)] == [1, 2, 3]  # both ranks writing would double them
         names = sorted(p.name for p in run.iterdir())
-        assert names == sorted({CONFIG_FILE, METRICS_FILE, LAST_FILE, STATE_FILE, "best.safetensors", "summary.json"})
+        assert names == sorted({CONFIG_FILE, METRICS_FILE, LAST_FILE, STATE_FILE, BEST_FILE, SUMMARY_FILE, LOCK_FILE})
         assert TrainConfig.from_file(run / CONFIG_FILE).nproc == 2
 
 
@@ -267,7 +278,7 @@ def test_killed_rank_stops_the_job_with_one_line(killed_run: Dict[str, Any]) -> 
 def test_resume_after_kill_equals_uninterrupted_run(ddp: Dict[str, Any], killed_run: Dict[str, Any]) -> None:
     resumed, straight = killed_run["out"], ddp["out"] / "revgnn"
     a, b = TrainConfig.from_file(resumed / CONFIG_FILE).to_dict(), TrainConfig.from_file(straight / CONFIG_FILE).to_dict()
-    assert {**a, "out": None} == {**b, "out": None}
+    assert {**a, "out": None, "threads": None} == {**b, "out": None, "threads": None}  # the same recipe
     ra, rb = read_metrics(resumed), read_metrics(straight)
     assert [r["epoch"] for r in ra] == [1, 2, 3]
     for x, y in zip(ra, rb):
@@ -287,11 +298,11 @@ def test_resume_refuses_another_world_size(killed_run: Dict[str, Any], tmp_path:
     with pytest.raises(ConfigError, match="trained by 2 process"):
         train(config.updated({"nproc": 1}), resume=True, echo=quiet)
     assert TrainConfig.from_file(out / CONFIG_FILE) == config  # untouched
-    # The saved state knows its world size too, whatever a config beside it says.
+    # The saved state knows its configuration too, whatever a config.yaml beside it says.
     moved = tmp_path / "moved"
     moved.mkdir()
     (moved / STATE_FILE).write_bytes((out / STATE_FILE).read_bytes())
-    with pytest.raises(TrainingStateError, match="saved by a run of 2 process"):
+    with pytest.raises(ConfigError, match="nproc: saved 2, now 1"):
         train(config.updated({"nproc": 1, "out": str(moved)}), resume=True, echo=quiet)
 
 
