@@ -71,8 +71,9 @@ STEP_MODELS: Dict[str, Dict[str, Any]] = {
     "resgnn": dict(model="resgnn-112", num_layers=3, hidden=16, dropout=0.3),
     "mlp": dict(model="mlp", hidden=16, dropout=0.3),
 }
-# Five parts over 2 ranks: steps of 2, 2 and 1 part, so rank 1 idles through the last one.
-RUN = dict(**DATA, train_parts=5, lr=0.01, epochs=3)
+# Five parts over 2 ranks: steps of 2, 2 and 1 part, so rank 1 idles through the last one. The
+# recipe's per-step randomness (DropEdge, input dropout) must not depend on who computes a part.
+RUN = dict(**DATA, train_parts=5, lr=0.01, epochs=3, edge_dropout=0.1, input_dropout=0.1)
 STEP_LR = 1.0
 
 
@@ -177,6 +178,7 @@ def killed_run(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
     args = [
         "--model", c.model, "--num-layers", str(c.num_layers), "--hidden", str(c.hidden), "--dropout", str(c.dropout),
         "--lr", str(c.lr), "--train-parts", str(c.train_parts), "--eval-parts", str(c.eval_parts),
+        "--edge-dropout", str(c.edge_dropout), "--input-dropout", str(c.input_dropout),
         "--dataset", c.dataset, "--dataset-option", "num_nodes=300", "--device", "cpu", "--epochs", str(c.epochs),
         "--nproc", "2", "--threads", "1", "--dist-timeout", "60", "--out", str(out),
     ]  # fmt: skip
