@@ -16,20 +16,16 @@ differences at most by a small factor. Measured differences are printed by the t
 """
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict
 
-import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
-from torch import nn
 
+from ddp_jobs import MODELS, STEP_MODELS, job, max_diff, mean_loss_step, one_step, quiet, run_config, subprocess_env
 from revgnn_dgl.bench import selfcheck
 from revgnn_dgl.cli import cli
 from revgnn_dgl.nn import GroupRevRes
@@ -45,129 +41,13 @@ from revgnn_dgl.train import (
     read_metrics,
     train,
 )
-from revgnn_dgl.train.data import DeviceData, forward, load_dataset_for, model_overrides, random_parts, subgraph
-from revgnn_dgl.train.distributed import Context, DistributedError, free_port, spawn
-from revgnn_dgl.train.loop import TRAIN_STREAM, _loss, train_epoch
+from revgnn_dgl.train.distributed import Context, free_port, spawn
 from revgnn_dgl.train.rundir import LOCK_FILE
 from revgnn_dgl.zoo import create_model
 from revgnn_dgl.zoo.checkpoint import load_checkpoint
 
-REPO = Path(__file__).resolve().parents[2]
-
 # DEQ-GNN's solver stops short of its tolerance on these tiny training graphs; that is not tested here.
 pytestmark = pytest.mark.filterwarnings("ignore::revgnn_dgl.nn.solvers.ConvergenceWarning")
-
-DATA = dict(dataset="synthetic-proteins", dataset_options={"num_nodes": 300}, eval_parts=2, device="cpu")
-# RevGNN with the memory-saving backward (disable=False, the default), the weight-tied model
-# whose one block every layer reuses, and DEQ-GNN; dropout on, so that seeding matters.
-MODELS: Dict[str, Dict[str, Any]] = {
-    "revgnn": dict(model="wide", num_layers=3, hidden=16, dropout=0.3),
-    "wt-revgnn": dict(model="wt-revgnn-80", num_layers=3, hidden=16, dropout=0.3),
-    "deq-gnn": dict(model="deq-gnn-64", hidden=16, dropout=0.3),
-}
-# One-step checks also for the other two architectures of the zoo.
-STEP_MODELS: Dict[str, Dict[str, Any]] = {
-    **MODELS,
-    "resgnn": dict(model="resgnn-112", num_layers=3, hidden=16, dropout=0.3),
-    "mlp": dict(model="mlp", hidden=16, dropout=0.3),
-}
-# Five parts over 2 ranks: steps of 2, 2 and 1 part, so rank 1 idles through the last one. The
-# recipe's per-step randomness (DropEdge, input dropout) must not depend on who computes a part.
-RUN = dict(**DATA, train_parts=5, lr=0.01, epochs=3, edge_dropout=0.1, input_dropout=0.1)
-STEP_LR = 1.0
-
-
-def quiet(line: str) -> None:
-    """Swallow progress lines."""
-
-
-def run_config(name: str, **changes: Any) -> TrainConfig:
-    return TrainConfig(**{**RUN, **MODELS[name], **changes})
-
-
-def _env(**extra: str) -> Dict[str, str]:
-    env = {**os.environ, **extra}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return env
-
-
-# ---------------------------------------------------------------------- one optimizer step
-def one_step(ctx: Context, name: str, parts_per_step: int, unused: bool = False) -> Dict[str, Any]:
-    """One SGD step (lr 1, no clipping) on the 2 parts of epoch 1, through ``train_epoch``.
-
-    Returns the parameters after the step and how many times each parameter's gradient was
-    accumulated (autograd's AccumulateGrad node, the one DDP hooks into) during the step.
-    """
-    config = TrainConfig(**{**DATA, **STEP_MODELS[name]})
-    dataset = load_dataset_for(config)
-    overrides, _ = model_overrides(config, dataset)
-    torch.manual_seed(0)
-    model = create_model(config.model, **overrides)
-    if unused:  # a parameter no forward pass uses: DDP cannot reduce it
-        model.register_parameter("unused_probe", nn.Parameter(torch.zeros(3)))
-    trainable = [(pname, p) for pname, p in model.named_parameters() if p.requires_grad]
-    fired = {pname: 0 for pname, _ in trainable}
-    for pname, p in trainable:
-        p.register_post_accumulate_grad_hook(lambda _p, pname=pname: fired.__setitem__(pname, fired[pname] + 1))
-    ctx.use_device("cpu")
-    net = ctx.wrap(model)
-    optimizer = torch.optim.SGD(model.parameters(), lr=STEP_LR)
-    data = DeviceData.on(dataset, torch.device("cpu"))
-    rng = np.random.default_rng([config.seed, TRAIN_STREAM, 1])
-    loss = train_epoch(net, optimizer, data, 2, rng, grad_clip=0.0, parts_per_step=parts_per_step, dist=ctx)
-    params = {k: v.detach().numpy().copy() for k, v in model.named_parameters()}
-    return {"loss": loss, "params": params, "fired": fired}
-
-
-def mean_loss_step(name: str) -> Dict[str, np.ndarray]:
-    """The reference: one process, one SGD step on the mean of the losses of parts A and B,
-    each part forwarded with torch seeded as ``train_epoch`` documents."""
-    config = TrainConfig(**{**DATA, **STEP_MODELS[name]})
-    dataset = load_dataset_for(config)
-    overrides, _ = model_overrides(config, dataset)
-    torch.manual_seed(0)
-    model = create_model(config.model, **overrides).train()
-    data = DeviceData.on(dataset, torch.device("cpu"))
-    rng = np.random.default_rng([config.seed, TRAIN_STREAM, 1])
-    parts = random_parts(data.graph.num_nodes(), 2, rng)
-    order = rng.permutation(2)
-    seeds = rng.integers(2**63 - 1, size=2)
-    losses = []
-    for position, p in enumerate(order):
-        sub, nodes = subgraph(data.graph, parts[p])
-        mask = data.train_mask[nodes]
-        with torch.random.fork_rng():
-            torch.manual_seed(int(seeds[position]))
-            losses.append(_loss(forward(model, sub)[mask], data.labels[nodes][mask], dataset.task))
-    optimizer = torch.optim.SGD(model.parameters(), lr=STEP_LR)
-    optimizer.zero_grad()
-    ((losses[0] + losses[1]) / 2).backward()
-    optimizer.step()
-    return {k: v.detach().numpy().copy() for k, v in model.named_parameters()}
-
-
-def _max_diff(a: Dict[str, np.ndarray], b: Dict[str, np.ndarray]) -> float:
-    assert a.keys() == b.keys()
-    return max(float(np.abs(a[k] - b[k]).max()) for k in a)
-
-
-# ---------------------------------------------------------------------- the jobs
-def job(ctx: Context, out: str, killed: str) -> Dict[str, Any]:
-    """Everything the 2-rank job does; runs on both ranks."""
-    result: Dict[str, Any] = {"steps": {name: one_step(ctx, name, 1) for name in STEP_MODELS}}
-    for name in MODELS:
-        train(run_config(name, nproc=2, out=f"{out}/{name}"), echo=quiet, progress=False, dist=ctx)
-    try:  # rank 0 refuses to overwrite a run: every rank must stop, with rank 0's error
-        train(run_config("revgnn", nproc=2, out=f"{out}/revgnn"), echo=quiet, progress=False, dist=ctx)
-    except Exception as err:  # noqa: BLE001
-        result["overwrite_error"] = (type(err).__name__, str(err))
-    train(TrainConfig.from_file(Path(killed) / CONFIG_FILE), resume=True, echo=quiet, progress=False, dist=ctx)
-    result["selfcheck"] = selfcheck._one_step(ctx, "cpu", 1, 2)  # what `info --check` runs on 2 GPUs
-    try:
-        one_step(ctx, "revgnn", 1, unused=True)
-    except DistributedError as err:
-        result["unused_error"] = str(err)
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +65,7 @@ def killed_run(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
     tic = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "revgnn_dgl", "train", *args],
-        env=_env(REVGNN_DGL_FAULT="1:3:kill"), capture_output=True, text=True, timeout=300,
+        env=subprocess_env(REVGNN_DGL_FAULT="1:3:kill"), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     return {"out": out, "proc": proc, "seconds": time.monotonic() - tic}
 
@@ -204,10 +84,10 @@ def test_one_step_equals_mean_loss_step(ddp: Dict[str, Any], name: str) -> None:
     rank0, rank1 = (r["steps"][name] for r in ddp["ranks"])
     reference = mean_loss_step(name)
     one_process = one_step(Context(), name, parts_per_step=2)
-    moved = _max_diff(reference, one_step(Context(), name, 1)["params"])  # two steps, one per part
-    diffs = (_max_diff(rank0["params"], reference), _max_diff(rank0["params"], one_process["params"]))
+    moved = max_diff(reference, one_step(Context(), name, 1)["params"])  # two steps, one per part
+    diffs = (max_diff(rank0["params"], reference), max_diff(rank0["params"], one_process["params"]))
     print(f"{name}: |2 ranks - mean-loss step| = {diffs[0]:.2e}, |2 ranks - parts_per_step=2| = {diffs[1]:.2e}")
-    assert _max_diff(rank0["params"], rank1["params"]) == 0.0  # DDP keeps the replicas identical
+    assert max_diff(rank0["params"], rank1["params"]) == 0.0  # DDP keeps the replicas identical
     assert diffs[0] <= 1e-6 and diffs[1] <= 1e-6
     assert moved > 1e-3  # the step on one part is far from the step on the mean: the check has teeth
     assert rank0["loss"] == pytest.approx(one_process["loss"], abs=1e-6)
@@ -250,7 +130,7 @@ def test_two_ranks_equal_one_process_with_two_parts_per_step(ddp: Dict[str, Any]
 def test_the_selfcheck_step_through_the_distributed_path(ddp: Dict[str, Any]) -> None:
     single = selfcheck._one_step(Context(), "cpu", 2, 2)
     for rank in ddp["ranks"]:
-        assert _max_diff(rank["selfcheck"], single) <= selfcheck.DDP_TOLERANCE
+        assert max_diff(rank["selfcheck"], single) <= selfcheck.DDP_TOLERANCE
 
 
 def test_an_error_on_rank_0_stops_every_rank(ddp: Dict[str, Any]) -> None:
@@ -319,7 +199,7 @@ def test_torchrun_rank_failure_stops_the_job_with_one_line(tmp_path: Path) -> No
         "--train-parts", "4", "--eval-parts", "2", "--dataset", c.dataset, "--dataset-option", "num_nodes=300",
         "--device", "cpu", "--epochs", "3", "--threads", "1", "--dist-timeout", "60", "--out", str(out),
     ]  # fmt: skip
-    proc = subprocess.run(command, env=_env(REVGNN_DGL_FAULT="1:2"), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(command, env=subprocess_env(REVGNN_DGL_FAULT="1:2"), capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     lines = proc.stderr.splitlines()
     assert "Error: rank 1 of 2: RuntimeError: injected failure (REVGNN_DGL_FAULT=1:2)" in lines, proc.stderr
@@ -331,4 +211,4 @@ def test_torchrun_rank_failure_stops_the_job_with_one_line(tmp_path: Path) -> No
 # ---------------------------------------------------------------------- one process, no job
 def test_parts_per_step_in_one_process_is_the_mean_loss_step() -> None:
     step = one_step(Context(), "revgnn", parts_per_step=2)
-    assert _max_diff(step["params"], mean_loss_step("revgnn")) <= 1e-6
+    assert max_diff(step["params"], mean_loss_step("revgnn")) <= 1e-6
