@@ -49,7 +49,7 @@ def row(entry: Dict[str, Any]) -> str:
     machine = f"{env.get('cpu_model', '?')}, {env.get('threads', '?')} thread(s)"
     command = summary.get("command") or f"revgnn-dgl train --config results/runs/{entry['run']}/config.yaml"
     return (
-        f"| {entry['label']} | {_stat(summary['val'], len(runs))} | **{_stat(summary['test'], len(runs))}** | "
+        f"| {entry['label']} | {summary['metric']} | {_stat(summary['val'], len(runs))} | **{_stat(summary['test'], len(runs))}** | "
         f"{seeds} | {epochs} | {machine} | [`{entry['run']}`](results/runs/{entry['run']}) | `{command}` |"
     )
 
@@ -58,10 +58,9 @@ def table(section: str, entries: List[Dict[str, Any]], link_prefix: str) -> str:
     chosen = [e for e in entries if section in ([e["section"]] + list(e.get("also", [])))]
     if not chosen:
         raise SystemExit(f"no run in results/index.yaml for section {section!r}")
-    metric = chosen[0]["summary"]["metric"]
     lines = [
-        f"| model | val {metric} | test {metric} | seeds | epochs | machine | run | command |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | metric | val | test | seeds | epochs | machine | run | command |",
+        "|---|---|---|---|---|---|---|---|---|",
     ] + [row(e).replace("](results/", f"]({link_prefix}results/") for e in chosen]
     return "\n".join(lines) + "\n"
 
