@@ -9,7 +9,8 @@ object array, and is not read).
 
 Processing, as for the other loaders and as DGL and PyG do for these
 graphs: the adjacency, stored one way, is symmetrised and de-duplicated and
-self-loops are dropped (the files hold none); the whole graph is kept (no
+self-loops are dropped (the files hold none; ``self_loops=True`` adds one
+per node, for RevGAT's attention layers); the whole graph is kept (no
 largest-connected-component cut); node features are the stored attributes,
 as float32, not normalised (binary bag-of-words for Amazon, keyword counts
 for Coauthor).
@@ -62,6 +63,7 @@ def load_gnn_benchmark(
     split_seed: int = 0,
     train_per_class: int = TRAIN_PER_CLASS,
     val_per_class: int = VAL_PER_CLASS,
+    self_loops: bool = False,
 ) -> NodeDataset:
     """Load ``amazon-computers``, ``amazon-photo``, ``coauthor-cs`` or ``coauthor-physics``.
 
@@ -79,11 +81,13 @@ def load_gnn_benchmark(
     train_per_class, val_per_class : int
         Nodes drawn per class for training and validation (Shchur et al.:
         20 and 30); the other nodes are the test set.
+    self_loops : bool
+        Add one self-loop per node to the symmetric graph.
 
     Returns
     -------
     NodeDataset
-        Multiclass dataset: the symmetric graph without self-loops,
+        Multiclass dataset: the symmetric graph (without self-loops unless ``self_loops``),
         ``ndata['feat']`` the float32 node attributes, the split of
         :func:`per_class_split`.
 
@@ -131,6 +135,8 @@ def load_gnn_benchmark(
 
     src, dst, _ = undirected_edges(adjacency.row, adjacency.col, num_nodes)
     graph = dgl.graph((torch.from_numpy(src), torch.from_numpy(dst)), num_nodes=num_nodes)
+    if self_loops:
+        graph = dgl.add_self_loop(graph)
     graph.ndata["feat"] = torch.from_numpy(attrs.astype(np.float32).toarray())
     train, val, test = per_class_split(labels, train_per_class, val_per_class, split_seed, name)
     return NodeDataset(

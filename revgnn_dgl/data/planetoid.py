@@ -3,8 +3,9 @@
 Processing follows DGL's ``CitationGraphDataset`` (the Kipf and Welling
 split, row-normalised features), with two differences: edges are
 symmetrised and de-duplicated, and self-loops are dropped (CiteSeer lists a
-few; models add their own where they want them), so the edge counts match
-the undirected counts in the data README.
+few), so the edge counts match the undirected counts in the data README.
+``self_loops=True`` then adds exactly one self-loop per node, as RevGAT's
+released preprocessing does (its attention layers expect them).
 
 CiteSeer's test range has 15 ids with no row in the files (isolated
 nodes). As in DGL they get zero features and label 0, and they are in no
@@ -28,7 +29,7 @@ _PARTS = ("x", "y", "tx", "ty", "allx", "ally", "graph")
 _NUM_VAL = 500
 
 
-def load_planetoid(name: str, root: str | Path | None = None) -> NodeDataset:
+def load_planetoid(name: str, root: str | Path | None = None, self_loops: bool = False) -> NodeDataset:
     """Load ``cora`` or ``citeseer`` from its Planetoid raw files.
 
     Parameters
@@ -91,6 +92,8 @@ def load_planetoid(name: str, root: str | Path | None = None) -> NodeDataset:
     src, dst, _ = undirected_edges(src, dst, num_nodes)
 
     graph = dgl.graph((torch.from_numpy(src), torch.from_numpy(dst)), num_nodes=num_nodes)
+    if self_loops:
+        graph = dgl.add_self_loop(graph)
     graph.ndata["feat"] = torch.from_numpy(feats)
     num_train = objects["y"].shape[0]
     return NodeDataset(

@@ -52,10 +52,10 @@ def load_dataset(name: str, root: str | Path | None = None, **options: Any) -> N
         ``num_nodes``, ``avg_degree``, ...), ``'ogbn-proteins'`` (through
         OGB; option ``download``), ``'ogbn-arxiv'`` (through OGB, with the
         released RevGAT preprocessing; options ``download``, off by default,
-        and ``self_loops``), ``'cora'``, ``'citeseer'``, ``'humloc'``
+        and ``self_loops``), ``'cora'``, ``'citeseer'`` (``self_loops``), ``'humloc'``
         (``keep_self_loops``), ``'amazon-computers'``, ``'amazon-photo'``,
         ``'coauthor-cs'``, ``'coauthor-physics'`` (``split_seed``,
-        ``train_per_class``, ``val_per_class``), or the path of a file
+        ``train_per_class``, ``val_per_class``, ``self_loops``), or the path of a file
         written by ``dgl.save_graphs`` (see :func:`is_graph_file_path`).
     root : str or Path, optional
         The data root: the folder that holds the dataset folders (``cora/``,

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..nn import GATConv, GraphInputError, GroupRevRes, PreActivationBlock, SharedDropout
+from ..nn.norm import NORMS, make_norm
 
 
 class RevGAT(nn.Module):
@@ -40,9 +41,11 @@ class RevGAT(nn.Module):
         h^{(0)} &= \mathrm{GAT}_0(\mathrm{Dropout}_{p_\mathrm{in}}(x)) \\
         h^{(l)} &= \mathrm{GroupRevRes}_l\big(h^{(l-1)}\big), \quad l = 1, \dots, L-2,
             \quad f_{l,g} = \mathrm{GAT}_{l,g} \circ \mathrm{SharedDropout} \circ \mathrm{ReLU}
-            \circ \mathrm{BatchNorm} \\
+            \circ \mathrm{Norm} \\
         y &= \mathrm{mean}_\mathrm{heads}\,\mathrm{GAT}_{L-1}\big(\mathrm{Dropout}_p(
-            \mathrm{ReLU}(\mathrm{BatchNorm}(h^{(L-2)})))\big) + b
+            \mathrm{ReLU}(\mathrm{Norm}(h^{(L-2)})))\big) + b
+
+    where Norm is BatchNorm in the release (``norm='batch'``), or LayerNorm or nothing.
 
     Every GAT layer has a residual projection, no destination attention term (by default) and
     the symmetric degree normalisation (by default); hidden layers have ``heads`` heads of width
@@ -84,6 +87,11 @@ class RevGAT(nn.Module):
         Include the destination term in the attention logits (the release does not).
     use_symmetric_norm : bool
         Degree normalisation of every GAT layer (see :class:`~revgnn_dgl.nn.GATConv`).
+    norm : str
+        Normalisation of every reversible block and before the last layer: ``'batch'`` (the
+        release), ``'layer'`` or ``'none'``. On the small Planetoid graphs, whose 120-140
+        training labels are few next to the nodes BatchNorm averages over, ``'layer'`` trains
+        better (see ``docs/revgat_results.md``).
     reinit_groups : bool
         Re-initialise each group's copy of the block; ``False`` keeps the identical copies of the
         official code.
@@ -113,6 +121,7 @@ class RevGAT(nn.Module):
         edge_drop: float = 0.3,
         use_attn_dst: bool = False,
         use_symmetric_norm: bool = True,
+        norm: str = "batch",
         reinit_groups: bool = True,
         disable: bool = False,
     ) -> None:
@@ -123,6 +132,8 @@ class RevGAT(nn.Module):
             raise ValueError(f"RevGAT: hidden={hidden} is not divisible by groups={groups}.")
         if not 0.0 <= input_drop < 1.0:
             raise ValueError(f"RevGAT: input_drop must be in [0, 1), got {input_drop}.")
+        if norm not in NORMS:
+            raise ValueError(f"RevGAT: unknown norm {norm!r}; choose one of {', '.join(NORMS)}.")
         self.in_feats, self.out_feats, self.hidden = in_feats, out_feats, hidden
         self.num_layers, self.heads, self.groups = num_layers, heads, groups
         self.input_drop, self.edge_drop = input_drop, edge_drop
@@ -133,17 +144,17 @@ class RevGAT(nn.Module):
         self.convs = nn.ModuleList([GATConv(in_feats, hidden, heads, merge="flatten", **gat)])
         for _ in range(num_layers - 2):
             conv = GATConv(width // groups, hidden // groups, heads, merge="flatten", **gat)
-            block = PreActivationBlock(conv, width // groups, norm="batch", dropout=dropout)
+            block = PreActivationBlock(conv, width // groups, norm=norm, dropout=dropout)
             self.convs.append(GroupRevRes(block, groups, reinit_copies=reinit_groups, disable=disable))
         self.convs.append(GATConv(width, out_feats, 1, merge="mean", **gat))
-        self.norm = nn.BatchNorm1d(width)
+        self.norm = make_norm(norm, width)
         self.dropout = SharedDropout(dropout)
         self.bias_last = nn.Parameter(torch.zeros(out_feats))
 
     def reset_parameters(self) -> None:
         """Re-initialise every layer (GAT weights Xavier-normal, norms and the output bias reset)."""
         for module in self.modules():
-            if isinstance(module, (GATConv, nn.BatchNorm1d)):
+            if isinstance(module, (GATConv, nn.BatchNorm1d, nn.LayerNorm)):
                 module.reset_parameters()
         nn.init.zeros_(self.bias_last)
 
@@ -202,6 +213,7 @@ def revgat(
     edge_drop: float = 0.3,
     use_attn_dst: bool = False,
     use_symmetric_norm: bool = True,
+    norm: str = "batch",
     reinit_groups: bool = True,
     disable: bool = False,
 ) -> RevGAT:
@@ -227,6 +239,7 @@ def revgat(
         edge_drop=edge_drop,
         use_attn_dst=use_attn_dst,
         use_symmetric_norm=use_symmetric_norm,
+        norm=norm,
         reinit_groups=reinit_groups,
         disable=disable,
     )

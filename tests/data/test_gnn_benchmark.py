@@ -208,3 +208,14 @@ def test_inconsistent_sizes(tmp_path):
     write_gnn_benchmark_zip(tmp_path / "amazon_photo" / "amazon-photo.zip", [60, 60], labels=np.zeros(5, np.int64))
     with pytest.raises(DatasetError, match=r"120 nodes in the adjacency, 120 attribute rows, labels of shape \(5,\)"):
         load_dataset("amazon-photo", root=tmp_path)
+
+
+def test_generated_self_loops_option(tmp_path):
+    write_gnn_benchmark_zip(tmp_path / "amazon_photo" / "amazon-photo.zip", [40, 40, 40])
+    plain = load_dataset("amazon-photo", root=tmp_path)
+    looped = load_dataset("amazon-photo", root=tmp_path, self_loops="yes")
+    n = plain.graph.num_nodes()
+    assert _edge_set(looped.graph) == _edge_set(plain.graph) | {(v, v) for v in range(n)}
+    assert looped.graph.num_edges() == plain.graph.num_edges() + n
+    assert torch.equal(looped.graph.ndata["feat"], plain.graph.ndata["feat"])
+    assert torch.equal(looped.train_idx, plain.train_idx) and torch.equal(looped.test_idx, plain.test_idx)

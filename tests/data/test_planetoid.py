@@ -68,3 +68,20 @@ def test_missing_files(tmp_path, dataset_dir):
 def test_unknown_option():
     with pytest.raises(DatasetError, match="does not take option.*seed.*takes: root"):
         load_dataset("cora", seed=0)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_self_loops_option_adds_one_loop_per_node(shared_data_dir, name):
+    plain = load_dataset(name, root=shared_data_dir / name)
+    looped = load_dataset(name, root=shared_data_dir / name, self_loops="true")
+    nodes = plain.graph.num_nodes()
+    assert looped.graph.num_edges() == plain.graph.num_edges() + nodes
+    src, dst = (t.numpy() for t in looped.graph.edges())
+    loops = src == dst
+    assert np.array_equal(np.sort(src[loops]), np.arange(nodes))  # each node once
+    # The other edges are the plain graph's, in its order; features and split are untouched.
+    plain_src, plain_dst = (t.numpy() for t in plain.graph.edges())
+    assert np.array_equal(src[~loops], plain_src) and np.array_equal(dst[~loops], plain_dst)
+    assert torch.equal(looped.graph.ndata["feat"], plain.graph.ndata["feat"])
+    assert torch.equal(looped.test_idx, plain.test_idx)
+    assert (looped.graph.in_degrees() >= 1).all()

@@ -77,6 +77,31 @@ def test_memory_saving_gradients_equal_autograd(num_layers):
     assert not torch.allclose(out, model.eval()(g, x))
 
 
+@pytest.mark.parametrize("norm, kind", [("layer", torch.nn.LayerNorm), ("none", torch.nn.Identity)])
+def test_norm_option_replaces_every_batchnorm_and_keeps_exact_gradients(norm, kind):
+    g = arxiv_like_graph()
+    torch.manual_seed(3)
+    model = RevGAT(10, 4, hidden=8, num_layers=5, heads=2, groups=2, dropout=0.5, edge_drop=0.3, norm=norm).double()
+    norms = [model.norm] + [block.norm for layer in model.convs[1:-1] for block in layer.gnn_modules]
+    assert len(norms) == 1 + 3 * 2 and all(type(m) is kind for m in norms)
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules())
+    if norm == "layer":  # width of each group's block, and of the last norm
+        assert [m.normalized_shape for m in norms] == [(16,)] + [(8,)] * 6
+    plain = copy.deepcopy(model)
+    plain.set_disable(True)
+    x = torch.randn(30, 10, dtype=torch.float64)
+    grads = []
+    for net in (model, plain):
+        torch.manual_seed(5)
+        (net.train()(g, x) * torch.arange(4.0, dtype=torch.float64)).sum().backward()
+        grads.append([p.grad for p in net.parameters()])
+    for a, b in zip(*grads):
+        assert_gradients_match(a, b)
+    # The builder passes the option on; the released default stays BatchNorm.
+    assert isinstance(revgat(10, 4, hidden=8, num_layers=3, heads=2, norm=norm).norm, kind)
+    assert isinstance(revgat(10, 4, hidden=8, num_layers=3, heads=2).norm, torch.nn.BatchNorm1d)
+
+
 def test_each_layer_passes_one_permutation_seed_to_all_groups_and_one_mask_to_all_layers():
     g = arxiv_like_graph()
     model = RevGAT(10, 4, hidden=8, num_layers=5, heads=2, groups=2, edge_drop=0.3).double().train()
@@ -244,6 +269,8 @@ def test_bad_configuration_and_input():
         RevGAT(4, 2, num_layers=1)
     with pytest.raises(ValueError, match="divisible by groups"):
         RevGAT(4, 2, hidden=7, groups=2)
+    with pytest.raises(ValueError, match="unknown norm 'group'; choose one of layer, batch, none"):
+        RevGAT(4, 2, hidden=4, norm="group")
     with pytest.raises(GraphInputError, match=r"shape \(30, 10\)"):
         RevGAT(10, 2, hidden=4, heads=1)(arxiv_like_graph(), torch.randn(30, 9))
 
