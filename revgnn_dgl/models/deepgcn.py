@@ -15,22 +15,6 @@ CONNECTIONS = ("reversible", "weight_tied", "residual")
 CONVS = ("gen", "sage", "gcn")
 
 
-class _SAGEConv(SAGEConv):
-    """DGL's SAGEConv whose ``reset_parameters`` also resets the self-connection bias.
-
-    DGL's own ``reset_parameters`` re-draws the weights but leaves ``fc_self.bias`` at its
-    construction values, so the re-initialised group copies of a reversible block kept the
-    first group's random bias. Here it starts at zero (DGL's choice for its other conv biases),
-    which draws no random numbers: the weights are initialised exactly as before.
-    """
-
-    def reset_parameters(self) -> None:
-        super().reset_parameters()
-        fc_self = getattr(self, "fc_self", None)
-        if fc_self is not None and fc_self.bias is not None:
-            nn.init.zeros_(fc_self.bias)
-
-
 def make_conv(
     kind: str, width: int, edge_width: Optional[int], aggregator: str, mlp_layers: int, norm: str, **gen_options
 ) -> nn.Module:
@@ -38,7 +22,7 @@ def make_conv(
     if kind == "gen":
         return GENConv(width, width, aggregator=aggregator, edge_feats=edge_width, mlp_layers=mlp_layers, norm=norm, **gen_options)
     if kind == "sage":
-        return _SAGEConv(width, width, "mean")
+        return SAGEConv(width, width, "mean")
     if kind == "gcn":
         return GraphConv(width, width, allow_zero_in_degree=True)
     raise ValueError(f"unknown conv {kind!r}; choose one of {', '.join(CONVS)}.")

@@ -167,21 +167,3 @@ def test_weight_tied_memory_flat_in_depth():
         stats[depth] = measure_forward_backward(lambda: model(g, feat, edge, species))
     assert stats[64].retained_bytes <= 1.10 * stats[4].retained_bytes, stats
     assert stats[64].peak_bytes <= 1.10 * stats[4].peak_bytes, stats
-
-
-@pytest.mark.parametrize("conv", ["gen", "sage", "gcn"])
-def test_group_copies_share_no_random_parameter(conv):
-    """reinit_groups: every randomly initialised tensor differs between a block's groups.
-
-    DGL's SAGEConv.reset_parameters leaves the self-connection bias untouched, so re-initialising
-    the deep copies of a SAGE block used to leave both groups with the same random bias.
-    """
-    torch.manual_seed(0)
-    model = RevGNN(12, 4, hidden=16, num_layers=2, conv=conv)
-    for layer in model.layers:
-        first, *copies = layer.gnn_modules
-        for name, param in first.named_parameters():
-            if torch.all(param == param.flatten()[0]):
-                continue  # constant initialisation (norm gains, zero biases): equal by design
-            for copy_ in copies:
-                assert not torch.equal(param, dict(copy_.named_parameters())[name]), name
