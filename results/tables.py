@@ -46,7 +46,8 @@ def row(entry: Dict[str, Any]) -> str:
     env = summary.get("environment", {})
     seeds = ", ".join(str(r["seed"]) for r in runs)
     epochs = "/".join(sorted({str(r.get("epochs", config["epochs"])) for r in runs}))
-    machine = f"{env.get('cpu_model', '?')}, {env.get('threads', '?')} thread(s)"
+    # Runs from before the summary recorded its environment still have their thread count.
+    machine = f"{env.get('cpu_model', 'CPU not recorded')}, {env.get('threads', config.get('threads', '?'))} thread(s)"
     command = summary.get("command") or f"revgnn-dgl train --config results/runs/{entry['run']}/config.yaml"
     return (
         f"| {entry['label']} | {summary['metric']} | {_stat(summary['val'], len(runs))} | **{_stat(summary['test'], len(runs))}** | "
