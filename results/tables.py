@@ -30,6 +30,9 @@ def load_index() -> List[Dict[str, Any]]:
     entries = yaml.safe_load((HERE / "index.yaml").read_text(encoding="utf-8")) or []
     for entry in entries:
         folder = HERE / "runs" / entry["run"]
+        if not (folder / "summary.json").is_file():
+            raise SystemExit(f"results/index.yaml lists {entry['run']}, but results/runs/{entry['run']} has no summary.json "
+                             "(a run still training, or not committed)")  # fmt: skip
         summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
         config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
         entry.update(summary=summary, config=config)

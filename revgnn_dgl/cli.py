@@ -277,7 +277,7 @@ def train(
     echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
     command = " ".join(["revgnn-dgl", *map(shlex.quote, sys.argv[1:])]) if sys.argv[1:2] == ["train"] else None
     if launched:
-        from .train.launch import train_from_env
+        from .train.launcher import train_from_env
 
         settled: Dict[str, Any] = {}  # rank 0's
 
@@ -293,7 +293,7 @@ def train(
         return
     config = settle()
 
-    from .train import launch
+    from .train.launcher import launch
 
     try:
         summary = launch(config, resume=bool(resume), timeout_s=dist_timeout, echo=echo, command=command)

@@ -124,3 +124,25 @@ def test_models_and_layers_do_not_import_the_zoo_or_the_trainer() -> None:
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if not m.endswith("__main__")))
 def test_every_module_imports(module: str) -> None:
     importlib.import_module(module)
+
+
+def test_no_lazy_export_is_shadowed_by_a_submodule() -> None:
+    """A package that exports names lazily (PEP 562 ``__getattr__``) must not have a submodule of
+    the same name: once that submodule is imported, Python sets the package attribute to the
+    module and ``from package import name`` returns the module instead of the function (this
+    broke ``revgnn-dgl train`` after ``revgnn_dgl.train.launch`` had been imported)."""
+    checked = 0
+    for name, path in MODULES.items():
+        if path.name != "__init__.py":
+            continue
+        package = importlib.import_module(name)
+        exports = getattr(package, "_EXPORTS", None)
+        if not exports:
+            continue
+        submodules = {p.stem for p in path.parent.glob("*.py")} | {p.parent.name for p in path.parent.glob("*/__init__.py")}
+        assert not set(exports) & submodules, f"{name} exports {sorted(set(exports) & submodules)}, also submodule names"
+        for export in exports:  # import the submodule first: the order that used to shadow
+            importlib.import_module(f"{name}.{exports[export]}")
+            assert not isinstance(getattr(package, export), type(package)), f"{name}.{export} is a module"
+        checked += 1
+    assert checked

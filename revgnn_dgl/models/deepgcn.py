@@ -28,6 +28,28 @@ def make_conv(
     raise ValueError(f"unknown conv {kind!r}; choose one of {', '.join(CONVS)}.")
 
 
+def zero_last_projection_(conv: nn.Module) -> None:
+    """Zero the weights (and biases) that produce a block's conv output, so the block adds exactly 0.
+
+    The block's input still reaches these weights, so their gradient is not zero and the branch
+    starts learning at the first step (timm's ``zero_init_last``; Goyal et al. 2017, SkipInit).
+    """
+    if isinstance(conv, GENConv):
+        last = [conv.mlp[-1]]
+    elif isinstance(conv, SAGEConv):
+        last = [conv.fc_neigh] + ([conv.fc_self] if hasattr(conv, "fc_self") else []) + [conv]
+    elif isinstance(conv, GraphConv):
+        last = [conv]
+    else:
+        raise ValueError(f"zero_init_last does not know the output weights of {type(conv).__name__}.")
+    with torch.no_grad():
+        for module in last:
+            for name in ("weight", "bias"):
+                param = getattr(module, name, None)
+                if isinstance(param, nn.Parameter):
+                    param.zero_()
+
+
 class DeepGCN(nn.Module):
     r"""A deep GNN of ``num_layers`` pre-activation GENConv layers, as released for ogbn-proteins.
 
@@ -72,6 +94,11 @@ class DeepGCN(nn.Module):
     fold_edge_encoder : bool
         Let each GENConv fold the shared edge encoder into its edge projection (the same
         function; layers read the raw edge features instead of an ``E x hidden`` embedding).
+    zero_init_last : bool
+        Start every block's residual branch at exactly zero (the conv's output weights and biases
+        zeroed, :func:`zero_last_projection_`), so that the untrained model is the encoder and the
+        head with an identity in between and depth is added by training (timm's
+        ``zero_init_last``). Off by default: the released models start at the default init.
     gen_options
         Extra GENConv arguments (``learn_t``, ``t``, ``msg_norm``, ...).
 
@@ -102,6 +129,7 @@ class DeepGCN(nn.Module):
         reinit_groups: bool = True,
         disable: bool = False,
         fold_edge_encoder: bool = True,
+        zero_init_last: bool = False,
         **gen_options,
     ) -> None:
         super().__init__()
@@ -138,6 +166,10 @@ class DeepGCN(nn.Module):
             self.layers = nn.ModuleList(
                 GroupRevRes(block(), groups, reinit_copies=reinit_groups, disable=disable) for _ in range(count)
             )
+        if zero_init_last:
+            for module in self.layers.modules():
+                if isinstance(module, PreActivationBlock):
+                    zero_last_projection_(module.conv)
         self.head_norm = make_norm(norm, hidden)
         self.head = nn.Linear(hidden, out_feats)
 

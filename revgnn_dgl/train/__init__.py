@@ -36,7 +36,7 @@ _EXPORTS = {
     "ConfigError": "config", "TrainConfig": "config", "read_config_file": "config",
     "check_model_fits": "data", "load_dataset_for": "data", "model_overrides": "data",
     "dgl_has_cuda": "device", "resolve_device": "device", "seed_everything": "device",
-    "Context": "distributed", "DistributedError": "distributed", "launch": "launch",
+    "Context": "distributed", "DistributedError": "distributed", "launch": "launcher",
     "Evaluator": "evaluation", "evaluate": "evaluation",
     "TrainingDiverged": "loop", "summarize": "loop", "train": "loop", "train_epoch": "loop",
     "BEST_FILE": "rundir", "CONFIG_FILE": "rundir", "LAST_FILE": "rundir", "METRICS_FILE": "rundir",

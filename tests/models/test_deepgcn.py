@@ -167,3 +167,30 @@ def test_weight_tied_memory_flat_in_depth():
         stats[depth] = measure_forward_backward(lambda: model(g, feat, edge, species))
     assert stats[64].retained_bytes <= 1.10 * stats[4].retained_bytes, stats
     assert stats[64].peak_bytes <= 1.10 * stats[4].peak_bytes, stats
+
+
+@pytest.mark.parametrize("conv", ["gen", "sage", "gcn"])
+def test_zero_init_last_starts_as_identity_and_learns(conv):
+    """zero_init_last: every block adds exactly 0 at initialisation (the model is encoder ->
+    head), the zeroed branch weights still get gradients, and the memory-saving backward equals
+    ordinary autograd from that start."""
+    gen = torch.Generator().manual_seed(1)
+    graph = dgl.graph((torch.randint(0, 20, (80,), generator=gen), torch.randint(0, 20, (80,), generator=gen)), num_nodes=20)
+    feat = torch.randn(20, 12, generator=gen, dtype=torch.float64)
+    torch.manual_seed(0)
+    model = RevGNN(12, 4, hidden=8, num_layers=5, conv=conv, dropout=0.2, zero_init_last=True).double()
+    torch.manual_seed(0)
+    default = RevGNN(12, 4, hidden=8, num_layers=5, conv=conv, dropout=0.2).double()
+    model.eval()
+    with torch.no_grad():
+        h = model.node_encoder(feat)
+        expected = model.head(F.relu(model.head_norm(h)))
+        torch.testing.assert_close(model(graph, feat), expected, rtol=0, atol=0)
+        assert not torch.allclose(default(graph, feat), expected)  # the default init is not an identity
+    plain = copy.deepcopy(model)
+    plain.set_disable(True)
+    _, grads = model_grads(model, (graph, feat))
+    _, grads_plain = model_grads(plain, (graph, feat))
+    assert_gradients_match(grads, grads_plain)
+    zeroed = [n for n, p in model.named_parameters() if n.startswith("layers.") and not p.detach().any()]
+    assert zeroed and all(grads[n].abs().sum() > 0 for n in zeroed if n.endswith("weight"))
