@@ -32,7 +32,8 @@ def zero_last_projection_(conv: nn.Module) -> None:
     """Zero the weights (and biases) that produce a block's conv output, so the block adds exactly 0.
 
     The block's input still reaches these weights, so their gradient is not zero and the branch
-    starts learning at the first step (timm's ``zero_init_last``; Goyal et al. 2017, SkipInit).
+    starts learning at the first step (timm's ``zero_init_last``, after Goyal et al. 2017, who zero
+    the last BatchNorm scale of every ResNet block).
     """
     if isinstance(conv, GENConv):
         last = [conv.mlp[-1]]
