@@ -32,7 +32,7 @@ CITATION = (
 RECIPE_KEYS = (
     "epochs", "optimizer", "lr", "weight_decay", "schedule", "warmup_epochs", "min_lr", "patience", "dropout",
     "input_dropout", "edge_dropout", "label_smoothing", "loss", "use_labels", "label_iters", "grad_clip",
-    "train_parts", "eval_parts", "eval_views", "eval_every",
+    "train_parts", "eval_parts", "eval_views", "eval_every", "threads",
 )  # fmt: skip
 
 
@@ -52,15 +52,14 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 
 def make_card(run: Path, name: str, description: str, seed: int, aliases: Optional[List[str]]) -> Dict[str, Any]:
-    from revgnn_dgl.zoo.architectures import build_from_config
-    from revgnn_dgl.zoo.checkpoint import load_checkpoint, sha256_file
+    from revgnn_dgl.zoo.checkpoint import build_from_checkpoint, sha256_file
 
     folder = seed_folder(run, seed)
-    ckpt = load_checkpoint(folder / "best.safetensors")
-    meta = ckpt.metadata
+    # Rebuilding checks the weights against the header and gives the parameter count.
+    model = build_from_checkpoint(folder / "best.safetensors")
+    meta, built = model.checkpoint_metadata, model.zoo_config
     config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
     summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
-    model = build_from_config(ckpt.architecture, dict(ckpt.arguments))
     weights = CARDS / "weights" / f"{name}.safetensors"
     write_atomically(weights, (folder / "best.safetensors").read_bytes())
     command = summary.get("command") or f"revgnn-dgl train --config {run.relative_to(REPO)}/config.yaml"
@@ -68,14 +67,14 @@ def make_card(run: Path, name: str, description: str, seed: int, aliases: Option
     if aliases:
         card["aliases"] = aliases
     card.update(
-        architecture=ckpt.architecture,
+        architecture=built["architecture"],
         description=description,
         dataset=meta["dataset"],
     )
     if meta.get("dataset_options"):
         card["dataset_options"] = meta["dataset_options"]
     card.update(
-        arguments=dict(sorted(ckpt.arguments.items())),
+        arguments=dict(sorted(built["arguments"].items())),
         parameters=sum(p.numel() for p in model.parameters()),
         metrics={
             "metric": meta["metric"],
@@ -89,7 +88,6 @@ def make_card(run: Path, name: str, description: str, seed: int, aliases: Option
             "run": f"results/runs/{run.name}",
             "seed": seed,
             **{key: config[key] for key in RECIPE_KEYS if key in config},
-            "threads": config.get("threads"),
         },
         eval={"parts": int(meta.get("eval_parts", 1)), "views": int(meta.get("eval_views", 1)), "seed": seed},
         checkpoint={

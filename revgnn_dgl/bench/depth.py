@@ -31,7 +31,7 @@ from torch import Tensor
 from ..data import NodeDataset, load_dataset
 from ..train.data import forward
 from ..zoo import build_from_config
-from ..zoo.checkpoint import build_from_checkpoint, load_checkpoint
+from ..zoo.checkpoint import build_from_checkpoint
 
 PROBE_LAYERS = (1, 2, 4, 8, 16, 32, 64, 128)
 
@@ -68,6 +68,9 @@ def probe_accuracy(h: Tensor, dataset: NodeDataset, steps: int = 100) -> float:
 
 def diagnose(model: torch.nn.Module, dataset: NodeDataset, seed: int = 0, probe: bool = True) -> Dict[str, Any]:
     """Per-layer statistics of one training-mode forward and backward of ``model`` on ``dataset``."""
+    layers = list(model.layers)
+    if len(layers) != getattr(model, "num_layers", len(layers)):  # weight-tied: one module applied num_layers times
+        raise ValueError("depth diagnostics need one module per layer (RevGNN or ResGNN)")
     # Copies: the memory-saving backward frees the storage of every layer's output after the forward.
     outputs: List[Tensor] = []
     hooks = [model.node_encoder.register_forward_hook(lambda m, i, o: outputs.append(o.detach().clone()))]
@@ -100,9 +103,6 @@ def diagnose(model: torch.nn.Module, dataset: NodeDataset, seed: int = 0, probe:
         "head_grad": float(model.head.weight.grad.norm()),
         "layers": [],
     }
-    layers = list(model.layers)
-    if len(layers) != len(layer_outputs):  # weight-tied: one module applied num_layers times
-        raise ValueError("depth diagnostics need one module per layer (RevGNN or ResGNN)")
     last = len(layers)
     for depth, (layer, h) in enumerate(zip(layers, layer_outputs), start=1):
         squares = [float(p.grad.pow(2).sum()) for p in layer.parameters() if p.grad is not None]
@@ -149,9 +149,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.checkpoint:
-        meta = load_checkpoint(args.checkpoint).metadata
-        dataset = load_dataset(meta.get("dataset", args.dataset), **(meta.get("dataset_options") or {}))
         model = build_from_checkpoint(args.checkpoint)
+        meta = model.checkpoint_metadata
+        dataset = load_dataset(meta.get("dataset", args.dataset), **(meta.get("dataset_options") or {}))
     else:
         dataset = load_dataset(args.dataset)
         torch.manual_seed(args.seed)
