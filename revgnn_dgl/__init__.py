@@ -1,27 +1,38 @@
 """revgnn_dgl: grouped reversible GNNs a thousand layers deep, in DGL.
 
+The names below are imported on first use (PEP 562), so that importing a submodule that needs
+only torch (the reversible engine, :mod:`revgnn_dgl.nn.grouprevres`) never imports DGL.
+
 >>> import revgnn_dgl
 >>> model = revgnn_dgl.create_model("revgnn-wide", num_layers=2)
 """
+import importlib
+from typing import Any
+
 __version__ = "0.2.0"
 
-from .zoo import (  # noqa: E402
-    ZooError,
-    create_model,
-    get_config,
-    list_architectures,
-    list_models,
-    register_architecture,
-    register_model,
-)
+# name -> the module that defines it, relative to this package.
+_EXPORTS = {
+    "RevGNNError": ".errors",
+    "ZooError": ".errors",
+    "create_model": ".zoo",
+    "get_config": ".zoo",
+    "list_architectures": ".zoo",
+    "list_models": ".zoo",
+    "register_architecture": ".zoo",
+    "register_model": ".zoo",
+}
 
-__all__ = [
-    "ZooError",
-    "__version__",
-    "create_model",
-    "get_config",
-    "list_architectures",
-    "list_models",
-    "register_architecture",
-    "register_model",
-]
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list:
+    return sorted(list(globals()) + __all__)

@@ -17,13 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import click
 
-# The package's user-error types, as (module, class). They are looked up in sys.modules when an
-# error occurs: an exception of one of them can only exist if its module was imported.
-_USER_ERRORS = (
-    ("revgnn_dgl.zoo.architectures", "ZooError"),  # also CheckpointError, ConfigError, TrainingStateError, TrainingDiverged
-    ("revgnn_dgl.data.errors", "DatasetError"),
-    ("revgnn_dgl.nn.genconv", "GraphInputError"),
-)
+from .errors import is_user_error
 
 # Shown in --help; tests/test_cli.py checks them against TrainConfig's defaults, which apply
 # (the options themselves default to None, meaning "not given": a --config file may set them).
@@ -65,14 +59,6 @@ _RESUMABLE = ("epochs", "device", "threads")
 _LAUNCHER_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
-def _is_user_error(err: BaseException) -> bool:
-    for module, name in _USER_ERRORS:
-        cls = getattr(sys.modules.get(module), name, None)
-        if cls is not None and isinstance(err, cls):
-            return True
-    return isinstance(err, OSError)  # unreadable or unwritable paths are the user's to fix
-
-
 class _Cli(click.Group):
     """The top-level group; its :meth:`invoke` is the error handler of every command."""
 
@@ -80,7 +66,7 @@ class _Cli(click.Group):
         try:
             return super().invoke(ctx)
         except Exception as err:
-            if isinstance(err, click.ClickException) or not _is_user_error(err):
+            if isinstance(err, click.ClickException) or not is_user_error(err):
                 raise
             raise click.ClickException(" ".join(str(err).split())) from err
 
@@ -308,7 +294,7 @@ def train(
 
 def _check_dataset_name(name: str) -> None:
     from .data.catalog import catalog_names
-    from .data.errors import DatasetError
+    from .errors import DatasetError
     from .data.paths import is_graph_file_path
 
     if name not in catalog_names() and not is_graph_file_path(name):

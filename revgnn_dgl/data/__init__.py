@@ -3,7 +3,7 @@ small real graphs for tests and benchmarks.
 
 The names below are imported on first use, so that the DGL-free parts
 (:mod:`~revgnn_dgl.data.catalog`, :mod:`~revgnn_dgl.data.paths`,
-:mod:`~revgnn_dgl.data.options`, :mod:`~revgnn_dgl.data.errors`) can be
+:mod:`~revgnn_dgl.data.options`, :mod:`revgnn_dgl.errors`) can be
 read without importing DGL or torch.
 
 >>> from revgnn_dgl.data import load_dataset, evaluate_metric
@@ -20,9 +20,9 @@ from typing import Any
 _EXPORTS = {
     "CATALOG": "catalog",
     "DATA_ENV_VAR": "paths",
-    "DatasetError": "errors",
+    "DatasetError": ".errors",
     "DatasetInfo": "catalog",
-    "DatasetWarning": "errors",
+    "DatasetWarning": ".errors",
     "NodeDataset": "base",
     "TorchFileError": "safe_torch",
     "UnsafeFileError": "safe_torch",

@@ -8,7 +8,7 @@ import dgl
 import numpy as np
 import torch
 
-from .errors import DatasetError, DatasetWarning
+from ..errors import DatasetError, DatasetWarning
 from .paths import DATA_ENV_VAR, default_data_root
 
 __all__ = [
@@ -83,7 +83,7 @@ class NodeDataset:
     ...             torch.tensor([1]), torch.tensor([2]), "multiclass")
     Traceback (most recent call last):
     ...
-    revgnn_dgl.data.errors.DatasetError: dataset 'toy': node feature 'feat' has 1 non-finite value (first at node 2, column 1); replace NaN and infinity before training
+    revgnn_dgl.errors.DatasetError: dataset 'toy': node feature 'feat' has 1 non-finite value (first at node 2, column 1); replace NaN and infinity before training
     """
 
     name: str
@@ -210,7 +210,7 @@ def count_classes(labels: torch.Tensor, name: str = "dataset") -> int:
     >>> count_classes(torch.tensor([0, 1, 1000000, 2]), "toy")
     Traceback (most recent call last):
     ...
-    revgnn_dgl.data.errors.DatasetError: dataset 'toy': label 1000000 of node 2 looks stray: the other labels span 0..2 (3 distinct values), and taking max+1 = 1000001 classes would leave 999997 of them without a node. Fix the label; class ids must run over 0..C-1
+    revgnn_dgl.errors.DatasetError: dataset 'toy': label 1000000 of node 2 looks stray: the other labels span 0..2 (3 distinct values), and taking max+1 = 1000001 classes would leave 999997 of them without a node. Fix the label; class ids must run over 0..C-1
     """
     if labels.numel() == 0:
         return 0

@@ -329,7 +329,7 @@ def catalog_names() -> List[str]:
 def dataset_info(name: str) -> DatasetInfo:
     """The facts about ``name``; a ``DatasetError`` (one line) for an unknown name."""
     if name not in CATALOG:
-        from .errors import DatasetError
+        from ..errors import DatasetError
 
         raise DatasetError(f"unknown dataset {name!r}: valid names are {', '.join(CATALOG)}")
     return CATALOG[name]

@@ -32,7 +32,7 @@ import scipy.sparse as sp
 import torch
 
 from .base import NodeDataset, as_index, undirected_edges
-from .errors import DatasetError, DatasetWarning
+from ..errors import DatasetError, DatasetWarning
 from .paths import dataset_folder, root_hint
 
 #: Dataset name -> folder under the data root (the zip inside is ``<name>.zip``).

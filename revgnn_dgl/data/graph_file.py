@@ -10,7 +10,7 @@ import dgl
 import torch
 
 from .base import NodeDataset
-from .errors import DatasetError, DatasetWarning
+from ..errors import DatasetError, DatasetWarning
 
 _MASKS = {"train_idx": "train_mask", "val_idx": "val_mask", "test_idx": "test_mask"}
 #: The node and edge data keys :func:`load_graph_file` reads; others are ignored with a warning.

@@ -10,7 +10,7 @@ from typing import Dict, Iterator
 import pandas as pd
 import torch
 
-from .errors import DatasetError
+from ..errors import DatasetError
 from .safe_torch import load_torch_file
 
 #: Seconds a single network operation of a download may stall.

@@ -15,7 +15,7 @@ without DGL or torch.
 >>> coerce_options("toy", loader, {"num_nodes": "abc"})
 Traceback (most recent call last):
 ...
-revgnn_dgl.data.errors.DatasetError: dataset option num_nodes must be an integer, got 'abc'
+revgnn_dgl.errors.DatasetError: dataset option num_nodes must be an integer, got 'abc'
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from .errors import DatasetError
+from ..errors import DatasetError
 
 _NONE = type(None)
 #: Type names an annotation string may use, mapped to the types they stand for.

@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Optional, Union
 
-from .errors import DatasetError
+from ..errors import DatasetError
 
 #: Environment variable naming the data root, the folder that holds the
 #: offline dataset folders (``cora/``, ``citeseer/``, ``humloc/``, ...).

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .base import NodeDataset
-from .errors import DatasetError
+from ..errors import DatasetError
 from .gnn_benchmark import load_gnn_benchmark
 from .graph_file import load_graph_file
 from .humloc import load_humloc

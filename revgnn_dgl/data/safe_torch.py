@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import DatasetError
+from ..errors import DatasetError
 from .safe_pickle import PLAIN_GLOBALS, AllowListMixin, RefusedGlobalError
 
 __all__ = ["TorchFileError", "UnsafeFileError", "load_torch_file"]

@@ -2,7 +2,8 @@
 from .blocks import PreActivationBlock, ResBlock
 from .dropout import SharedDropout
 from .gatconv import GATConv
-from .genconv import AGGREGATORS, GENConv, GraphInputError, MessageNorm
+from ..errors import GraphInputError
+from .genconv import AGGREGATORS, GENConv, MessageNorm
 from .grouprevres import GroupRevRes
 from .norm import make_norm
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from dgl.nn.functional import edge_softmax
 from torch import Tensor, nn
 
-from .genconv import GraphInputError
+from ..errors import GraphInputError
 
 #: How :class:`GATConv` returns its heads.
 MERGES = ("none", "flatten", "mean")

@@ -11,13 +11,10 @@ from dgl.nn.functional import edge_softmax
 from dgl.utils import expand_as_pair
 from torch import Tensor, nn
 
+from ..errors import GraphInputError
 from .norm import make_norm
 
 AGGREGATORS = ("softmax", "softmax_sum", "power", "max", "mean", "sum")
-
-
-class GraphInputError(ValueError):
-    """A graph, feature or argument that a module cannot work with."""
 
 
 class MessageNorm(nn.Module):

@@ -11,7 +11,7 @@ import dgl
 import torch
 from torch import Tensor, nn
 
-from .genconv import GraphInputError
+from ..errors import GraphInputError
 
 
 @dataclass

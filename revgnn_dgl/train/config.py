@@ -10,11 +10,7 @@ from typing import Any, Dict, List, Mapping, Optional, Union, get_type_hints
 
 import yaml
 
-from ..zoo.architectures import ZooError
-
-
-class ConfigError(ZooError):
-    """A training or evaluation setting that is unknown, malformed or impossible here."""
+from ..errors import ConfigError
 
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop")

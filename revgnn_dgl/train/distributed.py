@@ -98,8 +98,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..zoo.architectures import ZooError
-from .config import ConfigError
+from ..errors import ConfigError, DistributedError, PeerFailedError, is_user_error
 from .device import dgl_has_cuda, resolve_device
 
 #: Seconds a collective may wait before the job fails (env ``REVGNN_DGL_DIST_TIMEOUT``).
@@ -111,18 +110,6 @@ ENV_FAULT = "REVGNN_DGL_FAULT"
 LAUNCHER_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 Echo = Callable[[str], None]
-
-
-class DistributedError(ZooError):
-    """A data-parallel job that cannot start or that stopped because one of its processes failed."""
-
-
-class PeerFailedError(DistributedError):
-    """Raised on every rank but the failing one when a rank reports an error through :meth:`Context.check`."""
-
-    def __init__(self, message: str, rank: int) -> None:
-        super().__init__(message)
-        self.rank = rank
 
 
 def _quiet(line: str) -> None:
@@ -399,22 +386,10 @@ def inject_fault(rank: int, epoch: int) -> None:
 
 
 # ---------------------------------------------------------------------- errors, one line each
-#: The package's user-error types besides ZooError, as (module, class): looked up in sys.modules,
-#: since an exception of one of them can only exist if its module was imported (as in the CLI).
-_USER_ERRORS = (("revgnn_dgl.data.errors", "DatasetError"), ("revgnn_dgl.nn.genconv", "GraphInputError"))
-
-
-def _is_user_error(err: BaseException) -> bool:
-    """Whether the user can fix ``err`` (a one-line message, no traceback)."""
-    if isinstance(err, (ZooError, OSError)):
-        return True
-    return any(isinstance(err, getattr(sys.modules.get(m), c, ())) for m, c in _USER_ERRORS)
-
-
 def describe_error(err: BaseException) -> str:
     """One line: the message of a user error, ``Type: message`` of anything else."""
     text = " ".join(str(err).split())
-    if _is_user_error(err):
+    if is_user_error(err):
         return text
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
@@ -461,7 +436,7 @@ def run_from_env(fn: Callable[..., Any], *args: Any, timeout_s: Optional[float] 
         world = ctx.world_size if ctx is not None else int(os.environ.get("WORLD_SIZE", "1"))
         kind, line = classify_error(err, rank, world)
         shared = kind == "peer" or getattr(err, "_revgnn_shared", False)
-        if kind == "error" and not _is_user_error(err):
+        if kind == "error" and not is_user_error(err):
             traceback.print_exc()
         if not shared or rank == 0:
             print(f"Error: {line}", file=sys.stderr, flush=True)
@@ -599,7 +574,7 @@ def _spawned(
         raise SystemExit(130) from None
     except Exception as err:  # noqa: BLE001  (reported to the parent, then exit 1)
         kind, line = classify_error(err, local_rank, nproc)
-        if kind == "error" and not _is_user_error(err):
+        if kind == "error" and not is_user_error(err):
             traceback.print_exc()
         queue.put(("failure", local_rank, time.time(), kind, line))
         raise SystemExit(1) from None

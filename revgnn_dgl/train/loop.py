@@ -18,7 +18,8 @@ from torch import Tensor, nn
 from ..env import environment
 from ..zoo import create_model, get_config
 from ..zoo.checkpoint import save_checkpoint
-from .config import RESUMABLE_KEYS, ConfigError, TrainConfig
+from ..errors import ConfigError, TrainingDiverged
+from .config import RESUMABLE_KEYS, TrainConfig
 from ..models.revgat_loss import log_ce_loss, self_kd_loss
 from .data import DeviceData, load_dataset_for, model_overrides, random_parts, subgraph
 from .inputs import predict
@@ -48,10 +49,6 @@ Echo = Callable[[str], None]
 
 #: The random stream of the training partitions (evaluation uses its own, EVAL_STREAM).
 TRAIN_STREAM = 0
-
-
-class TrainingDiverged(ConfigError):
-    """The loss or a gradient became NaN or infinite; the run stopped before the update."""
 
 
 def _loss(logits: Tensor, labels: Tensor, task: str, label_smoothing: float = 0.0, kind: str = "ce") -> Tensor:

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from ..faults import fault_point
-from ..zoo.architectures import ZooError
+from ..errors import TrainingStateError, ZooError
 from ..zoo.checkpoint import tensors_sha256
 
 #: Key of the JSON document in the safetensors header.
@@ -34,10 +34,6 @@ HEADER_KEY = "revgnn_dgl.training_state"
 FORMAT_VERSION = 1
 
 PathLike = Union[str, Path]
-
-
-class TrainingStateError(ZooError):
-    """A training state file that is missing, damaged or written by something else."""
 
 
 @dataclass

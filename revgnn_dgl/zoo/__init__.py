@@ -10,7 +10,8 @@
 
 Only the light modules are imported here, so listing cards needs neither torch nor DGL.
 """
-from .architectures import ZooError, architecture_arguments, build_from_config, list_architectures, register_architecture
+from ..errors import ZooError
+from .architectures import architecture_arguments, build_from_config, list_architectures, register_architecture
 from .factory import create_model
 from .registry import get_config, list_models, register_model, resolve_name
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
+from ..errors import ZooError
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -24,10 +26,6 @@ ModelBuilder = Callable[..., "nn.Module"]
 _ARCHITECTURES: Dict[str, ModelBuilder] = {}
 _ARGUMENTS: Dict[str, Optional[frozenset]] = {}
 _BUILTINS_LOADED = False
-
-
-class ZooError(ValueError):
-    """An unknown model, a bad configuration or an unusable checkpoint; the message says what to do."""
 
 
 def register_architecture(name: str, arguments: Optional[set] = None) -> Callable[[ModelBuilder], ModelBuilder]:

@@ -32,7 +32,8 @@ import torch
 from torch import Tensor, nn
 
 from ..faults import fault_point
-from .architectures import ZooError, build_from_config
+from ..errors import CheckpointError, ZooError
+from .architectures import build_from_config
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -45,10 +46,6 @@ WEIGHT_NEUTRAL_ARGUMENTS = frozenset({"dropout", "disable", "reinit_groups"})
 
 # A safetensors header larger than this is certainly not one (the format itself caps it at 100 MB).
 _MAX_HEADER_BYTES = 100_000_000
-
-
-class CheckpointError(ZooError):
-    """A checkpoint that is missing, corrupted, of another model, or that cannot be saved."""
 
 
 @dataclass

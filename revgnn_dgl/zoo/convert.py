@@ -32,8 +32,9 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 from torch import Tensor, nn
 
 from ..data.safe_torch import TorchFileError, load_torch_file
-from .checkpoint import CheckpointError, save_checkpoint, sha256_file
-from .architectures import ZooError, build_from_config
+from ..errors import CheckpointError, ZooError
+from .checkpoint import save_checkpoint, sha256_file
+from .architectures import build_from_config
 from .factory import create_model
 from .registry import get_config
 

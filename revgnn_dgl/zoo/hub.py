@@ -30,7 +30,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
-from .checkpoint import CheckpointError, _fsync_dir, sha256_file
+from ..errors import CheckpointError
+from .checkpoint import _fsync_dir, sha256_file
 from .registry import CARDS_DIR
 
 PathLike = Union[str, "os.PathLike[str]"]

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
-from .architectures import ZooError
+from ..errors import ZooError
 
 #: The folder of the YAML cards (and, under ``weights/``, the bundled checkpoints).
 CARDS_DIR = Path(__file__).resolve().parent / "cards"
