@@ -3,8 +3,8 @@
 The card's architecture, arguments, dataset options and metrics come from the seed's
 ``best.safetensors`` (the checkpoint the trainer kept at its best validation epoch); its training
 section from the run's ``config.yaml`` and ``summary.json``. The weights are copied into
-``revgnn_dgl/zoo/cards/weights/NAME.safetensors`` and the card written to
-``revgnn_dgl/zoo/cards/NAME.yaml``, both through a temporary file and a rename.
+``zoo/NAME/weights.safetensors`` and the card written to ``zoo/NAME/card.yaml``, both through a
+temporary file and a rename.
 ``tests/zoo/test_pretrained.py`` then checks that ``revgnn-dgl evaluate --model NAME
 --pretrained`` reproduces the card's metrics.
 
@@ -23,7 +23,7 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-CARDS = REPO / "revgnn_dgl" / "zoo" / "cards"
+CARDS = REPO / "zoo"
 CITATION = (
     "Guohao Li, Matthias Müller, Bernard Ghanem, Vladlen Koltun. Training Graph Neural Networks with 1000 "
     "Layers. ICML 2021. arXiv:2106.07476. Weights: trained by revgnn_dgl."
@@ -46,6 +46,7 @@ def seed_folder(run: Path, seed: int) -> Path:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_bytes(data)
     os.replace(tmp, path)
@@ -60,7 +61,7 @@ def make_card(run: Path, name: str, description: str, seed: int, aliases: Option
     meta, built = model.checkpoint_metadata, model.zoo_config
     config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
     summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
-    weights = CARDS / "weights" / f"{name}.safetensors"
+    weights = CARDS / name / "weights.safetensors"
     write_atomically(weights, (folder / "best.safetensors").read_bytes())
     command = summary.get("command") or f"revgnn-dgl train --config {run.relative_to(REPO)}/config.yaml"
     card: Dict[str, Any] = {"name": name}
@@ -92,16 +93,16 @@ def make_card(run: Path, name: str, description: str, seed: int, aliases: Option
         eval={"parts": int(meta.get("eval_parts", 1)), "views": int(meta.get("eval_views", 1)), "seed": seed},
         checkpoint={
             "source": "bundled",
-            "file": f"weights/{name}.safetensors",
+            "file": f"{name}/weights.safetensors",
             "sha256": sha256_file(weights),
-            "how": f"Ships with the package (zoo/cards/weights/): seed {seed} of the committed run "
+            "how": f"Ships with the package (zoo/{name}/): seed {seed} of the committed run "
             f"results/runs/{run.name}, trained with training.command.",
         },
         citation=CITATION,
     )
     text = f"# Model card written by results/make_card.py from results/runs/{run.name} (seed {seed}).\n"
     text += yaml.safe_dump(card, sort_keys=False, allow_unicode=True, width=100)
-    write_atomically(CARDS / f"{name}.yaml", text.encode("utf-8"))
+    write_atomically(CARDS / name / "card.yaml", text.encode("utf-8"))
     return card
 
 
@@ -116,7 +117,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not (args.run / "summary.json").is_file():
         parser.error(f"{args.run} is not a finished run folder (no summary.json)")
     card = make_card(args.run.resolve(), args.name, args.description, args.seed, args.alias)
-    print(f"wrote {CARDS / (args.name + '.yaml')} ({card['parameters']:,} parameters, "
+    print(f"wrote {CARDS / args.name / 'card.yaml'} ({card['parameters']:,} parameters, "
           f"val {card['metrics']['val']:.4f}, test {card['metrics']['test']:.4f})")  # fmt: skip
     return 0
 

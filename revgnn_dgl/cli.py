@@ -512,25 +512,16 @@ def zoo() -> None:
 
 
 @zoo.command("list")
-def zoo_list() -> None:
-    """The registered models, with their size and published score."""
-    from .zoo import get_config, list_models
+@click.option("--markdown", is_flag=True, help="Print the table as Markdown (the text of the repository's zoo/README.md).")
+def zoo_list(markdown: bool) -> None:
+    """The registered models: size, the paper's score, the bundled weights' measured score."""
+    from .zoo.registry import card_rows, zoo_index_markdown
 
-    rows = [("name", "aliases", "architecture", "parameters", "paper test ROC-AUC", "weights")]
-    for name in list_models():
-        card = get_config(name)
-        args = card["arguments"]
-        rows.append(
-            (
-                name,
-                ",".join(card.get("aliases", [])) or "-",
-                " ".join([card["architecture"]] + [f"{k}={args[k]}" for k in ("num_layers", "hidden") if k in args]),
-                f"{card['parameters']:,}" if isinstance(card.get("parameters"), int) else "?",
-                str((card.get("paper") or {}).get("test_rocauc", "-")),
-                str((card.get("checkpoint") or {}).get("source", "none")),
-            )
-        )
-    _echo_table(rows)
+    if markdown:
+        click.echo(zoo_index_markdown(), nl=False)
+        return
+    rows = card_rows()
+    _echo_table([tuple(rows[0])] + [tuple(row.values()) for row in rows])
 
 
 @zoo.command("show")

@@ -103,7 +103,7 @@ def test_import_graph_sees_function_level_and_relative_imports() -> None:
     graph = import_graph()
     # zoo.factory imports the checkpoint format inside create_model only.
     assert "revgnn_dgl.zoo.checkpoint" in graph["revgnn_dgl.zoo.factory"]
-    assert "revgnn_dgl.zoo.architectures" in graph["revgnn_dgl.zoo.registry"]
+    assert "revgnn_dgl.errors" in graph["revgnn_dgl.zoo.registry"]  # a relative "from ..errors"
 
 
 def test_no_import_cycle_between_modules() -> None:
@@ -126,23 +126,29 @@ def test_every_module_imports(module: str) -> None:
     importlib.import_module(module)
 
 
-def test_no_lazy_export_is_shadowed_by_a_submodule() -> None:
-    """A package that exports names lazily (PEP 562 ``__getattr__``) must not have a submodule of
-    the same name: once that submodule is imported, Python sets the package attribute to the
-    module and ``from package import name`` returns the module instead of the function (this
-    broke ``revgnn-dgl train`` after ``revgnn_dgl.train.launch`` had been imported)."""
+def test_no_public_name_is_shadowed_by_a_submodule() -> None:
+    """No package exports a name that is also one of its submodules.
+
+    Once that submodule is imported, Python binds the package attribute to the module (or a
+    ``from .mod import mod`` rebinds it the other way), so ``package.name`` is sometimes the
+    function and sometimes the module: this broke ``revgnn-dgl train`` after
+    ``revgnn_dgl.train.launch`` had been imported, and ``revgnn_dgl.models.revgat.X`` once
+    raised AttributeError because ``revgat`` was the builder. Checked for eager and lazy
+    (PEP 562 ``_EXPORTS``) exports alike, after importing every submodule."""
     checked = 0
     for name, path in MODULES.items():
         if path.name != "__init__.py":
             continue
         package = importlib.import_module(name)
-        exports = getattr(package, "_EXPORTS", None)
-        if not exports:
-            continue
-        submodules = {p.stem for p in path.parent.glob("*.py")} | {p.parent.name for p in path.parent.glob("*/__init__.py")}
-        assert not set(exports) & submodules, f"{name} exports {sorted(set(exports) & submodules)}, also submodule names"
-        for export in exports:  # import the submodule first: the order that used to shadow
-            importlib.import_module(f"{name}.{exports[export]}")
+        submodules = {p.stem for p in path.parent.glob("*.py") if p.stem not in ("__init__", "__main__")}
+        submodules |= {p.parent.name for p in path.parent.glob("*/__init__.py")}
+        exports = set(getattr(package, "_EXPORTS", {})) | set(getattr(package, "__all__", []))
+        assert not exports & submodules, f"{name} exports {sorted(exports & submodules)}, also submodule names"
+        for sub in sorted(submodules):
+            importlib.import_module(f"{name}.{sub}")
+        for export in sorted(exports):  # after the submodules: the order that used to shadow
             assert not isinstance(getattr(package, export), type(package)), f"{name}.{export} is a module"
+        for sub in sorted(submodules):
+            assert isinstance(getattr(package, sub), type(package)), f"{name}.{sub} is not the submodule"
         checked += 1
     assert checked

@@ -31,9 +31,6 @@ from .paths import PathLike, dataset_folder, ogb_root
 
 __all__ = ["CATALOG", "DatasetInfo", "catalog_names", "dataset_catalog", "dataset_info"]
 
-#: ``DatasetInfo.storage`` values: files under the data root, OGB's root, or none (generated).
-STORAGE = ("data-root", "ogb-root", "generated")
-
 _SHCHUR = (
     "Shchur, Mumme, Bojchevski and Günnemann, Pitfalls of Graph Neural Network Evaluation, "
     "Relational Representation Learning workshop, NeurIPS 2018"

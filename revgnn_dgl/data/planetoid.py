@@ -24,7 +24,6 @@ from .base import DatasetError, NodeDataset, as_index, undirected_edges
 from .paths import dataset_folder, root_hint
 from .safe_pickle import restricted_load
 
-PLANETOID_NAMES = ("cora", "citeseer")
 _PARTS = ("x", "y", "tx", "ty", "allx", "ally", "graph")
 _NUM_VAL = 500
 

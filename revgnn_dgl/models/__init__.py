@@ -5,9 +5,9 @@ from .deepgcn import CONNECTIONS, CONVS, DeepGCN, ResGNN, RevGNN, WTRevGNN
 from .deq import DEQGNN
 from .gcn import GCN
 from .mlp import MLP
-from .revgat import RevGAT, revgat
+from .revgat import RevGAT
 
-__all__ = ["CONNECTIONS", "CONVS", "DEEPGCN_ARGUMENTS", "DEQGNN", "GCN", "MLP", "DeepGCN", "ResGNN", "RevGAT", "RevGNN", "WTRevGNN", "deq_gnn", "revgat"]
+__all__ = ["CONNECTIONS", "CONVS", "DEEPGCN_ARGUMENTS", "DEQGNN", "GCN", "MLP", "DeepGCN", "ResGNN", "RevGAT", "RevGNN", "WTRevGNN", "deq_gnn"]
 
 # DeepGCN forwards extra keyword arguments to GENConv: accept exactly those.
 _GEN_OPTIONS = {"t", "learn_t", "p", "learn_p", "y", "learn_y", "msg_norm", "learn_msg_scale", "expansion", "eps"}

@@ -105,6 +105,11 @@ class RevGAT(nn.Module):
     >>> model = RevGAT(in_feats=6, out_feats=3, hidden=8, num_layers=4, heads=2)
     >>> model(g, torch.randn(12, 6)).shape
     torch.Size([12, 3])
+
+    The defaults are the released ogbn-arxiv model (with label reuse, ``in_feats = 128 + 40``):
+
+    >>> sum(p.numel() for p in RevGAT(128 + 40, 40).parameters())
+    2098256
     """
 
     def __init__(
@@ -198,51 +203,6 @@ class RevGAT(nn.Module):
             h = layer(graph, h, mask, edge_seed=seed)
         h = F.dropout(F.relu(self.norm(h)), self.dropout.p, self.training)
         return self.convs[-1](graph, h, edge_seed=seeds[-1]) + self.bias_last
-
-
-def revgat(
-    in_feats: int,
-    out_feats: int,
-    hidden: int = 256,
-    num_layers: int = 5,
-    heads: int = 3,
-    groups: int = 2,
-    dropout: float = 0.75,
-    input_drop: float = 0.25,
-    attn_drop: float = 0.0,
-    edge_drop: float = 0.3,
-    use_attn_dst: bool = False,
-    use_symmetric_norm: bool = True,
-    norm: str = "batch",
-    reinit_groups: bool = True,
-    disable: bool = False,
-) -> RevGAT:
-    """RevGAT under the zoo's argument names; the defaults are the released ogbn-arxiv model.
-
-    With label reuse pass ``in_feats = 128 + 40`` for ogbn-arxiv.
-
-    Examples
-    --------
-    >>> sum(p.numel() for p in revgat(128 + 40, 40).parameters())
-    2098256
-    """
-    return RevGAT(
-        in_feats,
-        out_feats,
-        hidden=hidden,
-        num_layers=num_layers,
-        heads=heads,
-        groups=groups,
-        dropout=dropout,
-        input_drop=input_drop,
-        attn_drop=attn_drop,
-        edge_drop=edge_drop,
-        use_attn_dst=use_attn_dst,
-        use_symmetric_norm=use_symmetric_norm,
-        norm=norm,
-        reinit_groups=reinit_groups,
-        disable=disable,
-    )
 
 
 # ------------------------------------------------------------------------- label reuse

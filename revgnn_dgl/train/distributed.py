@@ -74,9 +74,9 @@ Launching
     ``MASTER_ADDR`` and ``MASTER_PORT`` from its environment (:func:`init_from_env`).
 
 Test hook
-    ``REVGNN_DGL_FAULT=RANK:EPOCH`` makes that rank raise an error at the start of that epoch's
-    training (``RANK:EPOCH:kill``: kill itself with SIGKILL), to check that a failure stops the
-    whole job (:func:`inject_fault`).
+    ``REVGNN_DGL_FAULT=rank1-epoch2:1:raise`` makes rank 1 raise an error at the start of epoch
+    2's training (``:kill``: kill itself with SIGKILL), to check that a failure stops the whole
+    job (:mod:`revgnn_dgl.faults`).
 
 >>> ctx = Context()  # the one-process context: collectives are no-ops
 >>> ctx.all_reduce_sum([2.0, 3.0]), ctx.broadcast({"a": 1}), ctx.is_main
@@ -104,8 +104,6 @@ from .device import dgl_has_cuda, resolve_device
 #: Seconds a collective may wait before the job fails (env ``REVGNN_DGL_DIST_TIMEOUT``).
 DEFAULT_TIMEOUT_S = 1800.0
 ENV_TIMEOUT = "REVGNN_DGL_DIST_TIMEOUT"
-#: ``RANK:EPOCH`` or ``RANK:EPOCH:kill``: the failure :func:`inject_fault` raises (a test hook).
-ENV_FAULT = "REVGNN_DGL_FAULT"
 #: The environment a launcher (torchrun, :func:`spawn`) gives every process.
 LAUNCHER_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
@@ -318,11 +316,6 @@ class Context:
 
 
 # ---------------------------------------------------------------------- starting a process
-def under_launcher() -> bool:
-    """Whether a launcher (torchrun or the like) started this process as a rank of a job."""
-    return all(key in os.environ for key in LAUNCHER_ENV)
-
-
 def timeout_seconds(timeout_s: Optional[float] = None) -> float:
     """The collectives' time limit: the argument, else ``$REVGNN_DGL_DIST_TIMEOUT``, else 1800 s."""
     if timeout_s is not None:
@@ -368,21 +361,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def inject_fault(rank: int, epoch: int) -> None:
-    """The test hook: fail here if ``$REVGNN_DGL_FAULT`` is ``RANK:EPOCH`` (raise) or ``RANK:EPOCH:kill``."""
-    spec = os.environ.get(ENV_FAULT)
-    if not spec:
-        return
-    fields = spec.split(":")
-    if len(fields) not in (2, 3) or not all(f.isdigit() for f in fields[:2]) or fields[2:] not in ([], ["kill"]):
-        raise ConfigError(f"{ENV_FAULT}={spec!r}: expected RANK:EPOCH or RANK:EPOCH:kill.")
-    if (int(fields[0]), int(fields[1])) != (rank, epoch):
-        return
-    if fields[2:] == ["kill"]:
-        os.kill(os.getpid(), signal.SIGKILL)
-    raise RuntimeError(f"injected failure ({ENV_FAULT}={spec})")
 
 
 # ---------------------------------------------------------------------- errors, one line each

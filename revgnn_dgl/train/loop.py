@@ -24,7 +24,8 @@ from ..models.revgat_loss import log_ce_loss, self_kd_loss
 from .data import DeviceData, load_dataset_for, model_overrides, random_parts, subgraph
 from .inputs import predict
 from .device import seed_everything
-from .distributed import Context, inject_fault
+from ..faults import fault_point
+from .distributed import Context
 from .evaluation import Evaluator, chance_level
 from .recipe import drop_edges, drop_input, lr_at, make_optimizer, set_lr
 from .rundir import (
@@ -473,7 +474,7 @@ def _train_run(
             tic = time.perf_counter()
             lr = lr_at(epoch, config)
             set_lr(optimizer, lr)
-            inject_fault(ctx.rank, epoch)  # a test hook, a no-op unless REVGNN_DGL_FAULT asks
+            fault_point(f"rank{ctx.rank}-epoch{epoch}")  # a test hook, a no-op unless REVGNN_DGL_FAULT asks
             # The partitions depend on (seed, epoch) only, so a resumed run, and every rank, draws the same ones.
             rng = np.random.default_rng([config.seed, TRAIN_STREAM, epoch])
             try:

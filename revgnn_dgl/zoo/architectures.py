@@ -103,7 +103,7 @@ def _ensure_builtins() -> None:
 
 def _builtin_architectures() -> Dict[str, Any]:
     """The package's architectures, as ``name -> (builder, accepted arguments or None)``."""
-    from ..models import DEEPGCN_ARGUMENTS, GCN, MLP, ResGNN, RevGNN, WTRevGNN, deq_gnn, revgat
+    from ..models import DEEPGCN_ARGUMENTS, GCN, MLP, ResGNN, RevGAT, RevGNN, WTRevGNN, deq_gnn
 
     return {
         "revgnn": (RevGNN, DEEPGCN_ARGUMENTS - {"connection"}),
@@ -112,5 +112,5 @@ def _builtin_architectures() -> Dict[str, Any]:
         "deq-gnn": (deq_gnn, None),
         "mlp": (MLP, None),
         "gcn": (GCN, None),
-        "revgat": (revgat, None),
+        "revgat": (RevGAT, None),
     }

@@ -316,7 +316,7 @@ def official_import_report(source: Path, dest: Path, name: str, arguments: Mappi
     return "\n".join([
         f"imported {source} as {name!r} ({shape}) into {dest}",
         f"sha256 {digest}",
-        f"card lines (revgnn_dgl/zoo/cards/{name}.yaml, or a card passed to register_model):",
+        f"card lines (zoo/{name}/card.yaml, or a card passed to register_model):",
         "checkpoint:",
         "  source: official",
         f"  file: {dest.name}",

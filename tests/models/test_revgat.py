@@ -18,7 +18,6 @@ from revgnn_dgl.models.revgat import (
     convert_official_revgat_state_dict,
     official_revgat_key_map,
     refill_label_feats,
-    revgat,
 )
 from revgnn_dgl.models.revgat_loss import LOG_CE_EPS, kd_loss, log_ce_loss, self_kd_loss
 from revgnn_dgl.nn import GraphInputError, GroupRevRes, PreActivationBlock
@@ -98,8 +97,8 @@ def test_norm_option_replaces_every_batchnorm_and_keeps_exact_gradients(norm, ki
     for a, b in zip(*grads):
         assert_gradients_match(a, b)
     # The builder passes the option on; the released default stays BatchNorm.
-    assert isinstance(revgat(10, 4, hidden=8, num_layers=3, heads=2, norm=norm).norm, kind)
-    assert isinstance(revgat(10, 4, hidden=8, num_layers=3, heads=2).norm, torch.nn.BatchNorm1d)
+    assert isinstance(RevGAT(10, 4, hidden=8, num_layers=3, heads=2, norm=norm).norm, kind)
+    assert isinstance(RevGAT(10, 4, hidden=8, num_layers=3, heads=2).norm, torch.nn.BatchNorm1d)
 
 
 def test_each_layer_passes_one_permutation_seed_to_all_groups_and_one_mask_to_all_layers():
@@ -164,7 +163,7 @@ def n_params(shapes) -> int:
 
 
 def test_released_configuration_has_2098256_parameters():
-    model = revgat(128 + 40, 40)  # --n-layers 5 --n-hidden 256 --group 2, 3 heads, label reuse
+    model = RevGAT(128 + 40, 40)  # --n-layers 5 --n-hidden 256 --group 2, 3 heads, label reuse
     assert sum(p.numel() for p in model.parameters()) == 2_098_256
     assert n_params(official_shapes()) == 2_098_256
     assert model.num_layers == 5 and model.heads == 3 and model.hidden == 256 and model.groups == 2
@@ -175,7 +174,7 @@ def test_official_state_dict_converts_key_by_key(attn_dst):
     shapes = official_shapes(attn_dst=attn_dst)
     gen = torch.Generator().manual_seed(0)
     official = {k: (torch.randn(s, generator=gen) if s else torch.tensor(7)) for k, s in shapes.items()}
-    model = revgat(168, 40, use_attn_dst=attn_dst)
+    model = RevGAT(168, 40, use_attn_dst=attn_dst)
     key_map = official_revgat_key_map(5, 2, use_attn_dst=attn_dst)
     assert set(key_map) == set(shapes)
     assert set(key_map.values()) == set(model.state_dict())
@@ -187,7 +186,7 @@ def test_official_state_dict_converts_key_by_key(attn_dst):
 
 
 def test_conversion_names_the_offending_key():
-    model = revgat(168, 40)
+    model = RevGAT(168, 40)
     official = {k: torch.zeros(s) for k, s in official_shapes().items()}
     with pytest.raises(ValueError, match="lacks 1 key.*'bias_last.bias'"):
         convert_official_revgat_state_dict({k: v for k, v in official.items() if k != "bias_last.bias"}, model)

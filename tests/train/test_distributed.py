@@ -65,7 +65,7 @@ def killed_run(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
     tic = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "revgnn_dgl", "train", *args],
-        env=subprocess_env(REVGNN_DGL_FAULT="1:3:kill"), capture_output=True, text=True, timeout=300,
+        env=subprocess_env(REVGNN_DGL_FAULT="rank1-epoch3:1:kill"), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     return {"out": out, "proc": proc, "seconds": time.monotonic() - tic}
 
@@ -199,10 +199,10 @@ def test_torchrun_rank_failure_stops_the_job_with_one_line(tmp_path: Path) -> No
         "--train-parts", "4", "--eval-parts", "2", "--dataset", c.dataset, "--dataset-option", "num_nodes=300",
         "--device", "cpu", "--epochs", "3", "--threads", "1", "--dist-timeout", "60", "--out", str(out),
     ]  # fmt: skip
-    proc = subprocess.run(command, env=subprocess_env(REVGNN_DGL_FAULT="1:2"), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(command, env=subprocess_env(REVGNN_DGL_FAULT="rank1-epoch2:1:raise"), capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     lines = proc.stderr.splitlines()
-    assert "Error: rank 1 of 2: RuntimeError: injected failure (REVGNN_DGL_FAULT=1:2)" in lines, proc.stderr
+    assert "Error: rank 1 of 2: RuntimeError: injected failure (REVGNN_DGL_FAULT=rank1-epoch2:1:raise)" in lines, proc.stderr
     # Rank 0 wrote epoch 1 alone, and the run stopped in epoch 2.
     assert [r["epoch"] for r in read_metrics(out)] == [1]
     assert TrainConfig.from_file(out / CONFIG_FILE).nproc == 2

@@ -235,7 +235,7 @@ def test_sigkill_at_any_write_leaves_loadable_files_and_resumes_exactly(tmp_path
     reference = load_training_state(straight / STATE_FILE).model
     for point, count in KILL_POINTS:
         out = tmp_path / f"{point}-{count}"
-        killed = run_cli([*common, "--out", str(out)], {"REVGNN_DGL_KILL_AT": f"{point}:{count}"})
+        killed = run_cli([*common, "--out", str(out)], {"REVGNN_DGL_FAULT": f"{point}:{count}"})
         assert killed.returncode == -9, (point, count, killed.stderr[-500:])
         for name in (BEST_FILE, LAST_FILE):  # whatever exists is whole
             if (out / name).exists():

@@ -30,7 +30,7 @@ CHECKPOINT_SOURCES = ("official", "url", "bundled", "none")
 
 
 def _card_files() -> dict:
-    """name -> parsed YAML of every card shipped in revgnn_dgl/zoo/cards/."""
+    """path -> parsed YAML of every card shipped in zoo/NAME/card.yaml."""
     out = {}
     for path in card_paths():
         with open(path, encoding="utf-8") as fh:
@@ -118,9 +118,15 @@ def test_card_schema(name):
     assert model.zoo_config == {"name": name, "architecture": card["architecture"], "arguments": card["arguments"]}
 
 
-def test_card_files_are_named_after_their_model():
+def test_card_folders_are_named_after_their_model():
     for path, card in _card_files().items():
-        assert path.stem == card["name"], f"{path.name} holds card {card['name']!r}"
+        assert path.parent.name == card["name"], f"{path} holds card {card['name']!r}"
+        assert path.parent.parent == REPO_ROOT / "zoo", f"{path} is not in the top-level zoo/ folder"
+        # A model folder holds its card and, when bundled, its weights: nothing stray.
+        extra = {p.name for p in path.parent.iterdir()} - {"card.yaml", "weights.safetensors"}
+        assert not extra, f"{path.parent} holds {sorted(extra)}"
+        bundled = (card.get("checkpoint") or {}).get("source") == "bundled"
+        assert (path.parent / "weights.safetensors").is_file() == bundled, path.parent
 
 
 # ------------------------------------------------------------------ errors
@@ -216,9 +222,9 @@ def test_cards_found_from_installed_wheel(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-    for name in ("setup.py", "setup.cfg"):
+    for name in ("setup.py", "setup.cfg", "pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(REPO_ROOT / name, src / name)
-    for folder in ("revgnn_dgl",):
+    for folder in ("revgnn_dgl", "zoo"):
         shutil.copytree(REPO_ROOT / folder, src / folder, ignore=ignore)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -250,3 +256,33 @@ def test_cards_found_from_installed_wheel(tmp_path):
     assert all(Path(p).resolve().is_relative_to(target.resolve()) for p in found["cards"])
     shipped = sorted(str(card["name"]) for card in _card_files().values())
     assert found["models"] == shipped
+    # The bundled weights travel with their cards, byte for byte, and the zoo's index too.
+    for card in _card_files().values():
+        if (card.get("checkpoint") or {}).get("source") == "bundled":
+            relative = card["checkpoint"]["file"]
+            installed = target / "revgnn_dgl" / "zoo" / "cards" / relative
+            assert installed.read_bytes() == (REPO_ROOT / "zoo" / relative).read_bytes(), relative
+    assert (target / "revgnn_dgl" / "zoo" / "cards" / "README.md").is_file()
+
+
+def test_zoo_index_is_current():
+    """zoo/README.md is exactly what `revgnn-dgl zoo list --markdown` writes from the cards."""
+    from revgnn_dgl.zoo.registry import zoo_index_markdown
+
+    text = (REPO_ROOT / "zoo" / "README.md").read_text(encoding="utf-8")
+    assert text == zoo_index_markdown(), "zoo/README.md is stale: revgnn-dgl zoo list --markdown > zoo/README.md"
+    for name in list_models():
+        assert f"[`{name}`]({name}/card.yaml)" in text
+
+
+def test_zoo_list_names_the_metric_and_the_measured_score():
+    from revgnn_dgl.zoo.registry import card_rows
+
+    rows = {row["name"]: row for row in card_rows()}
+    assert rows["revgat-arxiv"]["paper test"] == "accuracy 74.02 ± 0.18"  # an accuracy card, not "-"
+    assert rows["revgnn-deep"]["paper test"] == "rocauc 87.74 ± 0.13"
+    card = get_config("revgnn-cora-64x64")  # a bundled card shows its own measured figures
+    assert rows["revgnn-cora-64x64"]["measured val / test"] == (
+        f"accuracy {card['metrics']['val']:.3f} / {card['metrics']['test']:.3f}"
+    )
+    assert rows["revgnn-deep"]["measured val / test"] == "-"
