@@ -8,55 +8,25 @@ with status 1 (2 for command-line usage errors); anything else is a bug and show
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
-import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import click
 
+from .data.catalog import catalog_names
 from .errors import is_user_error
+from .train.config import OPTIMIZERS, SCHEDULES, TrainConfig
+from .train.settings import RESUMABLE_OPTIONS, under_launcher
 
-# Shown in --help; tests/test_cli.py checks them against TrainConfig's defaults, which apply
-# (the options themselves default to None, meaning "not given": a --config file may set them).
-_TRAIN_DEFAULTS = {
-    "model": "revgnn-deep",
-    "dataset": "ogbn-proteins",
-    "epochs": "2000",
-    "lr": "0.001",
-    "grad_clip": "1.0",
-    "train_parts": "10",
-    "parts_per_step": "1",
-    "eval_parts": "5",
-    "eval_views": "1",
-    "eval_every": "1",
-    "seed": "0",
-    "runs": "1",
-    "device": "auto",
-    "optimizer": "adam",
-    "weight_decay": "0.0",
-    "schedule": "constant",
-    "warmup_epochs": "0",
-    "patience": "0",
-    "input_dropout": "0.0",
-    "edge_dropout": "0.0",
-    "label_smoothing": "0.0",
-    "nproc": "1",
-}
+# The defaults shown in --help are TrainConfig's, which apply: the options themselves default to
+# None, meaning "not given", so that a --config file may set them.
+_TRAIN_DEFAULTS = TrainConfig()
 
 
 def _default(key: str) -> str:
-    return f"[default: {_TRAIN_DEFAULTS[key]}]"
-
-
-# What `train --resume` may change; the rest must stay as the run was started.
-_RESUMABLE = ("epochs", "device", "threads")
-
-# What torchrun (or another launcher) sets for each process it starts; as LAUNCHER_ENV in
-# revgnn_dgl.train.distributed, which this module does not import before it must (torch).
-_LAUNCHER_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    return f"[default: {getattr(_TRAIN_DEFAULTS, key)}]"
 
 
 class _Cli(click.Group):
@@ -99,8 +69,8 @@ def _parse_options(ctx: click.Context, param: click.Parameter, values: Tuple[str
 def _dataset_options(fn: Any) -> Any:
     for decorator in reversed(
         [
-            click.option("--dataset", help="Dataset name (synthetic-proteins, ogbn-proteins, cora, citeseer, humloc) "
-                         f"or a DGL graph file [train: {_TRAIN_DEFAULTS['dataset']}; evaluate: the run's or card's]."),
+            click.option("--dataset", help=f"Dataset name ({', '.join(catalog_names())}; `revgnn-dgl data list`) "
+                         f"or a DGL graph file [train: {_TRAIN_DEFAULTS.dataset}; evaluate: the run's or card's]."),
             click.option("--root", type=click.Path(file_okay=False), help="Folder the dataset lives in."),
             click.option("--dataset-option", "dataset_options", multiple=True, metavar="KEY=VALUE",
                          callback=_parse_options, help="Option of the dataset loader, e.g. num_nodes=500 (repeatable)."),
@@ -133,7 +103,7 @@ def _set_threads(threads: Optional[int]) -> None:
 @click.option("--model", help="Zoo model name or alias (see `revgnn-dgl zoo list`). " + _default("model"))
 @_dataset_options
 @click.option("--epochs", type=click.IntRange(min=1), help="Training epochs. " + _default("epochs"))
-@click.option("--lr", type=float, help="Adam learning rate. " + _default("lr"))
+@click.option("--lr", type=float, help="Learning rate of the optimizer (--optimizer). " + _default("lr"))
 @click.option("--grad-clip", type=float, help="Max gradient norm, 0 for none. " + _default("grad_clip"))
 @click.option("--train-parts", type=click.IntRange(min=1),
               help="Random parts per epoch; 1 trains on the full graph. " + _default("train_parts"))
@@ -152,10 +122,10 @@ def _set_threads(threads: Optional[int]) -> None:
 @click.option("--set", "model_args", multiple=True, metavar="KEY=VALUE", callback=_parse_options,
               help="Any other argument of the model's builder, e.g. conv=gcn, aggregator=softmax, learn_t=true, "
                    "norm=batch (repeatable; `revgnn-dgl zoo show MODEL` lists a card's arguments).")
-@click.option("--optimizer", type=click.Choice(["adam", "adamw", "rmsprop"]),
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS),
               help="adam (L2 weight decay), adamw (decoupled) or rmsprop (RevGAT's). " + _default("optimizer"))
 @click.option("--weight-decay", type=float, help="Weight decay. " + _default("weight_decay"))
-@click.option("--schedule", type=click.Choice(["constant", "cosine", "step"]), help="Learning-rate schedule. " + _default("schedule"))
+@click.option("--schedule", type=click.Choice(SCHEDULES), help="Learning-rate schedule. " + _default("schedule"))
 @click.option("--warmup-epochs", type=click.IntRange(min=0), help="Linear learning-rate warm-up. " + _default("warmup_epochs"))
 @click.option("--min-lr", type=float, help="Final learning rate of the cosine schedule [default: 0].")
 @click.option("--step-size", type=click.IntRange(min=1), help="Epochs between decays of the step schedule [default: 100].")
@@ -198,67 +168,32 @@ def train(
     dist_timeout: Optional[float],
     **flags: Any,
 ) -> None:
-    """Train a zoo model the paper's way: random node partitions, one Adam step per part.
+    """Train a zoo model the paper's way: random node partitions, one optimizer step per part.
 
     Writes config.yaml, metrics.jsonl, best.safetensors, last.safetensors, a resumable
     state.safetensors and summary.json to the output directory. With --nproc N (or under
     torchrun) N processes train together, data-parallel over the parts; rank 0 writes.
     """
     # Light modules only until the configuration is known to be valid: errors answer at once.
-    from .train.config import ConfigError, TrainConfig
-    from .zoo.registry import resolve_name
+    from .train.settings import fixed_on_resume, resolve_train_config
 
-    launched = all(key in os.environ for key in _LAUNCHER_ENV)  # a rank of a job torchrun started
+    launched = under_launcher()  # a rank of a job torchrun started
     if launched and nproc is not None:
         raise click.UsageError("--nproc starts processes on this machine; under torchrun the job's size comes "
                                "from torchrun: drop --nproc.", ctx=ctx)  # fmt: skip
-
-    dataset_options = flags.pop("dataset_options")
-    model_args = flags.pop("model_args")
-    given = {k: v for k, v in flags.items() if v is not None}
-    if dataset_options:
-        given["dataset_options"] = dataset_options
-    if model_args:
-        given["model_args"] = model_args
+    given = {k: v for k, v in flags.items() if v is not None and v != {}}
     if resume:
-        fixed = sorted(set(given) - set(_RESUMABLE)) + (["config"] if config_file else [])
+        fixed = fixed_on_resume(given, config_file)
         if fixed:
             names = ", ".join("--" + k.replace("_", "-") for k in fixed)
+            allowed = ", ".join("--" + k for k in RESUMABLE_OPTIONS)
             raise click.UsageError(
-                f"--resume continues a run with its saved config.yaml; only --epochs, --device and --threads may "
-                f"change, not {names}.",
-                ctx=ctx,
+                f"--resume continues a run with its saved config.yaml; only {allowed} may change, not {names}.", ctx=ctx
             )
 
     def settle() -> Any:
         """The run's TrainConfig (under torchrun: on rank 0 only, which alone need see --resume's directory)."""
-        if resume:
-            if not Path(resume).is_dir():
-                raise ConfigError(f"--resume {resume}: no such directory.")
-            if not (Path(resume) / "config.yaml").is_file():
-                raise ConfigError(f"{resume} holds no config.yaml: it is not an output directory of `revgnn-dgl train`.")
-            # The directory may have moved since the run started: it is where the run continues.
-            config = TrainConfig.from_file(Path(resume) / "config.yaml").updated({**given, "out": resume}, "the command line")
-            if nproc is not None and nproc != config.nproc:
-                raise ConfigError(
-                    f"{resume} was trained by {config.nproc} process(es); resume it with --nproc {config.nproc} "
-                    "(or without --nproc): another number would change what an optimizer step averages."
-                )
-        else:
-            base = TrainConfig.from_file(config_file) if config_file else TrainConfig()
-            for key, extra in (("dataset_options", dataset_options), ("model_args", model_args)):
-                if extra:
-                    given[key] = {**getattr(base, key), **extra}
-            if nproc is not None:
-                given["nproc"] = nproc
-            config = base.updated(given, "the command line")
-            if config.out is None:
-                stamp = time.strftime("%Y%m%d-%H%M%S")
-                config = config.updated({"out": f"runs/{config.model}-{Path(config.dataset).stem}-{stamp}"})
-        # Unknown models and datasets are reported before torch and DGL load.
-        resolve_name(config.model)
-        _check_dataset_name(config.dataset)
-        return config
+        return resolve_train_config(given, config_file=config_file, resume=resume, nproc=nproc)
 
     echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
     command = " ".join(["revgnn-dgl", *map(shlex.quote, sys.argv[1:])]) if sys.argv[1:2] == ["train"] else None
@@ -290,18 +225,6 @@ def train(
         click.echo(json.dumps({"out": config.out, **summary}))
     else:
         click.echo(f"outputs in {config.out}")
-
-
-def _check_dataset_name(name: str) -> None:
-    from .data.catalog import catalog_names
-    from .errors import DatasetError
-    from .data.paths import is_graph_file_path
-
-    if name not in catalog_names() and not is_graph_file_path(name):
-        raise DatasetError(
-            f"unknown dataset {name!r}: valid names are {', '.join(catalog_names())} "
-            "(`revgnn-dgl data list`), or the path of a DGL graph file (PATH.bin)."
-        )
 
 
 # ------------------------------------------------------------------ evaluate
@@ -350,21 +273,18 @@ def evaluate(
     if model and pretrained == bool(checkpoint):
         raise click.UsageError("with --model, give either --pretrained or --checkpoint FILE.", ctx=ctx)
 
-    from .train import ConfigError, TrainConfig, check_model_fits, load_dataset_for, model_overrides, resolve_device
+    from .errors import ConfigError
+    from .train import check_model_fits, load_dataset_for, model_overrides, resolve_device
     from .train.evaluation import evaluate as run_evaluation
     from .train.evaluation import save_predictions as write_predictions
+    from .train.settings import evaluation_target
 
     _set_threads(threads)
-    settings, net, label = _evaluation_target(model, pretrained, checkpoint, run_dir, allow_nonfinite)
-    given = {k: v for k, v in flags.items() if v is not None and k != "dataset_options"}
-    if given.get("dataset") not in (None, settings.get("dataset")):
-        # Another dataset: the run's or card's dataset options and root belong to theirs.
-        settings.pop("dataset_options", None)
-        settings.pop("root", None)
-    if flags["dataset_options"]:
-        given["dataset_options"] = {**settings.get("dataset_options", {}), **flags["dataset_options"]}
-    settings.update(given)
-    config = TrainConfig().updated({**settings, "device": device}, "the evaluation settings")
+    given = {k: v for k, v in flags.items() if v is not None and v != {}}
+    config, net, label = evaluation_target(
+        model=model, pretrained=pretrained, checkpoint=checkpoint, run_dir=run_dir, given=given, device=device,
+        allow_nonfinite=allow_nonfinite,
+    )  # fmt: skip
     torch_device = resolve_device(config.device)
     if config.amp and torch_device.type != "cuda":
         raise ConfigError("--amp needs a CUDA device.")
@@ -402,61 +322,6 @@ def evaluate(
     )
     for split in ("val", "test"):
         click.echo(f"{split} {scores['metric']}: {scores[split]:.6f}")
-
-
-def _evaluation_target(
-    model: Optional[str], pretrained: bool, checkpoint: Optional[str], run_dir: Optional[str], allow_nonfinite: bool = False
-) -> Tuple[Dict[str, Any], Any, str]:
-    """Default evaluation settings (TrainConfig keys), the model (None: built later) and a label."""
-    from .zoo.checkpoint import build_from_checkpoint
-    from .zoo import create_model, get_config
-    from .train import BEST_FILE, CONFIG_FILE, ConfigError, TrainConfig
-
-    if run_dir:
-        run = Path(run_dir)
-        if not (run / BEST_FILE).exists():
-            subruns = sorted(p.name for p in run.glob("run-*") if (p / BEST_FILE).exists())
-            if subruns:
-                raise ConfigError(f"{run} holds {len(subruns)} runs; evaluate one of them, e.g. --run {run / subruns[0]}.")
-        config = TrainConfig.from_file(run / CONFIG_FILE)
-        keep = ("dataset", "root", "dataset_options", "eval_parts", "eval_views", "seed", "amp", "use_labels", "label_iters")
-        net = build_from_checkpoint(run / BEST_FILE, allow_nonfinite=allow_nonfinite)
-        return {k: getattr(config, k) for k in keep}, net, str(run / BEST_FILE)
-    if checkpoint and not model:
-        net = build_from_checkpoint(checkpoint, allow_nonfinite=allow_nonfinite)
-        meta = net.checkpoint_metadata
-        settings = _card_settings(net.zoo_config["name"])
-        keys = ("dataset", "dataset_options", "eval_parts", "eval_views", "seed", "use_labels", "label_iters")
-        settings.update({k: meta[k] for k in keys if k in meta})
-        return settings, net, checkpoint
-    card = get_config(model)
-    settings = {**_card_settings(card["name"]), "model": card["name"]}
-    if pretrained:
-        return settings, create_model(model, pretrained=True), f"{card['name']} (pretrained)"
-    return settings, None, checkpoint
-
-
-def _card_settings(name: Optional[str]) -> Dict[str, Any]:
-    """Evaluation settings of a model card: its dataset, dataset_options and ``eval`` section
-    (``parts``, ``views``, ``seed``), else the ``training`` section's ``eval_parts``/``eval_views``."""
-    from .zoo import ZooError, get_config
-
-    try:
-        card = get_config(name) if name else {}
-    except ZooError:  # a checkpoint of a model that is not (or no longer) in the zoo
-        card = {}
-    training = card.get("training") or {}
-    evaluation = card.get("eval") or {}
-    settings: Dict[str, Any] = {
-        "dataset": card.get("dataset"),
-        "dataset_options": card.get("dataset_options") or {},
-        "eval_parts": evaluation.get("parts", training.get("eval_parts")),
-        "eval_views": evaluation.get("views", training.get("eval_views")),
-        "seed": evaluation.get("seed"),
-        "use_labels": evaluation.get("use_labels", training.get("use_labels")),
-        "label_iters": evaluation.get("label_iters", training.get("label_iters")),
-    }
-    return {k: v for k, v in settings.items() if v is not None}
 
 
 # ------------------------------------------------------------------ data

@@ -41,7 +41,7 @@ class TrainConfig:
     epochs : int
         Number of epochs.
     lr : float
-        Adam learning rate.
+        Learning rate of the optimizer (``optimizer``).
     grad_clip : float
         Maximum gradient norm; 0 disables clipping.
     train_parts : int

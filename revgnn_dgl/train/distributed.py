@@ -100,12 +100,11 @@ from torch import nn
 
 from ..errors import ConfigError, DistributedError, PeerFailedError, is_user_error
 from .device import dgl_has_cuda, resolve_device
+from .settings import LAUNCHER_ENV  # what a launcher (torchrun, spawn) gives every process
 
 #: Seconds a collective may wait before the job fails (env ``REVGNN_DGL_DIST_TIMEOUT``).
 DEFAULT_TIMEOUT_S = 1800.0
 ENV_TIMEOUT = "REVGNN_DGL_DIST_TIMEOUT"
-#: The environment a launcher (torchrun, :func:`spawn`) gives every process.
-LAUNCHER_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 Echo = Callable[[str], None]
 

@@ -1,0 +1,194 @@
+"""What a ``train`` or ``evaluate`` command asks for, resolved into a :class:`TrainConfig`.
+
+The command line only parses options; the rules that turn them into a run's settings live here:
+a ``--config`` file under the given options, ``--resume`` continuing a run with its saved
+configuration, the default output directory, and for ``evaluate`` the settings a run, a
+checkpoint or a model card brings. Importing this module loads neither torch nor DGL (those
+are imported by the functions that build a model), so bad settings are refused at once.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from ..errors import ConfigError, DatasetError, ZooError
+from .config import RESUMABLE_KEYS, TrainConfig
+
+__all__ = [
+    "LAUNCHER_ENV",
+    "RESUMABLE_OPTIONS",
+    "default_out",
+    "evaluation_target",
+    "fixed_on_resume",
+    "resolve_train_config",
+    "under_launcher",
+]
+
+#: What torchrun (or another launcher) sets for each process it starts.
+LAUNCHER_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+#: The options ``train --resume`` accepts: what may change, less ``out`` (the directory resumed).
+RESUMABLE_OPTIONS = tuple(key for key in RESUMABLE_KEYS if key != "out")
+#: What ``evaluate --run`` takes from the run's config.yaml.
+_RUN_EVAL_KEYS = ("dataset", "root", "dataset_options", "eval_parts", "eval_views", "seed", "amp", "use_labels", "label_iters")
+#: What ``evaluate --checkpoint`` takes from the checkpoint's metadata.
+_CHECKPOINT_EVAL_KEYS = ("dataset", "dataset_options", "eval_parts", "eval_views", "seed", "use_labels", "label_iters")
+
+
+def under_launcher() -> bool:
+    """Whether a launcher (torchrun or the like) started this process as a rank of a job."""
+    return all(key in os.environ for key in LAUNCHER_ENV)
+
+
+def fixed_on_resume(given: Mapping[str, Any], config_file: Optional[str]) -> List[str]:
+    """The given settings that ``--resume`` may not change (sorted), ``config`` for a ``--config`` file."""
+    return sorted(set(given) - set(RESUMABLE_OPTIONS)) + (["config"] if config_file else [])
+
+
+def default_out(config: TrainConfig) -> str:
+    """``runs/MODEL-DATASET-TIME``, the output directory of a run started without ``--out``."""
+    return f"runs/{config.model}-{Path(config.dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def resolve_train_config(
+    given: Mapping[str, Any],
+    *,
+    config_file: Optional[str] = None,
+    resume: Optional[str] = None,
+    nproc: Optional[int] = None,
+) -> TrainConfig:
+    """The run's TrainConfig from the options given (``None`` values left out).
+
+    ``given`` holds TrainConfig keys; its ``dataset_options`` and ``model_args`` add to (and
+    override entries of) those of a ``--config`` file. With ``resume`` the run's saved
+    config.yaml is the base and only :data:`RESUMABLE_OPTIONS` may be given (see
+    :func:`fixed_on_resume`); the directory may have moved since, and is where the run continues.
+    Unknown models and datasets are refused here, before torch and DGL load.
+
+    Raises
+    ------
+    ConfigError, ZooError, DatasetError
+        A bad setting, a directory that holds no run, or ``nproc`` other than the resumed run's.
+    """
+    given = dict(given)
+    if resume:
+        folder = Path(resume)
+        if not folder.is_dir():
+            raise ConfigError(f"--resume {resume}: no such directory.")
+        if not (folder / "config.yaml").is_file():
+            raise ConfigError(f"{resume} holds no config.yaml: it is not an output directory of `revgnn-dgl train`.")
+        config = TrainConfig.from_file(folder / "config.yaml").updated({**given, "out": resume}, "the command line")
+        if nproc is not None and nproc != config.nproc:
+            raise ConfigError(
+                f"{resume} was trained by {config.nproc} process(es); resume it with --nproc {config.nproc} "
+                "(or without --nproc): another number would change what an optimizer step averages."
+            )
+    else:
+        base = TrainConfig.from_file(config_file) if config_file else TrainConfig()
+        for key in ("dataset_options", "model_args"):
+            if given.get(key):
+                given[key] = {**getattr(base, key), **given[key]}
+        if nproc is not None:
+            given["nproc"] = nproc
+        config = base.updated(given, "the command line")
+        if config.out is None:
+            config = config.updated({"out": default_out(config)})
+    check_names(config.model, config.dataset)
+    return config
+
+
+def check_names(model: str, dataset: Optional[str]) -> None:
+    """Refuse an unknown model or dataset name (with the valid ones), without loading torch or DGL."""
+    from ..data.catalog import catalog_names
+    from ..data.paths import is_graph_file_path
+    from ..zoo.registry import resolve_name
+
+    resolve_name(model)
+    if dataset is not None and dataset not in catalog_names() and not is_graph_file_path(dataset):
+        raise DatasetError(
+            f"unknown dataset {dataset!r}: valid names are {', '.join(catalog_names())} "
+            "(`revgnn-dgl data list`), or the path of a DGL graph file (PATH.bin)."
+        )
+
+
+# ---------------------------------------------------------------------- evaluate
+def evaluation_target(
+    *,
+    model: Optional[str] = None,
+    pretrained: bool = False,
+    checkpoint: Optional[str] = None,
+    run_dir: Optional[str] = None,
+    given: Optional[Mapping[str, Any]] = None,
+    device: str = "auto",
+    allow_nonfinite: bool = False,
+) -> Tuple[TrainConfig, Any, str]:
+    """What ``evaluate`` scores, and how: ``(config, model or None, label)``.
+
+    The evaluation settings come from the run (``run_dir``), the checkpoint's metadata, or the
+    model card, and ``given`` (TrainConfig keys) overrides them. Another dataset than theirs
+    drops their dataset options and root, which belong to their dataset. The model is None for
+    ``model`` with ``checkpoint``: it is built for the dataset once that is loaded.
+    """
+    settings, net, label = _target(model, pretrained, checkpoint, run_dir, allow_nonfinite)
+    given = dict(given or {})
+    extra_options = given.pop("dataset_options", None)
+    if given.get("dataset") not in (None, settings.get("dataset")):
+        settings.pop("dataset_options", None)
+        settings.pop("root", None)
+    if extra_options:
+        given["dataset_options"] = {**settings.get("dataset_options", {}), **extra_options}
+    settings.update(given)
+    return TrainConfig().updated({**settings, "device": device}, "the evaluation settings"), net, label
+
+
+def _target(
+    model: Optional[str], pretrained: bool, checkpoint: Optional[str], run_dir: Optional[str], allow_nonfinite: bool
+) -> Tuple[Dict[str, Any], Any, str]:
+    from ..zoo import create_model, get_config
+    from ..zoo.checkpoint import build_from_checkpoint
+    from .rundir import BEST_FILE, CONFIG_FILE
+
+    if run_dir:
+        run = Path(run_dir)
+        if not (run / BEST_FILE).exists():
+            subruns = sorted(p.name for p in run.glob("run-*") if (p / BEST_FILE).exists())
+            if subruns:
+                raise ConfigError(f"{run} holds {len(subruns)} runs; evaluate one of them, e.g. --run {run / subruns[0]}.")
+        config = TrainConfig.from_file(run / CONFIG_FILE)
+        net = build_from_checkpoint(run / BEST_FILE, allow_nonfinite=allow_nonfinite)
+        return {k: getattr(config, k) for k in _RUN_EVAL_KEYS}, net, str(run / BEST_FILE)
+    if checkpoint and not model:
+        net = build_from_checkpoint(checkpoint, allow_nonfinite=allow_nonfinite)
+        meta = net.checkpoint_metadata
+        settings = card_settings(net.zoo_config["name"])
+        settings.update({k: meta[k] for k in _CHECKPOINT_EVAL_KEYS if k in meta})
+        return settings, net, checkpoint
+    card = get_config(model)
+    settings = {**card_settings(card["name"]), "model": card["name"]}
+    if pretrained:
+        return settings, create_model(model, pretrained=True), f"{card['name']} (pretrained)"
+    return settings, None, str(checkpoint)
+
+
+def card_settings(name: Optional[str]) -> Dict[str, Any]:
+    """Evaluation settings of a model card: its dataset, dataset_options and ``eval`` section
+    (``parts``, ``views``, ``seed``), else the ``training`` section's ``eval_parts``/``eval_views``."""
+    from ..zoo import get_config
+
+    try:
+        card = get_config(name) if name else {}
+    except ZooError:  # a checkpoint of a model that is not (or no longer) in the zoo
+        card = {}
+    training = card.get("training") or {}
+    evaluation = card.get("eval") or {}
+    settings: Dict[str, Any] = {
+        "dataset": card.get("dataset"),
+        "dataset_options": card.get("dataset_options") or {},
+        "eval_parts": evaluation.get("parts", training.get("eval_parts")),
+        "eval_views": evaluation.get("views", training.get("eval_views")),
+        "seed": evaluation.get("seed"),
+        "use_labels": evaluation.get("use_labels", training.get("use_labels")),
+        "label_iters": evaluation.get("label_iters", training.get("label_iters")),
+    }
+    return {k: v for k, v in settings.items() if v is not None}
