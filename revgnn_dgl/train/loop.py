@@ -1,4 +1,12 @@
-"""The training loop, the paper's way, with runs that can be interrupted and resumed exactly."""
+"""The training loop, the paper's way, with runs that can be interrupted and resumed exactly.
+
+Read from the top: :func:`train` is the whole job as a sequence of named steps (check the
+configuration; load the data and check the model on the meta device; announce; lock and open the
+run directory; each seeded run; the summary). A seeded run (:class:`_Run`) starts fresh or from
+its state, then trains, evaluates and saves epoch by epoch. :func:`train_epoch` is one epoch's
+optimizer steps over random parts. In a data-parallel job the same code runs on every rank inside
+its :class:`~revgnn_dgl.train.distributed.Context`; rank 0 alone evaluates and writes.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -8,7 +16,7 @@ import sys
 import time
 from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -52,6 +60,426 @@ Echo = Callable[[str], None]
 TRAIN_STREAM = 0
 
 
+def train(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    echo: Echo = print,
+    progress: Optional[bool] = None,
+    command: Optional[str] = None,
+    dist: Optional[Context] = None,
+) -> Dict[str, Any]:
+    """Train ``config.runs`` runs and write their outputs and ``summary.json`` to ``config.out``.
+
+    Everything is validated (device, dataset, model arguments) before anything is written to
+    ``config.out``; the directory is then locked for the whole training.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The run's settings; ``out`` must be set.
+    resume : bool
+        Continue the runs in ``config.out`` from their saved states (runs not started yet start
+        fresh, finished ones are kept). With the same config the result equals an uninterrupted run.
+    echo : callable
+        Receives the human-readable progress lines.
+    progress : bool, optional
+        Show a tqdm bar per run; None: when standard output is a terminal (otherwise one log
+        line per epoch).
+    command : str, optional
+        The command line that started the run, recorded in ``summary.json``.
+    dist : Context, optional
+        This process's place in a data-parallel job of ``config.nproc`` processes, which all call
+        ``train`` (:func:`revgnn_dgl.train.launch` starts them); None for one process. Rank 0
+        alone echoes, evaluates and writes (and locks ``out``).
+
+    Returns
+    -------
+    dict
+        The summary: per-run best validation score and its test score, and their mean and std.
+
+    Raises
+    ------
+    ConfigError
+        When ``out`` is missing, already holds a run and ``resume`` is False, is locked by
+        another process, or when a setting is invalid, or ``config.nproc`` is not the number of
+        processes running it; :class:`TrainingDiverged` when the loss or a gradient becomes
+        non-finite.
+    """
+    ctx = dist if dist is not None else Context()
+    echo = echo if ctx.is_main else ctx.echo_fn
+    out = _check_config(config, resume, ctx)
+    device, dataset, overrides, changes = _check_data_and_model(config, ctx)
+    _announce(config, ctx, device, dataset.name, changes, echo)
+    with ExitStack() as held:
+        data = _open_run_directory(config, out, resume, held, ctx, echo, dataset, device)
+        results = [_Run.start(run_config, data, overrides, device, resume, echo, ctx).train(progress)
+                   for run_config in _run_configs(config)]  # fmt: skip
+        summary = _write_summary(out, results, dataset.metric_name, device, command, ctx)
+    for split in ("val", "test"):
+        stats = summary[split]
+        echo(f"{split} {summary['metric']}: {stats['mean']:.4f} ± {stats['std']:.4f} ({len(results)} run(s))")
+    return summary
+
+
+# ---------------------------------------------------------------------- the steps of train(), in order
+def _check_config(config: TrainConfig, resume: bool, ctx: Context) -> Path:
+    """The output directory, once the job's size and ``out`` are right for this config."""
+    if config.nproc != ctx.world_size:
+        where = f"{ctx.world_size} processes run it" if ctx.active else "this is one process"
+        raise ConfigError(
+            f"nproc is {config.nproc} but {where}; start {config.nproc} with revgnn_dgl.train.launch(config), "
+            f"`revgnn-dgl train --nproc {config.nproc}` or torchrun."
+        )
+    if not config.out:
+        raise ConfigError("no output directory: set out (--out DIR).")
+    out = Path(config.out)
+    with ctx.guard("checking the output directory"):  # only rank 0 need see it
+        if ctx.is_main and not resume:
+            _refuse_existing_run(out)
+    return out
+
+
+def _refuse_existing_run(out: Path) -> None:
+    if (out / CONFIG_FILE).exists() or (out / METRICS_FILE).exists():
+        raise ConfigError(f"{out} already holds a run; continue it with --resume {out} or choose another --out.")
+
+
+def _check_data_and_model(config: TrainConfig, ctx: Context) -> Tuple[torch.device, Any, Dict[str, Any], List[str]]:
+    """The device, the loaded dataset, and the model arguments for it, checked by a build on the meta device."""
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    device = ctx.use_device(config.device)
+    with ctx.guard("loading the data and building the model"):
+        if config.amp and device.type != "cuda":
+            raise ConfigError("--amp needs a CUDA device; mixed precision is not used on CPU.")
+        dataset = load_dataset_for(config)
+        overrides, changes = model_overrides(config, dataset)
+        # Build once on the meta device: bad arguments fail here, before --out is touched.
+        with torch.device("meta"):
+            create_model(config.model, **overrides)
+    return device, dataset, overrides, changes
+
+
+def _announce(config: TrainConfig, ctx: Context, device: torch.device, dataset: str, changes: List[str], echo: Echo) -> None:
+    """Say where the run trains and print its whole resolved configuration."""
+    if ctx.active:
+        echo(f"{ctx.world_size} processes, device {device} on rank 0 (cuda:LOCAL_RANK on each, if CUDA); "
+             f"{config.parts_per_step * ctx.world_size} part(s) per optimizer step")  # fmt: skip
+    else:
+        echo(f"device: {device}" + (" (picked by --device auto)" if config.device == "auto" else ""))
+    if changes:
+        echo(f"model {config.model}, from dataset {dataset} and overrides: {', '.join(changes)}")
+    echo("configuration:")
+    for key, value in config.to_dict().items():
+        echo(f"  {key}: {value}")
+    _defaults_note(config, echo)
+
+
+def _open_run_directory(
+    config: TrainConfig, out: Path, resume: bool, held: ExitStack, ctx: Context, echo: Echo, dataset: Any, device: torch.device
+) -> DeviceData:
+    """Lock ``out`` (rank 0, for the whole training), check a resume, write config.yaml; the data on its device."""
+    with ctx.guard("preparing the run directory"):
+        if ctx.is_main:  # rank 0 alone writes, so it alone locks
+            held.enter_context(RunLock(out))
+            if not resume:
+                _refuse_existing_run(out)  # again, under the lock
+            for folder in [out] + run_dirs(config):
+                for path in remove_stale_temp_files(folder):
+                    echo(f"removed {path.name}, left by an interrupted write")
+            if resume:
+                _check_nproc(config)
+                _check_resume(config)  # before anything is rewritten: a refused resume changes nothing
+            write_yaml(out / CONFIG_FILE, config.to_dict())
+        return DeviceData.on(dataset, device)
+
+
+def _run_configs(config: TrainConfig) -> List[TrainConfig]:
+    """Each run's own config: seed ``seed + i``, one run, its own directory."""
+    return [
+        dataclasses.replace(config, seed=config.seed + i, runs=1, out=str(run_dir))
+        for i, run_dir in enumerate(run_dirs(config))
+    ]
+
+
+def _write_summary(
+    out: Path, results: List[Dict[str, Any]], metric: str, device: torch.device, command: Optional[str], ctx: Context
+) -> Dict[str, Any]:
+    summary = summarize(results, metric)
+    # Where the numbers come from: they reproduce bit for bit only on the same CPU and threads.
+    summary["environment"] = {k: v for k, v in environment(device).items() if k != "load_avg_1m"}
+    if command:
+        summary["command"] = command
+    with ctx.guard("writing the summary"):
+        if ctx.is_main:
+            write_json(out / SUMMARY_FILE, summary)
+    return summary
+
+
+def _defaults_note(config: TrainConfig, echo: Echo) -> None:
+    """Say what the ogbn-proteins defaults mean when they meet another dataset."""
+    if not _uses_big_defaults(config):
+        return
+    args = get_config(config.model)["arguments"]
+    depth = config.num_layers or args.get("num_layers")
+    echo(
+        f"note: {config.dataset} gets the ogbn-proteins recipe: {config.model} ({depth} layers x "
+        f"{config.hidden or args.get('hidden')} channels), {config.epochs} epochs of {config.train_parts} parts. "
+        "For a small graph start smaller, e.g. --model revgnn-112 --num-layers 16 --hidden 64 --train-parts 1 "
+        "--epochs 300 --lr 0.005 (see the README)."
+    )
+
+
+def _uses_big_defaults(config: TrainConfig) -> bool:
+    """Whether the ogbn-proteins defaults meet another dataset (then the first epoch's pace is reported)."""
+    defaults = TrainConfig()
+    return config.dataset != defaults.dataset and config.model == defaults.model
+
+
+def _check_nproc(config: TrainConfig) -> None:
+    """Refuse to resume a run with another number of processes than it was trained with."""
+    path = Path(config.out) / CONFIG_FILE
+    saved = TrainConfig.from_file(path).nproc if path.exists() else config.nproc
+    if saved != config.nproc:
+        raise ConfigError(
+            f"{config.out} was trained by {saved} process(es), not {config.nproc}: its optimizer steps averaged "
+            f"{saved} x parts_per_step parts; resume it with nproc {saved}."
+        )
+
+
+def _check_resume(config: TrainConfig) -> None:
+    """Refuse a resume whose settings differ from the saved runs', or that would train backwards."""
+    for run_config in _run_configs(config):
+        run_dir = Path(run_config.out)
+        state_path = run_dir / STATE_FILE
+        if state_path.exists():
+            state = load_training_state(state_path)
+            saved = state.extra.get("config")
+            if saved is not None:
+                _check_resumable(run_config, TrainConfig.from_mapping(saved, str(state_path)), run_dir)
+            done = state.epoch
+            if config.epochs < done:
+                raise ConfigError(
+                    f"{run_dir} has already trained {done} epochs; --epochs {config.epochs} must be more than that."
+                )
+
+
+def _check_resumable(config: TrainConfig, saved: TrainConfig, where: Path) -> None:
+    """Refuse a config that differs from the run's saved one in anything but RESUMABLE_KEYS."""
+    ours, theirs = config.to_dict(), saved.to_dict()
+    differ = [k for k in ours if k not in RESUMABLE_KEYS and ours[k] != theirs.get(k)]
+    if differ:
+        pairs = ", ".join(f"{k}: saved {theirs.get(k)!r}, now {ours[k]!r}" for k in differ)
+        raise ConfigError(
+            f"{where}: the configuration differs from the one the run was trained with ({pairs}); "
+            f"a resumed run must keep it (only {', '.join(RESUMABLE_KEYS[:-1])} may change)."
+        )
+
+
+# ---------------------------------------------------------------------- one seeded run
+class _Run:
+    """One seeded run in its directory: start (fresh or from its state), epochs, evaluation, files.
+
+    In a data-parallel job every rank trains, and rank 0 alone evaluates and writes; the others
+    wait for it in the check at the end of each epoch.
+    """
+
+    def __init__(self, config: TrainConfig, data: DeviceData, model: nn.Module, device: torch.device, echo: Echo,
+                 ctx: Context) -> None:  # fmt: skip
+        self.config, self.data, self.model, self.echo, self.ctx = config, data, model, echo, ctx
+        self.run_dir = Path(config.out)
+        self.state_path = self.run_dir / STATE_FILE
+        self.optimizer = make_optimizer(model.parameters(), config)
+        self.chance = chance_level(data.dataset)
+        self.metric = data.dataset.metric_name
+        self.best: Dict[str, Any] = {"epoch": None, "val": None, "test": None}
+        self.since_best, self.at_chance, self.stopped, self.start_epoch = 0, 0, None, 0
+        self.evaluator: Optional[Evaluator] = None
+        self.teacher_logits: Optional[Tensor] = None
+        self.net: nn.Module = model
+        self.big_defaults = _uses_big_defaults(config)
+        # What every checkpoint records besides its epoch's scores.
+        self.meta = {
+            "dataset": config.dataset, "dataset_options": config.dataset_options, "metric": self.metric,
+            "seed": config.seed, "eval_parts": config.eval_parts, "eval_views": config.eval_views,
+            "use_labels": config.use_labels, "label_iters": config.label_iters,
+        }  # fmt: skip
+
+    @classmethod
+    def start(cls, config: TrainConfig, data: DeviceData, overrides: Dict[str, Any], device: torch.device,
+              resume: bool, echo: Echo, ctx: Context) -> "_Run":  # fmt: skip
+        """The seeded model and optimizer, restored from the run's state when resuming."""
+        seed_everything(config.seed)
+        run = cls(config, data, create_model(config.model, **overrides).to(device), device, echo, ctx)
+        state = None
+        with ctx.guard(f"reading {run.state_path}"):
+            if ctx.is_main:
+                run.run_dir.mkdir(parents=True, exist_ok=True)
+                if resume and run.state_path.exists():
+                    state = load_training_state(run.state_path)
+        state = ctx.broadcast(state)  # the other ranks need not see rank 0's disk
+        with ctx.guard(f"restoring {run.state_path}"):
+            if ctx.is_main:
+                run.evaluator = Evaluator(data, config.eval_parts, config.eval_views, config.seed, amp=config.amp, config=config)
+            run.teacher_logits = _teacher_logits(config, data, device)
+            if state is not None:
+                run._restore(state)
+            elif ctx.is_main:
+                (run.run_dir / METRICS_FILE).write_text("")
+            if ctx.is_main:
+                write_yaml(run.run_dir / CONFIG_FILE, config.to_dict())
+        run.net = ctx.wrap(run.model)  # DDP in a job; it broadcasts rank 0's weights, the same on every rank here
+        if run.start_epoch == 0:
+            params = sum(p.numel() for p in run.model.parameters())
+            echo(f"run {run.run_dir} (seed {config.seed}): {params:,} parameters, {config.epochs} epochs")
+        return run
+
+    def _restore(self, state: Any) -> None:
+        try:
+            self.model.load_state_dict(state.model)
+            self.optimizer.load_state_dict(state.optimizer)
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise TrainingStateError(
+                f"{self.state_path} does not fit model {self.config.model!r}: {str(err).splitlines()[0]}"
+            ) from None
+        restore_rng(state.rng)
+        self.start_epoch, self.best = state.epoch, state.extra["best"]
+        self.since_best, self.at_chance = state.extra.get("since_best", 0), state.extra.get("at_chance", 0)
+        self.stopped = state.extra.get("stopped")
+        if self.ctx.is_main:
+            note = truncate_metrics(self.run_dir / METRICS_FILE, self.start_epoch)
+            if note:
+                self.echo(f"note: {note}")
+        self.echo(f"resuming {self.run_dir} after epoch {self.start_epoch}")
+
+    def train(self, progress: Optional[bool]) -> Dict[str, Any]:
+        """The remaining epochs; returns the run's best epoch, validation and test scores."""
+        config, ctx = self.config, self.ctx
+        with _ProgressReport(config, self.start_epoch, progress, ctx, self.echo) as report:
+            for epoch in range(self.start_epoch + 1, config.epochs + 1):
+                if self.stopped:
+                    break
+                tic = time.perf_counter()
+                record = self.train_epoch(epoch)
+                with ctx.guard(f"evaluating and saving epoch {epoch}"):
+                    if ctx.is_main:
+                        improved = self.evaluate(record)
+                        self.save(record, improved, tic)
+                        report.epoch(record, self)
+                self.stopped = ctx.broadcast(self.stopped)  # rank 0 decides an early stop
+        self.best = ctx.broadcast(self.best)  # rank 0 evaluated
+        if self.best["val"] is None:  # an early stop cannot come before an evaluation; a resumed finished run keeps its best
+            raise ConfigError(f"{self.run_dir}: no evaluation was recorded.")
+        self.echo(f"seed {config.seed}: best val {self.metric} {self.best['val']:.4f} at epoch {self.best['epoch']}, "
+                  f"test {self.best['test']:.4f}")  # fmt: skip
+        return {"seed": config.seed, **self.best, "epochs": self.stopped or config.epochs}
+
+    def train_epoch(self, epoch: int) -> Dict[str, Any]:
+        """One epoch's optimizer steps; the start of its metrics record."""
+        config = self.config
+        lr = lr_at(epoch, config)
+        set_lr(self.optimizer, lr)
+        fault_point(f"rank{self.ctx.rank}-epoch{epoch}")  # a test hook, a no-op unless REVGNN_DGL_FAULT asks
+        # The partitions depend on (seed, epoch) only, so a resumed run, and every rank, draws the same ones.
+        rng = np.random.default_rng([config.seed, TRAIN_STREAM, epoch])
+        try:
+            loss = train_epoch(self.net, self.optimizer, self.data, config.train_parts, rng, config.grad_clip, config,
+                               self.teacher_logits, dist=self.ctx)  # fmt: skip
+        except TrainingDiverged as err:
+            raise TrainingDiverged(
+                f"epoch {epoch}: {err}; training stopped before the update. The checkpoints of epoch "
+                f"{epoch - 1} in {self.run_dir} are kept. Lower --lr, keep --grad-clip on, or check the inputs."
+            ) from None
+        return {"epoch": epoch, "loss": loss, "lr": lr, "val": None, "test": None}
+
+    def evaluate(self, record: Dict[str, Any]) -> bool:
+        """Score the model when this epoch is evaluated; track the best, early stopping and chance level.
+
+        Returns whether the validation score improved (the best checkpoint is then rewritten).
+        """
+        config, epoch = self.config, record["epoch"]
+        solver = solver_report(self.model)  # read before evaluation runs new solves
+        if solver:
+            record["solver"] = solver
+        if epoch % config.eval_every != 0 and epoch != config.epochs:
+            return False
+        assert self.evaluator is not None
+        scores = self.evaluator(self.model)
+        if not all(math.isfinite(v) for v in scores.values()):
+            raise TrainingDiverged(f"epoch {epoch}: the model's outputs are not finite ({scores}); training stopped.")
+        record.update(scores)
+        improved = self.best["val"] is None or record["val"] > self.best["val"]
+        if improved:
+            self.best = {"epoch": epoch, "val": record["val"], "test": record["test"]}
+            self.since_best = 0
+        else:
+            self.since_best += 1
+        chance = self.chance
+        self.at_chance = self.at_chance + 1 if chance is not None and record["val"] <= chance + 0.005 else 0
+        if config.chance_patience and self.at_chance == config.chance_patience:
+            self.echo(
+                f"warning: the validation {self.metric} has stayed at chance level ({chance:.3f}) for "
+                f"{self.at_chance} evaluations (epoch {epoch}): the run is not learning. Try a lower --lr, "
+                "a shallower model, or check the labels."
+            )
+        if config.patience and self.since_best >= config.patience:
+            self.stopped = epoch
+        return improved
+
+    def save(self, record: Dict[str, Any], improved: bool, tic: float) -> None:
+        """The epoch's files, each written whole: best checkpoint (if improved), metrics line, last checkpoint, state."""
+        if improved:
+            save_checkpoint(self.run_dir / BEST_FILE, self.model, metadata={**self.meta, **self.best, "loss": record["loss"]})
+        record["time"] = time.perf_counter() - tic
+        append_metrics(self.run_dir / METRICS_FILE, record)
+        save_checkpoint(self.run_dir / LAST_FILE, self.model, metadata={**self.meta, **record})
+        extra = {"best": self.best, "since_best": self.since_best, "at_chance": self.at_chance, "stopped": self.stopped,
+                 "config": self.config.to_dict()}  # fmt: skip
+        save_training_state(self.state_path, model=self.model, optimizer=self.optimizer, epoch=record["epoch"], extra=extra)
+
+
+class _ProgressReport:
+    """What a run shows per epoch: a tqdm bar on a terminal, else one line; nothing on ranks but 0."""
+
+    def __init__(self, config: TrainConfig, start: int, progress: Optional[bool], ctx: Context, echo: Echo) -> None:
+        from tqdm.auto import tqdm
+
+        self.config, self.start, self.echo = config, start, echo
+        self.show_bar = ctx.is_main and (sys.stdout.isatty() if progress is None else progress)
+        # Not even tqdm's inter-process lock on the other ranks.
+        self.bar = (
+            tqdm(total=config.epochs, initial=start, desc=f"seed {config.seed}", unit="epoch",
+                 disable=not self.show_bar, dynamic_ncols=True)  # fmt: skip
+            if ctx.is_main
+            else None
+        )
+
+    def __enter__(self) -> "_ProgressReport":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def epoch(self, record: Dict[str, Any], run: _Run) -> None:
+        config, epoch, loss = self.config, record["epoch"], record["loss"]
+        if self.show_bar:
+            best = run.best["val"]
+            self.bar.set_postfix(loss=f"{loss:.4f}", val="-" if best is None else f"{best:.4f}")
+            self.bar.update()
+        else:
+            scores = "" if record["val"] is None else f" val {record['val']:.4f} test {record['test']:.4f}"
+            self.echo(f"epoch {epoch}/{config.epochs} loss {loss:.4f}{scores} lr {record['lr']:.3g} {record['time']:.2f}s")
+        if run.big_defaults and epoch == self.start + 1:
+            hours = record["time"] * (config.epochs - epoch) / 3600
+            self.echo(f"note: the first epoch took {record['time']:.1f} s; the remaining {config.epochs - epoch} "
+                      f"would take about {hours:.1f} h at that pace.")  # fmt: skip
+        if run.stopped:
+            self.echo(f"early stopping at epoch {epoch}: no better validation {run.metric} for {config.patience} evaluations")
+
+
+# ---------------------------------------------------------------------- one epoch
 def _loss(logits: Tensor, labels: Tensor, task: str, label_smoothing: float = 0.0, kind: str = "ce") -> Tensor:
     if task == "multilabel":
         return F.binary_cross_entropy_with_logits(logits, labels.float())
@@ -207,336 +635,6 @@ def _seeded(seed: int, device: torch.device) -> Iterator[None]:
         yield
 
 
-def _check_resumable(config: TrainConfig, saved: TrainConfig, where: Path) -> None:
-    """Refuse a config that differs from the run's saved one in anything but RESUMABLE_KEYS."""
-    ours, theirs = config.to_dict(), saved.to_dict()
-    differ = [k for k in ours if k not in RESUMABLE_KEYS and ours[k] != theirs.get(k)]
-    if differ:
-        pairs = ", ".join(f"{k}: saved {theirs.get(k)!r}, now {ours[k]!r}" for k in differ)
-        raise ConfigError(
-            f"{where}: the configuration differs from the one the run was trained with ({pairs}); "
-            f"a resumed run must keep it (only {', '.join(RESUMABLE_KEYS[:-1])} may change)."
-        )
-
-
-def _defaults_note(config: TrainConfig, echo: Echo) -> bool:
-    """Say what the ogbn-proteins defaults mean when they meet another dataset."""
-    defaults = TrainConfig()
-    if config.dataset == defaults.dataset or config.model != defaults.model:
-        return False
-    args = get_config(config.model)["arguments"]
-    depth = config.num_layers or args.get("num_layers")
-    echo(
-        f"note: {config.dataset} gets the ogbn-proteins recipe: {config.model} ({depth} layers x "
-        f"{config.hidden or args.get('hidden')} channels), {config.epochs} epochs of {config.train_parts} parts. "
-        "For a small graph start smaller, e.g. --model revgnn-112 --num-layers 16 --hidden 64 --train-parts 1 "
-        "--epochs 300 --lr 0.005 (see the README)."
-    )
-    return True
-
-
-def train(
-    config: TrainConfig,
-    *,
-    resume: bool = False,
-    echo: Echo = print,
-    progress: Optional[bool] = None,
-    command: Optional[str] = None,
-    dist: Optional[Context] = None,
-) -> Dict[str, Any]:
-    """Train ``config.runs`` runs and write their outputs and ``summary.json`` to ``config.out``.
-
-    Everything is validated (device, dataset, model arguments) before anything is written to
-    ``config.out``; the directory is then locked for the whole training.
-
-    Parameters
-    ----------
-    config : TrainConfig
-        The run's settings; ``out`` must be set.
-    resume : bool
-        Continue the runs in ``config.out`` from their saved states (runs not started yet start
-        fresh, finished ones are kept). With the same config the result equals an uninterrupted run.
-    echo : callable
-        Receives the human-readable progress lines.
-    progress : bool, optional
-        Show a tqdm bar per run; None: when standard output is a terminal (otherwise one log
-        line per epoch).
-    command : str, optional
-        The command line that started the run, recorded in ``summary.json``.
-    dist : Context, optional
-        This process's place in a data-parallel job of ``config.nproc`` processes, which all call
-        ``train`` (:func:`revgnn_dgl.train.launch` starts them); None for one process. Rank 0
-        alone echoes, evaluates and writes (and locks ``out``).
-
-    Returns
-    -------
-    dict
-        The summary: per-run best validation score and its test score, and their mean and std.
-
-    Raises
-    ------
-    ConfigError
-        When ``out`` is missing, already holds a run and ``resume`` is False, is locked by
-        another process, or when a setting is invalid, or ``config.nproc`` is not the number of
-        processes running it; :class:`TrainingDiverged` when the loss or a gradient becomes
-        non-finite.
-    """
-    ctx = dist if dist is not None else Context()
-    if config.nproc != ctx.world_size:
-        where = f"{ctx.world_size} processes run it" if ctx.active else "this is one process"
-        raise ConfigError(
-            f"nproc is {config.nproc} but {where}; start {config.nproc} with revgnn_dgl.train.launch(config), "
-            f"`revgnn-dgl train --nproc {config.nproc}` or torchrun."
-        )
-    echo = echo if ctx.is_main else ctx.echo_fn
-    if not config.out:
-        raise ConfigError("no output directory: set out (--out DIR).")
-    out = Path(config.out)
-    with ctx.guard("checking the output directory"):  # only rank 0 need see it
-        if ctx.is_main and not resume and ((out / CONFIG_FILE).exists() or (out / METRICS_FILE).exists()):
-            raise ConfigError(f"{out} already holds a run; continue it with --resume {out} or choose another --out.")
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    device = ctx.use_device(config.device)
-    with ctx.guard("loading the data and building the model"):
-        if config.amp and device.type != "cuda":
-            raise ConfigError("--amp needs a CUDA device; mixed precision is not used on CPU.")
-        dataset = load_dataset_for(config)
-        overrides, changes = model_overrides(config, dataset)
-        # Build once on the meta device: bad arguments fail here, before --out is touched.
-        with torch.device("meta"):
-            create_model(config.model, **overrides)
-    if ctx.active:
-        echo(f"{ctx.world_size} processes, device {device} on rank 0 (cuda:LOCAL_RANK on each, if CUDA); "
-             f"{config.parts_per_step * ctx.world_size} part(s) per optimizer step")  # fmt: skip
-    else:
-        echo(f"device: {device}" + (" (picked by --device auto)" if config.device == "auto" else ""))
-    if changes:
-        echo(f"model {config.model}, from dataset {dataset.name} and overrides: {', '.join(changes)}")
-    echo("configuration:")
-    for key, value in config.to_dict().items():
-        echo(f"  {key}: {value}")
-    big_defaults = _defaults_note(config, echo)
-
-    with ExitStack() as held:
-        with ctx.guard("preparing the run directory"):
-            if ctx.is_main:  # rank 0 alone writes, so it alone locks
-                held.enter_context(RunLock(out))
-                if not resume and ((out / CONFIG_FILE).exists() or (out / METRICS_FILE).exists()):
-                    raise ConfigError(f"{out} already holds a run; continue it with --resume {out} or choose another --out.")
-                for folder in [out] + run_dirs(config):
-                    for path in remove_stale_temp_files(folder):
-                        echo(f"removed {path.name}, left by an interrupted write")
-                if resume:
-                    _check_nproc(config)
-                    _check_resume(config)  # before anything is rewritten: a refused resume changes nothing
-                write_yaml(out / CONFIG_FILE, config.to_dict())
-            data = DeviceData.on(dataset, device)
-        results = []
-        for run_config in _run_configs(config):
-            results.append(_train_run(run_config, data, overrides, device, resume, echo, progress, big_defaults, ctx))
-        summary = summarize(results, dataset.metric_name)
-        # Where the numbers come from: they reproduce bit for bit only on the same CPU and threads.
-        summary["environment"] = {k: v for k, v in environment(device).items() if k != "load_avg_1m"}
-        if command:
-            summary["command"] = command
-        with ctx.guard("writing the summary"):
-            if ctx.is_main:
-                write_json(out / SUMMARY_FILE, summary)
-    for split in ("val", "test"):
-        stats = summary[split]
-        echo(f"{split} {summary['metric']}: {stats['mean']:.4f} ± {stats['std']:.4f} ({len(results)} run(s))")
-    return summary
-
-
-def _run_configs(config: TrainConfig) -> List[TrainConfig]:
-    """Each run's own config: seed ``seed + i``, one run, its own directory."""
-    return [
-        dataclasses.replace(config, seed=config.seed + i, runs=1, out=str(run_dir))
-        for i, run_dir in enumerate(run_dirs(config))
-    ]
-
-
-def _check_nproc(config: TrainConfig) -> None:
-    """Refuse to resume a run with another number of processes than it was trained with."""
-    path = Path(config.out) / CONFIG_FILE
-    saved = TrainConfig.from_file(path).nproc if path.exists() else config.nproc
-    if saved != config.nproc:
-        raise ConfigError(
-            f"{config.out} was trained by {saved} process(es), not {config.nproc}: its optimizer steps averaged "
-            f"{saved} x parts_per_step parts; resume it with nproc {saved}."
-        )
-
-
-def _check_resume(config: TrainConfig) -> None:
-    """Refuse a resume whose settings differ from the saved runs', or that would train backwards."""
-    for run_config in _run_configs(config):
-        run_dir = Path(run_config.out)
-        state_path = run_dir / STATE_FILE
-        if state_path.exists():
-            state = load_training_state(state_path)
-            saved = state.extra.get("config")
-            if saved is not None:
-                _check_resumable(run_config, TrainConfig.from_mapping(saved, str(state_path)), run_dir)
-            done = state.epoch
-            if config.epochs < done:
-                raise ConfigError(
-                    f"{run_dir} has already trained {done} epochs; --epochs {config.epochs} must be more than that."
-                )
-
-
-def _train_run(
-    config: TrainConfig,
-    data: DeviceData,
-    overrides: Dict[str, Any],
-    device: torch.device,
-    resume: bool,
-    echo: Echo,
-    progress: Optional[bool],
-    big_defaults: bool = False,
-    ctx: Optional[Context] = None,
-) -> Dict[str, Any]:
-    """One seeded run in ``config.out``; returns its best epoch, validation and test scores.
-
-    In a data-parallel job every rank trains, and rank 0 alone evaluates and writes; the others
-    wait for it in the check at the end of each epoch.
-    """
-    from tqdm.auto import tqdm
-
-    ctx = ctx if ctx is not None else Context()
-    run_dir = Path(config.out)
-    seed_everything(config.seed)
-    model = create_model(config.model, **overrides).to(device)
-    optimizer = make_optimizer(model.parameters(), config)
-    dataset = data.dataset
-    chance = chance_level(dataset)
-
-    best: Dict[str, Any] = {"epoch": None, "val": None, "test": None}
-    since_best, at_chance, stopped = 0, 0, None
-    start = 0
-    state_path = run_dir / STATE_FILE
-    state = None
-    with ctx.guard(f"reading {state_path}"):
-        if ctx.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            if resume and state_path.exists():
-                state = load_training_state(state_path)
-    state = ctx.broadcast(state)  # the other ranks need not see rank 0's disk
-    with ctx.guard(f"restoring {state_path}"):
-        evaluator = Evaluator(data, config.eval_parts, config.eval_views, config.seed, amp=config.amp, config=config) if ctx.is_main else None
-        teacher_logits = _teacher_logits(config, data, device)
-        if state is not None:
-            try:
-                model.load_state_dict(state.model)
-                optimizer.load_state_dict(state.optimizer)
-            except (RuntimeError, ValueError, KeyError) as err:
-                raise TrainingStateError(f"{state_path} does not fit model {config.model!r}: {str(err).splitlines()[0]}") from None
-            restore_rng(state.rng)
-            start, best = state.epoch, state.extra["best"]
-            since_best, at_chance = state.extra.get("since_best", 0), state.extra.get("at_chance", 0)
-            stopped = state.extra.get("stopped")
-            if ctx.is_main:
-                note = truncate_metrics(run_dir / METRICS_FILE, start)
-                if note:
-                    echo(f"note: {note}")
-            echo(f"resuming {run_dir} after epoch {start}")
-        elif ctx.is_main:
-            (run_dir / METRICS_FILE).write_text("")
-        if ctx.is_main:
-            write_yaml(run_dir / CONFIG_FILE, config.to_dict())
-    net = ctx.wrap(model)  # DDP in a job; it broadcasts rank 0's weights, the same on every rank here
-    if start == 0:
-        params = sum(p.numel() for p in model.parameters())
-        echo(f"run {run_dir} (seed {config.seed}): {params:,} parameters, {config.epochs} epochs")
-
-    metric = dataset.metric_name
-    meta = {
-        "dataset": config.dataset,
-        "dataset_options": config.dataset_options,
-        "metric": metric,
-        "seed": config.seed,
-        "eval_parts": config.eval_parts,
-        "eval_views": config.eval_views,
-        "use_labels": config.use_labels,
-        "label_iters": config.label_iters,
-    }
-    show_bar = ctx.is_main and (sys.stdout.isatty() if progress is None else progress)
-    bar = (
-        tqdm(total=config.epochs, initial=start, desc=f"seed {config.seed}", unit="epoch",
-             disable=not show_bar, dynamic_ncols=True)  # fmt: skip
-        if ctx.is_main
-        else _NoBar()  # not even tqdm's inter-process lock on the other ranks
-    )
-    with bar:
-        for epoch in range(start + 1, config.epochs + 1):
-            if stopped:
-                break
-            tic = time.perf_counter()
-            lr = lr_at(epoch, config)
-            set_lr(optimizer, lr)
-            fault_point(f"rank{ctx.rank}-epoch{epoch}")  # a test hook, a no-op unless REVGNN_DGL_FAULT asks
-            # The partitions depend on (seed, epoch) only, so a resumed run, and every rank, draws the same ones.
-            rng = np.random.default_rng([config.seed, TRAIN_STREAM, epoch])
-            try:
-                loss = train_epoch(net, optimizer, data, config.train_parts, rng, config.grad_clip, config, teacher_logits,
-                                   dist=ctx)  # fmt: skip
-            except TrainingDiverged as err:
-                raise TrainingDiverged(
-                    f"epoch {epoch}: {err}; training stopped before the update. The checkpoints of epoch "
-                    f"{epoch - 1} in {run_dir} are kept. Lower --lr, keep --grad-clip on, or check the inputs."
-                ) from None
-            with ctx.guard(f"evaluating and saving epoch {epoch}"):
-                if ctx.is_main:
-                    record: Dict[str, Any] = {"epoch": epoch, "loss": loss, "lr": lr, "val": None, "test": None}
-                    solver = solver_report(model)  # read before evaluation runs new solves
-                    if solver:
-                        record["solver"] = solver
-                    if epoch % config.eval_every == 0 or epoch == config.epochs:
-                        scores = evaluator(model)
-                        if not all(math.isfinite(v) for v in scores.values()):
-                            raise TrainingDiverged(f"epoch {epoch}: the model's outputs are not finite ({scores}); training stopped.")
-                        record.update(scores)
-                        if best["val"] is None or record["val"] > best["val"]:
-                            best = {"epoch": epoch, "val": record["val"], "test": record["test"]}
-                            save_checkpoint(run_dir / BEST_FILE, model, metadata={**meta, **best, "loss": loss})
-                            since_best = 0
-                        else:
-                            since_best += 1
-                        at_chance = at_chance + 1 if chance is not None and record["val"] <= chance + 0.005 else 0
-                        if config.chance_patience and at_chance == config.chance_patience:
-                            echo(
-                                f"warning: the validation {metric} has stayed at chance level ({chance:.3f}) for "
-                                f"{at_chance} evaluations (epoch {epoch}): the run is not learning. Try a lower --lr, "
-                                "a shallower model, or check the labels."
-                            )
-                        if config.patience and since_best >= config.patience:
-                            stopped = epoch
-                    record["time"] = time.perf_counter() - tic
-                    append_metrics(run_dir / METRICS_FILE, record)
-                    save_checkpoint(run_dir / LAST_FILE, model, metadata={**meta, **record})
-                    extra = {"best": best, "since_best": since_best, "at_chance": at_chance, "stopped": stopped,
-                             "config": config.to_dict()}  # fmt: skip
-                    save_training_state(state_path, model=model, optimizer=optimizer, epoch=epoch, extra=extra)
-                    if show_bar:
-                        bar.set_postfix(loss=f"{loss:.4f}", val="-" if best["val"] is None else f"{best['val']:.4f}")
-                        bar.update()
-                    else:
-                        scores_text = "" if record["val"] is None else f" val {record['val']:.4f} test {record['test']:.4f}"
-                        echo(f"epoch {epoch}/{config.epochs} loss {loss:.4f}{scores_text} lr {lr:.3g} {record['time']:.2f}s")
-                    if big_defaults and epoch == start + 1:
-                        hours = record["time"] * (config.epochs - epoch) / 3600
-                        echo(f"note: the first epoch took {record['time']:.1f} s; the remaining {config.epochs - epoch} "
-                             f"would take about {hours:.1f} h at that pace.")  # fmt: skip
-                    if stopped:
-                        echo(f"early stopping at epoch {epoch}: no better validation {metric} for {config.patience} evaluations")
-            stopped = ctx.broadcast(stopped)  # rank 0 decides an early stop
-    best = ctx.broadcast(best)  # rank 0 evaluated
-    if best["val"] is None:  # an early stop cannot come before an evaluation; a resumed finished run keeps its best
-        raise ConfigError(f"{run_dir}: no evaluation was recorded.")
-    echo(f"seed {config.seed}: best val {metric} {best['val']:.4f} at epoch {best['epoch']}, test {best['test']:.4f}")
-    return {"seed": config.seed, **best, "epochs": stopped or config.epochs}
-
-
 def _teacher_logits(config: TrainConfig, data: DeviceData, device: torch.device) -> Optional[Tensor]:
     """The teacher run's best model's logits on every node, with the teacher's own evaluation
     protocol (its label reuse included); None without a teacher."""
@@ -554,16 +652,6 @@ def _teacher_logits(config: TrainConfig, data: DeviceData, device: torch.device)
     evaluator = Evaluator(data, teacher_config.eval_parts, teacher_config.eval_views, teacher_config.seed,
                           config=teacher_config)  # fmt: skip
     return evaluator.logits(teacher)
-
-
-class _NoBar:
-    """The progress bar of ranks other than 0: nothing."""
-
-    def __enter__(self) -> "_NoBar":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 def solver_report(model: nn.Module) -> Optional[Dict[str, Any]]:
