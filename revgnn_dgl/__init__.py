@@ -21,6 +21,7 @@ _EXPORTS = {
     "list_models": ".zoo",
     "register_architecture": ".zoo",
     "register_model": ".zoo",
+    "unregister_model": ".zoo",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import List
+from typing import Callable, Iterator, List
 
 import dgl
 import pytest
@@ -86,16 +86,33 @@ def test_evaluate_run_and_checkpoint_reproduce_best_val(run_dir: Path) -> None:
     assert result.exit_code == 0 and f"val rocauc: {best['val']:.6f}" in result.output
 
 
-def test_evaluate_pretrained_uses_the_card(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def register_card() -> Iterator[Callable[[dict], None]]:
+    """register_model for one test: the cards are removed afterwards, so a second run in one process works."""
+    from revgnn_dgl import register_model, unregister_model
+
+    names: List[str] = []
+
+    def register(card: dict) -> None:
+        register_model(card)
+        names.append(card["name"])
+
+    yield register
+    for name in names:
+        unregister_model(name)
+
+
+def test_evaluate_pretrained_uses_the_card(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, register_card: Callable[[dict], None]
+) -> None:
     """--pretrained goes through the card: its weights in the cache, its dataset and eval settings."""
-    from revgnn_dgl import register_model
     from revgnn_dgl.zoo.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(run_dir / BEST_FILE)
     monkeypatch.setenv("REVGNN_DGL_CACHE", str(tmp_path))
     (tmp_path / "checkpoints").mkdir()
     shutil.copy(run_dir / BEST_FILE, tmp_path / "checkpoints" / "tiny-cli-test.safetensors")
-    register_model({
+    register_card({
         "name": "tiny-cli-test", "architecture": ckpt.architecture, "arguments": ckpt.arguments,
         "dataset": "synthetic-proteins", "dataset_options": {"num_nodes": 300},
         "eval": {"parts": 2, "views": 1, "seed": 0},
@@ -105,7 +122,7 @@ def test_evaluate_pretrained_uses_the_card(run_dir: Path, tmp_path: Path, monkey
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["val"] == pytest.approx(ckpt.metadata["val"], abs=1e-6)
     # A card whose weights are not in the cache: one line saying how to get them.
-    register_model({
+    register_card({
         "name": "tiny-cli-missing", "architecture": ckpt.architecture, "arguments": ckpt.arguments,
         "checkpoint": {"source": "official", "official_file": "x.pth", "how": "Run `revgnn-dgl zoo import`."},
     })  # fmt: skip

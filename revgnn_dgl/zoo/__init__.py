@@ -13,7 +13,7 @@ Only the light modules are imported here, so listing cards needs neither torch n
 from ..errors import ZooError
 from .architectures import architecture_arguments, build_from_config, list_architectures, register_architecture
 from .factory import create_model
-from .registry import get_config, list_models, register_model, resolve_name
+from .registry import get_config, list_models, register_model, resolve_name, unregister_model
 
 __all__ = [
     "ZooError",
@@ -26,4 +26,5 @@ __all__ = [
     "register_architecture",
     "register_model",
     "resolve_name",
+    "unregister_model",
 ]

@@ -53,6 +53,14 @@ def register_model(card: Dict[str, Any]) -> None:
     _add_card(card, source="register_model")
 
 
+def unregister_model(name: str) -> None:
+    """Remove a model registered with :func:`register_model` (a name or an alias), and its aliases."""
+    canonical = resolve_name(name)
+    del _CONFIGS[canonical]
+    for alias in [a for a, target in _ALIASES.items() if target == canonical]:
+        del _ALIASES[alias]
+
+
 def list_models(pattern: Optional[str] = None) -> List[str]:
     """Names of the registered models, optionally filtered by a shell-style pattern (``"revgnn-*"``)."""
     _ensure_cards()

@@ -1,8 +1,7 @@
-"""The model zoo: cards, their schema, published parameter counts, errors, the full 1001-layer model,
-and cards shipped inside an installed wheel."""
+"""The model zoo: cards, their schema, published parameter counts, errors, and cards shipped inside
+an installed wheel (the full 1001-layer model's gradients: tests/models/test_revgnn_deep.py)."""
 from __future__ import annotations
 
-import copy
 import functools
 import importlib.util
 import json
@@ -15,14 +14,12 @@ from pathlib import Path
 import dgl
 import pytest
 import torch
-import torch.nn.functional as F
 import yaml
 from torch import nn
 
 import revgnn_dgl
 from revgnn_dgl import ZooError, create_model, get_config, list_models, register_model
 from revgnn_dgl.zoo.registry import REQUIRED_CARD_FIELDS, card_paths, resolve_name
-from grad_check import assert_gradients_match, mismatch
 from suite_env import missing_requirement
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -54,19 +51,6 @@ def _free_built_models():
 
 def _num_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def proteins_like_graph(num_nodes: int = 60, num_edges: int = 300, seed: int = 0):
-    """A small random graph shaped like ogbn-proteins: 8-dim edge features, species one-hot."""
-    gen = torch.Generator().manual_seed(seed)
-    src = torch.randint(0, num_nodes, (num_edges,), generator=gen)
-    dst = torch.randint(0, num_nodes, (num_edges,), generator=gen)
-    graph = dgl.graph((src, dst), num_nodes=num_nodes)
-    edge_feat = torch.rand(num_edges, 8, generator=gen)
-    node_feat = torch.zeros(num_nodes, 8).index_add_(0, dst, edge_feat)  # sum of incident edge features
-    species = F.one_hot(torch.randint(0, 8, (num_nodes,), generator=gen), 8).float()
-    labels = torch.randint(0, 2, (num_nodes, 112), generator=gen).float()
-    return graph, node_feat, edge_feat, species, labels
 
 
 # ------------------------------------------------------------------ listing and counts
@@ -169,41 +153,6 @@ def test_card_without_architecture():
         register_model({"name": "no-arch-card", "arguments": {}})
 
 
-# ------------------------------------------------------------------ the full 1001-layer RevGNN-Deep
-def test_revgnn_deep_full_depth_gradients_match_autograd():
-    """RevGNN-Deep's architecture at its full 1001 layers, the memory-saving backward against
-    ordinary autograd (``disable=True``, same weights, same dropout mask), in float64.
-
-    The card's arguments but the width (8 channels instead of 80) on a 20-node graph keep it to
-    seconds; the depth, the groups, the conv, the norms and the shared dropout are the card's.
-    Measured: every gradient element within 0.27 of the helper's tolerance (rtol 1e-9), the
-    largest difference 4e-11 of the largest entry of its tensor.
-    """
-    from revgnn_dgl.zoo.convert import official_key_map
-
-    torch.manual_seed(0)
-    rev = create_model("revgnn-deep", hidden=8).double().train()
-    assert len(rev.layers) == 1001 and rev.zoo_config["arguments"]["num_layers"] == 1001
-    # The official checkpoint's keys map onto exactly this architecture's keys.
-    assert sorted(official_key_map(1001, 2).values()) == sorted(rev.state_dict())
-    plain = copy.deepcopy(rev)
-    plain.set_disable(True)
-
-    graph, feat, edge_feat, species, labels = proteins_like_graph(num_nodes=20, num_edges=80)
-    inputs = (graph, feat.double(), edge_feat.double(), species.double())
-    results = []
-    for model in (rev, plain):
-        torch.manual_seed(1)  # the same dropout mask in both runs
-        logits = model(*inputs)
-        F.binary_cross_entropy_with_logits(logits, labels.double()).backward()
-        results.append((logits.detach(), {name: p.grad for name, p in model.named_parameters()}))
-    (logits_r, grads_r), (logits_p, grads_p) = results
-    assert logits_r.shape == (20, 112) and torch.equal(logits_r, logits_p)  # the same forward computation
-    assert all(g is not None for g in grads_r.values()) and all(g is not None for g in grads_p.values())
-    print(f"\nrevgnn-deep, 1001 layers, float64: gradient mismatch {mismatch(grads_r, grads_p):.3f} of the tolerance")
-    assert_gradients_match(grads_r, grads_p)
-
-
 # ------------------------------------------------------------------ cards from an installed wheel
 def test_cards_found_from_installed_wheel(tmp_path):
     """Build a wheel offline, install it into a bare folder and list the cards from there.
@@ -286,3 +235,16 @@ def test_zoo_list_names_the_metric_and_the_measured_score():
         f"accuracy {card['metrics']['val']:.3f} / {card['metrics']['test']:.3f}"
     )
     assert rows["revgnn-deep"]["measured val / test"] == "-"
+
+
+def test_unregister_model_removes_the_card_and_its_aliases():
+    from revgnn_dgl import unregister_model
+
+    register_model({"name": "tmp-unregister", "aliases": ["tmp-unreg"], "architecture": "mlp", "arguments": {}})
+    assert get_config("tmp-unreg")["name"] == "tmp-unregister"
+    unregister_model("tmp-unreg")
+    assert "tmp-unregister" not in list_models()
+    with pytest.raises(ZooError, match="unknown model"):
+        get_config("tmp-unreg")
+    register_model({"name": "tmp-unregister", "architecture": "mlp", "arguments": {}})  # the name is free again
+    unregister_model("tmp-unregister")
