@@ -9,7 +9,7 @@ only torch (the reversible engine, :mod:`revgnn_dgl.nn.grouprevres`) never impor
 import importlib
 from typing import Any
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 # name -> the module that defines it, relative to this package.
 _EXPORTS = {

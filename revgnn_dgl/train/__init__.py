@@ -19,7 +19,8 @@ started by :func:`launch` or torchrun; only rank 0 writes the run directory).
 The modules, bottom to top: :mod:`.config` (``TrainConfig``), :mod:`.device` (devices, seeds),
 :mod:`.data` (the dataset on the device, partitions), :mod:`.state` (the resumable state file),
 :mod:`.rundir` (the run directory's files), :mod:`.distributed` (process groups, DDP),
-:mod:`.evaluation`, :mod:`.loop` and :mod:`.launch` (starting data-parallel jobs).
+:mod:`.evaluation`, :mod:`.loop`, :mod:`.launcher` (starting data-parallel jobs) and
+:mod:`.settings` (what a ``train`` or ``evaluate`` command asks for, resolved into a TrainConfig).
 
 >>> from revgnn_dgl.train import TrainConfig, train
 >>> config = TrainConfig(model="revgnn-wide", dataset="synthetic-proteins",
