@@ -111,6 +111,7 @@ def test_ci_fails_for_one_missing_dataset(checkout: Path) -> None:
     assert outcome in ("error", "failure") and f"the dataset folder cora/ not found at {checkout / 'shared' / 'data' / 'cora'}" in message
 
 
+@pytest.mark.slow
 def test_loader_error_is_an_error_not_a_skip(checkout: Path) -> None:
     (checkout / "shared" / "data" / "cora").mkdir(parents=True)  # there, but without its files
     code, outcomes = run_pytest(checkout, "test_loader.py")  # a user's checkout: skips allowed

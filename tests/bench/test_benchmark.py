@@ -57,6 +57,7 @@ def test_measure_step_accounts_for_the_state_exactly():
     assert out["parameters"] == sum(p.numel() for p in TrainStep(StepConfig(model="revgnn-112", depth=2, **TINY)).params)
 
 
+@pytest.mark.slow
 def test_sweep_rows_csv_json_with_environment_and_oom_instead_of_crash(tmp_path):
     ok = memory_sweep(["revgnn-112"], [2], base=TINY, warmup=0, repeats=1, mem_cap_bytes=None)
     # A cap below what the interpreter alone holds: the child's first allocations fail, and the

@@ -47,7 +47,9 @@ from revgnn_dgl.zoo import create_model
 from revgnn_dgl.zoo.checkpoint import load_checkpoint
 
 # DEQ-GNN's solver stops short of its tolerance on these tiny training graphs; that is not tested here.
-pytestmark = pytest.mark.filterwarnings("ignore::revgnn_dgl.nn.solvers.ConvergenceWarning")
+# Multi-process jobs (spawned ranks, torchrun) take tens of seconds on 2 cores: slow, so the inner
+# loop (-m "not slow") leaves them to the full run.
+pytestmark = [pytest.mark.filterwarnings("ignore::revgnn_dgl.nn.solvers.ConvergenceWarning"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

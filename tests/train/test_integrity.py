@@ -225,6 +225,7 @@ def run_cli(args, env_extra=None, timeout=300):
                           timeout=timeout, cwd=REPO)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_sigkill_at_any_write_leaves_loadable_files_and_resumes_exactly(tmp_path: Path) -> None:
     common = ["train", "--model", "wide", "--dataset", "synthetic-proteins", "--dataset-option", "num_nodes=200",
               "--num-layers", "2", "--hidden", "8", "--train-parts", "2", "--eval-parts", "1", "--device", "cpu",
@@ -294,6 +295,7 @@ def test_mutated_checkpoints_and_states_load_correctly_or_fail_cleanly(finished:
     assert outcomes["refused"] > 100
 
 
+@pytest.mark.slow
 def test_mutated_graph_files_load_or_fail_cleanly(tmp_path: Path) -> None:
     """DGL's reader is C++: run the trials in a child so that a crash fails the test instead of the suite."""
     dgl.seed(0)
