@@ -18,6 +18,11 @@ spec = importlib.util.spec_from_file_location("results_tables", REPO / "results"
 tables = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(tables)
 
+NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+KEPT = {"config.yaml", "metrics.jsonl", "summary.json"}  # a run's own files
+KEPT_PER_SEED = {"config.yaml", "metrics.jsonl"}  # run-K/
+
+
 def committed(folder: Path) -> List[str]:
     """The files under ``folder`` that are (or, outside a git checkout, would be) committed, as
     repository paths: a local training run leaves its ignored checkpoints and locks beside them."""
@@ -33,6 +38,15 @@ def committed(folder: Path) -> List[str]:
 
 def committed_weights(folder: Path) -> list:
     return [name for name in committed(folder) if name.endswith(".safetensors")]
+
+
+def run_folders() -> Dict[str, List[str]]:
+    """Each committed run folder's name -> its files, relative to the folder."""
+    folders: Dict[str, List[str]] = {}
+    for path in committed(RUNS):
+        name, _, rest = path[len("results/runs/"):].partition("/")
+        folders.setdefault(name, []).append(rest)
+    return folders
 
 
 def test_published_tables_equal_the_committed_runs() -> None:
@@ -104,6 +118,52 @@ def test_a_changed_number_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert edited != text
     docs.write_text(edited)
     assert tables.main(["--check"]) == 1
+
+
+def test_committed_configs_write_to_their_own_repository_path() -> None:
+    """A committed config's out: (and its summary's --out) is its folder's path, never a temporary folder."""
+    checked = 0
+    for name, files in run_folders().items():
+        for rel in files:
+            if rel.endswith("config.yaml"):
+                folder = f"results/runs/{name}/{rel}".rsplit("/", 1)[0]
+                config = yaml.safe_load((REPO / folder / "config.yaml").read_text(encoding="utf-8"))
+                assert config["out"] == folder, f"{folder}/config.yaml: out: {config['out']}"
+                checked += 1
+        summary = json.loads((RUNS / name / "summary.json").read_text(encoding="utf-8"))
+        if summary.get("command"):
+            assert re.search(r"--out (\S+)", summary["command"]).group(1) == f"results/runs/{name}", name
+    assert checked
+    for path in committed(REPO / "results"):
+        if path.endswith((".yaml", ".json", ".jsonl", ".md")):
+            assert "/tmp/" not in (REPO / path).read_text(encoding="utf-8"), path
+
+
+def test_run_folders_keep_only_their_small_files() -> None:
+    folders = run_folders()
+    assert folders
+    for name, files in folders.items():
+        config = yaml.safe_load((RUNS / name / "config.yaml").read_text(encoding="utf-8"))
+        seeds = {f"run-{i}" for i in range(config["runs"])} if config["runs"] > 1 else set()
+        expected = {"config.yaml", "summary.json"} | ({"metrics.jsonl"} if not seeds else set())
+        expected |= {f"{seed}/{f}" for seed in seeds for f in KEPT_PER_SEED}
+        assert set(files) == expected, f"results/runs/{name} commits {sorted(set(files) - expected)}, lacks {sorted(expected - set(files))}"
+
+
+def test_run_folder_names_follow_the_policy() -> None:
+    """DATASET-MODEL-SHAPE[-VARIANT]: lowercase words joined by hyphens, starting with the dataset."""
+    for name in run_folders():
+        assert NAME.fullmatch(name), f"results/runs/{name}: lowercase words joined by hyphens"
+        dataset = yaml.safe_load((RUNS / name / "config.yaml").read_text(encoding="utf-8"))["dataset"]
+        assert name.startswith((dataset + "-", dataset.split("-")[0] + "-")), f"results/runs/{name}: starts with its dataset {dataset}"
+
+
+def test_every_run_folder_is_published() -> None:
+    """Each committed run is in results/index.yaml or cited from the documentation."""
+    indexed = {name for entry in tables.load_index() for name in entry["names"]}
+    docs = "\n".join(p.read_text(encoding="utf-8") for p in [REPO / "README.md", *(REPO / "docs").glob("*.md")])
+    for name in run_folders():
+        assert name in indexed or f"results/runs/{name}" in docs or f"`{name}`" in docs, f"results/runs/{name} is cited nowhere"
 
 
 def test_bundled_cards_from_runs_match_their_run() -> None:
