@@ -54,8 +54,9 @@ def pooled(parts: List[Dict[str, Any]]) -> Dict[str, Any]:
     runs = [r for part in parts for r in part["summary"]["runs"]]
     metrics = {part["summary"]["metric"] for part in parts}
     seeds = [r["seed"] for r in runs]
-    if len(metrics) != 1 or len(set(seeds)) != len(seeds):
-        raise SystemExit(f"results/index.yaml pools {[p['run'] for p in parts]}: they must share a metric, not a seed")
+    recipes = {json.dumps({k: v for k, v in p["config"].items() if k not in ("seed", "runs", "out")}, sort_keys=True) for p in parts}
+    if len(metrics) != 1 or len(recipes) != 1 or len(set(seeds)) != len(seeds):
+        raise SystemExit(f"results/index.yaml pools {[p['run'] for p in parts]}: they must share a recipe, not a seed")
 
     def stats(key: str) -> Dict[str, float]:
         values = [r[key] for r in runs]
