@@ -206,21 +206,27 @@ def train(
             settled["config"] = settle()
             return settled["config"]
 
-        # Every rank runs this; rank 0 settles the configuration and sends it to the others.
-        summary = train_from_env(settle_on_rank_0, resume=bool(resume), timeout_s=dist_timeout, echo=echo, command=command)
-        if "config" in settled:
-            out = settled["config"].out
-            click.echo(json.dumps({"out": out, **summary}) if as_json else f"outputs in {out}")
-        return
+        def report(summary: Dict[str, Any]) -> None:
+            if "config" in settled:
+                out = settled["config"].out
+                click.echo(json.dumps({"out": out, **summary}) if as_json else f"outputs in {out}")
+
+        # Every rank runs this; rank 0 settles the configuration and sends it to the others. It ends the
+        # process (never through gloo's destructor, which can hang on this torch).
+        train_from_env(settle_on_rank_0, resume=bool(resume), timeout_s=dist_timeout, echo=echo, command=command,
+                       on_result=report)  # fmt: skip
     config = settle()
 
+    from .train.distributed import interrupt_exit_code, sigterm_as_interrupt
     from .train.launcher import launch
+    from .train.rundir import interruption_note
 
     try:
-        summary = launch(config, resume=bool(resume), timeout_s=dist_timeout, echo=echo, command=command)
-    except KeyboardInterrupt:
-        click.echo(f"\nInterrupted; continue with: revgnn-dgl train --resume {config.out}", err=True)
-        raise click.Abort() from None
+        with sigterm_as_interrupt():
+            summary = launch(config, resume=bool(resume), timeout_s=dist_timeout, echo=echo, command=command)
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM: every process has stopped, the files are whole
+        click.echo(f"\n{interruption_note(config)}", err=True)
+        ctx.exit(interrupt_exit_code(err))
     if as_json:
         click.echo(json.dumps({"out": config.out, **summary}))
     else:

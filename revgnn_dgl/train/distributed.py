@@ -92,7 +92,7 @@ import time
 import traceback
 from contextlib import contextmanager, nullcontext
 from datetime import timedelta
-from typing import Any, Callable, ContextManager, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, ContextManager, Iterator, List, NoReturn, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -308,10 +308,62 @@ class Context:
         self.check(error, what)
 
     def close(self) -> None:
-        """Leave the process group (a no-op for one process)."""
+        """Wait until every rank is done (a no-op for one process); then the process may end.
+
+        The process group is not destroyed: on the pinned torch (2.2) gloo's destructor can
+        deadlock (it joins a gloo thread that waits for the GIL its own thread holds). A rank
+        that closed ends with :func:`end_process`, and the OS closes its sockets.
+        """
         if self.active and dist.is_initialized():
-            dist.destroy_process_group()
+            dist.barrier()  # rank 0 has written every file; nobody needs anybody any more
         self.active = False
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that the same cleanup runs; exit status 143."""
+
+    exit_code = 143
+
+
+def interrupt_exit_code(err: BaseException) -> int:
+    """The exit status of a command stopped by ``err``: 130 for Ctrl-C (SIGINT), 143 for SIGTERM."""
+    return getattr(err, "exit_code", 130)
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Inside the block, SIGTERM raises :class:`Terminated` (a KeyboardInterrupt), as Ctrl-C would.
+
+    Only in the main thread (signal handlers can be set nowhere else); the old handler is restored.
+    """
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def end_process(code: int) -> "NoReturn":
+    """End this rank's process with status ``code`` now: streams flushed, no interpreter shutdown.
+
+    A rank never destroys its gloo process group (see :meth:`Context.close`), and Python's own
+    shutdown would: so a rank leaves through ``os._exit`` once its files are written and closed.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken stream: nothing more to say
+            pass
+    os._exit(code)
 
 
 # ---------------------------------------------------------------------- starting a process
@@ -395,19 +447,33 @@ def classify_error(err: BaseException, rank: int, world: int) -> Tuple[str, str]
     return "error", f"rank {rank} of {world}: {describe_error(err)}"
 
 
-def run_from_env(fn: Callable[..., Any], *args: Any, timeout_s: Optional[float] = None, echo: Echo = print) -> Any:
-    """Run ``fn(ctx, *args)`` as a rank of a job started by torchrun (or another launcher).
+def run_from_env(
+    fn: Callable[..., Any],
+    *args: Any,
+    timeout_s: Optional[float] = None,
+    echo: Echo = print,
+    on_result: Optional[Callable[[Any], None]] = None,
+) -> "NoReturn":
+    """Run ``fn(ctx, *args)`` as a rank of a job started by torchrun (or another launcher), then end the process.
 
+    On success, once every rank is done, ``on_result(result)`` runs (to print it) and the
+    process exits 0 (:func:`end_process`: never through gloo's destructor, which can hang).
     On failure, prints one ``Error: ...`` line to stderr: rank 0 for errors shared through
     :meth:`Context.check` (whichever rank had them), the failing rank itself otherwise (with the
     traceback first for errors that are not the user's to fix); then exits with status 1.
+    Ctrl-C (or torchrun's SIGINT) exits 130, SIGTERM 143 (torchrun's own default kills at once).
     """
     ctx: Optional[Context] = None
     try:
-        ctx = init_from_env(timeout_s, echo=echo)
-        result = fn(ctx, *args)
-        ctx.close()
-        return result
+        with sigterm_as_interrupt():
+            ctx = init_from_env(timeout_s, echo=echo)
+            result = fn(ctx, *args)
+            ctx.close()
+        if on_result is not None:
+            on_result(result)
+        end_process(0)
+    except KeyboardInterrupt as err:
+        end_process(interrupt_exit_code(err))
     except Exception as err:  # noqa: BLE001  (reported, then exit 1)
         rank = ctx.rank if ctx is not None else int(os.environ.get("RANK", "0"))
         world = ctx.world_size if ctx is not None else int(os.environ.get("WORLD_SIZE", "1"))
@@ -417,7 +483,7 @@ def run_from_env(fn: Callable[..., Any], *args: Any, timeout_s: Optional[float] 
             traceback.print_exc()
         if not shared or rank == 0:
             print(f"Error: {line}", file=sys.stderr, flush=True)
-        raise SystemExit(1) from None
+        end_process(1)
 
 
 # ---------------------------------------------------------------------- one machine, N processes
@@ -488,23 +554,27 @@ def spawn(
                 failures.append((payload[0], payload[1], rank, payload[2]))
 
     try:
-        while True:
-            done = procs.join(timeout=0.2)
-            drain()
-            if done:
-                break
+        with sigterm_as_interrupt():
+            while True:
+                done = procs.join(timeout=0.2)
+                drain()
+                if done:
+                    break
     except ProcessException as err:
         time.sleep(0.1)  # the last words of the stopped processes
         drain()
         if any(process.exitcode == 130 for process in procs.processes):
             raise KeyboardInterrupt from None  # Ctrl-C reached the processes first
         raise DistributedError(_failure_line(err, procs.processes, failures, nproc)) from None
-    except BaseException:  # KeyboardInterrupt: stop the workers, then let it through
+    except BaseException:  # KeyboardInterrupt or Terminated: stop the workers, then let it through
         for process in procs.processes:
             if process.is_alive():
                 process.terminate()
         for process in procs.processes:
-            process.join()
+            process.join(timeout=10)
+            if process.is_alive():  # a rank stuck where SIGTERM cannot reach Python
+                process.kill()
+                process.join()
         raise
     return results
 
@@ -548,10 +618,11 @@ def _spawned(
         queue.put(("result", local_rank, result))
         ctx.close()
     except KeyboardInterrupt:
-        raise SystemExit(130) from None
+        end_process(130)
     except Exception as err:  # noqa: BLE001  (reported to the parent, then exit 1)
         kind, line = classify_error(err, local_rank, nproc)
         if kind == "error" and not is_user_error(err):
             traceback.print_exc()
         queue.put(("failure", local_rank, time.time(), kind, line))
-        raise SystemExit(1) from None
+        end_process(1)
+    end_process(0)  # never through gloo's destructor (see Context.close)

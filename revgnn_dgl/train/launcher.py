@@ -13,7 +13,7 @@ process started by ``torchrun`` runs (``torchrun ... -m revgnn_dgl train ...``).
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Dict, NoReturn, Optional, Union
 
 from .config import ConfigError, TrainConfig
 from .distributed import Context, Echo, run_from_env, spawn
@@ -93,12 +93,14 @@ def train_from_env(
     timeout_s: Optional[float] = None,
     echo: Echo = print,
     command: Optional[str] = None,
-) -> Dict[str, Any]:
-    """What each process started by torchrun runs: join the job and train as one rank.
+    on_result: Optional[Callable[[Dict[str, Any]], None]] = None,
+) -> "NoReturn":
+    """What each process started by torchrun runs: join the job, train as one rank, end the process.
 
     ``make_config`` runs on rank 0 only (the output directory, and on ``--resume`` its saved
     config, need only exist on rank 0's machine); its ``nproc`` must be 1 (not set) or the
-    job's world size, and becomes the world size. Errors print one line and exit with status 1
+    job's world size, and becomes the world size. Once every rank is done, ``on_result(summary)``
+    runs and the process exits 0; errors print one line and exit with status 1, Ctrl-C 130
     (:func:`revgnn_dgl.train.distributed.run_from_env`).
     """
     world = int(os.environ["WORLD_SIZE"])
@@ -116,4 +118,4 @@ def train_from_env(
             raise ConfigError(f"the configuration sets nproc {config.nproc} but torchrun started {world} processes.")
         return config.updated({"nproc": world})
 
-    return run_from_env(train_worker, settle, resume, None, command, timeout_s=timeout_s, echo=echo)
+    run_from_env(train_worker, settle, resume, None, command, timeout_s=timeout_s, echo=echo, on_result=on_result)

@@ -192,3 +192,17 @@ def remove_stale_temp_files(folder: PathLike) -> List[Path]:
                 path.unlink(missing_ok=True)
                 removed.append(path)
     return removed
+
+
+def interruption_note(config: TrainConfig) -> str:
+    """What an interrupted run kept and lost, and how to go on: for the line a stopped command prints."""
+    parts = []
+    for run_dir in run_dirs(config):
+        if not (run_dir / METRICS_FILE).is_file():
+            continue
+        records = read_metrics(run_dir)
+        done = records[-1]["epoch"] if records else 0
+        if done < config.epochs:
+            parts.append(f"{run_dir}: epochs 1-{done} saved, epoch {done + 1} lost" if done else f"{run_dir}: epoch 1 lost")
+    where = "; ".join(parts) if parts else "no epoch had finished"
+    return f"Interrupted ({where}); continue with: revgnn-dgl train --resume {config.out}"
