@@ -15,6 +15,8 @@ for every layer's output :math:`h_l \\in \\mathbb{R}^{N \\times D}`:
 
     python benchmarks/depth_diagnostics.py --dataset cora --conv gen --aggregator max --layers 64
     python benchmarks/depth_diagnostics.py --checkpoint results/runs/RUN/run-0/best.safetensors
+
+See docs/results.md ("Why deep models lost on Cora") for what they showed. An experiment, not part of the package: it imports :mod:`revgnn_dgl`, never the reverse.
 """
 from __future__ import annotations
 
@@ -28,10 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..data import NodeDataset, load_dataset
-from ..train.data import forward
-from ..zoo import build_from_config
-from ..zoo.checkpoint import build_from_checkpoint
+from revgnn_dgl.data import NodeDataset, load_dataset
+from revgnn_dgl.train.data import forward
+from revgnn_dgl.zoo import build_from_config
+from revgnn_dgl.zoo.checkpoint import build_from_checkpoint
 
 PROBE_LAYERS = (1, 2, 4, 8, 16, 32, 64, 128)
 
@@ -171,3 +173,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         tmp = args.out.with_name(args.out.name + ".tmp")
         tmp.write_text(json.dumps(report, indent=1), encoding="utf-8")
         tmp.replace(args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -8,6 +8,9 @@ epoch, read from the profiler's memory events, :func:`~revgnn_dgl.bench.profilin
 the later epochs are timed without the profiler, every rank starting each epoch together.
 
     python benchmarks/scaling.py [--out DIR] [--nodes N] [--epochs E]
+
+The results and how to read them are in docs/distributed.md. An experiment, not part of the
+package: it imports :mod:`revgnn_dgl`, never the reverse.
 """
 from __future__ import annotations
 
@@ -21,17 +24,17 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from ..train.config import TrainConfig
-from ..train.data import DeviceData, load_dataset_for, model_overrides
-from ..train.device import seed_everything
-from ..train.distributed import Context, spawn
-from ..train.loop import TRAIN_STREAM, train_epoch
-from ..zoo import create_model
-from ..env import environment
-from .profiling import measure_peak_memory
-from .results import markdown_table, write_rows
+from revgnn_dgl.bench.profiling import measure_peak_memory
+from revgnn_dgl.bench.results import markdown_table, write_rows
+from revgnn_dgl.env import environment
+from revgnn_dgl.train.config import TrainConfig
+from revgnn_dgl.train.data import DeviceData, load_dataset_for, model_overrides
+from revgnn_dgl.train.device import seed_everything
+from revgnn_dgl.train.distributed import Context, spawn
+from revgnn_dgl.train.loop import TRAIN_STREAM, train_epoch
+from revgnn_dgl.zoo import create_model
 
-RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+RESULTS = Path(__file__).resolve().parent / "results"
 
 #: RevGNN-Wide's architecture at 16 layers x 64 channels on a 20,000-node synthetic-proteins
 #: graph (about 1M edges), cut into the recipe's 10 parts.
@@ -157,3 +160,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     run = {**DEFAULT_RUN, "dataset_options": {**DEFAULT_RUN["dataset_options"], "num_nodes": args.nodes}}
     rows = scaling(run, epochs=max(2, args.epochs), out=args.out)
     print(report(rows))
+
+
+if __name__ == "__main__":
+    main()
