@@ -8,7 +8,8 @@ Each suite is a preset of :func:`revgnn_dgl.bench.memory.memory_sweep` and
 * :func:`paper_scale` -- RevGNN-Deep, RevGNN-Wide and ResGNN-112 on a graph the size of one
   of the paper's training batches, with what the peak is made of.
 * :func:`alternatives` -- our reversible block against ``disable=True``, DGL's
-  ``GroupRevRes`` and PyG's ``GroupAddRev``: time in one process, memory in fresh processes.
+  ``GroupRevRes`` and PyG's ``GroupAddRev`` (:mod:`alternatives_variants`): time in one
+  process, memory in fresh processes.
 * :func:`glibc_trap` -- peak RSS of the same runs with glibc's dynamic mmap threshold and
   with it fixed.
 
@@ -28,6 +29,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+import alternatives_variants  # noqa: F401  (registers the dgl and pyg variants)
 from revgnn_dgl import zoo
 from revgnn_dgl.bench.cli import parse_depths
 from revgnn_dgl.bench.memory import GiB, MiB, memory_sweep
