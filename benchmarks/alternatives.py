@@ -1,10 +1,10 @@
-"""Benchmark suite `alternatives`: see benchmarks/README.md and revgnn_dgl.bench.suites.alternatives.
+"""Benchmark suite `alternatives`: see benchmarks/README.md and suites.alternatives (benchmarks/suites.py).
 
     python benchmarks/alternatives.py [--out DIR] [--threads N]
 """
 import sys
 
-from revgnn_dgl.bench.suites import main
+from suites import main  # benchmarks/suites.py: this script's folder is on sys.path
 
 if __name__ == "__main__":
     main(["alternatives", *sys.argv[1:]])

@@ -1,10 +1,10 @@
-"""Benchmark suite `glibc_trap`: see benchmarks/README.md and revgnn_dgl.bench.suites.glibc_trap.
+"""Benchmark suite `glibc_trap`: see benchmarks/README.md and suites.glibc_trap (benchmarks/suites.py).
 
     python benchmarks/glibc_trap.py [--out DIR] [--threads N]
 """
 import sys
 
-from revgnn_dgl.bench.suites import main
+from suites import main  # benchmarks/suites.py: this script's folder is on sys.path
 
 if __name__ == "__main__":
     main(["glibc_trap", *sys.argv[1:]])

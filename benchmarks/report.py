@@ -4,7 +4,7 @@
 """
 import sys
 
-from revgnn_dgl.bench.suites import main
+from suites import main  # benchmarks/suites.py: this script's folder is on sys.path
 
 if __name__ == "__main__":
     main(["report", *sys.argv[1:]])

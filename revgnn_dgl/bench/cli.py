@@ -1,9 +1,12 @@
 """``benchmark memory`` and ``benchmark speed``: the click group the main CLI adds.
 
     revgnn-dgl benchmark memory --model revgnn-112 --model resgnn-112 --hidden 80 --depths 2,4,8,...,1001
-    revgnn-dgl benchmark speed --model revgnn-112 --depths 8,32 --variants ours,disable,dgl,pyg
+    revgnn-dgl benchmark speed --model revgnn-112 --depths 8,32 --variants ours,disable
 
-The same commands run as ``python -m revgnn_dgl.bench ...``.
+The same commands run as ``python -m revgnn_dgl.bench ...``. ``--variants`` takes the package's
+``ours`` and ``disable`` and any variant registered in this process
+(:func:`~revgnn_dgl.bench.workload.register_variant`); the comparison with DGL's and PyG's
+reversible blocks is ``python benchmarks/alternatives.py``.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import click
 from .profiling import DEFAULT_MMAP_THRESHOLD
 from .memory import GiB, memory_sweep
 from .results import markdown_table, write_rows
-from .workload import VARIANTS
+from .workload import VARIANTS, variant_names
 
 __all__ = ["benchmark", "parse_depths"]
 
@@ -47,6 +50,18 @@ def _split(text: str) -> List[str]:
     return [p.strip() for p in text.split(",") if p.strip()]
 
 
+def _variants(text: str) -> List[str]:
+    """``--variants``: known names only (the package's and those registered in this process)."""
+    names = _split(text)
+    unknown = [v for v in names if v not in variant_names()]
+    if unknown or not names:
+        hint = " (DGL's and PyG's blocks are compared by python benchmarks/alternatives.py)" if (
+            {"dgl", "pyg"} & set(unknown)) else ""
+        raise click.BadParameter(f"unknown variant(s) {', '.join(unknown) or text!r}; choose from "
+                                 f"{', '.join(variant_names())}{hint}", param_hint="--variants")
+    return names
+
+
 def _common(fn: Callable) -> Callable:
     options = [
         click.option("--model", "models", multiple=True, help="Zoo model (revgnn-deep, resgnn-112, ...); repeatable."),
@@ -59,7 +74,9 @@ def _common(fn: Callable) -> Callable:
         click.option("--edge-feats", type=int, default=8, show_default=True),
         click.option("--species", type=int, default=8, show_default=True, help="Species one-hot width (0: none)."),
         click.option("--tasks", type=int, default=112, show_default=True),
-        click.option("--variants", default="ours", show_default=True, help=f"Comma-separated, of {', '.join(VARIANTS)}."),
+        click.option("--variants", default="ours", show_default=True,
+                     help=f"Comma-separated, of {', '.join(VARIANTS)} (or a variant registered with "
+                          "revgnn_dgl.bench.register_variant); DGL's and PyG's blocks: python benchmarks/alternatives.py."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
         click.option("--warmup", type=int, default=1, show_default=True, help="Untimed steps first."),
         click.option("--repeats", type=int, default=3, show_default=True, help="Timed steps (median reported)."),
@@ -142,7 +159,7 @@ def memory(**opts: Any) -> None:
 
     threshold = None if opts["mmap_threshold"] == "dynamic" else int(opts["mmap_threshold"])
     memory_sweep(
-        _models(opts), parse_depths(opts["depths"]), _split(opts["variants"]), base=_base(opts),
+        _models(opts), parse_depths(opts["depths"]), _variants(opts["variants"]), base=_base(opts),
         warmup=opts["warmup"], repeats=opts["repeats"], threads=opts["threads"],
         mem_cap_bytes=int(opts["mem_cap_gb"] * GiB) if opts["mem_cap_gb"] else None,
         timeout=opts["timeout"], mmap_threshold=threshold, breakdown=opts["breakdown"],
@@ -172,7 +189,7 @@ def speed(**opts: Any) -> None:
     for model in _models(opts):
         kwargs = dict(
             base={**_base(opts), "model": model}, depths=parse_depths(opts["depths"]),
-            variants=_split(opts["variants"]), warmup=opts["warmup"], repeats=opts["repeats"],
+            variants=_variants(opts["variants"]), warmup=opts["warmup"], repeats=opts["repeats"],
             threads=opts["threads"], profile=opts["profile"],
         )
         new = speed_compare(**kwargs) if opts["in_process"] else run_speed(**kwargs, timeout=opts["timeout"])

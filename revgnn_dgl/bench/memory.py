@@ -462,7 +462,9 @@ def memory_sweep(
     depths : iterable of int
         Depths; run in increasing order so that growth can be projected.
     variants : sequence of str
-        Execution variants; those unusable here (PyG not installed) give ``unavailable`` rows.
+        Execution variants (``ours``, ``disable`` or registered ones,
+        :func:`~revgnn_dgl.bench.workload.register_variant`: each child imports the module that
+        registered its variant); those unknown or unusable here give ``unavailable`` rows.
     base : dict, optional
         Other :class:`StepConfig` fields (hidden, groups, nodes, edges, device, ...).
     warmup, repeats, threads, breakdown, time_budget_s

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import torch
 
@@ -24,7 +24,7 @@ from .profiling import DEFAULT_MMAP_THRESHOLD, run_in_subprocess
 from ..env import CHILD_ENV, environment
 from .memory import config_row
 from ..train.device import resolve_device
-from .workload import StepConfig, TrainStep, make_batch, model_arguments, variant_available
+from .workload import StepConfig, TrainStep, make_batch, model_arguments, variant_available, variant_module
 from .. import zoo
 
 __all__ = ["speed_compare", "run_speed", "op_profile"]
@@ -45,11 +45,12 @@ def op_profile(ts: TrainStep, top: int = 12) -> List[Dict[str, Any]]:
 def speed_compare(
     base: Dict[str, Any],
     depths: Sequence[int],
-    variants: Sequence[str] = ("ours", "disable", "dgl", "pyg"),
+    variants: Sequence[str] = ("ours", "disable"),
     warmup: int = 1,
     repeats: int = 5,
     threads: Optional[int] = None,
     profile: bool = False,
+    variant_modules: Optional[Mapping[str, str]] = None,
 ) -> List[Dict[str, Any]]:
     """Time one training step of each variant at each depth, in this process.
 
@@ -61,7 +62,9 @@ def speed_compare(
     depths : sequence of int
         Depths to compare at.
     variants : sequence of str
-        Variants; the first usable one named ``ours`` is the reference of the ratios.
+        Variants (``ours``, ``disable`` or registered ones,
+        :func:`~revgnn_dgl.bench.workload.register_variant`); ``ours`` is the reference of the
+        ratios.
     warmup : int
         Untimed steps per variant first.
     repeats : int
@@ -70,6 +73,9 @@ def speed_compare(
         ``torch.set_num_threads``.
     profile : bool
         Add the top operators of one more step per variant (``op_profile``).
+    variant_modules : mapping, optional
+        Variant -> the module that registers it, for variants registered in another process
+        (:func:`run_speed` passes its own); imported before the variant is built.
 
     Returns
     -------
@@ -92,9 +98,10 @@ def speed_compare(
         first_loss: Dict[str, float] = {}
         depth_rows: Dict[str, Dict[str, Any]] = {}
         for variant in variants:
-            cfg = StepConfig.from_dict({**cfg0.to_dict(), "variant": variant})
+            module = (variant_modules or {}).get(variant)
+            cfg = StepConfig.from_dict({**cfg0.to_dict(), "variant": variant, "variant_module": module})
             row = config_row(cfg, kind="speed")
-            why = variant_available(variant)
+            why = variant_available(variant, cfg.variant_module)
             if why:
                 row.update(status="unavailable", message=why)
             else:
@@ -144,7 +151,7 @@ def speed_compare(
 def run_speed(
     base: Dict[str, Any],
     depths: Sequence[int],
-    variants: Sequence[str] = ("ours", "disable", "dgl", "pyg"),
+    variants: Sequence[str] = ("ours", "disable"),
     warmup: int = 1,
     repeats: int = 5,
     threads: Optional[int] = None,
@@ -154,12 +161,14 @@ def run_speed(
 ) -> List[Dict[str, Any]]:
     """:func:`speed_compare` in one fresh process (all variants together), never raising.
 
-    A child that fails gives one ``error``/``oom``/``timeout`` row per (depth, variant).
+    A child that fails gives one ``error``/``oom``/``timeout`` row per (depth, variant). The
+    child imports the modules that registered the variants here before it builds them.
     """
+    modules = {v: variant_module(v) for v in variants if variant_module(v)}
     report = run_in_subprocess(
         "revgnn_dgl.bench.speed:speed_compare",
         kwargs=dict(base=base, depths=list(depths), variants=list(variants), warmup=warmup, repeats=repeats,
-                    threads=threads, profile=profile),
+                    threads=threads, profile=profile, variant_modules=modules),
         env=CHILD_ENV,
         timeout=timeout,
         mmap_threshold=mmap_threshold,

@@ -7,14 +7,13 @@ blocks are executed.
 * ``ours`` -- :class:`revgnn_dgl.nn.GroupRevRes`, the memory-saving path.
 * ``disable`` -- the same blocks under ``disable=True``: ordinary autograd, every activation
   stored (the recomputation-free baseline).
-* ``dgl`` -- the same blocks (same module objects, same weights) wrapped by DGL's
-  ``dgl.nn.GroupRevRes``, used as the official code uses its own: DGL splits *every* extra
-  argument into the groups, so the dropout mask is passed positionally and the edge embedding
-  is tiled ``groups`` times along the channels (once per forward pass), so that each group gets
-  the whole embedding.
-* ``pyg`` -- PyTorch Geometric's ``GroupAddRev`` around a block of the same architecture built
-  from PyG's ``GENConv`` (max aggregation, ``Linear(D, D/C)`` edge encoder, the same MLP),
-  with the weights copied from ours, so the four variants compute the same function.
+
+Further variants are registered with :func:`register_variant` by code outside the package:
+``benchmarks/alternatives_variants.py`` adds ``dgl`` (DGL's ``dgl.nn.GroupRevRes`` around the
+same blocks) and ``pyg`` (PyTorch Geometric's ``GroupAddRev`` and ``GENConv``), which
+``python benchmarks/alternatives.py`` compares with these two. A configuration records the
+module that registered its variant (:attr:`StepConfig.variant_module`), and a fresh process
+that measures it imports that module first, so a registered variant runs there too.
 
 :class:`TrainStep` holds the model, the graph, the inputs and an Adam optimizer, and runs one
 step: forward, ``BCEWithLogitsLoss``, backward, gradient clipping at 1.0, ``Adam.step()`` --
@@ -23,9 +22,10 @@ the paper's recipe.
 from __future__ import annotations
 
 import copy
-import warnings
+import importlib
+import sys
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import dgl
 import torch
@@ -33,22 +33,27 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import zoo
-from ..models.deepgcn import DeepGCN
-from ..nn import GroupRevRes, PreActivationBlock
+from ..nn import GroupRevRes
 from ..train.device import resolve_device
 
 __all__ = [
     "VARIANTS",
+    "Variant",
     "StepConfig",
     "GraphBatch",
     "TrainStep",
     "make_batch",
     "model_arguments",
+    "register_variant",
     "resolve_model",
     "variant_available",
+    "variant_module",
+    "variant_names",
+    "wrap_variant",
 ]
 
-VARIANTS = ("ours", "disable", "dgl", "pyg")
+#: The package's own variants; :func:`variant_names` lists these and the registered ones.
+VARIANTS = ("ours", "disable")
 
 
 @dataclass
@@ -70,7 +75,8 @@ class StepConfig:
     edge_feats, species, tasks : int
         Edge feature width, number of species (one-hot node input), number of binary tasks.
     variant : str
-        ``ours``, ``disable``, ``dgl`` or ``pyg`` (see the module docstring).
+        ``ours``, ``disable`` or a registered variant (see the module docstring and
+        :func:`register_variant`).
     device : str
         ``cpu``, ``cuda`` or ``auto``.
     seed : int
@@ -81,6 +87,10 @@ class StepConfig:
         Adam's learning rate and the gradient-norm clip (0 for none).
     extra : dict
         Further architecture arguments, passed to the builder.
+    variant_module : str, optional
+        The module that registered ``variant``, which a fresh process imports to register it
+        again. Filled in from this process's registry for a registered variant (and None for
+        the package's own); a configuration read in another process keeps what it says.
     """
 
     model: str = "revgnn-112"
@@ -99,6 +109,12 @@ class StepConfig:
     lr: float = 1e-3
     clip: float = 1.0
     extra: Dict[str, Any] = field(default_factory=dict)
+    variant_module: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        known = _VARIANTS.get(self.variant)
+        if known is not None:  # what this process registered wins over a copied field
+            self.variant_module = known.module
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -121,15 +137,6 @@ class GraphBatch:
     edge_feat: Tensor  #: (E, edge_feats), uniform in [0, 1) like ogbn-proteins's
     species: Optional[Tensor]  #: (N, species) one-hot, or None
     labels: Tensor  #: (N, tasks) in {0, 1}
-    _edge_index: Optional[Tensor] = None
-
-    @property
-    def edge_index(self) -> Tensor:
-        """``(2, E)`` source/destination indices, PyG's format (made on first use)."""
-        if self._edge_index is None:
-            src, dst = self.graph.edges()
-            self._edge_index = torch.stack([src, dst])
-        return self._edge_index
 
     def nbytes(self) -> Dict[str, int]:
         """Bytes of the graph structure (every created sparse format) and of the inputs."""
@@ -280,158 +287,129 @@ class _ZooForward(nn.Module):
         return self.model(b.graph, feat, **kwargs)
 
 
-def _check_reversible(model: nn.Module, variant: str) -> DeepGCN:
-    if not isinstance(model, DeepGCN) or model.connection != "reversible":
-        raise ValueError(
-            f"variant {variant!r} needs a RevGNN (reversible DeepGCN); got {type(model).__name__}"
-            + (f" with connection {model.connection!r}" if isinstance(model, DeepGCN) else "")
-        )
-    if model.edge_encoder is None or model.species_encoder is None:
-        raise ValueError(f"variant {variant!r} is built for the ogbn-proteins schema (edge and species inputs)")
-    return model
+def _wrap_ours(model: nn.Module, arguments: Mapping[str, Any]) -> nn.Module:
+    return _ZooForward(model, arguments)
 
 
-class _HeadMixin:
-    """Encoders and head of a :class:`DeepGCN`, shared by the DGL and PyG variants."""
-
-    base: DeepGCN
-
-    def _encode(self, b: GraphBatch) -> Tuple[Tensor, Tensor, Tensor]:
-        m = self.base
-        h = m.node_encoder(torch.cat([b.feat, m.species_encoder(b.species)], dim=-1))
-        e = m.edge_encoder(b.edge_feat)
-        mask = m.dropout.sample_mask(h)
-        if mask is None:  # both wrappers need a tensor to split per group
-            mask = torch.ones_like(h)
-        return h, e, mask
-
-    def _head(self, h: Tensor) -> Tensor:
-        m = self.base
-        h = F.relu(m.head_norm(h))
-        h = F.dropout(h, p=m.dropout.p, training=m.training)
-        return m.head(h)
+def _wrap_disable(model: nn.Module, arguments: Mapping[str, Any]) -> nn.Module:
+    if not any(isinstance(m, GroupRevRes) for m in model.modules()):
+        raise ValueError(f"variant 'disable' needs reversible blocks; {type(model).__name__} has none")
+    model.set_disable(True)
+    return _ZooForward(model, arguments)
 
 
-class _DGLRevGNN(_HeadMixin, nn.Module):
-    """The same RevGNN, its blocks wrapped by ``dgl.nn.GroupRevRes`` instead of ours."""
+@dataclass(frozen=True)
+class Variant:
+    """An execution variant: how :class:`TrainStep` runs a built zoo model (see :func:`register_variant`)."""
 
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        from dgl.nn import GroupRevRes as DGLGroupRevRes
-
-        base = _check_reversible(model, "dgl")
-        layers = []
-        for layer in base.layers:
-            wrapped = DGLGroupRevRes(layer.gnn_modules[0], layer.groups)
-            wrapped.gnn_modules = layer.gnn_modules  # the very same blocks and weights
-            layers.append(wrapped)
-        base.layers = nn.ModuleList(layers)
-        self.base = base
-        self.groups = layers[0].groups
-
-    def forward(self, b: GraphBatch) -> Tensor:
-        h, e, mask = self._encode(b)
-        # DGL chunks every extra argument per group; tiling gives each group the whole
-        # embedding, as the official code does (deep_gcns_torch, model_rev.py).
-        e = torch.cat([e] * self.groups, dim=-1)
-        with warnings.catch_warnings():
-            # DGL 2.1 uses the deprecated typed storage() API; the warning says nothing new.
-            warnings.filterwarnings("ignore", message="TypedStorage is deprecated")
-            for layer in self.base.layers:
-                h = layer(b.graph, h, mask, e)
-        return self._head(h)
+    name: str
+    wrap: Callable[[nn.Module, Mapping[str, Any]], nn.Module]
+    available: Optional[Callable[[], Optional[str]]] = None
+    module: Optional[str] = None  #: the registering module; None for the package's own
 
 
-class _PyGBlock(nn.Module):
-    """``LayerNorm -> ReLU -> shared dropout -> GENConv`` from PyG, weights copied from ours."""
-
-    def __init__(self, ours: PreActivationBlock) -> None:
-        super().__init__()
-        from torch_geometric.nn import GENConv as PyGGENConv
-
-        conv = ours.conv
-        width = conv.out_feats
-        if conv.aggregator != "max" or len(conv.mlp) != 4 or conv.msg_norm is not None:
-            raise ValueError("the pyg variant is built for max aggregation, a 2-layer MLP and no MsgNorm")
-        self.norm = copy.deepcopy(ours.norm)
-        self.conv = PyGGENConv(
-            width, width, aggr="max", norm="layer", num_layers=2, expansion=conv.mlp[0].out_features // width,
-            eps=conv.eps, bias=True, edge_dim=conv.edge_feats,
-        )
-        pairs = [
-            (self.conv.lin_edge, conv.edge_encoder),
-            (self.conv.mlp[0], conv.mlp[0]),
-            (self.conv.mlp[1], conv.mlp[1]),
-            (self.conv.mlp[4], conv.mlp[3]),
-        ]
-        with torch.no_grad():
-            for theirs, mine in pairs:
-                for name, p in mine.named_parameters():
-                    getattr(theirs, name).copy_(p)
-        n_ours = sum(p.numel() for p in ours.parameters())
-        n_theirs = sum(p.numel() for p in self.parameters())
-        if n_ours != n_theirs:
-            raise RuntimeError(f"PyG block has {n_theirs} parameters, ours {n_ours}: not the same architecture")
-
-    def forward(self, x: Tensor, edge_index: Tensor, mask: Tensor, edge_emb: Tensor) -> Tensor:
-        h = F.relu(self.norm(x)) * mask
-        return self.conv(h, edge_index, edge_emb.squeeze(-1))
+_VARIANTS: Dict[str, Variant] = {
+    "ours": Variant("ours", _wrap_ours),
+    "disable": Variant("disable", _wrap_disable),
+}
 
 
-class _PyGRevGNN(_HeadMixin, nn.Module):
-    """The same RevGNN with PyG's ``GroupAddRev`` and ``GENConv`` in its blocks."""
+def register_variant(
+    name: str,
+    wrap: Callable[[nn.Module, Mapping[str, Any]], nn.Module],
+    available: Optional[Callable[[], Optional[str]]] = None,
+    *,
+    module: Optional[str] = None,
+) -> Variant:
+    """Add an execution variant, usable by :class:`StepConfig`, the sweeps and ``--variants``.
 
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        from torch_geometric.nn import GroupAddRev
+    Parameters
+    ----------
+    name : str
+        What configurations, ``--variants`` and result rows call it (no commas).
+    wrap : callable
+        ``wrap(model, arguments) -> nn.Module``: a module whose ``forward(batch)`` takes a
+        :class:`GraphBatch` and returns the logits, running ``model`` (the zoo model just built
+        with ``arguments``, or a copy of one, in training mode on its device; ``wrap`` may change
+        it). Its trainable parameters are what Adam steps.
+    available : callable, optional
+        ``available() -> None`` when the variant can run here, else why not (an optional
+        dependency missing, say); a sweep then records ``unavailable`` rows instead.
+    module : str, optional
+        The module whose import registers the variant, which a fresh measuring process imports
+        (it gets this process's ``sys.path``); default: the caller's module. A variant
+        registered by a script run as ``__main__`` runs in this process only.
 
-        base = _check_reversible(model, "pyg")
-        layers = []
-        for layer in base.layers:
-            blocks = nn.ModuleList(_PyGBlock(block) for block in layer.gnn_modules)
-            layers.append(GroupAddRev(blocks, split_dim=-1))
-        base.layers = nn.ModuleList(layers)
-        self.base = base
+    Returns
+    -------
+    Variant
 
-    def forward(self, b: GraphBatch) -> Tensor:
-        h, e, mask = self._encode(b)
-        # PyG splits the extra arguments whose last dimension equals the width (the mask) and
-        # passes the others whole: a trailing unit dimension keeps the (E, D) edge embedding
-        # whole, so that each group's GENConv projects all of it, as ours does. No copy.
-        e = e.unsqueeze(-1)
-        edge_index = b.edge_index
-        for layer in self.base.layers:
-            h = layer(h, edge_index, mask, e)
-        return self._head(h)
-
-
-def variant_available(variant: str) -> Optional[str]:
-    """None if the variant can run here, else why not."""
-    if variant not in VARIANTS:
-        return f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}"
-    if variant == "pyg":
-        try:
-            import torch_geometric.nn  # noqa: F401
-        except Exception as err:  # not installed, or built against another torch
-            return f"torch_geometric is not usable here ({type(err).__name__}: {err}); pip install torch_geometric"
-    return None
+    Raises
+    ------
+    ValueError
+        For a name that is empty, has a comma, or is registered already by another module
+        (re-registering from the same module, as a re-import does, replaces the entry).
+    """
+    if not name or "," in name or name != name.strip():
+        raise ValueError(f"a variant name must be non-empty, without commas or surrounding spaces: {name!r}")
+    if module is None:
+        module = sys._getframe(1).f_globals.get("__name__")
+    old = _VARIANTS.get(name)
+    if old is not None and old.module != module:
+        raise ValueError(f"variant {name!r} is registered already, by {old.module or __name__}")
+    variant = Variant(name, wrap, available, module)
+    _VARIANTS[name] = variant
+    return variant
 
 
-def wrap_variant(model: nn.Module, variant: str, arguments: Mapping[str, Any]) -> nn.Module:
+def variant_names() -> Tuple[str, ...]:
+    """The variants this process can run: the package's own, then the registered ones."""
+    return tuple(_VARIANTS)
+
+
+def variant_module(name: str) -> Optional[str]:
+    """The module that registered ``name`` (None for the package's own or an unknown name)."""
+    known = _VARIANTS.get(name)
+    return None if known is None else known.module
+
+
+def _get_variant(name: str, module: Optional[str] = None) -> Variant:
+    """The registered variant ``name``, importing ``module`` first if it is not registered yet."""
+    if name not in _VARIANTS and module and module != "__main__":
+        importlib.import_module(module)
+    try:
+        return _VARIANTS[name]
+    except KeyError:
+        hint = ""
+        if module == "__main__":
+            hint = (" (it was registered by a script run as __main__, which a fresh process cannot import: "
+                    "register it in an importable module)")
+        elif module:
+            hint = f" (importing {module} did not register it)"
+        raise ValueError(f"unknown variant {name!r}; choose from {', '.join(_VARIANTS)}{hint}") from None
+
+
+def variant_available(variant: str, module: Optional[str] = None) -> Optional[str]:
+    """None if the variant can run here, else why not.
+
+    ``module`` is the variant's registering module (:attr:`StepConfig.variant_module`),
+    imported first when the variant is not registered in this process.
+    """
+    try:
+        known = _get_variant(variant, module)
+    except (ValueError, ImportError) as err:
+        return str(err) if isinstance(err, ValueError) else f"cannot import {module}: {type(err).__name__}: {err}"
+    return known.available() if known.available is not None else None
+
+
+def wrap_variant(
+    model: nn.Module, variant: str, arguments: Mapping[str, Any], module: Optional[str] = None
+) -> nn.Module:
     """A module ``forward(batch) -> logits`` running ``model`` (built with ``arguments``) as ``variant``."""
-    why = variant_available(variant)
+    why = variant_available(variant, module)
     if why:
         raise RuntimeError(why)
-    if variant == "ours":
-        return _ZooForward(model, arguments)
-    if variant == "disable":
-        if not any(isinstance(m, GroupRevRes) for m in model.modules()):
-            raise ValueError(f"variant 'disable' needs reversible blocks; {type(model).__name__} has none")
-        model.set_disable(True)
-        return _ZooForward(model, arguments)
-    if variant == "dgl":
-        return _DGLRevGNN(model)
-    return _PyGRevGNN(model)
+    return _VARIANTS[variant].wrap(model, arguments)
 
 
 # ----------------------------------------------------------------------------------- the step
@@ -469,7 +447,7 @@ class TrainStep:
             model = copy.deepcopy(model)
         model = model.to(self.device).train()
         self.num_parameters = sum(p.numel() for p in model.parameters())
-        self.net = wrap_variant(model, cfg.variant, self.arguments)
+        self.net = wrap_variant(model, cfg.variant, self.arguments, cfg.variant_module)
         self.params: List[nn.Parameter] = [p for p in self.net.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr)
         self.steps = 0

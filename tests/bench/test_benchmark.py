@@ -5,32 +5,20 @@ seconds each (importing torch and DGL), so only three are made.
 """
 from __future__ import annotations
 
-import configparser
 import csv
-import importlib.util
 import json
-import math
-import re
-from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
 
-from revgnn_dgl.bench import StepConfig, TrainStep, measure_step, memory_sweep, write_rows
+from revgnn_dgl.bench import VARIANTS, StepConfig, TrainStep, measure_step, memory_sweep, write_rows
 from revgnn_dgl.bench.cli import benchmark, parse_depths
 from revgnn_dgl.bench.memory import _project, live_blocks_at_peak
 from revgnn_dgl.bench.plots import plot_memory, plot_time
 from revgnn_dgl.bench.results import ENV_FIELDS, read_rows
-from revgnn_dgl.bench.speed import speed_compare
-from revgnn_dgl.bench.workload import GraphBatch, make_batch, model_arguments, variant_available
-from revgnn_dgl.zoo import create_model
-from grad_check import assert_gradients_match
-from suite_env import in_ci
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-TINY = dict(hidden=8, nodes=60, edges=240)
+from revgnn_dgl.bench.workload import variant_available
+from variant_step import TINY, assert_same_step, assert_speed_rows_agree, float64_step, one_step
 
 
 def test_parse_depths():
@@ -94,109 +82,25 @@ def test_projection_is_linear_and_flat_series_stay_flat():
 
 
 # ------------------------------------------------------------------ the variants compute one step
-# ours, disable and dgl need only the package's own dependencies: they are always compared, and
-# one that cannot run fails the test. pyg needs torch_geometric, which comes with the [benchmark]
-# extra and not with [test], what CI installs (.ci/run: pip install -e ".[test]"). So the PyG
-# comparison runs wherever torch_geometric is installed, and otherwise skips saying so -- unless
-# the [test] extra lists torch_geometric and CI is set: then CI was meant to have it, and it fails.
-REQUIRED_VARIANTS = ("ours", "disable", "dgl")
-PYG_RENAMES = ((".convs.", ".gnn_modules."), (".conv.lin_edge.", ".conv.edge_encoder."), (".conv.mlp.4.", ".conv.mlp.3."))
-
-
-def extra_requirements(extra: str) -> list:
-    """The requirements of one of setup.cfg's extras, as ``pip install -e ".[extra]"`` reads them."""
-    parser = configparser.ConfigParser()
-    parser.read(REPO_ROOT / "setup.cfg", encoding="utf-8")
-    lines = parser["options.extras_require"][extra].splitlines()
-    return [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
-
-
-def canonical(name: str) -> str:
-    """A variant's parameter name as the zoo model's own (``model.``/``base.`` dropped; PyG's
-    ``GroupAddRev``/``GENConv`` names mapped onto ours, the way the pyg variant copies the weights)."""
-    name = name.split(".", 1)[1]
-    for theirs, ours in PYG_RENAMES:
-        name = name.replace(theirs, ours)
-    return name
-
-
-def one_step(variant: str, model: torch.nn.Module, batch: GraphBatch) -> dict:
-    """One training step (forward, loss, backward, clipping, Adam) of a variant, in float64:
-    its loss, and its gradients and weights after the step by canonical name."""
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)  # the pyg variant builds its blocks and copies weights
-    try:
-        ts = TrainStep(StepConfig(model="revgnn-112", depth=3, variant=variant, **TINY), batch=batch, model=model)
-    finally:
-        torch.set_default_dtype(default)
-    loss = ts.step()
-    named = list(ts.net.named_parameters())
-    assert all(p.dtype == torch.float64 for _, p in named), variant
-    return {
-        "loss": loss,
-        "grads": {canonical(n): p.grad.detach().clone() for n, p in named},
-        "weights": {canonical(n): p.detach().clone() for n, p in named},
-    }
-
-
+# DGL's and PyG's blocks are compared in tests/benchmarks/test_alternatives.py.
 @pytest.fixture(scope="module")
-def float64_step():
-    """The zoo model (weights seeded) and a generated batch, both in float64."""
-    cfg = StepConfig(model="revgnn-112", depth=3, **TINY)
-    name, _, args = model_arguments(cfg)
-    torch.manual_seed(cfg.seed)
-    model = create_model(name, **args).double()
-    b = make_batch(cfg.nodes, cfg.edges, cfg.edge_feats, cfg.species, cfg.tasks, cfg.seed)
-    batch = GraphBatch(graph=b.graph, feat=b.feat.double(), edge_feat=b.edge_feat.double(),
-                       species=b.species.double(), labels=b.labels.double())
-    reference = one_step("disable", model, batch)  # ordinary autograd
-    return model, batch, reference
+def float64_reference():
+    return float64_step()
 
 
-def assert_same_step(result: dict, reference: dict) -> None:
-    assert result["loss"] == pytest.approx(reference["loss"], rel=1e-12)
-    assert_gradients_match(result["grads"], reference["grads"])
-    # The weights before the step are equal; after it, they are equal to float64 rounding too.
-    assert_gradients_match(result["weights"], reference["weights"])
-
-
-@pytest.mark.parametrize("variant", [v for v in REQUIRED_VARIANTS if v != "disable"])
-def test_variants_compute_the_same_step(variant, float64_step):
-    """ours and DGL's GroupRevRes against ordinary autograd: the same loss, gradients (after
+def test_ours_computes_the_same_step_as_autograd(float64_reference):
+    """Our reversible blocks against ordinary autograd: the same loss, gradients (after
     clipping) and weights after Adam's step, element by element, in float64."""
-    assert variant_available(variant) is None, variant_available(variant)  # never dropped
-    model, batch, reference = float64_step
+    model, batch, reference = float64_reference
     assert len(reference["grads"]) == 70
-    result = one_step(variant, model, batch)
+    result = one_step("ours", model, batch)
     assert list(result["grads"]) == list(reference["grads"])
     assert not torch.equal(reference["weights"]["head.weight"], model.head.weight)  # the step moved the weights
     assert_same_step(result, reference)
 
 
-def test_pyg_variant_computes_the_same_step(float64_step):
-    """PyG's GroupAddRev and GENConv with our weights: the same step as ordinary autograd."""
-    if importlib.util.find_spec("torch_geometric") is None:
-        if in_ci() and any(re.match(r"torch[_-]geometric\b", r) for r in extra_requirements("test")):
-            pytest.fail(f"torch_geometric is in the [test] extra but not installed, and {in_ci()}", pytrace=False)
-        pytest.skip(
-            "torch_geometric is not installed: it comes with the [benchmark] extra, not with [test] "
-            "(what CI installs); pip install -e '.[benchmark]' to compare the pyg variant too"
-        )
-    assert variant_available("pyg") is None, variant_available("pyg")  # installed but broken: a failure
-    model, batch, reference = float64_step
-    result = one_step("pyg", model, batch)
-    assert sorted(result["grads"]) == sorted(reference["grads"])
-    assert_same_step(result, reference)
-
-
 def test_speed_compare_rows_record_the_same_first_loss():
-    rows = speed_compare({"model": "revgnn-112", **TINY}, depths=[3], variants=list(REQUIRED_VARIANTS), repeats=1)
-    assert [(r["variant"], r["status"]) for r in rows] == [(v, "ok") for v in REQUIRED_VARIANTS], rows
-    losses = [r["first_loss"] for r in rows]
-    # float32: the reversible paths differ from autograd by rounding only.
-    assert all(math.isclose(x, losses[0], rel_tol=1e-6) for x in losses), dict(zip(REQUIRED_VARIANTS, losses))
-    assert rows[0]["time_ratio_to_ours"] == 1.0
-    assert len({r["parameters"] for r in rows}) == 1
+    assert_speed_rows_agree(VARIANTS)
 
 
 def test_cli_memory_and_speed_write_results(tmp_path):
@@ -215,31 +119,7 @@ def test_cli_memory_and_speed_write_results(tmp_path):
 
 def test_unknown_variant_and_non_reversible_model_are_refused():
     assert "unknown variant" in variant_available("nope")
-    with pytest.raises(ValueError, match="RevGNN"):
-        TrainStep(StepConfig(model="resgnn-112", depth=2, variant="dgl", **TINY))
-
-
-def test_paper_scale_summary_extrapolates_and_prefers_a_measured_full_depth(tmp_path):
-    # Rows in the suite's files, made up so that the arithmetic is known exactly: 1 MB of
-    # activations at every depth, 100 bytes of parameter state per layer.
-    from revgnn_dgl.bench.suites import summarize_paper_scale
-
-    def row(model, depth, **extra):
-        state = 100 * depth
-        return dict(kind="memory", model=model, variant="ours", status="ok", depth=depth, parameters=depth,
-                    model_state_bytes=state, peak_minus_model_state_bytes=10**6,
-                    peak_allocated_bytes=10**6 + state, step_time_s=float(depth), **extra)
-
-    write_rows([row("revgnn-deep", 2), row("revgnn-deep", 8)], tmp_path, "paper_scale")
-    deep = summarize_paper_scale(tmp_path)["models"]["revgnn-deep"]
-    assert deep["extrapolated_full_depth_peak_bytes"] == 10**6 + 100 * 1001
-    assert deep["peak_measured"] is False and deep["below_paper"] is True
-    assert deep["peak_minus_model_state_spread"] == 1.0
-
-    # A full-depth row from its own file is preferred, and checked against the extrapolation.
-    write_rows([row("revgnn-deep", 1001, time_source="profiled")], tmp_path, "paper_scale_full_revgnn-deep")
-    deep = summarize_paper_scale(tmp_path)["models"]["revgnn-deep"]
-    assert deep["measured_full_depth_peak_bytes"] == 10**6 + 100 * 1001
-    assert deep["extrapolated_full_depth_peak_bytes"] == deep["measured_full_depth_peak_bytes"]
-    assert deep["peak_measured"] is True and deep["measured_full_depth_time_source"] == "profiled"
-    assert (tmp_path / "paper_scale_summary.json").exists() and (tmp_path / "paper_scale_vs_paper.png").exists()
+    with pytest.raises(ValueError, match="reversible blocks"):
+        TrainStep(StepConfig(model="resgnn-112", depth=2, variant="disable", **TINY))
+    res = CliRunner().invoke(benchmark, ["speed", "--model", "revgnn-112", "--variants", "ours,nope", "--in-process"])
+    assert res.exit_code == 2 and "unknown variant" in res.output and "nope" in res.output, res.output

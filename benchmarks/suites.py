@@ -1,19 +1,26 @@
 """The benchmark suites behind ``benchmarks/*.py`` and ``benchmarks/results``.
 
-Each suite is a preset of :func:`~revgnn_dgl.bench.memory.memory_sweep` and
-:func:`~revgnn_dgl.bench.speed.run_speed` calls plus a summary that checks the targets:
+Each suite is a preset of :func:`revgnn_dgl.bench.memory.memory_sweep` and
+:func:`revgnn_dgl.bench.speed.run_speed` calls plus a summary that checks the targets:
 
 * :func:`memory_vs_depth` -- ResGNN, RevGNN, WT-RevGNN (and DEQ-GNN when the zoo has it) at
   equal width D=80 on one generated graph, depths 2 to 1001.
 * :func:`paper_scale` -- RevGNN-Deep, RevGNN-Wide and ResGNN-112 on a graph the size of one
   of the paper's training batches, with what the peak is made of.
 * :func:`alternatives` -- our reversible block against ``disable=True``, DGL's
-  ``GroupRevRes`` and PyG's ``GroupAddRev``: time in one process, memory in fresh processes.
+  ``GroupRevRes`` and PyG's ``GroupAddRev`` (:mod:`alternatives_variants`): time in one
+  process, memory in fresh processes.
 * :func:`glibc_trap` -- peak RSS of the same runs with glibc's dynamic mmap threshold and
   with it fixed.
 
 Rows are rewritten to ``<out>/<suite>.csv|json`` after every configuration, so a suite that is
-stopped keeps what it measured.
+stopped keeps what it measured. :func:`report` prints the tables of ``benchmarks/README.md`` from
+them. The entry scripts (``python benchmarks/memory_vs_depth.py ...``) call :func:`main`.
+
+An experiment, not part of the package: it imports :mod:`revgnn_dgl`, never the reverse. The
+``dgl`` and ``pyg`` variants of :func:`alternatives` and :func:`glibc_trap` come from
+:mod:`alternatives_variants`, which registers them with
+:func:`revgnn_dgl.bench.workload.register_variant`.
 """
 from __future__ import annotations
 
@@ -22,12 +29,13 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from .. import zoo
-from .cli import parse_depths
-from .memory import GiB, MiB, memory_sweep
-from .plots import plot_memory, plot_paper_comparison, plot_time
-from .results import markdown_table, write_rows
-from .speed import run_speed
+import alternatives_variants  # noqa: F401  (registers the dgl and pyg variants)
+from revgnn_dgl import zoo
+from revgnn_dgl.bench.cli import parse_depths
+from revgnn_dgl.bench.memory import GiB, MiB, memory_sweep
+from revgnn_dgl.bench.plots import plot_memory, plot_paper_comparison, plot_time
+from revgnn_dgl.bench.results import markdown_table, read_rows, write_rows
+from revgnn_dgl.bench.speed import run_speed
 
 __all__ = [
     "SWEEP_GRAPH",
@@ -44,7 +52,7 @@ __all__ = [
     "main",
 ]
 
-RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+RESULTS = Path(__file__).resolve().parent / "results"
 #: The graph of the depth sweeps: small enough that a 1001-layer step takes minutes on one core.
 SWEEP_GRAPH: Dict[str, Any] = dict(nodes=5000, edges=50000, edge_feats=8, species=8, tasks=112)
 #: One of the paper's training batches: ogbn-proteins (132,534 nodes, 39,561,252 directed edges)
@@ -122,8 +130,6 @@ def memory_vs_depth(
     base = dict(hidden=hidden, groups=2, **graph)
     rows, on_row = _collector(out, name)
     if only:
-        from .results import read_rows
-
         previous = out / f"{name}.json"
         rows.extend(r for r in (read_rows(previous) if previous.exists() else []) if r["model"] not in only)
     wanted = (lambda model: not only or model in only)  # noqa: E731
@@ -234,8 +240,6 @@ def paper_scale_full(
 
 
 def _paper_rows(out: Path, name: str) -> List[Dict[str, Any]]:
-    from .results import read_rows
-
     rows: List[Dict[str, Any]] = []
     for path in [out / f"{name}.json", *sorted(out.glob(f"{name}_full_*.json"))]:
         if path.exists():
@@ -385,7 +389,7 @@ def glibc_trap(
 ) -> Dict[str, Any]:
     """Peak RSS with glibc's dynamic mmap threshold vs fixed ones, same runs otherwise.
 
-    65536 (the default of :func:`~revgnn_dgl.bench.profiling.run_in_subprocess`) stops the dynamic
+    65536 (the default of :func:`revgnn_dgl.bench.profiling.run_in_subprocess`) stops the dynamic
     threshold from sending large blocks to the heap; 4096 also maps the small gradient tensors
     (12.8 KB at D=80) separately, which removes most of the remaining heap fragmentation.
     """
@@ -453,8 +457,6 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 # ---------------------------------------------------------------------------------------- report
 def replot(out: Path = RESULTS) -> List[Path]:
     """Redraw the suites' plots from their JSON rows (no measuring)."""
-    from .results import read_rows
-
     out = Path(out)
     made: List[Path] = []
     path = out / "memory_vs_depth.json"
@@ -482,8 +484,6 @@ def _mib(b: Optional[float]) -> str:
 
 def report(out: Path = RESULTS) -> str:
     """Markdown tables of whatever suites have results in ``out`` (for ``benchmarks/README.md``)."""
-    from .results import read_rows
-
     out = Path(out)
     parts: List[str] = []
     path = out / "memory_vs_depth.json"
