@@ -86,6 +86,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import socket
 import sys
 import time
@@ -340,8 +341,6 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
     Only in the main thread (signal handlers can be set nowhere else); the old handler is restored.
     """
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -535,23 +534,36 @@ def spawn(
         threads = max(1, torch.get_num_threads() // nproc)
     echo = echo if echo is not None else print
     port = free_port()
-    queue = mp.get_context("spawn").SimpleQueue()
+    # One pipe per rank, each with a single writer: no lock, so no semaphore that an interrupted
+    # job could leave behind (a SimpleQueue's locks did).
+    pipes = [mp.get_context("spawn").Pipe(duplex=False) for _ in range(nproc)]
+    readers = [reader for reader, _ in pipes]
     procs = mp.start_processes(
-        _spawned, args=(nproc, port, queue, fn, args, threads, timeout_seconds(timeout_s)),
+        _spawned, args=(nproc, port, [writer for _, writer in pipes], fn, args, threads, timeout_seconds(timeout_s)),
         nprocs=nproc, join=False, start_method="spawn",
     )  # fmt: skip
     results: List[Any] = [None] * nproc
     failures: List[Tuple[float, str, int, str]] = []
 
     def drain() -> None:
-        while not queue.empty():
-            tag, rank, *payload = queue.get()
-            if tag == "echo":
-                echo(payload[0])
-            elif tag == "result":
-                results[rank] = payload[0]
-            else:
-                failures.append((payload[0], payload[1], rank, payload[2]))
+        from multiprocessing.connection import wait
+
+        while readers:
+            ready = wait(readers, timeout=0)
+            if not ready:
+                return
+            for reader in ready:
+                try:
+                    tag, rank, *payload = reader.recv()
+                except (EOFError, OSError):  # the rank is gone and said all it had to say
+                    readers.remove(reader)
+                    continue
+                if tag == "echo":
+                    echo(payload[0])
+                elif tag == "result":
+                    results[rank] = payload[0]
+                else:
+                    failures.append((payload[0], payload[1], rank, payload[2]))
 
     try:
         with sigterm_as_interrupt():
@@ -599,7 +611,7 @@ def _spawned(
     local_rank: int,
     nproc: int,
     port: int,
-    queue: Any,
+    writers: Sequence[Any],
     fn: Callable[..., Any],
     args: Tuple[Any, ...],
     threads: int,
@@ -611,11 +623,17 @@ def _spawned(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
     )  # fmt: skip
     torch.set_num_threads(threads)
+    # Only rank 0 draws a progress bar: a thread lock will do, instead of tqdm's default named
+    # semaphore, which a rank terminated by its launcher could not release.
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
+    out = writers[local_rank]  # this rank's own pipe to the parent
     ctx: Optional[Context] = None
     try:
-        ctx = init_from_env(timeout_s, echo=lambda line: queue.put(("echo", 0, line)))
+        ctx = init_from_env(timeout_s, echo=lambda line: out.send(("echo", 0, line)))
         result = fn(ctx, *args)
-        queue.put(("result", local_rank, result))
+        out.send(("result", local_rank, result))
         ctx.close()
     except KeyboardInterrupt:
         end_process(130)
@@ -623,6 +641,6 @@ def _spawned(
         kind, line = classify_error(err, local_rank, nproc)
         if kind == "error" and not is_user_error(err):
             traceback.print_exc()
-        queue.put(("failure", local_rank, time.time(), kind, line))
+        out.send(("failure", local_rank, time.time(), kind, line))
         end_process(1)
     end_process(0)  # never through gloo's destructor (see Context.close)

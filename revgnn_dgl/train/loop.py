@@ -447,11 +447,11 @@ class _ProgressReport:
 
         self.config, self.start, self.echo = config, start, echo
         self.show_bar = ctx.is_main and (sys.stdout.isatty() if progress is None else progress)
-        # Not even tqdm's inter-process lock on the other ranks.
+        # No tqdm at all unless it draws: its constructor creates an inter-process lock (a named
+        # semaphore) that a rank stopped by its launcher would leave behind.
         self.bar = (
-            tqdm(total=config.epochs, initial=start, desc=f"seed {config.seed}", unit="epoch",
-                 disable=not self.show_bar, dynamic_ncols=True)  # fmt: skip
-            if ctx.is_main
+            tqdm(total=config.epochs, initial=start, desc=f"seed {config.seed}", unit="epoch", dynamic_ncols=True)
+            if self.show_bar
             else None
         )
 

@@ -93,9 +93,14 @@ def _start_and_interrupt(command: List[str], out: Path, sig: int) -> subprocess.
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         pytest.fail(f"the launcher did not end within {EXIT_BOUND_S} s of {signal.Signals(sig).name}")
-    # No rank survives its launcher (they share its session).
-    time.sleep(0.5)
-    leftovers = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    # No rank survives its launcher (they share its session); helpers such as multiprocessing's
+    # resource tracker may take a moment to see their parent gone.
+    leftovers: List[str] = []
+    for _ in range(50):
+        leftovers = subprocess.run(["pgrep", "-a", "-s", str(proc.pid)], capture_output=True, text=True).stdout.splitlines()
+        if not leftovers:
+            break
+        time.sleep(0.1)
     assert not leftovers, f"processes left after {signal.Signals(sig).name}: {leftovers}"
     return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
 
