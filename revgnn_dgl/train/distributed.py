@@ -400,10 +400,50 @@ def init_from_env(timeout_s: Optional[float] = None, echo: Optional[Echo] = None
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
     seconds = timeout_seconds(timeout_s)
-    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=seconds))
+    where = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
+    # The store's own timeout does not cover every wait (a port held by a program that is no torch
+    # store leaves the client waiting for its handshake), so a watchdog bounds the rendezvous.
+    if rank == 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        _check_port_free(int(os.environ["MASTER_PORT"]), where)  # rank 0 hosts the store (torchrun's agent does it there)
+    watchdog = threading.Timer(seconds + 5, _rendezvous_timed_out, args=(rank, world, where, seconds))
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=seconds))
+    except (RuntimeError, OSError, ValueError) as err:  # DistNetworkError and DistStoreError are RuntimeErrors
+        first = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        raise DistributedError(
+            f"could not join the job at {where}: {first[:300]} "
+            "(is the port taken by another program? choose another --master-port)"
+        ) from None
+    finally:
+        watchdog.cancel()
     ctx = Context(rank, world, local_rank, echo=echo, timeout_s=seconds)
     ctx.active = True
     return ctx
+
+
+def _check_port_free(port: int, where: str) -> None:
+    """Refuse a port another program listens on before torch tries it (and logs three C++ lines)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the store binds: TIME_WAIT is no obstacle
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError as err:
+            raise DistributedError(
+                f"could not host the job at {where}: {err.strerror or err} (another program listens on port {port}; "
+                "choose another --master-port)"
+            ) from None
+
+
+def _rendezvous_timed_out(rank: int, world: int, where: str, seconds: float) -> None:
+    """The watchdog of :func:`init_from_env`: one line, then this process ends (exit 1)."""
+    print(
+        f"Error: rank {rank} of {world} could not join the job at {where} within {seconds:g} s (--dist-timeout): "
+        "the other processes did not come, or the port belongs to another program.",
+        file=sys.stderr, flush=True,
+    )  # fmt: skip
+    end_process(1)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -130,3 +131,25 @@ def test_interrupting_the_launcher_stops_every_rank_and_resumes_exactly(tmp_path
     for name in (LAST_FILE, BEST_FILE):
         ours, theirs = load_checkpoint(out / name).state_dict, load_checkpoint(reference / name).state_dict
         assert all(torch.equal(ours[k], theirs[k]) for k in theirs), name
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_port_held_by_another_program_is_one_line_within_the_timeout(rank: int) -> None:
+    """Rank 0 cannot bind a taken port; rank 1 meets a server that is no torch store and never
+    answers. Both end with one line within --dist-timeout (and a margin), never a traceback."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)  # the kernel accepts connections; nothing ever speaks
+        port = server.getsockname()[1]
+        env = subprocess_env(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                             MASTER_PORT=str(port))  # fmt: skip
+        args = [a if a != "60" else "5" for a in TINY]  # --dist-timeout 5
+        tic = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "revgnn_dgl", "train", *args, "--epochs", "1"], env=env,
+                              capture_output=True, text=True, timeout=120, cwd=str(Path(__file__).parent))  # fmt: skip
+        seconds = time.monotonic() - tic
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"Error: rank {rank} of 2") and str(port) in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert seconds < 5 + 5 + 30, seconds  # the timeout, the watchdog's margin, and start-up on a busy machine
