@@ -83,14 +83,15 @@ def _dataset_options(fn: Any) -> Any:
 _DEVICE_HELP = "auto (CUDA when torch and DGL can both use it), cpu, cuda or cuda:N."
 _AMP_HELP = "Evaluate under float16 autocast (CUDA only), as the official recipe does."
 # One thread is as fast on small graphs and far steadier on a CPU shared with other jobs.
-_THREADS_HELP = "torch CPU threads [default: torch's choice]; 1 suits small graphs on a busy machine."
+_THREADS_HELP = "torch CPU threads [default: the cores other jobs leave free, by the load average]."
 
 
 def _set_threads(threads: Optional[int]) -> None:
-    if threads is not None:
-        import torch
+    import torch
 
-        torch.set_num_threads(threads)
+    from .env import available_cores, load_average, pick_threads
+
+    torch.set_num_threads(threads if threads is not None else pick_threads(available_cores(), load_average()))
 
 
 # ------------------------------------------------------------------ train

@@ -10,13 +10,56 @@ from typing import Any, Dict, Optional
 
 import torch
 
-__all__ = ["environment", "cpu_model", "git_commit", "CHILD_ENV"]
+__all__ = ["environment", "cpu_model", "git_commit", "CHILD_ENV", "available_cores", "pick_threads", "thread_note"]
 
 #: Environment of the benchmark's child processes. ``OMP_WAIT_POLICY=PASSIVE``: with cores shared
 #: by other jobs, OpenMP's default busy-waiting made a 2-thread step of a small graph 28 times
 #: slower than 1 thread on the 2-core machine of ``benchmarks/results`` (each parallel region
 #: waits for a thread whose core another process holds); passive waiting removes that.
 CHILD_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "KINETO_LOG_LEVEL": "5", "OUTDATED_IGNORE": "1"}
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity mask), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def load_average() -> float:
+    """The 1-minute load average (runnable processes), 0 where the system does not say."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 0.0
+
+
+def pick_threads(cores: int, load: float, processes: int = 1) -> int:
+    """The default torch CPU threads of each of ``processes`` processes: the cores nobody else uses.
+
+    ``load`` is the 1-minute load average before the run starts (the other jobs). Threads
+    beyond the free cores spin against those jobs: on this project's 2-core machine, with one
+    other CPU-bound job, torch's own choice (2 threads) ran 20-50x slower than 1 thread.
+
+    >>> pick_threads(cores=8, load=0.1), pick_threads(cores=8, load=3.2), pick_threads(cores=2, load=1.0)
+    (8, 5, 1)
+    >>> pick_threads(cores=2, load=5.0), pick_threads(cores=16, load=0.0, processes=4)
+    (1, 4)
+    """
+    free = max(1, min(cores, int(cores - load + 0.5)))
+    return max(1, free // max(1, processes))
+
+
+def thread_note(threads: int, processes: int, cores: int, load: float) -> Optional[str]:
+    """A one-line note when ``threads`` x ``processes`` plus the load exceed the cores, else None."""
+    if load + threads * processes <= cores + 0.5:
+        return None
+    advice = " (--threads 1 is steadiest on a busy machine)" if threads > 1 else ""
+    return (
+        f"note: the machine looks oversubscribed: {processes} process(es) x {threads} thread(s) on {cores} cores "
+        f"with a load of {load:.1f} from other jobs; epochs will be slower{advice}."
+    )
 
 
 def cpu_model() -> str:

@@ -68,8 +68,9 @@ class TrainConfig:
     amp : bool
         Evaluate under float16 autocast on CUDA, as the official recipe does.
     threads : int, optional
-        torch CPU threads (``torch.set_num_threads``); None leaves torch's choice. Stored so that
-        ``--resume`` runs as the run started.
+        torch CPU threads (``torch.set_num_threads``); None: the cores other jobs leave free (by the
+        load average, :func:`revgnn_dgl.env.pick_threads`). Stored so that ``--resume`` runs as the
+        run started.
     model_args : dict
         Any further argument of the model's builder (``conv``, ``aggregator``, ``norm``,
         ``learn_t``...), as ``train --set KEY=VALUE`` gives them; checked against the builder.
