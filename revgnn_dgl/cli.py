@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import click
+import cloup
 
 from .data.catalog import catalog_names
 from .errors import is_user_error
@@ -66,18 +67,13 @@ def _parse_options(ctx: click.Context, param: click.Parameter, values: Tuple[str
     return options
 
 
-def _dataset_options(fn: Any) -> Any:
-    for decorator in reversed(
-        [
-            click.option("--dataset", help=f"Dataset name ({', '.join(catalog_names())}; `revgnn-dgl data list`) "
-                         f"or a DGL graph file [train: {_TRAIN_DEFAULTS.dataset}; evaluate: the run's or card's]."),
-            click.option("--root", type=click.Path(file_okay=False), help="Folder the dataset lives in."),
-            click.option("--dataset-option", "dataset_options", multiple=True, metavar="KEY=VALUE",
-                         callback=_parse_options, help="Option of the dataset loader, e.g. num_nodes=500 (repeatable)."),
-        ]
-    ):
-        fn = decorator(fn)
-    return fn
+_DATASET_OPTIONS = [
+    click.option("--dataset", help=f"Dataset name ({', '.join(catalog_names())}; `revgnn-dgl data list`) "
+                 f"or a DGL graph file [train: {_TRAIN_DEFAULTS.dataset}; evaluate: the run's or card's]."),
+    click.option("--root", type=click.Path(file_okay=False), help="Folder the dataset lives in."),
+    click.option("--dataset-option", "dataset_options", multiple=True, metavar="KEY=VALUE",
+                 callback=_parse_options, help="Option of the dataset loader, e.g. num_nodes=500 (repeatable)."),
+]  # fmt: skip
 
 
 _DEVICE_HELP = "auto (CUDA when torch and DGL can both use it), cpu, cuda or cuda:N."
@@ -95,70 +91,94 @@ def _set_threads(threads: Optional[int]) -> None:
 
 
 # ------------------------------------------------------------------ train
-@cli.command()
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
-              help="YAML or JSON file of settings (keys as the options, e.g. train_parts); options given here override it.")
-@click.option("--resume", type=click.Path(file_okay=False),
-              help="Continue the interrupted run(s) in this output directory with their saved config "
-                   "(under torchrun it need only exist on rank 0's machine).")
-@click.option("--model", help="Zoo model name or alias (see `revgnn-dgl zoo list`). " + _default("model"))
-@_dataset_options
-@click.option("--epochs", type=click.IntRange(min=1), help="Training epochs. " + _default("epochs"))
-@click.option("--lr", type=float, help="Learning rate of the optimizer (--optimizer). " + _default("lr"))
-@click.option("--grad-clip", type=float, help="Max gradient norm, 0 for none. " + _default("grad_clip"))
-@click.option("--train-parts", type=click.IntRange(min=1),
-              help="Random parts per epoch; 1 trains on the full graph. " + _default("train_parts"))
-@click.option("--parts-per-step", type=click.IntRange(min=1),
-              help="Parts each process averages the loss over per optimizer step. " + _default("parts_per_step"))
-@click.option("--eval-parts", type=click.IntRange(min=1),
-              help="Parts of the fixed evaluation partition. " + _default("eval_parts"))
-@click.option("--eval-views", type=click.IntRange(min=1),
-              help="Evaluation partitions whose logits are averaged. " + _default("eval_views"))
-@click.option("--eval-every", type=click.IntRange(min=1),
-              help="Evaluate every N epochs (and after the last). " + _default("eval_every"))
-@click.option("--dropout", type=float, help="Override the model card's dropout.")
-@click.option("--num-layers", type=click.IntRange(min=1), help="Override the model card's depth L.")
-@click.option("--hidden", type=click.IntRange(min=1), help="Override the model card's width D.")
-@click.option("--groups", type=click.IntRange(min=1), help="Override the model card's number of groups C.")
-@click.option("--set", "model_args", multiple=True, metavar="KEY=VALUE", callback=_parse_options,
-              help="Any other argument of the model's builder, e.g. conv=gcn, aggregator=softmax, learn_t=true, "
-                   "norm=batch (repeatable; `revgnn-dgl zoo show MODEL` lists a card's arguments).")
-@click.option("--optimizer", type=click.Choice(OPTIMIZERS),
-              help="adam (L2 weight decay), adamw (decoupled) or rmsprop (RevGAT's). " + _default("optimizer"))
-@click.option("--weight-decay", type=float, help="Weight decay. " + _default("weight_decay"))
-@click.option("--schedule", type=click.Choice(SCHEDULES), help="Learning-rate schedule. " + _default("schedule"))
-@click.option("--warmup-epochs", type=click.IntRange(min=0), help="Linear learning-rate warm-up. " + _default("warmup_epochs"))
-@click.option("--min-lr", type=float, help="Final learning rate of the cosine schedule [default: 0].")
-@click.option("--step-size", type=click.IntRange(min=1), help="Epochs between decays of the step schedule [default: 100].")
-@click.option("--gamma", type=float, help="Decay factor of the step schedule [default: 0.5].")
-@click.option("--patience", type=click.IntRange(min=0),
-              help="Early stopping after N evaluations without a better validation score; 0 never. " + _default("patience"))
-@click.option("--input-dropout", type=float, help="Dropout on the input node features. " + _default("input_dropout"))
-@click.option("--edge-dropout", type=float, help="DropEdge: drop each edge with this probability, afresh every step. "
-              + _default("edge_dropout"))
-@click.option("--label-smoothing", type=float, help="Label smoothing (single-label tasks). " + _default("label_smoothing"))
-@click.option("--loss", type=click.Choice(["ce", "log_ce"]), help="Cross-entropy, or RevGAT's log-CE (single-label) [default: ce].")
-@click.option("--use-labels/--no-use-labels", default=None,
-              help="Label reuse: training labels as extra inputs (single-label tasks; RevGAT's recipe) [default: off].")
-@click.option("--label-rate", type=float, help="Share of training nodes showing their label per step [default: 0.5].")
-@click.option("--label-iters", type=click.IntRange(min=0), help="Rounds feeding predictions back as labels [default: 0].")
-@click.option("--teacher", type=click.Path(exists=True, file_okay=False),
-              help="Self-distillation: a finished run (same dataset) whose best model teaches this one.")
-@click.option("--kd-alpha", type=float, help="Weight of the distillation term [default: 0.95].")
-@click.option("--kd-temp", type=float, help="Distillation temperature [default: 0.7].")
-@click.option("--seed", type=int, help="Seed of the first run. " + _default("seed"))
-@click.option("--runs", type=click.IntRange(min=1),
-              help="Runs with seeds seed..seed+runs-1; mean ± std in summary.json. " + _default("runs"))
-@click.option("--out", type=click.Path(file_okay=False), help="Output directory [default: runs/MODEL-DATASET-TIME].")
-@click.option("--device", help=f"{_DEVICE_HELP} {_default('device')}")
-@click.option("--amp/--no-amp", default=None, help=_AMP_HELP)
-@click.option("--threads", type=click.IntRange(min=1), help=_THREADS_HELP + " Applies to each process.")
-@click.option("--nproc", type=click.IntRange(min=1),
-              help="Data-parallel processes on this machine (DDP over the parts: each optimizer step averages "
-                   "nproc x parts-per-step parts); under torchrun, leave it out. " + _default("nproc"))
-@click.option("--dist-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
-              help="Time limit of the processes' collectives; above rank 0's evaluation time [default: 1800].")
-@click.option("--json", "as_json", is_flag=True, help="Print only the summary, as one JSON object (progress goes to stderr).")
+@cli.command(cls=cloup.Command)
+@cloup.option_group(
+    "Model",
+    click.option("--model", help="Zoo model name or alias (see `revgnn-dgl zoo list`). " + _default("model")),
+    click.option("--num-layers", type=click.IntRange(min=1), help="Override the model card's depth L."),
+    click.option("--hidden", type=click.IntRange(min=1), help="Override the model card's width D."),
+    click.option("--groups", type=click.IntRange(min=1), help="Override the model card's number of groups C."),
+    click.option("--dropout", type=float, help="Override the model card's dropout."),
+    click.option("--set", "model_args", multiple=True, metavar="KEY=VALUE", callback=_parse_options,
+                  help="Any other argument of the model's builder, e.g. conv=gcn, aggregator=softmax, learn_t=true, "
+                       "norm=batch (repeatable; `revgnn-dgl zoo show MODEL` lists a card's arguments)."),
+)
+@cloup.option_group(
+    "Data",
+    *_DATASET_OPTIONS,
+)
+@cloup.option_group(
+    "Recipe",
+    click.option("--epochs", type=click.IntRange(min=1), help="Training epochs. " + _default("epochs")),
+    click.option("--lr", type=float, help="Learning rate of the optimizer (--optimizer). " + _default("lr")),
+    click.option("--optimizer", type=click.Choice(OPTIMIZERS),
+                  help="adam (L2 weight decay), adamw (decoupled) or rmsprop (RevGAT's). " + _default("optimizer")),
+    click.option("--weight-decay", type=float, help="Weight decay. " + _default("weight_decay")),
+    click.option("--schedule", type=click.Choice(SCHEDULES), help="Learning-rate schedule. " + _default("schedule")),
+    click.option("--warmup-epochs", type=click.IntRange(min=0), help="Linear learning-rate warm-up. " + _default("warmup_epochs")),
+    click.option("--min-lr", type=float, help="Final learning rate of the cosine schedule [default: 0]."),
+    click.option("--step-size", type=click.IntRange(min=1), help="Epochs between decays of the step schedule [default: 100]."),
+    click.option("--gamma", type=float, help="Decay factor of the step schedule [default: 0.5]."),
+    click.option("--grad-clip", type=float, help="Max gradient norm, 0 for none. " + _default("grad_clip")),
+    click.option("--train-parts", type=click.IntRange(min=1),
+                  help="Random parts per epoch; 1 trains on the full graph. " + _default("train_parts")),
+    click.option("--parts-per-step", type=click.IntRange(min=1),
+                  help="Parts each process averages the loss over per optimizer step. " + _default("parts_per_step")),
+    click.option("--patience", type=click.IntRange(min=0),
+                  help="Early stopping after N evaluations without a better validation score; 0 never. " + _default("patience")),
+    click.option("--input-dropout", type=float, help="Dropout on the input node features. " + _default("input_dropout")),
+    click.option("--edge-dropout", type=float, help="DropEdge: drop each edge with this probability, afresh every step. "
+                  + _default("edge_dropout")),
+    click.option("--label-smoothing", type=float, help="Label smoothing (single-label tasks). " + _default("label_smoothing")),
+    click.option("--loss", type=click.Choice(["ce", "log_ce"]), help="Cross-entropy, or RevGAT's log-CE (single-label) [default: ce]."),
+)
+@cloup.option_group(
+    "Label reuse and self-distillation (RevGAT's recipe)",
+    click.option("--use-labels/--no-use-labels", default=None,
+                  help="Label reuse: training labels as extra inputs (single-label tasks; RevGAT's recipe) [default: off]."),
+    click.option("--label-rate", type=float, help="Share of training nodes showing their label per step [default: 0.5]."),
+    click.option("--label-iters", type=click.IntRange(min=0), help="Rounds feeding predictions back as labels [default: 0]."),
+    click.option("--teacher", type=click.Path(exists=True, file_okay=False),
+                  help="Self-distillation: a finished run (same dataset) whose best model teaches this one."),
+    click.option("--kd-alpha", type=float, help="Weight of the distillation term [default: 0.95]."),
+    click.option("--kd-temp", type=float, help="Distillation temperature [default: 0.7]."),
+)
+@cloup.option_group(
+    "Evaluation",
+    click.option("--eval-parts", type=click.IntRange(min=1),
+                  help="Parts of the fixed evaluation partition. " + _default("eval_parts")),
+    click.option("--eval-views", type=click.IntRange(min=1),
+                  help="Evaluation partitions whose logits are averaged. " + _default("eval_views")),
+    click.option("--eval-every", type=click.IntRange(min=1),
+                  help="Evaluate every N epochs (and after the last). " + _default("eval_every")),
+    click.option("--amp/--no-amp", default=None, help=_AMP_HELP),
+)
+@cloup.option_group(
+    "Run",
+    click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+                  help="YAML or JSON file of settings (keys as the options, e.g. train_parts); options given here override it."),
+    click.option("--resume", type=click.Path(file_okay=False),
+                  help="Continue the interrupted run(s) in this output directory with their saved config "
+                       "(under torchrun it need only exist on rank 0's machine)."),
+    click.option("--seed", type=int, help="Seed of the first run. " + _default("seed")),
+    click.option("--runs", type=click.IntRange(min=1),
+                  help="Runs with seeds seed..seed+runs-1; mean ± std in summary.json. " + _default("runs")),
+)
+@cloup.option_group(
+    "Device and processes",
+    click.option("--device", help=f"{_DEVICE_HELP} {_default('device')}"),
+    click.option("--threads", type=click.IntRange(min=1), help=_THREADS_HELP + " Applies to each process."),
+    click.option("--nproc", type=click.IntRange(min=1),
+                  help="Data-parallel processes on this machine (DDP over the parts: each optimizer step averages "
+                       "nproc x parts-per-step parts); under torchrun, leave it out. " + _default("nproc")),
+    click.option("--dist-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+                  help="Time limit of the processes' collectives; above rank 0's evaluation time [default: 1800]."),
+)
+@cloup.option_group(
+    "Output",
+    click.option("--out", type=click.Path(file_okay=False), help="Output directory [default: runs/MODEL-DATASET-TIME]."),
+    click.option("--json", "as_json", is_flag=True, help="Print only the summary, as one JSON object (progress goes to stderr)."),
+)
 @click.pass_context
 def train(
     ctx: click.Context,
@@ -235,23 +255,38 @@ def train(
 
 
 # ------------------------------------------------------------------ evaluate
-@cli.command()
-@click.option("--model", help="Zoo model name or alias; with --pretrained or --checkpoint.")
-@click.option("--pretrained", is_flag=True, help="Use the model card's weights and its evaluation settings.")
-@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="A checkpoint file of this package.")
-@click.option("--run", "run_dir", type=click.Path(exists=True, file_okay=False),
-              help="A training output directory: its best checkpoint with its config.")
-@_dataset_options
-@click.option("--eval-parts", type=click.IntRange(min=1), help="Parts per view [default: from the run or card, else 5].")
-@click.option("--eval-views", type=click.IntRange(min=1), help="Views averaged [default: from the run or card, else 1].")
-@click.option("--seed", type=int, help="Seed of the evaluation partitions [default: from the run or card, else 0].")
-@click.option("--device", default="auto", show_default=True, help=_DEVICE_HELP)
-@click.option("--amp/--no-amp", default=None, help=_AMP_HELP)
-@click.option("--threads", type=click.IntRange(min=1), help=_THREADS_HELP)
-@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
-@click.option("--save-predictions", type=click.Path(dir_okay=False),
-              help="Write every node's outputs to this .npz file (see the README: node_id, split, logits, probabilities, labels).")
-@click.option("--allow-nonfinite", is_flag=True, help="Load a checkpoint even if its weights hold NaN or inf.")
+@cli.command(cls=cloup.Command)
+@cloup.option_group(
+    "What to evaluate",
+    click.option("--model", help="Zoo model name or alias; with --pretrained or --checkpoint."),
+    click.option("--pretrained", is_flag=True, help="Use the model card's weights and its evaluation settings."),
+    click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="A checkpoint file of this package."),
+    click.option("--run", "run_dir", type=click.Path(exists=True, file_okay=False),
+                  help="A training output directory: its best checkpoint with its config."),
+    click.option("--allow-nonfinite", is_flag=True, help="Load a checkpoint even if its weights hold NaN or inf."),
+)
+@cloup.option_group(
+    "Data",
+    *_DATASET_OPTIONS,
+)
+@cloup.option_group(
+    "Evaluation",
+    click.option("--eval-parts", type=click.IntRange(min=1), help="Parts per view [default: from the run or card, else 5]."),
+    click.option("--eval-views", type=click.IntRange(min=1), help="Views averaged [default: from the run or card, else 1]."),
+    click.option("--seed", type=int, help="Seed of the evaluation partitions [default: from the run or card, else 0]."),
+    click.option("--amp/--no-amp", default=None, help=_AMP_HELP),
+)
+@cloup.option_group(
+    "Device",
+    click.option("--device", default="auto", show_default=True, help=_DEVICE_HELP),
+    click.option("--threads", type=click.IntRange(min=1), help=_THREADS_HELP),
+)
+@cloup.option_group(
+    "Output",
+    click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object."),
+    click.option("--save-predictions", type=click.Path(dir_okay=False),
+                  help="Write every node's outputs to this .npz file (see the README: node_id, split, logits, probabilities, labels)."),
+)
 @click.pass_context
 def evaluate(
     ctx: click.Context,

@@ -258,3 +258,21 @@ def test_console_script_error_is_one_line() -> None:
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith("Error: unknown model 'no-such-model'")
     assert len(proc.stderr.strip().splitlines()) == 1 and proc.stdout == ""
+
+
+def test_help_is_grouped() -> None:
+    """train --help and evaluate --help show their options under headings, each option once."""
+    text = invoke(["train", "--help"]).output
+    headings = ["Model:", "Data:", "Recipe:", "Evaluation:", "Run:", "Device and processes:", "Output:"]
+    positions = [text.index(h) for h in headings]
+    assert positions == sorted(positions), "the groups in their order"
+
+    def at(option: str) -> int:  # where the option's own line is (the description mentions some)
+        return text.index(f"\n  {option} ")
+
+    assert at("--num-layers") < text.index("Data:") < at("--dataset-option") < text.index("Recipe:")
+    assert text.index("Recipe:") < at("--weight-decay") < text.index("Label reuse")
+    assert text.index("Device and processes:") < at("--nproc") < text.index("Output:")
+    assert text.count("\n  --dist-timeout ") == 1
+    text = invoke(["evaluate", "--help"]).output
+    assert text.index("What to evaluate:") < at("--pretrained") < text.index("Data:") < text.index("Output:")
