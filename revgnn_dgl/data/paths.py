@@ -6,8 +6,11 @@ the dataset folders (``cora/``, ``citeseer/``, ``humloc/``,
 
 1. the ``root`` argument (``--root DIR`` on the command line);
 2. the environment variable ``REVGNN_DGL_DATA``;
-3. ``../shared/data`` next to the project checkout (the folder above the one
-   holding the ``revgnn_dgl`` package).
+3. the per-user folder ``~/.cache/revgnn_dgl/data`` (under ``$REVGNN_DGL_CACHE`` or
+   ``$XDG_CACHE_HOME`` when set), when it exists;
+4. in a checkout of the repository (not an installed wheel), ``../shared/data``
+   beside it, when it exists;
+5. else the per-user folder again, which the error message then names.
 
 A dataset's own folder is accepted as ``root`` too: it is recognised by its
 files (or, when it holds none of them yet, by its name).
@@ -41,14 +44,35 @@ DEFAULT_OGB_ROOT = Path("~/.cache/revgnn_dgl/datasets")
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def default_data_root() -> Path:
-    """The data root without a ``root`` argument.
+def user_data_root() -> Path:
+    """The per-user data root: ``data/`` in revgnn_dgl's cache (``$REVGNN_DGL_CACHE``, else
+    ``$XDG_CACHE_HOME/revgnn_dgl``, else ``~/.cache/revgnn_dgl``)."""
+    cache = os.environ.get("REVGNN_DGL_CACHE")
+    if cache:
+        return Path(cache).expanduser() / "data"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "revgnn_dgl" / "data"
 
-    ``$REVGNN_DGL_DATA`` when set (and not empty), else ``../shared/data``
-    relative to the project checkout.
-    """
+
+def checkout_data_root() -> Optional[Path]:
+    """``../shared/data`` beside the repository checkout this package runs from; None for an
+    installed package (whose folder's parent is ``site-packages``, no checkout)."""
+    if not (PROJECT_ROOT / "setup.py").is_file() or not (PROJECT_ROOT / "revgnn_dgl").is_dir():
+        return None
+    return PROJECT_ROOT.parent / "shared" / "data"
+
+
+def default_data_root() -> Path:
+    """The data root without a ``root`` argument: ``$REVGNN_DGL_DATA``, else the per-user
+    folder if it exists, else a checkout's ``../shared/data`` if it exists, else the per-user folder."""
     base = os.environ.get(DATA_ENV_VAR)
-    return Path(base).expanduser() if base else PROJECT_ROOT.parent / "shared" / "data"
+    if base:
+        return Path(base).expanduser()
+    user = user_data_root()
+    if user.is_dir():
+        return user
+    checkout = checkout_data_root()
+    return checkout if checkout is not None and checkout.is_dir() else user
 
 
 def dataset_folder(folder_name: str, root: Optional[PathLike] = None, files: Iterable[str] = ()) -> Path:

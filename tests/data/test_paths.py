@@ -121,3 +121,21 @@ def test_root_that_is_a_file(tmp_path, name):
     with pytest.raises(DatasetError) as err:
         load_dataset(name, root=path)
     assert str(err.value).startswith(f"the data root {path} is a file, not a folder: pass --root DIR or set REVGNN_DGL_DATA=DIR")
+
+
+def test_default_data_root_order(tmp_path, monkeypatch):
+    """$REVGNN_DGL_DATA, else the per-user folder if it exists, else this checkout's ../shared/data."""
+    from revgnn_dgl.data.paths import PROJECT_ROOT, default_data_root, user_data_root
+
+    for name in ("REVGNN_DGL_DATA", "REVGNN_DGL_CACHE", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shared = PROJECT_ROOT.parent / "shared" / "data"
+    expected = shared if shared.is_dir() else tmp_path / ".cache" / "revgnn_dgl" / "data"
+    assert default_data_root() == expected  # a checkout, no per-user folder
+    (tmp_path / ".cache" / "revgnn_dgl" / "data").mkdir(parents=True)
+    assert default_data_root() == user_data_root() == tmp_path / ".cache" / "revgnn_dgl" / "data"
+    monkeypatch.setenv("REVGNN_DGL_CACHE", str(tmp_path / "cache"))
+    assert user_data_root() == tmp_path / "cache" / "data"
+    monkeypatch.setenv("REVGNN_DGL_DATA", str(tmp_path / "env"))
+    assert default_data_root() == tmp_path / "env"

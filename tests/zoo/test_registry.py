@@ -213,6 +213,25 @@ def test_cards_found_from_installed_wheel(tmp_path):
             assert installed.read_bytes() == (REPO_ROOT / "zoo" / relative).read_bytes(), relative
     assert (target / "revgnn_dgl" / "zoo" / "cards" / "README.md").is_file()
 
+    # The data root of an installed package: $REVGNN_DGL_DATA, else the per-user folder (never a
+    # path inside site-packages' parent, as ../shared/data of a checkout would be).
+    probe = "from revgnn_dgl.data.paths import default_data_root; print(default_data_root())"
+    home = tmp_path / "home"
+    base_env = {k: v for k, v in env.items() if k not in ("REVGNN_DGL_DATA", "REVGNN_DGL_CACHE", "XDG_CACHE_HOME")}
+    base_env.update(PYTHONPATH=str(target), OUTDATED_IGNORE="1", HOME=str(home))
+
+    def data_root(**extra: str) -> Path:
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                             env={**base_env, **extra}, cwd=tmp_path)  # fmt: skip
+        assert out.returncode == 0, out.stderr[-2000:]
+        return Path(out.stdout.strip().splitlines()[-1])
+
+    user = home / ".cache" / "revgnn_dgl" / "data"
+    assert data_root() == user  # not there yet: named, so the error message says where to put data
+    user.mkdir(parents=True)
+    assert data_root() == user
+    assert data_root(REVGNN_DGL_DATA=str(tmp_path / "mine")) == tmp_path / "mine"
+
 
 def test_zoo_index_is_current():
     """zoo/README.md is exactly what `revgnn-dgl zoo list --markdown` writes from the cards."""
