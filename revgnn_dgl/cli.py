@@ -8,6 +8,7 @@ with status 1 (2 for command-line usage errors); anything else is a bug and show
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -36,6 +37,11 @@ class _Cli(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            # The reader left (`revgnn-dgl zoo list | head -1`): not an error. stdout goes to
+            # /dev/null so that the interpreter's last flush does not fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(0)
         except Exception as err:
             if isinstance(err, click.ClickException) or not is_user_error(err):
                 raise

@@ -277,3 +277,13 @@ def test_help_is_grouped() -> None:
     text = invoke(["evaluate", "--help"]).output
     assert text.count("\n  --dataset-option ") == 1
     assert text.index("What to evaluate:") < at("--pretrained") < text.index("Data:") < text.index("Output:")
+
+
+def test_resume_of_a_finished_run_says_so(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "done"
+    assert invoke(["train", *TINY, "--epochs", "2", "--out", str(out)]).exit_code == 0
+    before = (out / "metrics.jsonl").read_bytes()
+    result = invoke(["train", "--resume", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"{out} has already finished (trained its 2 epochs): nothing to train" in result.output
+    assert (out / "metrics.jsonl").read_bytes() == before

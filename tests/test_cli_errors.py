@@ -213,3 +213,33 @@ def test_two_trainings_on_one_out(tmp_path: Path) -> None:
     finally:
         holder.communicate("\n", timeout=30)
     assert not (out / "metrics.jsonl").exists()
+
+
+def test_a_closed_pipe_is_no_error() -> None:
+    """`revgnn-dgl zoo list | head -1`: the reader leaves early; exit 0 and no error line."""
+    import subprocess
+    import sys
+
+    # A reader that closes its end at once, then a writer with more than a pipe buffer to say.
+    code = (
+        "import sys; from revgnn_dgl.cli import cli; from revgnn_dgl.zoo import register_model;"
+        "[register_model({'name': f'pipe-{i:04d}', 'architecture': 'mlp', 'arguments': {}}) for i in range(3000)];"
+        "cli(['zoo', 'list'], prog_name='revgnn-dgl')"
+    )
+    proc = subprocess.run(f"{sys.executable} -c \"{code}\" | head -1", shell=True, executable="/bin/bash",
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.stdout.startswith("name"), proc.stdout[:200]
+    status = subprocess.run(f"set -o pipefail; {sys.executable} -c \"{code}\" | head -1 > /dev/null", shell=True,
+                            executable="/bin/bash", capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert status.returncode == 0 and "Error" not in status.stderr and "Broken pipe" not in status.stderr, status.stderr
+
+
+def test_did_you_mean_for_models_and_datasets() -> None:
+    from click.testing import CliRunner
+
+    from revgnn_dgl.cli import cli
+
+    result = CliRunner().invoke(cli, ["zoo", "show", "revgnn-dep"])
+    assert result.exit_code == 1 and "Did you mean revgnn-deep" in result.output
+    result = CliRunner().invoke(cli, ["train", "--dataset", "cor", "--model", "wide"])
+    assert result.exit_code == 1 and "Did you mean cora?" in result.output

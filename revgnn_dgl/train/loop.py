@@ -364,6 +364,9 @@ class _Run:
     def train(self, progress: Optional[bool]) -> Dict[str, Any]:
         """The remaining epochs; returns the run's best epoch, validation and test scores."""
         config, ctx = self.config, self.ctx
+        if self.start_epoch >= config.epochs or self.stopped:
+            why = f"stopped early at epoch {self.stopped}" if self.stopped else f"trained its {self.start_epoch} epochs"
+            self.echo(f"{self.run_dir} has already finished ({why}): nothing to train; give --epochs N for more.")
         with _ProgressReport(config, self.start_epoch, progress, ctx, self.echo) as report:
             for epoch in range(self.start_epoch + 1, config.epochs + 1):
                 if self.stopped:

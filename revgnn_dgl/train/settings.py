@@ -8,6 +8,7 @@ are imported by the functions that build a model), so bad settings are refused a
 """
 from __future__ import annotations
 
+import difflib
 import os
 import time
 from pathlib import Path
@@ -106,8 +107,10 @@ def check_names(model: str, dataset: Optional[str]) -> None:
 
     resolve_name(model)
     if dataset is not None and dataset not in catalog_names() and not is_graph_file_path(dataset):
+        close = difflib.get_close_matches(dataset.lower(), catalog_names(), n=2, cutoff=0.5)
+        hint = f" Did you mean {' or '.join(close)}?" if close else ""
         raise DatasetError(
-            f"unknown dataset {dataset!r}: valid names are {', '.join(catalog_names())} "
+            f"unknown dataset {dataset!r}.{hint} Valid names are {', '.join(catalog_names())} "
             "(`revgnn-dgl data list`), or the path of a DGL graph file (PATH.bin)."
         )
 

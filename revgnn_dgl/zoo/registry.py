@@ -12,6 +12,7 @@ True
 from __future__ import annotations
 
 import copy
+import difflib
 import fnmatch
 import importlib.util
 from pathlib import Path
@@ -76,8 +77,9 @@ def resolve_name(name: str) -> str:
         return key
     if key in _ALIASES:
         return _ALIASES[key]
-    close = fnmatch.filter(sorted(_CONFIGS) + sorted(_ALIASES), f"*{key}*")
-    hint = f" Did you mean {', '.join(close[:5])}?" if close else ""
+    known = sorted(_CONFIGS) + sorted(_ALIASES)
+    close = difflib.get_close_matches(key, known, n=3, cutoff=0.6) or fnmatch.filter(known, f"*{key}*")[:5]
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise ZooError(f"unknown model {name!r}.{hint} Known models: {', '.join(sorted(_CONFIGS))}.")
 
 
