@@ -359,6 +359,9 @@ def evaluate(
     }
     if save_predictions:
         result["predictions"] = save_predictions
+    card_metrics = _card_metrics(model) if pretrained and given.get("dataset") in (None, config.dataset) else None
+    if card_metrics:
+        result["card"] = card_metrics
     if as_json:
         click.echo(json.dumps(result))
         return
@@ -370,6 +373,21 @@ def evaluate(
     )
     for split in ("val", "test"):
         click.echo(f"{split} {scores['metric']}: {scores[split]:.6f}")
+    if card_metrics:
+        same = all(abs(scores[k] - card_metrics[k]) < 5e-7 for k in ("val", "test"))
+        click.echo(f"the card says val {card_metrics['val']:.6f}, test {card_metrics['test']:.6f}: "
+                   + ("reproduced." if same else "not reproduced on this machine (results are exact per machine, "
+                                                  "not across machines)."))  # fmt: skip
+
+
+def _card_metrics(name: Optional[str]) -> Optional[Dict[str, Any]]:
+    """The val and test scores a bundled card records for its weights, or None."""
+    from .zoo import get_config
+
+    metrics = (get_config(name) if name else {}).get("metrics") or {}
+    if "val" not in metrics or "test" not in metrics:
+        return None
+    return {"metric": metrics.get("metric"), "val": float(metrics["val"]), "test": float(metrics["test"])}
 
 
 # ------------------------------------------------------------------ data

@@ -51,6 +51,17 @@ def test_evaluate_pretrained_reproduces_card_metrics(name, request, monkeypatch)
     assert scores["val"] == pytest.approx(metrics["val"], abs=1e-6)
     assert scores["test"] == pytest.approx(metrics["test"], abs=1e-6)
     assert (scores["eval_parts"], scores["eval_views"], scores["seed"]) == tuple(card["eval"][k] for k in ("parts", "views", "seed"))
+    assert scores["card"] == {"metric": metrics["metric"], "val": metrics["val"], "test": metrics["test"]}
+
+
+def test_evaluate_pretrained_prints_the_cards_figures_beside_its_own():
+    result = CliRunner().invoke(cli, ["evaluate", "--model", "revgnn-synthetic-proteins", "--pretrained", "--threads", "1",
+                                      "--device", "cpu"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    metrics = get_config("revgnn-synthetic-proteins")["metrics"]
+    assert result.output.splitlines()[-1] == (
+        f"the card says val {metrics['val']:.6f}, test {metrics['test']:.6f}: reproduced."
+    )
 
 
 @pytest.mark.parametrize("name", BUNDLED[:1])
