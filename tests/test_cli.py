@@ -287,3 +287,19 @@ def test_resume_of_a_finished_run_says_so(run_dir: Path, tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     assert f"{out} has already finished (trained its 2 epochs): nothing to train" in result.output
     assert (out / "metrics.jsonl").read_bytes() == before
+
+
+def test_evaluate_model_with_checkpoint_takes_the_checkpoints_dataset(
+    run_dir: Path, register_card: Callable[[dict], None]
+) -> None:
+    """--model NAME --checkpoint FILE evaluates on the data FILE was trained on, not the card's dataset."""
+    from revgnn_dgl.zoo.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(run_dir / BEST_FILE)
+    register_card({"name": "tiny-on-proteins", "architecture": ckpt.architecture, "arguments": ckpt.arguments,
+                   "dataset": "ogbn-proteins"})  # fmt: skip
+    result = invoke(["evaluate", "--model", "tiny-on-proteins", "--checkpoint", str(run_dir / BEST_FILE), "--json"])
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.output.strip().splitlines()[-1])
+    assert scores["dataset"] == ckpt.metadata["dataset"] == "synthetic-proteins"
+    assert scores["val"] == pytest.approx(ckpt.metadata["val"], abs=1e-6)

@@ -171,6 +171,11 @@ def _target(
     settings = {**card_settings(card["name"]), "model": card["name"]}
     if pretrained:
         return settings, create_model(model, pretrained=True), f"{card['name']} (pretrained)"
+    # --model NAME --checkpoint FILE: the checkpoint knows what it was trained on, the card may not.
+    from ..zoo.checkpoint import load_checkpoint
+
+    meta = load_checkpoint(str(checkpoint)).metadata
+    settings.update({k: meta[k] for k in _CHECKPOINT_EVAL_KEYS if k in meta})
     return settings, None, str(checkpoint)
 
 
