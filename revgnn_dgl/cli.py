@@ -11,6 +11,7 @@ import json
 import os
 import shlex
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -31,10 +32,22 @@ def _default(key: str) -> str:
     return f"[default: {getattr(_TRAIN_DEFAULTS, key)}]"
 
 
+_PLAIN_SHOW_WARNING = warnings.showwarning
+
+
+def _show_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    """The package's own warnings as one line, ``warning: ...`` (no source line); others as Python shows them."""
+    if getattr(category, "__module__", "").startswith("revgnn_dgl."):
+        click.echo(f"warning: {' '.join(str(message).split())}", err=True)
+        return
+    _PLAIN_SHOW_WARNING(message, category, filename, lineno, file, line)
+
+
 class _Cli(click.Group):
     """The top-level group; its :meth:`invoke` is the error handler of every command."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        warnings.showwarning = _show_warning
         try:
             return super().invoke(ctx)
         except BrokenPipeError:

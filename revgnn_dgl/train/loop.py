@@ -56,6 +56,9 @@ from .state import TrainingStateError, load_training_state, restore_rng, save_tr
 
 Echo = Callable[[str], None]
 
+#: What chance level means for each metric, for the warning of a run that does not learn.
+_CHANCE = {"rocauc": "random scores", "accuracy": "always the most frequent training class"}
+
 #: The random stream of the training partitions (evaluation uses its own, EVAL_STREAM).
 TRAIN_STREAM = 0
 
@@ -430,9 +433,10 @@ class _Run:
         self.at_chance = self.at_chance + 1 if chance is not None and record["val"] <= chance + 0.005 else 0
         if config.chance_patience and self.at_chance == config.chance_patience:
             self.echo(
-                f"warning: the validation {self.metric} has stayed at chance level ({chance:.3f}) for "
-                f"{self.at_chance} evaluations (epoch {epoch}): the run is not learning. Try a lower --lr, "
-                "a shallower model, or check the labels."
+                f"warning: the validation {self.metric} ({record['val']:.4f} at epoch {epoch}) has stayed at or "
+                f"below chance level ({chance:.4f}, {_CHANCE[self.metric]}) for {self.at_chance} evaluations: "
+                "the run is not learning. "
+                "Try a lower --lr, a shallower model, or check the labels."
             )
         if config.patience and self.since_best >= config.patience:
             self.stopped = epoch

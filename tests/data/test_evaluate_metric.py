@@ -80,3 +80,13 @@ def test_accepts_grad_and_probabilities():
 def test_bad_inputs(logits, labels, task, match):
     with pytest.raises(DatasetError, match=match):
         evaluate_metric(logits, labels, task)
+
+
+def test_a_single_class_task_is_left_out_and_said() -> None:
+    from revgnn_dgl.errors import DatasetWarning
+
+    labels = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    logits = torch.tensor([[0.9, 0.1, 0.3], [0.2, 0.5, 0.8], [0.7, 0.4, 0.1], [0.1, 0.3, 0.9]])
+    with pytest.warns(DatasetWarning, match=r"1 of 3 tasks have a single class among these 4 nodes .* \(tasks 1\)"):
+        score = evaluate_metric(logits, labels, "multilabel")
+    assert score == pytest.approx((1.0 + 1.0) / 2)  # tasks 0 and 2 only
