@@ -180,6 +180,9 @@ def _set_threads(threads: Optional[int]) -> None:
                   help="Continue the interrupted run(s) in this output directory with their saved config "
                        "(under torchrun it need only exist on rank 0's machine)."),
     click.option("--seed", type=int, help="Seed of the first run. " + _default("seed")),
+    click.option("--save-every", type=click.IntRange(min=1), metavar="N",
+                 help="Write the resumable state and last checkpoint every N epochs (and at the end); the best "
+                      "checkpoint whenever it improves. " + _default("save_every")),
     click.option("--runs", type=click.IntRange(min=1),
                   help="Runs with seeds seed..seed+runs-1; mean ± std in summary.json. " + _default("runs")),
 )
@@ -226,7 +229,7 @@ def train(
         fixed = fixed_on_resume(given, config_file)
         if fixed:
             names = ", ".join("--" + k.replace("_", "-") for k in fixed)
-            allowed = ", ".join("--" + k for k in RESUMABLE_OPTIONS)
+            allowed = ", ".join("--" + k.replace("_", "-") for k in RESUMABLE_OPTIONS)
             raise click.UsageError(
                 f"--resume continues a run with its saved config.yaml; only {allowed} may change, not {names}.", ctx=ctx
             )

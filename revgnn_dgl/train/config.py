@@ -21,7 +21,7 @@ WIDTH_ARGUMENTS = ("in_feats", "out_feats", "edge_feats", "species_feats")
 #: TrainConfig fields that override card arguments of the same name when set.
 MODEL_OVERRIDES = ("dropout", "num_layers", "hidden", "groups")
 #: What ``train --resume`` may change; everything else must stay as the run was started.
-RESUMABLE_KEYS = ("epochs", "device", "threads", "out")
+RESUMABLE_KEYS = ("epochs", "device", "threads", "save_every", "out")
 
 
 @dataclass
@@ -120,6 +120,11 @@ class TrainConfig:
         Data-parallel processes (the world size) that train the run together, each on its
         share of every step's parts (see :mod:`revgnn_dgl.train.distributed`). A run with
         ``nproc`` W equals a one-process run with ``parts_per_step`` multiplied by W.
+    save_every : int
+        Write the resumable state and ``last.safetensors`` every this many epochs (and always
+        after the last one); the best checkpoint is written whenever the validation score
+        improves, the metrics line every epoch. An interrupted run resumes from the last state
+        written and redoes the epochs after it, exactly.
     """
 
     model: str = "revgnn-deep"
@@ -165,6 +170,7 @@ class TrainConfig:
     kd_temp: float = 0.7
     chance_patience: int = 20
     nproc: int = 1
+    save_every: int = 1
 
     @classmethod
     def keys(cls) -> List[str]:
@@ -239,6 +245,7 @@ class TrainConfig:
             ("edge_dropout", 0 <= self.edge_dropout < 1, "in [0, 1)"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
             ("chance_patience", self.chance_patience >= 0, "0 (off) or more"),
+            ("save_every", self.save_every >= 1, "at least 1"),
             ("loss", self.loss in LOSSES, " or ".join(LOSSES)),
             ("label_rate", 0 < self.label_rate < 1, "in (0, 1)"),
             ("label_iters", self.label_iters >= 0, "0 or more"),

@@ -443,11 +443,15 @@ class _Run:
         return improved
 
     def save(self, record: Dict[str, Any], improved: bool, tic: float) -> None:
-        """The epoch's files, each written whole: best checkpoint (if improved), metrics line, last checkpoint, state."""
+        """The epoch's files, each written whole: best checkpoint (if improved), metrics line, and
+        every ``save_every`` epochs (and at the end) the last checkpoint and the state."""
         if improved:
             save_checkpoint(self.run_dir / BEST_FILE, self.model, metadata={**self.meta, **self.best, "loss": record["loss"]})
         record["time"] = time.perf_counter() - tic
         append_metrics(self.run_dir / METRICS_FILE, record)
+        epoch = record["epoch"]
+        if epoch % self.config.save_every and epoch != self.config.epochs and not self.stopped:
+            return  # a resume redoes the epochs since the last state, exactly
         save_checkpoint(self.run_dir / LAST_FILE, self.model, metadata={**self.meta, **record})
         extra = {"best": self.best, "since_best": self.since_best, "at_chance": self.at_chance, "stopped": self.stopped,
                  "config": self.config.to_dict()}  # fmt: skip
