@@ -20,7 +20,7 @@ import cloup
 
 from .data.catalog import catalog_names
 from .errors import is_user_error
-from .train.config import OPTIMIZERS, SCHEDULES, TrainConfig
+from .train.config import LOGGERS, OPTIMIZERS, SCHEDULES, TrainConfig
 from .train.settings import RESUMABLE_OPTIONS, under_launcher
 
 # The defaults shown in --help are TrainConfig's, which apply: the options themselves default to
@@ -199,6 +199,10 @@ def _set_threads(threads: Optional[int]) -> None:
 @cloup.option_group(
     "Output",
     click.option("--out", type=click.Path(file_okay=False), help="Output directory [default: runs/MODEL-DATASET-TIME]."),
+    click.option("--logger", "logger", multiple=True, type=click.Choice(LOGGERS),
+                 callback=lambda ctx, param, values: ",".join(dict.fromkeys(values)) or None,
+                 help="Also log each epoch for your own tools: csv (metrics.csv) or tensorboard (event files under "
+                      "tensorboard/; pip install 'revgnn_dgl[tensorboard]'). Repeatable."),
     click.option("--json", "as_json", is_flag=True, help="Print only the summary, as one JSON object (progress goes to stderr)."),
 )
 @click.pass_context

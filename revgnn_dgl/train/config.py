@@ -16,12 +16,14 @@ from ..errors import ConfigError
 OPTIMIZERS = ("adam", "adamw", "rmsprop")
 LOSSES = ("ce", "log_ce")
 SCHEDULES = ("constant", "cosine", "step")
+#: The experiment logs ``logger`` may name (comma-separated), besides metrics.jsonl.
+LOGGERS = ("csv", "tensorboard")
 #: Card arguments that must match the dataset, and so are always taken from it.
 WIDTH_ARGUMENTS = ("in_feats", "out_feats", "edge_feats", "species_feats")
 #: TrainConfig fields that override card arguments of the same name when set.
 MODEL_OVERRIDES = ("dropout", "num_layers", "hidden", "groups")
 #: What ``train --resume`` may change; everything else must stay as the run was started.
-RESUMABLE_KEYS = ("epochs", "device", "threads", "save_every", "out")
+RESUMABLE_KEYS = ("epochs", "device", "threads", "save_every", "logger", "out")
 
 
 @dataclass
@@ -125,6 +127,9 @@ class TrainConfig:
         after the last one); the best checkpoint is written whenever the validation score
         improves, the metrics line every epoch. An interrupted run resumes from the last state
         written and redoes the epochs after it, exactly.
+    logger : str, optional
+        Experiment logs besides ``metrics.jsonl``, comma-separated: ``csv`` (``metrics.csv``),
+        ``tensorboard`` (event files under ``tensorboard/``; the ``tensorboard`` extra).
     """
 
     model: str = "revgnn-deep"
@@ -171,6 +176,7 @@ class TrainConfig:
     chance_patience: int = 20
     nproc: int = 1
     save_every: int = 1
+    logger: Optional[str] = None
 
     @classmethod
     def keys(cls) -> List[str]:
@@ -246,6 +252,8 @@ class TrainConfig:
             ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
             ("chance_patience", self.chance_patience >= 0, "0 (off) or more"),
             ("save_every", self.save_every >= 1, "at least 1"),
+            ("logger", self.logger is None or set(self.logger.split(",")) <= set(LOGGERS),
+             f"a comma-separated list of {', '.join(LOGGERS)}"),
             ("loss", self.loss in LOSSES, " or ".join(LOSSES)),
             ("label_rate", 0 < self.label_rate < 1, "in (0, 1)"),
             ("label_iters", self.label_iters >= 0, "0 or more"),

@@ -31,6 +31,7 @@ from .config import RESUMABLE_KEYS, TrainConfig
 from ..models.revgat_loss import log_ce_loss, self_kd_loss
 from .data import DeviceData, load_dataset_for, model_overrides, random_parts, subgraph
 from .inputs import predict
+from .logger import RunLoggers
 from .device import seed_everything
 from ..faults import fault_point
 from .distributed import Context
@@ -309,6 +310,7 @@ class _Run:
         self.evaluator: Optional[Evaluator] = None
         self.teacher_logits: Optional[Tensor] = None
         self.net: nn.Module = model
+        self.loggers: Optional[RunLoggers] = None  # rank 0's csv / tensorboard logs, while training
         self.big_defaults = _uses_big_defaults(config)
         # What every checkpoint records besides its epoch's scores.
         self.meta = {
@@ -366,6 +368,16 @@ class _Run:
 
     def train(self, progress: Optional[bool]) -> Dict[str, Any]:
         """The remaining epochs; returns the run's best epoch, validation and test scores."""
+        config, ctx = self.config, self.ctx
+        if ctx.is_main and config.logger:
+            self.loggers = RunLoggers(config.logger.split(","), self.run_dir, self.start_epoch, self.metric, config.to_dict())
+        try:
+            return self._train(progress)
+        finally:
+            if self.loggers is not None:
+                self.loggers.close()
+
+    def _train(self, progress: Optional[bool]) -> Dict[str, Any]:
         config, ctx = self.config, self.ctx
         if self.start_epoch >= config.epochs or self.stopped:
             why = f"stopped early at epoch {self.stopped}" if self.stopped else f"trained its {self.start_epoch} epochs"
@@ -449,6 +461,8 @@ class _Run:
             save_checkpoint(self.run_dir / BEST_FILE, self.model, metadata={**self.meta, **self.best, "loss": record["loss"]})
         record["time"] = time.perf_counter() - tic
         append_metrics(self.run_dir / METRICS_FILE, record)
+        if self.loggers is not None:
+            self.loggers.log(record)
         epoch = record["epoch"]
         if epoch % self.config.save_every and epoch != self.config.epochs and not self.stopped:
             return  # a resume redoes the epochs since the last state, exactly
