@@ -83,6 +83,12 @@ def links(entry: Dict[str, Any]) -> str:
     return ", ".join(f"[`{name}`](results/runs/{name})" for name in entry["names"])
 
 
+def runnable(command: str) -> str:
+    """The command as a reader runs it in a fresh clone: into ``runs/NAME``, not over the committed
+    ``results/runs/NAME`` (which holds the run already, so train would refuse it)."""
+    return re.sub(r"--out results/runs/(\S+)", r"--out runs/\1", command)
+
+
 def row(entry: Dict[str, Any]) -> str:
     summary, config = entry["summary"], entry["config"]
     runs = summary["runs"]
@@ -91,7 +97,8 @@ def row(entry: Dict[str, Any]) -> str:
     epochs = "/".join(sorted({str(r.get("epochs", config["epochs"])) for r in runs}))
     # Runs from before the summary recorded its environment still have their thread count.
     machine = f"{env.get('cpu_model', 'CPU not recorded')}, {env.get('threads', config.get('threads', '?'))} thread(s)"
-    commands = [p["summary"].get("command") or f"revgnn-dgl train --config results/runs/{p['run']}/config.yaml" for p in entry["parts"]]
+    commands = [runnable(p["summary"].get("command") or f"revgnn-dgl train --config results/runs/{p['run']}/config.yaml")
+                for p in entry["parts"]]  # fmt: skip
     command = "; ".join(f"`{c}`" for c in commands)
     return (
         f"| {entry['label']} | {summary['metric']} | {_stat(summary['val'], len(runs))} | **{_stat(summary['test'], len(runs))}** | "

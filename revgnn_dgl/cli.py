@@ -238,11 +238,12 @@ def train(
                 f"--resume continues a run with its saved config.yaml; only {allowed} may change, not {names}.", ctx=ctx
             )
 
+    echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
+
     def settle() -> Any:
         """The run's TrainConfig (under torchrun: on rank 0 only, which alone need see --resume's directory)."""
-        return resolve_train_config(given, config_file=config_file, resume=resume, nproc=nproc)
+        return resolve_train_config(given, config_file=config_file, resume=resume, nproc=nproc, echo=echo)
 
-    echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
     command = " ".join(["revgnn-dgl", *map(shlex.quote, sys.argv[1:])]) if sys.argv[1:2] == ["train"] else None
     if launched:
         from .train.launcher import train_from_env

@@ -303,3 +303,13 @@ def test_evaluate_model_with_checkpoint_takes_the_checkpoints_dataset(
     scores = json.loads(result.output.strip().splitlines()[-1])
     assert scores["dataset"] == ckpt.metadata["dataset"] == "synthetic-proteins"
     assert scores["val"] == pytest.approx(ckpt.metadata["val"], abs=1e-6)
+
+
+def test_a_runs_own_config_is_reusable(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--config RUN/config.yaml trains anew: the file's out: (that run's folder) is not reused, and says so."""
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["train", "--config", str(run_dir / "config.yaml"), "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    assert f"names out: {run_dir}, another run's folder; this run gets its own" in " ".join(result.output.split())
+    (new,) = [p for p in (tmp_path / "runs").iterdir()]
+    assert new != run_dir and (new / "summary.json").is_file()

@@ -12,7 +12,7 @@ import difflib
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from ..errors import ConfigError, DatasetError, ZooError
 from .config import RESUMABLE_KEYS, TrainConfig
@@ -58,11 +58,14 @@ def resolve_train_config(
     config_file: Optional[str] = None,
     resume: Optional[str] = None,
     nproc: Optional[int] = None,
+    echo: Optional[Callable[[str], None]] = None,
 ) -> TrainConfig:
     """The run's TrainConfig from the options given (``None`` values left out).
 
     ``given`` holds TrainConfig keys; its ``dataset_options`` and ``model_args`` add to (and
-    override entries of) those of a ``--config`` file. With ``resume`` the run's saved
+    override entries of) those of a ``--config`` file. A config file's ``out`` is not used (a
+    run's own config.yaml names the folder that run is in, so that the file can be reused as
+    it is): the new run goes to ``given['out']`` or :func:`default_out`, and ``echo`` is told. With ``resume`` the run's saved
     config.yaml is the base and only :data:`RESUMABLE_OPTIONS` may be given (see
     :func:`fixed_on_resume`); the directory may have moved since, and is where the run continues.
     Unknown models and datasets are refused here, before torch and DGL load.
@@ -87,6 +90,11 @@ def resolve_train_config(
             )
     else:
         base = TrainConfig.from_file(config_file) if config_file else TrainConfig()
+        if base.out is not None and "out" not in given:
+            if echo is not None:
+                echo(f"note: {config_file} names out: {base.out}, another run's folder; this run gets its own "
+                     "(--out DIR to choose it).")  # fmt: skip
+            base = base.updated({"out": None})
         for key in ("dataset_options", "model_args"):
             if given.get(key):
                 given[key] = {**getattr(base, key), **given[key]}
