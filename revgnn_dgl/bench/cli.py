@@ -10,6 +10,7 @@ reversible blocks is ``python benchmarks/alternatives.py``.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -22,6 +23,12 @@ from .workload import VARIANTS, variant_names
 
 __all__ = ["benchmark", "parse_depths"]
 
+
+
+def _check_device(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+        raise click.BadParameter(f"expected auto, cpu, cuda or cuda:N, got {value!r}.", ctx=ctx, param=param)
+    return value
 
 def parse_depths(text: str) -> List[int]:
     """``"2,4,8"`` -> [2, 4, 8]; ``"2,4,...,1001"`` doubles from the last value before ``...``
@@ -77,7 +84,8 @@ def _common(fn: Callable) -> Callable:
         click.option("--variants", default="ours", show_default=True,
                      help=f"Comma-separated, of {', '.join(VARIANTS)} (or a variant registered with "
                           "revgnn_dgl.bench.register_variant); DGL's and PyG's blocks: python benchmarks/alternatives.py."),
-        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        click.option("--device", default="auto", show_default=True, callback=_check_device,
+                     help="auto, cpu, cuda or cuda:N."),
         click.option("--warmup", type=int, default=1, show_default=True, help="Untimed steps first."),
         click.option("--repeats", type=int, default=3, show_default=True, help="Timed steps (median reported)."),
         click.option("--threads", type=int, default=None, help="torch threads (default: torch's)."),

@@ -178,6 +178,25 @@ class NodeDataset:
         """Whether ``graph.ndata['species']`` (a one-hot) is present."""
         return "species" in self.graph.ndata
 
+    def to_graph(self) -> dgl.DGLGraph:
+        """The dataset as one graph in the layout of a graph file (``--dataset PATH.bin``).
+
+        ``ndata['label']`` and the boolean ``ndata['train_mask']``, ``val_mask``, ``test_mask``
+        beside the inputs, as DGL's own datasets keep them; :func:`dgl.save_graphs` of it is a
+        file the library reads back as this dataset. The tensors are shared, not copied.
+
+        >>> from revgnn_dgl.data import load_dataset
+        >>> g = load_dataset("synthetic-proteins", num_nodes=200).to_graph()
+        >>> sorted(g.ndata), g.ndata["label"].shape
+        (['feat', 'label', 'species', 'test_mask', 'train_mask', 'val_mask'], torch.Size([200, 112]))
+        """
+        graph = self.graph.local_var()  # the dataset's own graph keeps its ndata
+        graph.ndata["label"] = self.labels
+        n = graph.num_nodes()
+        for split, idx in (("train", self.train_idx), ("val", self.val_idx), ("test", self.test_idx)):
+            graph.ndata[f"{split}_mask"] = torch.zeros(n, dtype=torch.bool).index_fill_(0, idx, True)
+        return graph
+
 
 def count_classes(labels: torch.Tensor, name: str = "dataset") -> int:
     """Number of classes of multiclass labels: ``max(labels) + 1``, checked.

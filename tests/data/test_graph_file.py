@@ -249,3 +249,19 @@ def test_file_takes_no_options(tmp_path):
     path = _save(tmp_path, _graph(torch.zeros(N, dtype=torch.int64)))
     with pytest.raises(DatasetError, match="does not take option"):
         load_dataset(path, seed=1)
+
+
+def test_a_dataset_saved_with_to_graph_reads_back_as_itself(tmp_path):
+    """NodeDataset.to_graph() is the graph-file layout: ndata['label'] and the masks, as DGL's datasets."""
+    import dgl
+    import torch
+
+    ds = load_dataset("synthetic-proteins", num_nodes=150)
+    graph = ds.to_graph()
+    assert "label" not in ds.graph.ndata  # the dataset's own graph is left as it was
+    dgl.save_graphs(str(tmp_path / "g.bin"), [graph])
+    back = load_dataset(str(tmp_path / "g.bin"))
+    assert torch.equal(back.labels, ds.labels) and back.task == ds.task
+    for split in ("train_idx", "val_idx", "test_idx"):
+        assert torch.equal(getattr(back, split), torch.sort(getattr(ds, split)).values), split
+    assert torch.equal(back.graph.ndata["feat"], ds.graph.ndata["feat"])
