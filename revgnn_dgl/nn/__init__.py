@@ -7,29 +7,30 @@ only, imports where DGL is not installed (a GPU machine running ``tests/cuda``).
 import importlib
 from typing import Any
 
-# name -> the module that defines it, relative to this package.
+# The errors module imports nothing: re-exported at once (GraphInputError has always been here).
+from ..errors import FreedOutputError, GraphInputError
+
+# name -> the submodule that defines it.
 _EXPORTS = {
-    "AGGREGATORS": ".genconv",
-    "FreedOutputError": "..errors",
-    "GATConv": ".gatconv",
-    "GENConv": ".genconv",
-    "GraphInputError": "..errors",
-    "GroupRevRes": ".grouprevres",
-    "MessageNorm": ".genconv",
-    "PreActivationBlock": ".blocks",
-    "ResBlock": ".blocks",
-    "SharedDropout": ".dropout",
-    "keep_outputs": ".grouprevres",
-    "make_norm": ".norm",
+    "AGGREGATORS": "genconv",
+    "GATConv": "gatconv",
+    "GENConv": "genconv",
+    "GroupRevRes": "grouprevres",
+    "MessageNorm": "genconv",
+    "PreActivationBlock": "blocks",
+    "ResBlock": "blocks",
+    "SharedDropout": "dropout",
+    "keep_outputs": "grouprevres",
+    "make_norm": "norm",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "FreedOutputError", "GraphInputError"])
 
 
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
     globals()[name] = value
     return value
 

@@ -482,3 +482,36 @@ def engine_checks(device: Device = "cpu") -> List[Tuple[str, Callable[[], CheckR
             ("memory flat in depth (CUDA allocator)", lambda: check_memory_flat(device)),
         ]
     return checks
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m revgnn_dgl.nn.engine_checks [--device cuda]``: run the checks, one line each.
+
+    For a machine with torch and nothing else (no DGL, no pytest): the same checks as the CUDA
+    tier, ending with ``check: passed`` or what failed; the exit status is 0 only if all passed.
+    """
+    import argparse
+    import platform
+    import time
+
+    parser = argparse.ArgumentParser(prog="python -m revgnn_dgl.nn.engine_checks", description=main.__doc__)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(parser.parse_args(argv).device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "CPU"
+    print(f"engine checks on {device} ({name}); torch {torch.__version__}, CUDA {torch.version.cuda}")
+    failed = []
+    for label, check in engine_checks(device):
+        tic = time.perf_counter()
+        try:
+            result = check()
+        except Exception as err:  # noqa: BLE001  (a check that crashes has failed; say how)
+            result = CheckResult(label, False, f"{type(err).__name__}: {' '.join(str(err).split())}")
+        print(f"  {'ok    ' if result.passed else 'FAILED'} {result.name}: {result.detail} [{time.perf_counter() - tic:.1f} s]")
+        if not result.passed:
+            failed.append(result.name)
+    print("check: passed" if not failed else "check: FAILED: " + "; ".join(failed))
+    return 0 if not failed else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
