@@ -224,6 +224,15 @@ class _ReversibleFunction(torch.autograd.Function):
             )
         block: GroupRevRes = ctx.block
         x, y, *tensors = ctx.saved_tensors
+        with torch._C.DisableTorchFunctionSubclass():
+            if y.untyped_storage().nbytes() < y.numel() * y.element_size():
+                # Refilled by the next block's backward, which has not run: backward started from
+                # something computed from this output other than through that block.
+                raise FreedOutputError(
+                    "GroupRevRes backward: this block's output was freed by the next reversible block, whose "
+                    "backward has not run (the loss reaches the output other than through that block); "
+                    "build this block with keep_output=True or call revgnn_dgl.nn.keep_outputs(model)."
+                )
         spec: _CallSpec = ctx.spec
         needs = ctx.needs_input_grad
         need_tensor = needs[5 : 5 + spec.num_tensors]
@@ -280,9 +289,13 @@ class GroupRevRes(nn.Module):
     outputs readable, build the blocks whose outputs you read with ``keep_output=True`` (or set
     it later), or call :func:`keep_outputs` on a whole model; each kept output costs one
     activation of memory and changes no result. An output that another tensor aliases when the
-    next block runs (a view, ``.detach()`` or ``.data`` of it) is kept too, with a warning. A
-    NumPy array or DLPack capsule made from an output shares its memory unseen: make it after
-    backward, or keep that output.
+    next block runs (a view, ``.detach()`` or ``.data`` of it) is kept too, with a warning.
+    Operations that read an output *before* the next block ran are fine (a per-layer readout
+    ``lin(h)`` inside the loop: its backward runs after the next block's has refilled ``h``), and
+    so is a backward that starts below the next block, which raises the same error; two cases
+    are not seen and must keep that output: a NumPy array or DLPack capsule made from it (which
+    shares its memory), and a backward that reaches such an earlier operation without passing
+    through the next block (``torch.autograd.grad(readout_k, w)``).
 
     **Exactness.** Gradients equal those of ordinary autograd (``disable=True``) up to float
     rounding of the reconstruction. Randomness inside :math:`f` is replayed: pass an explicit

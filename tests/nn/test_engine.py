@@ -183,6 +183,11 @@ def test_every_misuse_of_a_freed_output_is_a_python_exception() -> None:
                 assert "output of a GroupRevRes block" in str(err) and "keep_output=True" in str(err), err
                 print(name, "raised")
         print("repr", repr(h1))
+        try:
+            torch.autograd.grad(h1, x, torch.ones(6, 8))  # backward from the freed output itself
+            print("grad from a freed output NO ERROR")
+        except FreedOutputError:
+            print("grad from a freed output raised")
         (h2.sum() + 0).backward()
         print("after backward", type(h1).__name__, bool(torch.isfinite(h1).all()), torch.equal(kept[0], h1))
         """
@@ -191,7 +196,8 @@ def test_every_misuse_of_a_freed_output_is_a_python_exception() -> None:
     assert child.returncode == 0, (child.returncode, child.stderr[-2000:])  # a signal is negative
     lines = child.stdout.splitlines()
     assert [line for line in lines if line.endswith("raised")] == [
-        f"{name} raised" for name in ("arithmetic", "cat", "norm", "hook", "numpy", "reuse in a block", "in-place", "indexing")
+        f"{name} raised"
+        for name in ("arithmetic", "cat", "norm", "hook", "numpy", "reuse in a block", "in-place", "indexing", "grad from a freed output")
     ], child.stdout
     assert any(line.startswith("repr <freed GroupRevRes output, shape (6, 8)") for line in lines)
     assert "after backward Tensor True True" in lines  # refilled and readable again
@@ -201,6 +207,14 @@ def test_uncaught_misuse_ends_with_a_traceback_not_a_signal() -> None:
     child = run_child(MISUSE + "h1 = b1(g, x * 1)\nh2 = b2(g, h1)\nprint(h2 + h1)\n")
     assert child.returncode == 1, (child.returncode, child.stderr[-2000:])
     assert "revgnn_dgl.errors.FreedOutputError: Tensor.add: this tensor is the output of a GroupRevRes block" in child.stderr
+
+
+def test_backward_that_skips_the_next_block_is_a_clear_error() -> None:
+    # s reaches h1 without going through b2, whose backward refills h1: b1's backward would
+    # start from empty storage (a raw "setStorage ... out of bounds" error, or worse).
+    child = run_child(MISUSE + "h1 = b1(g, x * 1)\ns = h1.sum()\nh2 = b2(g, h1)\ns.backward()\n")
+    assert child.returncode == 1, (child.returncode, child.stderr[-2000:])
+    assert "FreedOutputError: GroupRevRes backward: this block's output was freed by the next reversible block" in child.stderr
 
 
 def test_opt_out_and_aliases_keep_outputs_readable() -> None:
