@@ -424,7 +424,8 @@ def check_autocast(device: Device = "cpu", dtype: torch.dtype = torch.bfloat16, 
     return CheckResult(name, to_plain <= AUTOCAST_FRACTION * plain_err, detail)
 
 
-#: Largest growth of a reversible step's peak (parameters and gradients excluded) from 4 to 32 blocks.
+#: Largest growth of a reversible step's peak (gradients excluded) from 4 to 32 blocks. The same
+#: step on CPU (the profiler's allocator peak): x0.97 reversible, x7.2 with ordinary autograd.
 MEMORY_GROWTH = 1.25
 
 
@@ -433,7 +434,8 @@ def _cuda_step_peak(device: torch.device, depth: int, disable: bool) -> float:
     model = ToyModel(5, 64, depth, 2, 0.1).to(device).train()
     model.set_disable(disable)
     case = _case(device, torch.float32, 1024, 8192, 5, 64, 0.1)
-    fixed = sum(p.numel() * p.element_size() for p in model.parameters()) * 2  # weights and their gradients
+    # The gradients (allocated during the step; the weights are in the baseline) grow with depth.
+    grads = sum(p.numel() * p.element_size() for p in model.parameters())
     _run(model, case, seed=0)  # warm-up: lazy initialisation, allocator caches
     model.zero_grad(set_to_none=True)
     torch.cuda.synchronize(device)
@@ -441,7 +443,7 @@ def _cuda_step_peak(device: torch.device, depth: int, disable: bool) -> float:
     base = torch.cuda.memory_allocated(device)
     _run(model, case, seed=0)
     torch.cuda.synchronize(device)
-    return float(torch.cuda.max_memory_allocated(device) - base - fixed)
+    return float(torch.cuda.max_memory_allocated(device) - base - grads)
 
 
 def check_memory_flat(device: Device = "cuda") -> CheckResult:
@@ -455,7 +457,7 @@ def check_memory_flat(device: Device = "cuda") -> CheckResult:
     growth, plain_growth = rev32 / max(rev4, 1.0), plain32 / max(plain4, 1.0)
     mib = 1024**2
     detail = (
-        f"peak less weights and gradients: {rev4 / mib:.1f} MiB at 4 blocks, {rev32 / mib:.1f} MiB at 32 (x{growth:.2f}, "
+        f"peak less gradients: {rev4 / mib:.1f} MiB at 4 blocks, {rev32 / mib:.1f} MiB at 32 (x{growth:.2f}, "
         f"flat means below x{MEMORY_GROWTH}); ordinary autograd x{plain_growth:.2f}"
     )
     return CheckResult("memory flat in depth (CUDA allocator)", growth <= MEMORY_GROWTH and plain_growth > 2.0, detail)
