@@ -27,7 +27,6 @@ It ends with one line: ``check: passed`` or ``check: FAILED: ...``.
 from __future__ import annotations
 
 import os
-import time
 from typing import Callable, Dict, List, Tuple
 
 import dgl
@@ -36,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from ..nn import GENConv, GroupRevRes
-from ..nn.engine_checks import CheckResult, engine_checks
+from ..nn.engine_checks import CheckResult, engine_checks, run_timed
 from ..train.config import TrainConfig
 from ..train.data import DeviceData, load_dataset_for, model_overrides
 from ..train.device import resolve_device
@@ -213,7 +212,7 @@ def run_checks(device: str = "auto", echo: Echo = print) -> bool:
     gpus = torch.cuda.device_count() if torch_device.type == "cuda" else 0
     if gpus >= 2:
         checks.append(("distributed step", lambda: check_distributed_step(torch_device, 2)))
-    results = [_timed(name, check, echo) for name, check in checks]
+    results = [run_timed(name, check, echo) for name, check in checks]
     if gpus < 2:
         where = "one GPU" if torch_device.type == "cuda" else "CPU"
         echo(f"  skip   distributed step: {where}, not more than one device visible "
@@ -221,13 +220,3 @@ def run_checks(device: str = "auto", echo: Echo = print) -> bool:
     failed = [r for r in results if not r.passed]
     echo("check: passed" if not failed else "check: FAILED: " + "; ".join(f"{r.name} ({r.detail})" for r in failed))
     return not failed
-
-
-def _timed(name: str, check: Callable[[], CheckResult], echo: Echo) -> CheckResult:
-    tic = time.perf_counter()
-    try:
-        result = check()
-    except Exception as err:  # noqa: BLE001  (a check that crashes has failed; say how)
-        result = CheckResult(name, False, f"{type(err).__name__}: {' '.join(str(err).split())}")
-    echo(f"  {'ok    ' if result.passed else 'FAILED'} {result.name}: {result.detail} [{time.perf_counter() - tic:.1f} s]")
-    return result

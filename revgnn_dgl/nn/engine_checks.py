@@ -20,6 +20,7 @@ True
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -46,6 +47,7 @@ __all__ = [
     "engine_gradients",
     "mismatch",
     "named_gradients",
+    "run_timed",
 ]
 
 #: Relative tolerance per element of the float64 gradient comparison.
@@ -486,6 +488,20 @@ def engine_checks(device: Device = "cpu") -> List[Tuple[str, Callable[[], CheckR
     return checks
 
 
+def run_timed(name: str, check: Callable[[], CheckResult], echo: Callable[[str], None] = print) -> CheckResult:
+    """Run one check, print its line (``ok`` or ``FAILED``, what it measured, the seconds it took).
+
+    A check that raises has failed, and its line says how.
+    """
+    tic = time.perf_counter()
+    try:
+        result = check()
+    except Exception as err:  # noqa: BLE001  (a check that crashes has failed; say how)
+        result = CheckResult(name, False, f"{type(err).__name__}: {' '.join(str(err).split())}")
+    echo(f"  {'ok    ' if result.passed else 'FAILED'} {result.name}: {result.detail} [{time.perf_counter() - tic:.1f} s]")
+    return result
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m revgnn_dgl.nn.engine_checks [--device cuda]``: run the checks, one line each.
 
@@ -494,23 +510,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """
     import argparse
     import platform
-    import time
 
     parser = argparse.ArgumentParser(prog="python -m revgnn_dgl.nn.engine_checks", description=main.__doc__)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(parser.parse_args(argv).device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "CPU"
     print(f"engine checks on {device} ({name}); torch {torch.__version__}, CUDA {torch.version.cuda}")
-    failed = []
-    for label, check in engine_checks(device):
-        tic = time.perf_counter()
-        try:
-            result = check()
-        except Exception as err:  # noqa: BLE001  (a check that crashes has failed; say how)
-            result = CheckResult(label, False, f"{type(err).__name__}: {' '.join(str(err).split())}")
-        print(f"  {'ok    ' if result.passed else 'FAILED'} {result.name}: {result.detail} [{time.perf_counter() - tic:.1f} s]")
-        if not result.passed:
-            failed.append(result.name)
+    failed = [r.name for r in (run_timed(label, check) for label, check in engine_checks(device)) if not r.passed]
     print("check: passed" if not failed else "check: FAILED: " + "; ".join(failed))
     return 0 if not failed else 1
 
