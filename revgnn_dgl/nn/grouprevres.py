@@ -6,6 +6,7 @@ here, so this module (and the CUDA test tier, ``tests/cuda``, that drives it) im
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -91,15 +92,19 @@ class _AutocastState:
             yield
 
 
-# What a freed output still answers: metadata only, nothing that reads its (absent) data.
+# What a freed output still answers: metadata that does not depend on its data or its stand-in's shape.
 _METADATA = frozenset(
-    [getattr(Tensor, name).__get__ for name in (
-        "shape", "dtype", "device", "layout", "requires_grad", "grad_fn", "is_leaf", "ndim", "is_cuda", "grad",
-    )]
-    + [getattr(Tensor, name) for name in (
-        "size", "dim", "numel", "stride", "is_contiguous", "storage_offset", "element_size", "__hash__", "__len__",
-    )]
-)  # fmt: skip
+    [getattr(Tensor, name).__get__ for name in ("dtype", "device", "layout", "requires_grad", "grad_fn", "is_leaf", "is_cuda", "grad")]
+    + [Tensor.element_size, Tensor.__hash__]
+)
+# ... and its shape, as it was when freed (the object itself holds an empty stand-in meanwhile).
+_SHAPE = {
+    Tensor.shape.__get__: lambda shape, *a, **k: torch.Size(shape),
+    Tensor.size: lambda shape, dim=None: torch.Size(shape) if dim is None else shape[dim],
+    Tensor.dim: lambda shape: len(shape),
+    Tensor.ndim.__get__: lambda shape, *a, **k: len(shape),
+    Tensor.numel: lambda shape: math.prod(shape),
+}
 
 
 def _op_name(func: Callable) -> str:
@@ -120,6 +125,9 @@ class _FreedOutput(Tensor):
     Freeing sets ``__class__`` of that very tensor object (the caller's variable, a list holding
     it, a hook's reference: all the same Python object) and refilling sets it back, so ordinary
     tensors pay nothing: no subclass and no check on the hot path, one attribute store per block.
+    Meanwhile the object's data is an empty stand-in (``.data`` swapped, version counter kept),
+    so that an autograd node that saved the output earlier and runs in a backward that skips
+    the next block fails on a shape mismatch instead of reading freed memory.
     """
 
     @classmethod
@@ -127,10 +135,12 @@ class _FreedOutput(Tensor):
         if func in _METADATA:
             with torch._C.DisableTorchFunctionSubclass():
                 return func(*args, **(kwargs or {}))
+        if func in _SHAPE and args and isinstance(args[0], _FreedOutput):
+            return _SHAPE[func](args[0]._revgnn_freed_shape, *args[1:], **(kwargs or {}))
         if func is Tensor.__repr__:
             with torch._C.DisableTorchFunctionSubclass():
                 t = args[0]
-                return f"<freed GroupRevRes output, shape {tuple(t.shape)}, {t.dtype}, on {t.device}: see keep_output>"
+                return f"<freed GroupRevRes output, shape {t._revgnn_freed_shape}, {t.dtype}, on {t.device}: see keep_output>"
         raise FreedOutputError(
             f"{_op_name(func)}: this tensor is the output of a GroupRevRes block, and the next reversible block "
             "freed its memory (the memory-saving backward rebuilds it; it is readable again after backward). "
@@ -209,10 +219,20 @@ class _ReversibleFunction(torch.autograd.Function):
         ctx.rng_states = [] if block.preserve_rng_state else None
         y = block._coupling(graph, x, spec, tensors, rng_record=ctx.rng_states)
         ctx.freed = free_input
+        storage_view = x
         if free_input:
+            # The storage is emptied but kept (the previous block's saved output views it, and so
+            # does storage_view); the tensor object itself gets an empty stand-in and the guard
+            # class, so every holder of it gets an error, never freed memory. Backward refills
+            # the storage and restores both. Saved tensors, not ctx attributes: autograd releases
+            # them after backward, so a refilled activation does not live to the end of it.
+            storage_view = x.detach()
             x.untyped_storage().resize_(0)
-            x.__class__ = _FreedOutput  # every holder of this object now gets an error, not a crash
-        ctx.save_for_backward(x, y, *tensors)
+            shape = tuple(x.shape)
+            x.data = x.new_empty(0)
+            x._revgnn_freed_shape = shape
+            x.__class__ = _FreedOutput
+        ctx.save_for_backward(x, storage_view, y, *tensors)
         return y
 
     @staticmethod
@@ -223,7 +243,7 @@ class _ReversibleFunction(torch.autograd.Function):
                 "supported by the memory-saving backward; use disable=True for higher-order gradients."
             )
         block: GroupRevRes = ctx.block
-        x, y, *tensors = ctx.saved_tensors
+        x, storage_view, y, *tensors = ctx.saved_tensors
         with torch._C.DisableTorchFunctionSubclass():
             if y.untyped_storage().nbytes() < y.numel() * y.element_size():
                 # Refilled by the next block's backward, which has not run: backward started from
@@ -248,13 +268,15 @@ class _ReversibleFunction(torch.autograd.Function):
         by_param = {id(p): g for p, g in zip(params, grad_wanted)}
         grad_params = [by_param.get(id(p)) for p in ctx.params]
         if ctx.freed:
-            # Refill the storage freed in forward: the previous block saved this tensor as its output.
-            # A storage-level copy leaves the version counter alone, so saved-tensor checks pass.
+            # Refill the storage emptied in forward: the previous block saved a view of it as its
+            # output. A storage-level copy and a .data swap leave the version counter alone, so
+            # saved-tensor checks pass; the tensor object is readable again, for the caller too.
+            storage = storage_view.untyped_storage()
+            storage.resize_(x_rec.numel() * x_rec.element_size())
+            storage.copy_(x_rec.untyped_storage())
             with torch._C.DisableTorchFunctionSubclass():
-                storage = x.untyped_storage()
-                storage.resize_(x_rec.numel() * x_rec.element_size())
-                storage.copy_(x_rec.untyped_storage())
-            x.__class__ = Tensor  # readable again, for the caller too
+                x.data = x_rec.new_empty(0).set_(storage, 0, x_rec.shape, x_rec.stride())
+            x.__class__ = Tensor
         del x_rec
         return (None, None, None, None, grad_x if needs[4] else None, *grad_tensors, *grad_params)
 
@@ -290,12 +312,11 @@ class GroupRevRes(nn.Module):
     it later), or call :func:`keep_outputs` on a whole model; each kept output costs one
     activation of memory and changes no result. An output that another tensor aliases when the
     next block runs (a view, ``.detach()`` or ``.data`` of it) is kept too, with a warning.
-    Operations that read an output *before* the next block ran are fine (a per-layer readout
-    ``lin(h)`` inside the loop: its backward runs after the next block's has refilled ``h``), and
-    so is a backward that starts below the next block, which raises the same error; two cases
-    are not seen and must keep that output: a NumPy array or DLPack capsule made from it (which
-    shares its memory), and a backward that reaches such an earlier operation without passing
-    through the next block (``torch.autograd.grad(readout_k, w)``).
+    Operations that used an output *before* the next block ran are fine (a per-layer readout
+    ``lin(h)`` inside the loop: its backward runs after the next block's has refilled ``h``); a
+    backward that reaches them, or this block, without passing through the next block (which
+    refills ``h``) raises an error. Not seen: a NumPy array or DLPack capsule made from an
+    output shares its memory; make it after backward, or keep that output.
 
     **Exactness.** Gradients equal those of ordinary autograd (``disable=True``) up to float
     rounding of the reconstruction. Randomness inside :math:`f` is replayed: pass an explicit
@@ -531,6 +552,11 @@ class GroupRevRes(nn.Module):
         C = self.groups
         ys = y.chunk(C, dim=-1)
         gs = grad_y.chunk(C, dim=-1)
+        group_args, kw = self._group_args(spec, leaves)
+        # A split argument that requires grad is chunked again per group, with grad on: chunks cut
+        # here, under no_grad, are cut off from the leaves (its gradient would be lost).
+        rechunk = any(s and t.requires_grad for t, s in zip(leaves, spec.split))
+        replay_autocast = autocast is not None or torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
         grad_leaves: List[Optional[Tensor]] = [None] * len(leaves)
         grad_params: List[Optional[Tensor]] = [None] * len(params)
         wanted_leaves = [i for i, t in enumerate(leaves) if t.requires_grad]
@@ -543,10 +569,9 @@ class GroupRevRes(nn.Module):
             inp = (ys[i - 1] if i > 0 else _sum(xs[1:])).detach().requires_grad_(True)
             group_params = [p for p in module.parameters() if id(p) in param_index]
             state = rng_states[i] if rng_states is not None else None
-            with torch.enable_grad(), (state.replay() if state is not None else nullcontext()), _AutocastState.replay(autocast):
-                # Chunk here, with grad on: chunks cut under no_grad are cut off from the leaves,
-                # and a split argument that requires grad (an initial residual h0) got no gradient.
-                (args_i,), kw = self._group_args(spec, leaves, groups=[i])
+            rng = state.replay() if state is not None else nullcontext()
+            with torch.enable_grad(), rng, (_AutocastState.replay(autocast) if replay_autocast else nullcontext()):
+                args_i = self._group_args(spec, leaves, groups=[i])[0][0] if rechunk else group_args[i]
                 out = module(graph, inp, *args_i, **kw)
             xs[i] = ys[i] - out.detach()
             inputs = [inp] + group_params + [leaves[j] for j in wanted_leaves]

@@ -217,6 +217,38 @@ def test_backward_that_skips_the_next_block_is_a_clear_error() -> None:
     assert "FreedOutputError: GroupRevRes backward: this block's output was freed by the next reversible block" in child.stderr
 
 
+def test_backward_through_an_earlier_use_that_skips_the_next_block_is_an_error() -> None:
+    # (h1 * w) saved h1 before b2 freed it; a backward that reaches it without passing through
+    # b2 (which refills h1) read freed memory (SIGSEGV); the empty stand-in makes it a shape error.
+    code = MISUSE + "h1 = b1(g, x * 1)\nw = torch.randn(8, requires_grad=True)\ns = (h1 * w).sum()\nh2 = b2(g, h1)\ntorch.autograd.grad(s, w)\n"
+    child = run_child(code)
+    assert child.returncode == 1, (child.returncode, child.stderr[-2000:])
+    assert "RuntimeError: The size of tensor a (8) must match the size of tensor b (0)" in child.stderr
+
+
+def test_a_readout_made_before_the_next_block_gets_exact_gradients() -> None:
+    """``readout += lin(h)`` inside the loop saves h before the next block frees it; a full
+    backward runs the next block's backward (which refills h) first, so this works unchanged."""
+    torch.manual_seed(0)
+    blocks = nn.ModuleList(GroupRevRes(_Residual(), 2) for _ in range(4)).double()
+    lin = nn.Linear(6, 2).double()
+    x = torch.randn(5, 6, dtype=torch.float64)
+    h0 = torch.randn(5, 6, dtype=torch.float64)
+    grads = []
+    for disable in (False, True):
+        for block in blocks:
+            block.disable = disable
+        blocks.zero_grad(set_to_none=True)
+        lin.zero_grad(set_to_none=True)
+        h, readout = x * 1.0, 0.0
+        for block in blocks:
+            h = block(None, h, h0)
+            readout = readout + lin(h).square().sum()
+        readout.backward()
+        grads.append({n: p.grad for n, p in [*blocks.named_parameters(), *lin.named_parameters(prefix="lin")]})
+    assert_gradients_match(grads[0], grads[1])
+
+
 def test_opt_out_and_aliases_keep_outputs_readable() -> None:
     code = MISUSE + textwrap.dedent(
         """
