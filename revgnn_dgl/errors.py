@@ -17,6 +17,7 @@ __all__ = [
     "DatasetError",
     "DatasetWarning",
     "DistributedError",
+    "FreedOutputError",
     "GraphInputError",
     "PeerFailedError",
     "RevGNNError",
@@ -34,6 +35,15 @@ class RevGNNError(Exception):
 
 class GraphInputError(RevGNNError, ValueError):
     """A graph, feature or argument that a layer or model cannot work with (:mod:`revgnn_dgl.nn`)."""
+
+
+class FreedOutputError(RevGNNError, RuntimeError):
+    """A reversible block's output was read after the next reversible block freed its memory.
+
+    :class:`~revgnn_dgl.nn.GroupRevRes` frees the storage of its input when that input is another
+    block's output (the memory-saving backward rebuilds it); ``keep_output=True`` on the block that
+    made it, or :func:`~revgnn_dgl.nn.keep_outputs` on a whole model, keeps such outputs readable.
+    """
 
 
 class DatasetError(RevGNNError, ValueError):

@@ -18,37 +18,13 @@ from typing import Mapping, Sequence, Union
 import torch
 from torch import Tensor
 
-#: Relative tolerance per element (float64).
-RTOL = 1e-9
-#: Absolute tolerance per element, as a fraction of the reference tensor's largest magnitude.
-ATOL_SCALE = 1e-12
+# The comparison itself lives in the package, torch only, so that the CUDA tier (tests/cuda) and
+# ``revgnn-dgl info --check`` apply the very same rule.
+from revgnn_dgl.nn.engine_checks import ATOL_SCALE, RTOL, named_gradients, mismatch
+
+__all__ = ["ATOL_SCALE", "RTOL", "assert_gradients_match", "mismatch"]
 
 Grads = Union[Mapping[str, Tensor], Sequence[Tensor]]
-
-
-def _named(grads: Grads) -> dict:
-    if isinstance(grads, Mapping):
-        return dict(grads)
-    return {f"#{i}": g for i, g in enumerate(grads)}
-
-
-def mismatch(actual: Grads, expected: Grads, rtol: float = RTOL, atol_scale: float = ATOL_SCALE) -> float:
-    """The largest ``|a - b| / (atol + rtol |b|)`` over every element of every pair.
-
-    :func:`assert_gradients_match` passes exactly when this is at most 1; tests print it so
-    that the margin is on record.
-    """
-    a, b = _named(actual), _named(expected)
-    worst = 0.0
-    for name in b:
-        x, y = a[name].double(), b[name].double()
-        atol = atol_scale * float(y.abs().max()) if y.numel() else 0.0
-        bound = atol + rtol * y.abs()
-        diff = (x - y).abs()
-        if (diff > 0).any():
-            ratio = torch.where(bound > 0, diff / bound.clamp(min=torch.finfo(torch.float64).tiny), torch.full_like(diff, float("inf")))
-            worst = max(worst, float(ratio[diff > 0].max()))
-    return worst
 
 
 def assert_gradients_match(
@@ -73,7 +49,7 @@ def assert_gradients_match(
     require_float64 : bool
         Refuse other dtypes: the default tolerances only make sense in float64.
     """
-    a, b = _named(actual), _named(expected)
+    a, b = named_gradients(actual), named_gradients(expected)
     assert b, "no gradients to compare"
     assert list(a) == list(b), f"different gradients: {sorted(set(a) ^ set(b))} (or a different order)"
     assert any(bool((t != 0).any()) for t in b.values()), "every reference gradient is zero: nothing is compared"

@@ -16,14 +16,17 @@ chosen device:
 3. **A 2-process step through the distributed path**, when more than one GPU is visible: one SGD
    step with DDP over NCCL (:mod:`revgnn_dgl.train.distributed`) against one process with two
    parts per step.
+4. **The engine's own checks** (:func:`revgnn_dgl.nn.engine_checks.engine_checks`, the CUDA test
+   tier's, torch only): float64 gradients equal to autograd's with ``nn.Dropout`` and
+   ``SharedDropout`` inside and every kind of extra argument, a ``requires_grad`` switched
+   before backward, freed outputs guarded and refilled on the device, autocast (bf16; fp16 and
+   the CUDA allocator's peak flat in depth on CUDA).
 
 It ends with one line: ``check: passed`` or ``check: FAILED: ...``.
 """
 from __future__ import annotations
 
 import os
-import time
-from dataclasses import dataclass
 from typing import Callable, Dict, List, Tuple
 
 import dgl
@@ -32,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from ..nn import GENConv, GroupRevRes
+from ..nn.engine_checks import CheckResult, engine_checks, run_timed
 from ..train.config import TrainConfig
 from ..train.data import DeviceData, load_dataset_for, model_overrides
 from ..train.device import resolve_device
@@ -49,15 +53,6 @@ GRAD_TOLERANCE = 1e-4
 MEMORY_GROWTH = 1.25
 #: Largest parameter difference accepted between 2 processes and one (float32, GPU reductions).
 DDP_TOLERANCE = 1e-5
-
-
-@dataclass
-class CheckResult:
-    """One check: its name, whether it passed, and what it measured (one line)."""
-
-    name: str
-    passed: bool
-    detail: str
 
 
 class _DropoutConv(nn.Module):
@@ -213,10 +208,11 @@ def run_checks(device: str = "auto", echo: Echo = print) -> bool:
         ("reversible backward vs autograd", lambda: check_reversible_backward(torch_device)),
         ("memory flat in depth", lambda: check_memory_flat(torch_device)),
     ]
+    checks += [(f"engine: {name}", check) for name, check in engine_checks(torch_device)]
     gpus = torch.cuda.device_count() if torch_device.type == "cuda" else 0
     if gpus >= 2:
         checks.append(("distributed step", lambda: check_distributed_step(torch_device, 2)))
-    results = [_timed(name, check, echo) for name, check in checks]
+    results = [run_timed(name, check, echo) for name, check in checks]
     if gpus < 2:
         where = "one GPU" if torch_device.type == "cuda" else "CPU"
         echo(f"  skip   distributed step: {where}, not more than one device visible "
@@ -224,13 +220,3 @@ def run_checks(device: str = "auto", echo: Echo = print) -> bool:
     failed = [r for r in results if not r.passed]
     echo("check: passed" if not failed else "check: FAILED: " + "; ".join(f"{r.name} ({r.detail})" for r in failed))
     return not failed
-
-
-def _timed(name: str, check: Callable[[], CheckResult], echo: Echo) -> CheckResult:
-    tic = time.perf_counter()
-    try:
-        result = check()
-    except Exception as err:  # noqa: BLE001  (a check that crashes has failed; say how)
-        result = CheckResult(name, False, f"{type(err).__name__}: {' '.join(str(err).split())}")
-    echo(f"  {'ok    ' if result.passed else 'FAILED'} {result.name}: {result.detail} [{time.perf_counter() - tic:.1f} s]")
-    return result

@@ -1,13 +1,15 @@
 """The pre-activation block shared by reversible and residual GNNs, and DeeperGCN's res+ layer."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-import dgl
 from torch import Tensor, nn
 
 from .dropout import SharedDropout
 from .norm import make_norm
+
+if TYPE_CHECKING:  # annotations only: the blocks run on torch alone, whatever the graph is
+    import dgl
 
 
 class PreActivationBlock(nn.Module):

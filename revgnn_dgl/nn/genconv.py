@@ -87,8 +87,9 @@ class GENConv(nn.Module):
         Use MsgNorm, and whether its scale is learnable.
     edge_feats : int, optional
         Width of the edge features given to :meth:`forward`. If set, a ``Linear(edge_feats,
-        in_feats)`` edge encoder projects them; if ``None``, edge features (if any) must already
-        have width ``in_feats``.
+        out_feats)`` edge encoder projects them to the width of the messages (the source features
+        after the ``in_feats -> out_feats`` projection); if ``None``, edge features (if any) must
+        already have width ``in_feats``, which then equals ``out_feats``.
     mlp_layers : int
         Number of linear layers of the update MLP (hidden width ``expansion * out_feats``).
     expansion : int
@@ -184,7 +185,7 @@ class GENConv(nn.Module):
     def extra_repr(self) -> str:
         return f"{self.in_feats}, {self.out_feats}, aggregator={self.aggregator!r}, edge_feats={self.edge_feats}"
 
-    def _check_inputs(self, graph: dgl.DGLGraph, feat_src: Tensor, feat_dst: Tensor, edge_feat: Optional[Tensor]) -> None:
+    def _check_nodes(self, graph: dgl.DGLGraph, feat_src: Tensor, feat_dst: Tensor) -> None:
         if feat_src.dim() != 2 or feat_src.shape[-1] != self.in_feats:
             raise GraphInputError(
                 f"GENConv expects node features of shape (num_nodes, {self.in_feats}), got {tuple(feat_src.shape)}."
@@ -194,6 +195,9 @@ class GENConv(nn.Module):
                 f"GENConv: the graph has {graph.num_src_nodes()} source / {graph.num_dst_nodes()} destination nodes "
                 f"but the node features have {feat_src.shape[0]} / {feat_dst.shape[0]} rows."
             )
+
+    def _check_inputs(self, graph: dgl.DGLGraph, feat_src: Tensor, feat_dst: Tensor, edge_feat: Optional[Tensor]) -> None:
+        self._check_nodes(graph, feat_src, feat_dst)
         if edge_feat is not None:
             want = self.edge_feats if self.edge_feats is not None else self.in_feats
             if edge_feat.dim() != 2 or edge_feat.shape[0] != graph.num_edges():
@@ -244,6 +248,9 @@ class GENConv(nn.Module):
         with graph.local_scope():
             feat_src, feat_dst = expand_as_pair(feat, graph)
             if edge_encoder_weight is not None:
+                # The node features are checked on this path too: a wrong width would otherwise
+                # surface as a raw DGLError from the message kernels.
+                self._check_nodes(graph, feat_src, feat_dst)
                 self._check_raw_edges(graph, edge_feat, edge_encoder_weight)
                 edge_feat = self._folded_edge_encoding(edge_feat, edge_encoder_weight, edge_encoder_bias)
             else:

@@ -1,17 +1,26 @@
-"""Grouped reversible residual block with a memory-saving backward that is exact."""
+"""Grouped reversible residual block with a memory-saving backward that is exact.
+
+Torch only: the graph is handed to the wrapped module as an opaque object and never inspected
+here, so this module (and the CUDA test tier, ``tests/cuda``, that drives it) imports without DGL.
+"""
 from __future__ import annotations
 
 import copy
+import math
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, ContextManager, Dict, Iterator, List, Optional, Sequence, Tuple
 
-import dgl
 import torch
 from torch import Tensor, nn
 
-from ..errors import GraphInputError
+from ..errors import FreedOutputError, GraphInputError
+
+__all__ = ["GroupRevRes", "keep_outputs"]
+
+#: The graph argument: whatever the wrapped module takes (a DGLGraph, a block, an adjacency).
+Graph = Any
 
 
 @dataclass
@@ -41,6 +50,115 @@ class _RngState:
             yield
 
 
+@dataclass(frozen=True)
+class _AutocastState:
+    """The autocast settings a forward pass ran under, re-entered for the recomputation in
+    backward (as ``torch.utils.checkpoint`` does), so that backward differentiates the very
+    function the forward pass computed, in the same precision."""
+
+    cuda: bool
+    cuda_dtype: torch.dtype
+    cpu: bool
+    cpu_dtype: torch.dtype
+    cache: bool
+
+    @classmethod
+    def capture(cls) -> Optional["_AutocastState"]:
+        """The current settings, or ``None`` when autocast is off (the common case stores nothing)."""
+        if not (torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()):
+            return None
+        return cls(
+            torch.is_autocast_enabled(), torch.get_autocast_gpu_dtype(),
+            torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype(), torch.is_autocast_cache_enabled(),
+        )  # fmt: skip
+
+    @staticmethod
+    def replay(state: Optional["_AutocastState"]) -> ContextManager[None]:
+        """Enter ``state`` (``None``: autocast off, also when backward itself runs under autocast)."""
+        if state is None:
+            if not (torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()):
+                return nullcontext()
+            state = _AutocastState(False, torch.get_autocast_gpu_dtype(), False, torch.get_autocast_cpu_dtype(), True)
+        return state._entered()
+
+    @contextmanager
+    def _entered(self) -> Iterator[None]:
+        cuda = (
+            torch.autocast("cuda", enabled=self.cuda, dtype=self.cuda_dtype, cache_enabled=self.cache)
+            if torch.cuda.is_available()
+            else nullcontext()
+        )
+        with cuda, torch.autocast("cpu", enabled=self.cpu, dtype=self.cpu_dtype, cache_enabled=self.cache):
+            yield
+
+
+# What a freed output still answers: metadata that does not depend on its data or its stand-in's shape.
+_METADATA = frozenset(
+    [getattr(Tensor, name).__get__ for name in ("dtype", "device", "layout", "requires_grad", "grad_fn", "is_leaf", "is_cuda", "grad")]
+    + [Tensor.element_size, Tensor.__hash__]
+)
+# ... and its shape, as it was when freed (the object itself holds an empty stand-in meanwhile).
+_SHAPE = {
+    Tensor.shape.__get__: lambda shape, *a, **k: torch.Size(shape),
+    Tensor.size: lambda shape, dim=None: torch.Size(shape) if dim is None else shape[dim],
+    Tensor.dim: lambda shape: len(shape),
+    Tensor.ndim.__get__: lambda shape, *a, **k: len(shape),
+    Tensor.numel: lambda shape: math.prod(shape),
+}
+
+
+def _op_name(func: Callable) -> str:
+    owner = getattr(func, "__self__", None)
+    if getattr(func, "__name__", "") == "__get__" and owner is not None:  # an attribute getter
+        return f"reading .{getattr(owner, '__name__', '?')}"
+    name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or repr(func)
+    for prefix, public in (("_VariableFunctionsClass.", "torch."), ("TensorBase.", "Tensor.")):
+        if name.startswith(prefix):
+            return public + name[len(prefix) :]
+    return name
+
+
+class _FreedOutput(Tensor):
+    """The class a block output takes while its storage is freed: any use raises
+    :class:`~revgnn_dgl.errors.FreedOutputError`, never a crash.
+
+    Freeing sets ``__class__`` of that very tensor object (the caller's variable, a list holding
+    it, a hook's reference: all the same Python object) and refilling sets it back, so ordinary
+    tensors pay nothing: no subclass and no check on the hot path, one attribute store per block.
+    Meanwhile the object's data is an empty stand-in (``.data`` swapped, version counter kept),
+    so that an autograd node that saved the output earlier and runs in a backward that skips
+    the next block fails on a shape mismatch instead of reading freed memory.
+    """
+
+    @classmethod
+    def __torch_function__(cls, func: Callable, types: Any, args: Sequence[Any] = (), kwargs: Optional[dict] = None) -> Any:
+        if func in _METADATA:
+            with torch._C.DisableTorchFunctionSubclass():
+                return func(*args, **(kwargs or {}))
+        if func in _SHAPE and args and isinstance(args[0], _FreedOutput):
+            return _SHAPE[func](args[0]._revgnn_freed_shape, *args[1:], **(kwargs or {}))
+        if func is Tensor.__repr__:
+            with torch._C.DisableTorchFunctionSubclass():
+                t = args[0]
+                return f"<freed GroupRevRes output, shape {t._revgnn_freed_shape}, {t.dtype}, on {t.device}: see keep_output>"
+        raise FreedOutputError(
+            f"{_op_name(func)}: this tensor is the output of a GroupRevRes block, and the next reversible block "
+            "freed its memory (the memory-saving backward rebuilds it; it is readable again after backward). "
+            "To use it otherwise (a skip connection, jumping knowledge, a readout of intermediate layers, a hook), "
+            "build that block with keep_output=True or call revgnn_dgl.nn.keep_outputs(model), "
+            "at one activation of memory per kept block."
+        )
+
+
+def _storage_refs(x: Tensor) -> int:
+    """How many tensors (and other holders) share ``x``'s storage; 0 where torch cannot tell.
+
+    ``._cdata`` ends the temporary storage object's life before the count is taken.
+    """
+    use_count = getattr(torch._C, "_storage_Use_Count", None)
+    return int(use_count(x.untyped_storage()._cdata)) if use_count is not None else 0
+
+
 @dataclass
 class _CallSpec:
     """How to rebuild a call's ``*args, **kwargs`` from the flat list of its tensors."""
@@ -58,16 +176,27 @@ class _TensorSlot(int):
 def _can_free(x: Tensor) -> bool:
     """Whether freeing ``x``'s storage after the forward pass is safe and refillable.
 
-    Only the output of another reversible block qualifies: it owns its whole storage and is
-    reconstructed (and written back) by that block's successor's backward. Anything else may be
-    read by the caller later, and reading a tensor whose storage was freed would crash.
+    Only the output of another reversible block (built without ``keep_output``) qualifies: it
+    owns its whole storage, is reconstructed (and written back) by its successor's backward, and
+    its Python object turns into a :class:`_FreedOutput` that refuses every use. A tensor that
+    aliases it (a view, ``.detach()``, ``.data`` taken earlier) would read freed memory and is not
+    guarded, so such an output is kept, with a warning.
     """
-    return (
-        getattr(x, "_revgnn_block_output", False)
-        and x.is_contiguous()
-        and x.storage_offset() == 0
-        and x.untyped_storage().nbytes() == x.numel() * x.element_size()
-    )
+    refs = getattr(x, "_revgnn_block_output", None)
+    if refs is None or type(x) is not Tensor:
+        return False
+    if not (x.is_contiguous() and x.storage_offset() == 0 and x.untyped_storage().nbytes() == x.numel() * x.element_size()):
+        return False
+    if _storage_refs(x) != refs:
+        warnings.warn(
+            "GroupRevRes: the input, another reversible block's output, is also held by another tensor (a view, "
+            ".detach() or .data of it), which freeing would leave pointing at freed memory; it is kept, so "
+            "activation memory grows with depth. Build the block that made it with keep_output=True "
+            "(or call revgnn_dgl.nn.keep_outputs) to keep it on purpose.",
+            stacklevel=3,
+        )
+        return False
+    return True
 
 
 class _ReversibleFunction(torch.autograd.Function):
@@ -80,16 +209,30 @@ class _ReversibleFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, block: "GroupRevRes", graph: dgl.DGLGraph, spec: _CallSpec, free_input: bool, x: Tensor, *rest: Tensor) -> Tensor:
+    def forward(ctx, block: "GroupRevRes", graph: Graph, spec: _CallSpec, free_input: bool, x: Tensor, *rest: Tensor) -> Tensor:
         tensors = rest[: spec.num_tensors]
         ctx.block, ctx.graph, ctx.spec = block, graph, spec
+        # The parameters as differentiated now: backward returns one gradient for each of these
+        # inputs, whatever requires_grad says by then.
+        ctx.params = rest[spec.num_tensors :]
+        ctx.autocast = _AutocastState.capture()
         ctx.rng_states = [] if block.preserve_rng_state else None
         y = block._coupling(graph, x, spec, tensors, rng_record=ctx.rng_states)
         ctx.freed = free_input
+        storage_view = x
         if free_input:
+            # The storage is emptied but kept (the previous block's saved output views it, and so
+            # does storage_view); the tensor object itself gets an empty stand-in and the guard
+            # class, so every holder of it gets an error, never freed memory. Backward refills
+            # the storage and restores both. Saved tensors, not ctx attributes: autograd releases
+            # them after backward, so a refilled activation does not live to the end of it.
+            storage_view = x.detach()
             x.untyped_storage().resize_(0)
-        ctx.save_for_backward(x, y, *tensors)
-        y._revgnn_block_output = True
+            shape = tuple(x.shape)
+            x.data = x.new_empty(0)
+            x._revgnn_freed_shape = shape
+            x.__class__ = _FreedOutput
+        ctx.save_for_backward(x, storage_view, y, *tensors)
         return y
 
     @staticmethod
@@ -100,23 +243,40 @@ class _ReversibleFunction(torch.autograd.Function):
                 "supported by the memory-saving backward; use disable=True for higher-order gradients."
             )
         block: GroupRevRes = ctx.block
-        x, y, *tensors = ctx.saved_tensors
+        x, storage_view, y, *tensors = ctx.saved_tensors
+        with torch._C.DisableTorchFunctionSubclass():
+            if y.untyped_storage().nbytes() < y.numel() * y.element_size():
+                # Refilled by the next block's backward, which has not run: backward started from
+                # something computed from this output other than through that block.
+                raise FreedOutputError(
+                    "GroupRevRes backward: this block's output was freed by the next reversible block, whose "
+                    "backward has not run (the loss reaches the output other than through that block); "
+                    "build this block with keep_output=True or call revgnn_dgl.nn.keep_outputs(model)."
+                )
         spec: _CallSpec = ctx.spec
-        params = block._grad_params()
         needs = ctx.needs_input_grad
         need_tensor = needs[5 : 5 + spec.num_tensors]
+        # A parameter switched to requires_grad=False since forward gets no gradient, as under
+        # ordinary autograd (whose AccumulateGrad drops it); the rest are those of forward.
+        params = [p for p in ctx.params if p.requires_grad]
         # Leaves for the recomputation; the caller's tensors stay untouched.
         leaves = [t.detach().requires_grad_(need) for t, need in zip(tensors, need_tensor)]
         with torch.no_grad(), block._frozen_running_stats():
-            x_rec, grad_x, grad_tensors, grad_params = block._reverse_and_backprop(
-                ctx.graph, y, grad_y, spec, leaves, params, ctx.rng_states
+            x_rec, grad_x, grad_tensors, grad_wanted = block._reverse_and_backprop(
+                ctx.graph, y, grad_y, spec, leaves, params, ctx.rng_states, ctx.autocast
             )
+        by_param = {id(p): g for p, g in zip(params, grad_wanted)}
+        grad_params = [by_param.get(id(p)) for p in ctx.params]
         if ctx.freed:
-            # Refill the storage freed in forward: the previous block saved this tensor as its output.
-            # A storage-level copy leaves the version counter alone, so saved-tensor checks pass.
-            storage = x.untyped_storage()
+            # Refill the storage emptied in forward: the previous block saved a view of it as its
+            # output. A storage-level copy and a .data swap leave the version counter alone, so
+            # saved-tensor checks pass; the tensor object is readable again, for the caller too.
+            storage = storage_view.untyped_storage()
             storage.resize_(x_rec.numel() * x_rec.element_size())
             storage.copy_(x_rec.untyped_storage())
+            with torch._C.DisableTorchFunctionSubclass():
+                x.data = x_rec.new_empty(0).set_(storage, 0, x_rec.shape, x_rec.stride())
+            x.__class__ = Tensor
         del x_rec
         return (None, None, None, None, grad_x if needs[4] else None, *grad_tensors, *grad_params)
 
@@ -142,9 +302,21 @@ class GroupRevRes(nn.Module):
     refills the freed storage. Activation memory of a stack of blocks is therefore one block's
     worth, independent of depth. Because the input of :math:`f_i` for :math:`i \ge 2` is the
     output group :math:`X'_{i-1}`, the inverse and the recomputation share one evaluation of
-    :math:`f_i`: a reversible step costs one extra forward pass, not two. A block's output that
-    was fed to the next reversible block must not be used elsewhere (e.g. as a skip connection):
-    its storage is empty until the backward pass refills it.
+    :math:`f_i`: a reversible step costs one extra forward pass, not two.
+
+    **Keeping intermediate outputs.** A block's output that the next reversible block consumed
+    is empty until backward refills it: any other use of it (a skip connection, jumping
+    knowledge's ``torch.cat`` of all layers, a readout, a forward hook that keeps it) raises
+    :class:`~revgnn_dgl.errors.FreedOutputError` naming the cause, never a crash. To keep
+    outputs readable, build the blocks whose outputs you read with ``keep_output=True`` (or set
+    it later), or call :func:`keep_outputs` on a whole model; each kept output costs one
+    activation of memory and changes no result. An output that another tensor aliases when the
+    next block runs (a view, ``.detach()`` or ``.data`` of it) is kept too, with a warning.
+    Operations that used an output *before* the next block ran are fine (a per-layer readout
+    ``lin(h)`` inside the loop: its backward runs after the next block's has refilled ``h``); a
+    backward that reaches them, or this block, without passing through the next block (which
+    refills ``h``) raises an error. Not seen: a NumPy array or DLPack capsule made from an
+    output shares its memory; make it after backward, or keep that output.
 
     **Exactness.** Gradients equal those of ordinary autograd (``disable=True``) up to float
     rounding of the reconstruction. Randomness inside :math:`f` is replayed: pass an explicit
@@ -153,16 +325,23 @@ class GroupRevRes(nn.Module):
     random-number state before each group and restores it for the recomputation (only for
     groups that actually drew random numbers, so a deterministic block stores nothing extra). Norms with
     running statistics (BatchNorm) update them once per forward pass: the recomputation restores
-    them afterwards. ``torch.autograd.grad`` works (parameters are explicit inputs of the
-    autograd node), and ``retain_graph=True`` allows repeated backward passes (the reconstructed
-    activations are then kept). Differentiating the backward pass itself (``create_graph=True``)
-    is refused with an error; use ``disable=True`` for higher-order gradients.
+    them afterwards. A forward pass under :func:`torch.autocast` records its settings and the
+    recomputation re-enters them (as :func:`torch.utils.checkpoint.checkpoint` does), so backward
+    differentiates the function computed, in its precision. ``torch.autograd.grad`` works
+    (parameters are explicit inputs of the autograd node, fixed at forward: switching a
+    parameter's ``requires_grad`` off before backward leaves its gradient ``None``, as under
+    ordinary autograd), and ``retain_graph=True`` allows repeated backward passes (the
+    reconstructed activations are then kept). Differentiating the backward pass itself
+    (``create_graph=True``) is refused with an error; use ``disable=True`` for higher-order
+    gradients.
 
-    **Extra arguments.** Positional tensors whose last dimension equals the block's width are
-    split into the :math:`C` groups (e.g. a shared dropout mask); other positional arguments,
-    and every keyword argument, are passed whole to each group (e.g. an edge embedding that
-    each group's conv projects itself). A container (list, tuple, dict) holding tensors that
-    require grad is refused: pass such tensors directly.
+    **Extra arguments.** Positional tensors of dimension 2 or more whose last dimension equals
+    the block's width are split into the :math:`C` groups (e.g. a shared dropout mask, an
+    initial residual ``h0``); every other positional argument (1-D tensors such as an ``(E,)``
+    edge weight included, whatever ``E``) and every keyword argument is passed whole to each
+    group (e.g. an edge embedding that each group's conv projects itself). Tensor arguments that
+    require grad, split or whole, get their gradients. A container (list, tuple, dict) holding
+    tensors that require grad is refused: pass such tensors directly.
 
     Parameters
     ----------
@@ -179,6 +358,9 @@ class GroupRevRes(nn.Module):
         :math:`f` recompute exactly.
     disable : bool
         Run the same computation with ordinary autograd (stores all activations): the baseline.
+    keep_output : bool
+        Never let the next reversible block free this block's output, so that it stays readable
+        (see *Keeping intermediate outputs*); an attribute, which may be changed at any time.
 
     Examples
     --------
@@ -200,6 +382,7 @@ class GroupRevRes(nn.Module):
         reinit_copies: bool = True,
         preserve_rng_state: bool = True,
         disable: bool = False,
+        keep_output: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(groups, int) or groups < 2:
@@ -207,6 +390,7 @@ class GroupRevRes(nn.Module):
         self.groups = groups
         self.preserve_rng_state = preserve_rng_state
         self.disable = disable
+        self.keep_output = keep_output
         modules = [gnn_module] + [copy.deepcopy(gnn_module) for _ in range(groups - 1)]
         if reinit_copies:
             for module in modules[1:]:
@@ -214,16 +398,17 @@ class GroupRevRes(nn.Module):
         self.gnn_modules = nn.ModuleList(modules)
 
     def extra_repr(self) -> str:
-        return f"groups={self.groups}, disable={self.disable}, preserve_rng_state={self.preserve_rng_state}"
+        keep = ", keep_output=True" if self.keep_output else ""
+        return f"groups={self.groups}, disable={self.disable}, preserve_rng_state={self.preserve_rng_state}{keep}"
 
     # ----------------------------------------------------------------- public API
-    def forward(self, graph: dgl.DGLGraph, feat: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+    def forward(self, graph: Graph, feat: Tensor, *args: Any, **kwargs: Any) -> Tensor:
         """Apply the block.
 
         Parameters
         ----------
-        graph : DGLGraph
-            The graph, passed to every group's function.
+        graph : DGLGraph or any
+            The graph, passed unchanged to every group's function.
         feat : Tensor
             Node features of shape ``(N, D)``, with ``D`` divisible by ``groups``.
         *args, **kwargs
@@ -242,9 +427,14 @@ class GroupRevRes(nn.Module):
         )
         if self.disable or not needs_grad:
             return self._coupling(graph, feat, spec, tensors)
-        return _ReversibleFunction.apply(self, graph, spec, _can_free(feat), feat, *tensors, *params)
+        out = _ReversibleFunction.apply(self, graph, spec, _can_free(feat), feat, *tensors, *params)
+        if not self.keep_output:
+            # Freeable by the next block. The storage's holders now (this tensor and autograd's
+            # saved copy) are recorded: more of them there means another tensor aliases it.
+            out._revgnn_block_output = _storage_refs(out)
+        return out
 
-    def inverse(self, graph: dgl.DGLGraph, out: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+    def inverse(self, graph: Graph, out: Tensor, *args: Any, **kwargs: Any) -> Tensor:
         """Reconstruct the block's input from its output (same extra arguments as ``forward``).
 
         Stochastic layers inside the wrapped module must be in eval mode or driven by an
@@ -280,7 +470,8 @@ class GroupRevRes(nn.Module):
         def slot(value: Any, name: str, may_split: bool) -> Any:
             if isinstance(value, Tensor):
                 tensors.append(value)
-                split.append(may_split and value.dim() > 0 and value.shape[-1] == channels)
+                # Only matrices split: a 1-D (E,) edge weight with E equal to the width is no feature.
+                split.append(may_split and value.dim() >= 2 and value.shape[-1] == channels)
                 return _TensorSlot(len(tensors) - 1)
             if _holds_grad_tensor(value):
                 raise TypeError(
@@ -293,8 +484,13 @@ class GroupRevRes(nn.Module):
         packed_kwargs = {k: slot(v, repr(k), False) for k, v in kwargs.items()}
         return _CallSpec(packed_args, packed_kwargs, tuple(split), len(tensors)), tensors
 
-    def _group_args(self, spec: _CallSpec, tensors: Sequence[Tensor]) -> Tuple[List[Tuple[Any, ...]], Dict[str, Any]]:
-        """Per-group positional arguments and the shared keyword arguments."""
+    def _group_args(
+        self, spec: _CallSpec, tensors: Sequence[Tensor], groups: Optional[Sequence[int]] = None
+    ) -> Tuple[List[Tuple[Any, ...]], Dict[str, Any]]:
+        """Positional arguments of each group in ``groups`` (default: all), and the shared keyword arguments.
+
+        The chunks carry autograd history back to ``tensors`` only if grad mode is on here.
+        """
         pieces = [t.chunk(self.groups, dim=-1) if s else None for t, s in zip(tensors, spec.split)]
 
         def fill(value: Any, group: int) -> Any:
@@ -302,7 +498,8 @@ class GroupRevRes(nn.Module):
                 return pieces[value][group] if pieces[value] is not None else tensors[value]
             return value
 
-        group_args = [tuple(fill(a, g) for a in spec.args) for g in range(self.groups)]
+        chosen = range(self.groups) if groups is None else groups
+        group_args = [tuple(fill(a, g) for a in spec.args) for g in chosen]
         kw = {k: fill(v, 0) for k, v in spec.kwargs.items()}
         return group_args, kw
 
@@ -311,7 +508,7 @@ class GroupRevRes(nn.Module):
 
     def _coupling(
         self,
-        graph: dgl.DGLGraph,
+        graph: Graph,
         x: Tensor,
         spec: _CallSpec,
         tensors: Sequence[Tensor],
@@ -334,25 +531,32 @@ class GroupRevRes(nn.Module):
 
     def _reverse_and_backprop(
         self,
-        graph: dgl.DGLGraph,
+        graph: Graph,
         y: Tensor,
         grad_y: Tensor,
         spec: _CallSpec,
         leaves: List[Tensor],
         params: List[nn.Parameter],
         rng_states: Optional[List[Optional[_RngState]]],
+        autocast: Optional[_AutocastState] = None,
     ) -> Tuple[Tensor, Tensor, List[Optional[Tensor]], List[Optional[Tensor]]]:
         """Reconstruct the input from ``y`` and back-propagate ``grad_y``, one group at a time.
 
         With :math:`G_i` the gradient reaching :math:`X'_i`: :math:`G_C = \\partial L/\\partial Y_C`,
         :math:`G_{i-1} = \\partial L/\\partial Y_{i-1} + J_{f_i}^T G_i`; then
         :math:`\\partial L/\\partial X_1 = G_1` and :math:`\\partial L/\\partial X_k = G_k + J_{f_1}^T G_1`
-        for :math:`k \\ge 2`. Each :math:`f_i` is evaluated once, and its graph freed before the next.
+        for :math:`k \\ge 2`. Each :math:`f_i` is evaluated once, and its graph freed before the next,
+        under the random-number state and the autocast settings of the forward pass. ``params``
+        are the parameters to differentiate (a gradient for each, in order).
         """
         C = self.groups
         ys = y.chunk(C, dim=-1)
         gs = grad_y.chunk(C, dim=-1)
         group_args, kw = self._group_args(spec, leaves)
+        # A split argument that requires grad is chunked again per group, with grad on: chunks cut
+        # here, under no_grad, are cut off from the leaves (its gradient would be lost).
+        rechunk = any(s and t.requires_grad for t, s in zip(leaves, spec.split))
+        replay_autocast = autocast is not None or torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
         grad_leaves: List[Optional[Tensor]] = [None] * len(leaves)
         grad_params: List[Optional[Tensor]] = [None] * len(params)
         wanted_leaves = [i for i, t in enumerate(leaves) if t.requires_grad]
@@ -363,10 +567,12 @@ class GroupRevRes(nn.Module):
         for i in range(C - 1, -1, -1):
             module = self.gnn_modules[i]
             inp = (ys[i - 1] if i > 0 else _sum(xs[1:])).detach().requires_grad_(True)
-            group_params = [p for p in module.parameters() if p.requires_grad]
+            group_params = [p for p in module.parameters() if id(p) in param_index]
             state = rng_states[i] if rng_states is not None else None
-            with torch.enable_grad(), (state.replay() if state is not None else _null()):
-                out = module(graph, inp, *group_args[i], **kw)
+            rng = state.replay() if state is not None else nullcontext()
+            with torch.enable_grad(), rng, (_AutocastState.replay(autocast) if replay_autocast else nullcontext()):
+                args_i = self._group_args(spec, leaves, groups=[i])[0][0] if rechunk else group_args[i]
+                out = module(graph, inp, *args_i, **kw)
             xs[i] = ys[i] - out.detach()
             inputs = [inp] + group_params + [leaves[j] for j in wanted_leaves]
             grads = torch.autograd.grad(out, inputs, g_cur, allow_unused=True)
@@ -414,11 +620,6 @@ def _accumulate(grads: List[Optional[Tensor]], index: int, grad: Optional[Tensor
         grads[index] = grad if grads[index] is None else grads[index] + grad
 
 
-@contextmanager
-def _null() -> Iterator[None]:
-    yield
-
-
 def _holds_grad_tensor(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return any(isinstance(v, Tensor) and v.requires_grad or _holds_grad_tensor(v) for v in value)
@@ -442,3 +643,35 @@ def _reset_parameters(module: nn.Module) -> None:
         )
     for m in reset:
         m.reset_parameters()
+
+
+def keep_outputs(module: nn.Module, keep: bool = True) -> nn.Module:
+    """Set ``keep_output`` on every :class:`GroupRevRes` inside ``module``; returns ``module``.
+
+    With ``keep=True`` every block output stays readable after the next block ran (for jumping
+    knowledge or a readout of all layers), at one activation of memory per block, the memory of
+    ordinary autograd's outputs; results are unchanged. ``keep=False`` frees them again.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from revgnn_dgl.nn.grouprevres import GroupRevRes, keep_outputs
+    >>> class Mix(torch.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.lin = torch.nn.Linear(2, 2)
+    ...     def forward(self, graph, x):
+    ...         return torch.tanh(self.lin(graph @ x))
+    >>> blocks = keep_outputs(torch.nn.ModuleList(GroupRevRes(Mix(), 2) for _ in range(3)))
+    >>> adj, h = torch.eye(5), torch.randn(5, 4, requires_grad=True) * 1
+    >>> outs = []
+    >>> for block in blocks:
+    ...     h = block(adj, h)
+    ...     outs.append(h)
+    >>> torch.cat(outs, -1).shape  # every layer's output is still there
+    torch.Size([5, 12])
+    """
+    for m in module.modules():
+        if isinstance(m, GroupRevRes):
+            m.keep_output = keep
+    return module

@@ -156,3 +156,24 @@ def test_bad_inputs():
         conv(g, torch.randn(10, 4))
     with pytest.raises(GraphInputError, match="width 4"):
         GENConv(4, 4)(g, torch.randn(10, 4), torch.randn(30, 3))
+
+
+def test_edge_encoder_maps_to_out_feats_as_documented():
+    # The docstring's Linear(edge_feats, out_feats): edge features join the projected messages.
+    conv = GENConv(4, 6, aggregator="softmax", edge_feats=3)
+    assert (conv.edge_encoder.in_features, conv.edge_encoder.out_features) == (3, 6)
+    assert "Linear(edge_feats,\n        out_feats)" in GENConv.__doc__
+    g = dgl.graph(([0, 1, 2], [1, 2, 0]))
+    assert conv(g, torch.randn(3, 4), torch.randn(3, 3)).shape == (3, 6)
+
+
+def test_folded_edge_encoder_checks_node_features():
+    conv = GENConv(4, 4, aggregator="max", edge_feats=5)
+    g = dgl.graph(([0, 1, 2], [1, 2, 0]))
+    raw, weight, bias = torch.randn(3, 2), torch.randn(5, 2), torch.randn(5)
+    assert conv(g, torch.randn(3, 4), raw, weight, bias).shape == (3, 4)
+    # A wrong node-feature width is the project's one-line error on this path too, not a DGLError.
+    with pytest.raises(GraphInputError, match=r"shape \(num_nodes, 4\)"):
+        conv(g, torch.randn(3, 7), raw, weight, bias)
+    with pytest.raises(GraphInputError, match="3 source"):
+        conv(g, torch.randn(5, 4), raw, weight, bias)

@@ -10,6 +10,7 @@ import torch
 from dgl.nn import GraphConv, SAGEConv
 from torch import nn
 
+from revgnn_dgl.errors import FreedOutputError
 from revgnn_dgl.nn import GENConv, GraphInputError, GroupRevRes, PreActivationBlock, SharedDropout
 from grad_check import assert_gradients_match
 
@@ -17,7 +18,10 @@ NODES, EDGES, WIDTH, GROUPS = 40, 200, 8, 2
 
 
 def graph() -> dgl.DGLGraph:
+    # dgl.rand_graph draws from DGL's generator, not torch's: seed both, or each run tests
+    # another graph (the depth-100 margins varied from 0.04 to over 1 of the tolerance).
     torch.manual_seed(0)
+    dgl.seed(0)
     return dgl.rand_graph(NODES, EDGES)
 
 
@@ -258,13 +262,16 @@ def test_input_storage_freed_and_refilled():
     h1 = stack[0](g, h0)
     h2 = stack[1](g, h1)
     h3 = stack[2](g, h2)
-    # Outputs of reversible blocks are freed once the next block consumed them;
-    # the caller's own tensor (h0) is never touched.
-    assert h1.untyped_storage().nbytes() == 0 and h2.untyped_storage().nbytes() == 0
+    # Outputs of reversible blocks are freed once the next block consumed them (and refuse any
+    # use meanwhile); the caller's own tensor (h0) is never touched.
+    with torch._C.DisableTorchFunctionSubclass():  # look past the guard
+        assert h1.untyped_storage().nbytes() == 0 and h2.untyped_storage().nbytes() == 0
+    with pytest.raises(FreedOutputError, match="keep_output=True"):
+        h1.untyped_storage()
     assert h0.untyped_storage().nbytes() == NODES * WIDTH * 4
     expected = h3.detach().clone()
     h3.sum().backward()
-    assert h1.untyped_storage().nbytes() == NODES * WIDTH * 4
+    assert type(h1) is torch.Tensor and h1.untyped_storage().nbytes() == NODES * WIDTH * 4
     # What backward wrote back is the reconstructed input of block 2.
     with torch.no_grad():
         assert torch.allclose(stack[2](g, h2), expected, atol=1e-5)
@@ -314,14 +321,15 @@ def test_argument_splitting_rule():
     seen = []
 
     class Probe(nn.Module):
-        def forward(self, g, x, split_me, whole, kw=None):
-            seen.append((split_me.shape, whole.shape, kw.shape))
+        def forward(self, g, x, split_me, whole, vector, kw=None):
+            seen.append((split_me.shape, whole.shape, vector.shape, kw.shape))
             return torch.zeros_like(x)
 
     block = GroupRevRes(Probe(), 2)
     g = graph()
-    block(g, torch.randn(NODES, WIDTH), torch.randn(NODES, WIDTH), torch.randn(EDGES, 3), kw=torch.randn(EDGES, WIDTH))
-    assert seen == [((NODES, WIDTH // 2), (EDGES, 3), (EDGES, WIDTH))] * 2
+    # Only tensors of dimension >= 2 split: a 1-D (E,) weight with E == width stays whole.
+    block(g, torch.randn(NODES, WIDTH), torch.randn(NODES, WIDTH), torch.randn(EDGES, 3), torch.randn(WIDTH), kw=torch.randn(EDGES, WIDTH))
+    assert seen == [((NODES, WIDTH // 2), (EDGES, 3), (WIDTH,), (EDGES, WIDTH))] * 2
 
 
 def test_bad_inputs_have_clear_errors():
