@@ -20,6 +20,14 @@ import pytest
 # ``--import-mode=importlib``, which does not put the folder on sys.path.
 if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The experiments in benchmarks/ are scripts, not a package: their modules import one another by
+# name, as the scripts do (a script's folder is on sys.path); tests/benchmarks/ imports them the
+# same way, and so do the fresh processes they start (which get this sys.path). Here rather than
+# in a tests/benchmarks/conftest.py: --doctest-modules imports every conftest.py as the module
+# "conftest", and two of them in folders without __init__.py collide.
+_BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+if str(_BENCHMARKS) not in sys.path:
+    sys.path.append(str(_BENCHMARKS))
 
 from suite_env import missing_data, shared_data_root  # noqa: E402
 
