@@ -7,7 +7,6 @@ import dgl
 import dgl.function as fn
 import torch
 import torch.nn.functional as F
-from dgl.nn.functional import edge_softmax
 from dgl.utils import expand_as_pair
 from torch import Tensor, nn
 
@@ -290,6 +289,27 @@ class GENConv(nn.Module):
             folded_b = inner_b if folded_b is None else folded_b + inner_b
         return F.linear(raw, folded_w, folded_b)
 
+    def _softmax_aggregate(self, graph: dgl.DGLGraph, msg: Tensor) -> Tensor:
+        r"""``sum_j softmax_j(t m_ij) m_ij`` as ``num_i / den_i``, both sums of ``s_ij = exp(t m_ij - c_i)``.
+
+        The same value as ``edge_softmax`` followed by a sum, in fewer per-edge passes: the
+        normalisation divides the two per-node sums instead of every edge's weight, and the
+        shift ``c_i = max_j t m_ij`` (for a finite ``exp``) is a constant without gradient,
+        exactly, because the ratio does not depend on it. 2.3-3.5x faster forward and backward
+        than DGL's ``edge_softmax`` here (``docs/results.md``, "Softmax aggregation").
+        """
+        scaled = msg * self.t
+        graph.edata["z"] = scaled
+        with torch.no_grad():
+            graph.update_all(fn.copy_e("z", "z"), fn.max("z", "c"))
+        graph.apply_edges(fn.e_sub_v("z", "c", "z"))
+        weight = torch.exp(graph.edata["z"])
+        graph.edata["w"], graph.edata["wm"] = weight, weight * msg
+        graph.update_all(fn.copy_e("w", "w"), fn.sum("w", "den"))
+        graph.update_all(fn.copy_e("wm", "wm"), fn.sum("wm", "num"))
+        # A node without in-edges has num = den = 0: its aggregate is 0, as the sum over no edge.
+        return graph.dstdata["num"] / graph.dstdata["den"].clamp(min=torch.finfo(msg.dtype).tiny)
+
     def _aggregate(self, graph: dgl.DGLGraph, feat_src: Tensor, edge_feat: Optional[Tensor]) -> Tensor:
         aggr = self.aggregator
         if graph.num_edges() == 0:
@@ -326,9 +346,7 @@ class GENConv(nn.Module):
             graph.update_all(fn.copy_e("m", "m"), reducer("m", "a"))
             return graph.dstdata["a"]
         if aggr in ("softmax", "softmax_sum"):
-            graph.edata["m"] = msg * edge_softmax(graph, msg * self.t)
-            graph.update_all(fn.copy_e("m", "m"), fn.sum("m", "a"))
-            agg = graph.dstdata["a"]
+            agg = self._softmax_aggregate(graph, msg)
             if aggr == "softmax_sum":
                 deg = graph.in_degrees().to(agg.dtype).clamp(min=1).unsqueeze(-1)
                 agg = agg * deg.pow(torch.sigmoid(self.y))
