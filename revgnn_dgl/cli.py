@@ -50,6 +50,9 @@ class _Cli(click.Group):
         warnings.showwarning = _show_warning
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt as err:  # Ctrl-C (or SIGTERM where a command turned it into one)
+            click.echo("\nInterrupted.", err=True)
+            ctx.exit(getattr(err, "exit_code", 130))
         except BrokenPipeError:
             # The reader left (`revgnn-dgl zoo list | head -1`): not an error. stdout goes to
             # /dev/null so that the interpreter's last flush does not fail again.

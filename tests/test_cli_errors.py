@@ -263,3 +263,30 @@ def test_did_you_mean_for_models_and_datasets() -> None:
     assert result.exit_code == 1 and "Did you mean revgnn-deep" in result.output
     result = CliRunner().invoke(cli, ["train", "--dataset", "cor", "--model", "wide"])
     assert result.exit_code == 1 and "Did you mean cora?" in result.output
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_130_and_leaves_a_resumable_run(tmp_path: Path) -> None:
+    """SIGINT to a one-process `train`: exit 130, a line saying what was kept and how to go on."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "revgnn_dgl", "train", "--model", "wide", "--dataset", "synthetic-proteins",
+         "--dataset-option", "num_nodes=200", "--num-layers", "2", "--hidden", "8", "--epochs", "500",
+         "--threads", "1", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (out / "metrics.jsonl").exists() or len((out / "metrics.jsonl").read_text().splitlines()) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr[-2000:]
+    last = [line for line in stderr.splitlines() if line.strip()][-1]
+    assert last.startswith(f"Interrupted ({out}: epochs 1-") and f"--resume {out}" in last, stderr[-2000:]
+    assert "Traceback" not in stderr and "Aborted" not in stderr
