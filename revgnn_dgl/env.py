@@ -1,4 +1,5 @@
-"""The environment a measurement or a training run happened in (versions, hardware, settings)."""
+"""The environment a measurement or a training run happened in (versions, hardware, settings),
+and the default thread count. Importable without torch (it is imported by :func:`environment`)."""
 from __future__ import annotations
 
 import datetime as _dt
@@ -6,9 +7,10 @@ import os
 import platform
 import subprocess
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["environment", "cpu_model", "git_commit", "CHILD_ENV", "available_cores", "pick_threads", "thread_note"]
 
@@ -88,7 +90,7 @@ def git_commit() -> Optional[str]:
     return out.stdout.strip() or None
 
 
-def environment(device: Optional[torch.device] = None) -> Dict[str, Any]:
+def environment(device: Optional["torch.device"] = None) -> Dict[str, Any]:
     """Versions, hardware and settings that decide a measurement.
 
     Parameters
@@ -114,6 +116,8 @@ def environment(device: Optional[torch.device] = None) -> Dict[str, Any]:
         pyg: Optional[str] = torch_geometric.__version__
     except Exception:  # absent, or broken against this torch
         pyg = None
+    import torch  # here: the rest of this module (threads, CPU model) is read before torch loads
+
     device = torch.device(device or "cpu")
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)

@@ -70,9 +70,9 @@ class TrainConfig:
     amp : bool
         Evaluate under float16 autocast on CUDA, as the official recipe does.
     threads : int, optional
-        torch CPU threads (``torch.set_num_threads``); None: the cores other jobs leave free (by the
-        load average, :func:`revgnn_dgl.env.pick_threads`). Stored so that ``--resume`` runs as the
-        run started.
+        torch CPU threads of each process (``torch.set_num_threads``); None leaves torch as the caller
+        set it. ``revgnn-dgl train`` without ``--threads`` stores the cores other jobs leave free
+        (:func:`revgnn_dgl.env.pick_threads`), so that ``--resume`` runs with the same count.
     model_args : dict
         Any further argument of the model's builder (``conv``, ``aggregator``, ``norm``,
         ``learn_t``...), as ``train --set KEY=VALUE`` gives them; checked against the builder.

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Dict, NoReturn, Optional, Union
 
-from ..env import available_cores, load_average, pick_threads
 from .config import ConfigError, TrainConfig
 from .distributed import Context, Echo, run_from_env, spawn
 from .loop import train
@@ -42,8 +41,8 @@ def launch(
     resume : bool
         Continue the run in ``config.out`` (it must have been trained by as many processes).
     threads : int, optional
-        torch CPU threads of each process; default: ``config.threads``, else the free cores
-        (:func:`revgnn_dgl.env.pick_threads`) divided among them.
+        torch CPU threads of each process; default: ``config.threads``, else this process's
+        threads divided among them.
     timeout_s : float, optional
         Time limit of the collectives (default 1800 s or ``$REVGNN_DGL_DIST_TIMEOUT``).
     echo : callable
@@ -70,8 +69,7 @@ def launch(
 
             torch.set_num_threads(threads)
         return train(config, resume=resume, echo=echo, progress=progress, command=command)
-    if threads is None:  # the free cores, shared among the processes
-        threads = pick_threads(available_cores(), load_average(), config.nproc)
+
     results = spawn(
         train_worker, config.nproc, config, resume, progress, command, threads=threads, timeout_s=timeout_s, echo=echo
     )

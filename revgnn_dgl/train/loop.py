@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..env import available_cores, environment, load_average, pick_threads, thread_note
+from ..env import available_cores, environment, load_average, thread_note
 from ..zoo import create_model, get_config
 from ..zoo.checkpoint import save_checkpoint
 from ..errors import ConfigError, TrainingDiverged
@@ -151,10 +151,8 @@ def _refuse_existing_run(out: Path) -> None:
 
 def _check_data_and_model(config: TrainConfig, ctx: Context) -> Tuple[torch.device, Any, Dict[str, Any], List[str]]:
     """The device, the loaded dataset, and the model arguments for it, checked by a build on the meta device."""
-    if config.threads is not None:
+    if config.threads is not None:  # None: as the caller set torch (the CLI resolves a default, settings.py)
         torch.set_num_threads(config.threads)
-    elif not ctx.active:  # in a job, the launcher chose each rank's threads (spawn, or torchrun's OMP_NUM_THREADS)
-        torch.set_num_threads(pick_threads(available_cores(), load_average()))
     device = ctx.use_device(config.device)
     with ctx.guard("loading the data and building the model"):
         if config.amp and device.type != "cuda":
@@ -177,8 +175,7 @@ def _announce(config: TrainConfig, ctx: Context, device: torch.device, dataset: 
     if changes:
         echo(f"model {config.model}, from dataset {dataset} and overrides: {', '.join(changes)}")
     threads, cores, load = torch.get_num_threads(), available_cores(), load_average()
-    chosen = "--threads" if config.threads is not None else "the free cores"
-    echo(f"threads: {threads} per process ({chosen}; {cores} cores, load {load:.1f})")
+    echo(f"threads: {threads} per process ({cores} cores, load {load:.1f})")
     note = thread_note(threads, ctx.world_size, cores, load)
     if note:
         echo(note)

@@ -65,7 +65,8 @@ def resolve_train_config(
     ``given`` holds TrainConfig keys; its ``dataset_options`` and ``model_args`` add to (and
     override entries of) those of a ``--config`` file. A config file's ``out`` is not used (a
     run's own config.yaml names the folder that run is in, so that the file can be reused as
-    it is): the new run goes to ``given['out']`` or :func:`default_out`, and ``echo`` is told. With ``resume`` the run's saved
+    it is): the new run goes to ``given['out']`` or :func:`default_out`, and ``echo`` is told. Without
+    ``threads``, the cores other jobs leave free (:func:`revgnn_dgl.env.pick_threads`). With ``resume`` the run's saved
     config.yaml is the base and only :data:`RESUMABLE_OPTIONS` may be given (see
     :func:`fixed_on_resume`); the directory may have moved since, and is where the run continues.
     Unknown models and datasets are refused here, before torch and DGL load.
@@ -103,6 +104,12 @@ def resolve_train_config(
         config = base.updated(given, "the command line")
         if config.out is None:
             config = config.updated({"out": default_out(config)})
+        if config.threads is None:
+            # The cores other jobs leave free, per process; stored in config.yaml, so that --resume
+            # runs with the same count (results are exact for one thread count only).
+            from ..env import available_cores, load_average, pick_threads
+
+            config = config.updated({"threads": pick_threads(available_cores(), load_average(), config.nproc)})
     check_names(config.model, config.dataset)
     return config
 
