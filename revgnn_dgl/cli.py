@@ -515,14 +515,17 @@ def zoo_download(name: str) -> None:
 @click.option("--groups", type=click.IntRange(min=1), help="Override the card's number of groups.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Where to write [default: the cache path of --pretrained].")
 @click.option("--allow-nonfinite", is_flag=True, help="Convert weights holding NaN or inf instead of refusing them.")
-def zoo_import(file: str, model: Optional[str], out: Optional[str], allow_nonfinite: bool, **shape: Optional[int]) -> None:
+@click.option("--force", is_flag=True, help="Replace a checkpoint already at the destination [default: refuse].")
+def zoo_import(file: str, model: Optional[str], out: Optional[str], allow_nonfinite: bool, force: bool,
+               **shape: Optional[int]) -> None:  # fmt: skip
     """Convert an official RevGNN checkpoint (revgnn_deep.pth, revgnn_wide.pth or any official-layout
     one) into this package's format; prints its sha256 and the card lines to paste. The file is
     read by our own reader, which never runs code from it."""
     from .zoo.convert import import_official_checkpoint
 
     overrides = {k: v for k, v in shape.items() if v is not None}
-    import_official_checkpoint(file, model=model, out=out, allow_nonfinite=allow_nonfinite, verbose=True, **overrides)
+    import_official_checkpoint(file, model=model, out=out, allow_nonfinite=allow_nonfinite, force=force, verbose=True,
+                               **overrides)  # fmt: skip
 
 
 # ------------------------------------------------------------------ benchmark

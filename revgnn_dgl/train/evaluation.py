@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data import NodeDataset, evaluate_metric
+from ..errors import ConfigError
 from .config import TrainConfig
 from .data import DeviceData, random_parts, subgraph
 from .inputs import predict
@@ -138,6 +139,8 @@ def save_predictions(path: Union[str, Path], dataset: NodeDataset, logits: Tenso
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
+    if path.is_symlink():
+        raise ConfigError(f"{path} is a symbolic link: revgnn-dgl never writes through a link; remove it or choose another file.")
     split = np.full(dataset.graph.num_nodes(), SPLIT_CODES["none"], dtype=np.int8)
     for name, idx in (("train", dataset.train_idx), ("val", dataset.val_idx), ("test", dataset.test_idx)):
         split[idx.numpy()] = SPLIT_CODES[name]

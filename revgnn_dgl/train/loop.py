@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
 import statistics
 import sys
 import time
@@ -44,9 +45,11 @@ from .rundir import (
     METRICS_FILE,
     STATE_FILE,
     SUMMARY_FILE,
+    LOCK_FILE,
     RunLock,
     append_metrics,
     read_metrics,
+    refuse_links,
     remove_stale_temp_files,
     run_dirs,
     truncate_metrics,
@@ -115,11 +118,17 @@ def train(
     out = _check_config(config, resume, ctx)
     device, dataset, overrides, changes = _check_data_and_model(config, ctx)
     _announce(config, ctx, device, dataset.name, changes, echo)
+    fresh = ctx.is_main and not resume and not out.exists()  # this command creates out: a failed start removes it
     with ExitStack() as held:
-        data = _open_run_directory(config, out, resume, held, ctx, echo, dataset, device)
-        results = [_Run.start(run_config, data, overrides, device, resume, echo, ctx).train(progress)
-                   for run_config in _run_configs(config)]  # fmt: skip
-        summary = _write_summary(out, results, dataset.metric_name, device, command, ctx)
+        try:
+            data = _open_run_directory(config, out, resume, held, ctx, echo, dataset, device)
+            results = [_Run.start(run_config, data, overrides, device, resume, echo, ctx).train(progress)
+                       for run_config in _run_configs(config)]  # fmt: skip
+            summary = _write_summary(out, results, dataset.metric_name, device, command, ctx)
+        except BaseException:
+            if ctx.is_main and not resume:
+                _undo_failed_start(config, out, fresh, echo)
+            raise
     for split in ("val", "test"):
         stats = summary[split]
         echo(f"{split} {summary['metric']}: {stats['mean']:.4f} ± {stats['std']:.4f} ({len(results)} run(s))")
@@ -139,6 +148,8 @@ def _check_config(config: TrainConfig, resume: bool, ctx: Context) -> Path:
         raise ConfigError("no output directory: set out (--out DIR).")
     out = Path(config.out)
     with ctx.guard("checking the output directory"):  # only rank 0 need see it
+        if ctx.is_main:
+            refuse_links(config)
         if ctx.is_main and not resume:
             _refuse_existing_run(out)
     return out
@@ -188,20 +199,49 @@ def _announce(config: TrainConfig, ctx: Context, device: torch.device, dataset: 
 def _open_run_directory(
     config: TrainConfig, out: Path, resume: bool, held: ExitStack, ctx: Context, echo: Echo, dataset: Any, device: torch.device
 ) -> DeviceData:
-    """Lock ``out`` (rank 0, for the whole training), check a resume, write config.yaml; the data on its device."""
+    """Lock ``out`` (rank 0, for the whole training), check a resume, write config.yaml; the data on its device.
+
+    Every check comes before the first write, so a refused command leaves the directory as it was.
+    """
     with ctx.guard("preparing the run directory"):
         if ctx.is_main:  # rank 0 alone writes, so it alone locks
-            held.enter_context(RunLock(out))
-            if not resume:
-                _refuse_existing_run(out)  # again, under the lock
+            refuse_links(config)
+            lock = held.enter_context(RunLock(out, sign=False))
+            try:
+                if not resume:
+                    _refuse_existing_run(out)  # again, under the lock
+                else:
+                    _check_nproc(config)
+                    _check_resume(config)
+            except BaseException:
+                held.close()  # release the lock, and remove it if this command made it
+                if lock.created:
+                    (out / LOCK_FILE).unlink(missing_ok=True)
+                raise
+            lock.sign()
             for folder in [out] + run_dirs(config):
                 for path in remove_stale_temp_files(folder):
                     echo(f"removed {path.name}, left by an interrupted write")
-            if resume:
-                _check_nproc(config)
-                _check_resume(config)  # before anything is rewritten: a refused resume changes nothing
             write_yaml(out / CONFIG_FILE, config.to_dict())
         return DeviceData.on(dataset, device)
+
+
+def _undo_failed_start(config: TrainConfig, out: Path, fresh: bool, echo: Echo) -> None:
+    """After a fresh run failed: remove what it wrote if no epoch finished, so the same command
+    can run again; else leave it resumable and say how."""
+    if any(read_metrics(run_dir) for run_dir in run_dirs(config) if (run_dir / METRICS_FILE).is_file()):
+        echo(f"{out} keeps the epochs that finished; continue with: revgnn-dgl train --resume {out}")
+        return
+    if fresh:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for run_dir in run_dirs(config) if config.runs > 1 else []:
+        if run_dir.is_dir() and not run_dir.is_symlink():
+            shutil.rmtree(run_dir, ignore_errors=True)
+    for name in (CONFIG_FILE, METRICS_FILE, LOCK_FILE):
+        path = out / name
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
 
 
 def _run_configs(config: TrainConfig) -> List[TrainConfig]:
@@ -258,10 +298,18 @@ def _check_nproc(config: TrainConfig) -> None:
 
 
 def _check_resume(config: TrainConfig) -> None:
-    """Refuse a resume whose settings differ from the saved runs', or that would train backwards."""
+    """Refuse a resume whose settings differ from the saved runs', that would train backwards, whose
+    metrics are damaged, or whose trained epochs have no state to continue from."""
     for run_config in _run_configs(config):
         run_dir = Path(run_config.out)
         state_path = run_dir / STATE_FILE
+        records = read_metrics(run_dir)  # a damaged file is refused here, before anything is written
+        if records and not state_path.exists():
+            raise ConfigError(
+                f"{run_dir} has {len(records)} epoch(s) in {METRICS_FILE} but no {STATE_FILE}: it cannot be "
+                "continued exactly, and starting again would overwrite its history. Nothing was changed; train "
+                "anew with another --out."
+            )
         if state_path.exists():
             state = load_training_state(state_path)
             saved = state.extra.get("config")
@@ -410,9 +458,10 @@ class _Run:
             loss = train_epoch(self.net, self.optimizer, self.data, config.train_parts, rng, config.grad_clip, config,
                                self.teacher_logits, dist=self.ctx)  # fmt: skip
         except TrainingDiverged as err:
+            kept = f"The checkpoints of epoch {epoch - 1} in {self.run_dir} are kept." if epoch > 1 else "Nothing was kept."
             raise TrainingDiverged(
-                f"epoch {epoch}: {err}; training stopped before the update. The checkpoints of epoch "
-                f"{epoch - 1} in {self.run_dir} are kept. Lower --lr, keep --grad-clip on, or check the inputs."
+                f"epoch {epoch}: {err}; training stopped before the update. {kept} Lower --lr, keep --grad-clip on, "
+                "or check the inputs."
             ) from None
         return {"epoch": epoch, "loss": loss, "lr": lr, "val": None, "test": None}
 

@@ -3,6 +3,10 @@
 Every file is written whole or not at all (a temporary name in the same folder, fsynced, then
 renamed over the target), except ``metrics.jsonl``, which is appended one line per epoch and
 repaired on ``--resume`` (a torn last line, from a kill mid-write, is dropped with a note).
+Nothing is written through a symbolic link: a link where the project writes (a planted
+``.lock``, ``metrics.jsonl``, a checkpoint, a ``run-K`` folder...) is refused with one line
+before anything is written, and the files it appends to or locks are opened with
+``O_NOFOLLOW``, so a file outside the run directory is never opened for writing.
 """
 from __future__ import annotations
 
@@ -26,6 +30,9 @@ LAST_FILE = "last.safetensors"
 STATE_FILE = "state.safetensors"
 SUMMARY_FILE = "summary.json"
 LOCK_FILE = ".lock"
+#: Every name the trainer writes in a run directory (and may therefore never be a link).
+RUN_FILES = (LOCK_FILE, CONFIG_FILE, METRICS_FILE, BEST_FILE, LAST_FILE, STATE_FILE, SUMMARY_FILE,
+             "metrics.csv", "tensorboard")  # fmt: skip
 
 PathLike = Union[str, Path]
 
@@ -34,6 +41,40 @@ def run_dirs(config: TrainConfig) -> List[Path]:
     """The run directories of a config: ``out`` itself for one run, ``out/run-I`` for several."""
     out = Path(config.out)
     return [out] if config.runs == 1 else [out / f"run-{i}" for i in range(config.runs)]
+
+
+def refuse_links(config: TrainConfig) -> None:
+    """Refuse a run directory where the trainer would write through a symbolic link.
+
+    Checked before anything is written: ``out``'s own files and, for several runs, each
+    ``run-K`` folder and its files.
+
+    Raises
+    ------
+    ConfigError
+        Naming the first link and where it points.
+    """
+    out = Path(config.out)
+    folders = [out] + ([p for p in run_dirs(config)] if config.runs > 1 else [])
+    for folder in folders:
+        candidates = [folder] if folder != out else []
+        candidates += [folder / name for name in RUN_FILES]
+        for path in candidates:
+            if path.is_symlink():
+                raise ConfigError(
+                    f"{path} is a symbolic link (to {os.readlink(path)}): revgnn-dgl never writes through a link; "
+                    "remove it, or choose another --out."
+                )
+
+
+def _open_nofollow(path: Path, flags: int) -> int:
+    """``os.open`` that refuses a symbolic link at ``path`` (one line, never writing through it)."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise ConfigError(f"{path} is a symbolic link: revgnn-dgl never writes through a link; remove it.") from None
+        raise
 
 
 # ------------------------------------------------------------------ the lock
@@ -50,15 +91,17 @@ class RunLock:
         When another process holds the lock.
     """
 
-    def __init__(self, folder: PathLike) -> None:
+    def __init__(self, folder: PathLike, sign: bool = True) -> None:
         self.path = Path(folder) / LOCK_FILE
         self._fd: Optional[int] = None
+        self._sign = sign  # False: the caller signs once its checks passed (a refused command writes nothing)
 
     def __enter__(self) -> "RunLock":
         import fcntl
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.created = not os.path.lexists(self.path)
+        fd = _open_nofollow(self.path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
@@ -70,10 +113,17 @@ class RunLock:
                     "wait for it to finish or choose another --out."
                 ) from None
             raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
+        if self._sign:
+            self.sign()
         return self
+
+    def sign(self) -> None:
+        """Write this process's pid into the lock, for a refused process to name; called once the
+        command is known to go ahead, so that a refused command leaves the directory as it was."""
+        assert self._fd is not None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
 
     def __exit__(self, *exc: Any) -> None:
         if self._fd is not None:
@@ -83,8 +133,14 @@ class RunLock:
 
 # ------------------------------------------------------------------ whole-file writes
 def write_atomic(path: PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` whole or not at all: a temporary file, fsynced, renamed over it."""
+    """Write ``text`` to ``path`` whole or not at all: a temporary file, fsynced, renamed over it.
+
+    The temporary file is created exclusively (``mkstemp``), and the rename replaces a link at
+    ``path`` rather than writing where it points; a link there is refused all the same.
+    """
     path = Path(path)
+    if path.is_symlink():
+        raise ConfigError(f"{path} is a symbolic link: revgnn-dgl never writes through a link; remove it.")
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -128,7 +184,7 @@ def _first_non_finite(data: Any, where: str = "") -> str:
 def append_metrics(path: PathLike, record: Mapping[str, Any]) -> None:
     """Append one epoch's record as a line, flushed to disk."""
     line = to_json(dict(record)) + "\n"
-    with open(path, "a", encoding="utf-8") as fh:
+    with os.fdopen(_open_nofollow(Path(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a", encoding="utf-8") as fh:
         half = len(line) // 2
         fh.write(line[:half])
         fh.flush()
@@ -177,18 +233,18 @@ def truncate_metrics(path: PathLike, last_epoch: int) -> Optional[str]:
 
 # ------------------------------------------------------------------ leftovers
 def remove_stale_temp_files(folder: PathLike) -> List[Path]:
-    """Remove the temporary files that killed writes left behind (``.NAME.tmp*``, ``NAME.tmpPID``).
+    """Remove the temporary files that killed writes left behind (``.NAME.tmp*``, ``NAME.tmp*``).
 
-    Only called under the run's lock, so no live writer owns them.
+    Only called under the run's lock, so no live writer owns them. Links are never followed
+    (``is_file`` of a link is its target's: a link is skipped, not removed).
     """
     folder = Path(folder)
     removed = []
-    if folder.is_dir():
+    if folder.is_dir() and not folder.is_symlink():
         for path in folder.iterdir():
-            if path.is_file() and ".tmp" in path.name and any(
-                path.name.startswith(f".{name}.tmp") or path.name.startswith(f"{name}.tmp")
-                for name in (CONFIG_FILE, METRICS_FILE, BEST_FILE, LAST_FILE, STATE_FILE, SUMMARY_FILE)
-            ):
+            if path.is_symlink() or not path.is_file() or ".tmp" not in path.name:
+                continue
+            if any(path.name.startswith((f".{name}.tmp", f"{name}.tmp")) for name in RUN_FILES):
                 path.unlink(missing_ok=True)
                 removed.append(path)
     return removed
@@ -196,6 +252,8 @@ def remove_stale_temp_files(folder: PathLike) -> List[Path]:
 
 def interruption_note(config: TrainConfig) -> str:
     """What an interrupted run kept and lost, and how to go on: for the line a stopped command prints."""
+    if not Path(config.out).exists():  # a fresh run stopped before its first epoch removes its folder
+        return "Interrupted before the first epoch finished: nothing was kept (the same command starts again)."
     parts = []
     for run_dir in run_dirs(config):
         if not (run_dir / METRICS_FILE).is_file():

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, Mapping, Optional, Tuple, Union
 
 from torch import Tensor, nn
 
@@ -222,6 +223,7 @@ def import_official_checkpoint(
     *,
     verbose: bool = True,
     allow_nonfinite: bool = False,
+    force: bool = False,
     **overrides: Any,
 ) -> Path:
     """Convert an official ``.pth`` checkpoint into this package's format, in the cache.
@@ -248,6 +250,9 @@ def import_official_checkpoint(
         Print the destination, its SHA-256 and the card lines.
     allow_nonfinite : bool
         Convert weights holding NaN or inf instead of refusing them.
+    force : bool
+        Replace a file already at the destination (else the import is refused). Imports into one
+        destination take turns under a lock, and each reports the SHA-256 of the file it left.
     **overrides
         Architecture arguments replacing the card's (``num_layers``, ``hidden``, ``groups``).
 
@@ -302,11 +307,38 @@ def import_official_checkpoint(
         "citation": " ".join(str(config.get("citation") or "").split()) or None,
     }
     dest = Path(out) if out is not None else checkpoint_file(config)
-    save_checkpoint(dest, target, architecture=config["architecture"], arguments=arguments, name=config["name"],
-                    metadata=metadata)  # fmt: skip
+    with _exclusive(dest):
+        if dest.is_symlink():
+            raise CheckpointError(f"{dest} is a symbolic link: revgnn-dgl never writes through a link; remove it.")
+        if dest.exists() and not force:
+            raise CheckpointError(
+                f"{dest} already holds a converted checkpoint (sha256 {sha256_file(dest)}); "
+                "pass --force to replace it, or --out FILE to write elsewhere."
+            )
+        save_checkpoint(dest, target, architecture=config["architecture"], arguments=arguments, name=config["name"],
+                        metadata=metadata)  # fmt: skip
+        report = official_import_report(path, dest, config["name"], arguments)  # the file as left, under the lock
     if verbose:
-        print(official_import_report(path, dest, config["name"], arguments))
+        print(report)
     return dest
+
+
+@contextmanager
+def _exclusive(dest: Path) -> Iterator[None]:
+    """One import at a time into ``dest``'s folder: an advisory lock on the folder itself (no
+    lock file is left in the cache; the kernel releases the lock when the process ends)."""
+    import fcntl
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(dest.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as err:
+        raise CheckpointError(f"cannot lock {dest.parent}: {err.strerror or err}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # waits for another import into the same file
+        yield
+    finally:
+        os.close(fd)
 
 
 def official_import_report(source: Path, dest: Path, name: str, arguments: Mapping[str, Any]) -> str:

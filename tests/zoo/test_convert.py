@@ -331,3 +331,52 @@ def test_zoo_import_refuses_non_finite_official_weights(official_card, tmp_path)
         import_official_checkpoint(pth, model=official_card, verbose=False)
     out = import_official_checkpoint(pth, model=official_card, verbose=False, allow_nonfinite=True, out=tmp_path / "x.safetensors")
     assert out.is_file()
+
+
+def test_import_over_an_existing_entry_needs_force(official_card, tmp_path):
+    pth, other = tmp_path / "a.pth", tmp_path / "b.pth"
+    torch.save(official_state_dict(seed=4), pth)
+    torch.save(official_state_dict(seed=5), other)
+    dest = import_official_checkpoint(pth, model=official_card, verbose=False)
+    kept = sha256_file(dest)
+    with pytest.raises(CheckpointError, match=r"already holds a converted checkpoint \(sha256 [0-9a-f]{64}\); pass --force"):
+        import_official_checkpoint(other, model=official_card, verbose=False)
+    assert sha256_file(dest) == kept  # untouched
+    assert import_official_checkpoint(other, model=official_card, verbose=False, force=True) == dest
+    assert sha256_file(dest) != kept
+
+
+@pytest.mark.slow
+def test_concurrent_imports_print_the_sha256_of_the_file_they_left(tmp_path):
+    """6 processes import 2 files into one cache entry at once: one wins, the rest are refused
+    with one line; the winner's printed sha256 is the cached file's. With --force they take
+    turns, and each printed sha256 is that of the file it left at its turn."""
+    import re
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    files = []
+    for seed in (6, 7):
+        files.append(tmp_path / f"w{seed}.pth")
+        torch.save(official_state_dict(seed=seed), files[-1])
+    # The deep card at 3 layers: the official layout the tiny files have.
+    common = ["-m", "revgnn_dgl", "zoo", "import", "--model", "deep", "--num-layers", str(L), "--hidden", str(D)]
+    out = cache / "entry.safetensors"
+    env = {**__import__("os").environ, "REVGNN_DGL_CACHE": str(cache), "OUTDATED_IGNORE": "1"}
+    procs = [subprocess.Popen([sys.executable, *common, str(files[i % 2]), "--out", str(out)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(6)]  # fmt: skip
+    results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
+    ok = [r for r in results if r[0] == 0]
+    refused = [r for r in results if r[0] != 0]
+    assert len(ok) == 1, [r[2][-300:] for r in results]
+    (printed,) = re.findall(r"^sha256 ([0-9a-f]{64})$", ok[0][1], re.M)
+    assert printed == sha256_file(out)
+    for code, _, err in refused:
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1 and "already holds a converted checkpoint" in lines[0] and "--force" in lines[0], err
+    for path in files:  # --force: in turn, each reports the file it left
+        done = subprocess.run([sys.executable, *common, str(path), "--out", str(out), "--force"], env=env,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert re.findall(r"^sha256 ([0-9a-f]{64})$", done.stdout, re.M) == [sha256_file(out)]
