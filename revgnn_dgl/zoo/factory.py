@@ -41,5 +41,8 @@ def create_model(name: str, pretrained: Union[bool, str, Path] = False, **overri
         from .hub import pretrained_path
 
         path = pretrained_path(config) if pretrained is True else Path(pretrained)
-        load_weights(model, path, expected_architecture=config["architecture"], expected_arguments=arguments)
+        # The card's sha256 pins the whole file, so its own weights may be in an older format.
+        pinned = (config.get("checkpoint") or {}).get("sha256") if pretrained is True else None
+        load_weights(model, path, expected_architecture=config["architecture"], expected_arguments=arguments,
+                     pinned_sha256=pinned)  # fmt: skip
     return model

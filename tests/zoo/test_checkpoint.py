@@ -164,7 +164,8 @@ def test_save_is_readable_by_plain_safetensors(saved):
     with safe_open(str(saved), framework="pt") as fh:
         config = json.loads(fh.metadata()["revgnn_dgl"])
         assert "layers.1.gnn_modules.1.conv.mlp.3.weight" in fh.keys()
-    assert config["format_version"] == 1 and config["architecture"] == "revgnn"
+    assert config["format_version"] == 2 and config["architecture"] == "revgnn"
+    assert len(config["sha256"]) == len(config["data_sha256"]) == 64
 
 
 def test_save_handles_shared_tensors(tmp_path):
