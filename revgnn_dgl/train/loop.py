@@ -29,7 +29,9 @@ from ..zoo.checkpoint import save_checkpoint
 from ..errors import ConfigError, TrainingDiverged
 from .config import RESUMABLE_KEYS, TrainConfig
 from ..models.revgat_loss import log_ce_loss, self_kd_loss
-from .data import DeviceData, load_dataset_for, model_overrides, random_parts, subgraph
+from .data import DeviceData, check_parts, load_dataset_for, model_overrides, random_parts, subgraph
+from ..limits import check_memory, check_threads
+from ..zoo.architectures import estimate_state_bytes
 from .inputs import predict
 from .device import seed_everything
 from ..faults import fault_point
@@ -52,7 +54,7 @@ from .rundir import (
     write_json,
     write_yaml,
 )
-from .state import TrainingStateError, load_training_state, restore_rng, save_training_state
+from .state import TrainingStateError, check_optimizer_state, load_training_state, restore_rng, save_training_state
 
 Echo = Callable[[str], None]
 
@@ -147,17 +149,21 @@ def _refuse_existing_run(out: Path) -> None:
 
 def _check_data_and_model(config: TrainConfig, ctx: Context) -> Tuple[torch.device, Any, Dict[str, Any], List[str]]:
     """The device, the loaded dataset, and the model arguments for it, checked by a build on the meta device."""
-    if config.threads is not None:
+    if check_threads(config.threads) is not None:
         torch.set_num_threads(config.threads)
     device = ctx.use_device(config.device)
     with ctx.guard("loading the data and building the model"):
         if config.amp and device.type != "cuda":
             raise ConfigError("--amp needs a CUDA device; mixed precision is not used on CPU.")
         dataset = load_dataset_for(config)
+        check_parts(config, dataset)
         overrides, changes = model_overrides(config, dataset)
         # Build once on the meta device: bad arguments fail here, before --out is touched.
         with torch.device("meta"):
             create_model(config.model, **overrides)
+        card = get_config(config.model)
+        # Weights, gradients and Adam's two moments: four copies of the state.
+        check_memory(f"training {config.model!r}", 4 * estimate_state_bytes(card["architecture"], {**card["arguments"], **overrides}))
     return device, dataset, overrides, changes
 
 
@@ -337,6 +343,8 @@ class _Run:
 
     def _restore(self, state: Any) -> None:
         try:
+            _check_model_state(self.model, state.model)
+            check_optimizer_state(self.optimizer, state.optimizer)
             self.model.load_state_dict(state.model)
             self.optimizer.load_state_dict(state.optimizer)
         except (RuntimeError, ValueError, KeyError) as err:
@@ -680,3 +688,15 @@ def summarize(results: List[Dict[str, Any]], metric: str) -> Dict[str, Any]:
 
 
 __all__ = ["TrainingDiverged", "read_metrics", "summarize", "train", "train_epoch"]
+
+
+def _check_model_state(model: nn.Module, saved: Dict[str, Tensor]) -> None:
+    """Same keys, shapes and dtypes as the model: load_state_dict would cast another dtype silently."""
+    ours = model.state_dict()
+    if set(saved) != set(ours):
+        raise ValueError(f"its weights are not the model's ({len(saved)} tensors against {len(ours)})")
+    for key, value in ours.items():
+        if saved[key].shape != value.shape or saved[key].dtype != value.dtype:
+            raise ValueError(
+                f"weight {key!r} is {saved[key].dtype} {tuple(saved[key].shape)}, the model's {value.dtype} {tuple(value.shape)}"
+            )

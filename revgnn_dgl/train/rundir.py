@@ -93,6 +93,9 @@ def write_atomic(path: PathLike, text: str) -> None:
             os.fsync(fh.fileno())
         os.chmod(tmp_name, 0o644)
         os.replace(tmp_name, path)
+    except OSError as err:  # no space, read-only: name the file the user knows, not the temporary one
+        err.filename = str(path)
+        raise
     finally:
         Path(tmp_name).unlink(missing_ok=True)
 
