@@ -54,15 +54,20 @@ def main() -> None:
 
 # ------------------------------------------------------------------ shared options
 def _parse_options(ctx: click.Context, param: click.Parameter, values: Tuple[str, ...]) -> Dict[str, Any]:
-    """``KEY=VALUE`` pairs into a dict, values parsed as YAML scalars (``300`` -> int)."""
-    import yaml
+    """``KEY=VALUE`` pairs into a dict, values parsed as YAML scalars (``300`` -> int).
+
+    A value YAML cannot parse (a lone bracket, a tag, an alias) is a one-line ConfigError naming the key.
+    """
+    from .train.config import load_yaml
 
     options: Dict[str, Any] = {}
+    flag = "--" + (param.name or "").replace("_", "-")
+    flag = {"--model-args": "--set", "--dataset-options": "--dataset-option"}.get(flag, flag)
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}.", ctx=ctx, param=param)
-        options[key.strip().replace("-", "_")] = yaml.safe_load(value) if value else None
+        options[key.strip().replace("-", "_")] = load_yaml(value, f"{flag} {key.strip()}") if value else None
     return options
 
 
@@ -87,7 +92,9 @@ _THREADS_HELP = "torch CPU threads [default: torch's choice]; 1 suits small grap
 
 
 def _set_threads(threads: Optional[int]) -> None:
-    if threads is not None:
+    from .limits import check_threads
+
+    if check_threads(threads) is not None:
         import torch
 
         torch.set_num_threads(threads)
@@ -216,6 +223,9 @@ def train(
         train_from_env(settle_on_rank_0, resume=bool(resume), timeout_s=dist_timeout, echo=echo, command=command,
                        on_result=report)  # fmt: skip
     config = settle()
+    from .limits import check_threads
+
+    check_threads(config.threads)  # before the launcher hands it to torch
 
     from .train.distributed import interrupt_exit_code, sigterm_as_interrupt
     from .train.launcher import launch
@@ -301,6 +311,9 @@ def evaluate(
         overrides, _ = model_overrides(config, dataset)
         net = create_model(model, pretrained=checkpoint, **overrides)
     check_model_fits(net.zoo_config["arguments"], dataset, label, config.use_labels)
+    from .train.data import check_parts
+
+    check_parts(config, dataset)
     scores = run_evaluation(
         net, dataset, parts=config.eval_parts, views=config.eval_views, seed=config.seed, device=torch_device,
         amp=config.amp, return_logits=bool(save_predictions), config=config,

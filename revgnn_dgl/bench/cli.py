@@ -95,14 +95,14 @@ def _common(fn: Callable) -> Callable:
 
 
 def _extra(sets: Sequence[str]) -> Dict[str, Any]:
-    import yaml
+    from ..train.config import load_yaml
 
     out: Dict[str, Any] = {}
     for item in sets:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = load_yaml(value, f"--set {key.strip()}")
     return out
 
 
