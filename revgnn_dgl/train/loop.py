@@ -114,7 +114,7 @@ def train(
     device, dataset, overrides, changes = _check_data_and_model(config, ctx)
     _announce(config, ctx, device, dataset.name, changes, echo)
     with ExitStack() as held:
-        data = _open_run_directory(config, out, resume, held, ctx, echo, dataset, device)
+        data = _open_run_directory(config, out, resume, held, ctx, echo, dataset, device, overrides)
         results = [_Run.start(run_config, data, overrides, device, resume, echo, ctx).train(progress)
                    for run_config in _run_configs(config)]  # fmt: skip
         summary = _write_summary(out, results, dataset.metric_name, device, command, ctx)
@@ -161,6 +161,8 @@ def _check_data_and_model(config: TrainConfig, ctx: Context) -> Tuple[torch.devi
         # Build once on the meta device: bad arguments fail here, before --out is touched.
         with torch.device("meta"):
             create_model(config.model, **overrides)
+        if config.teacher:  # a crafted teacher is refused before --out is touched
+            _teacher_checkpoint(config)
         card = get_config(config.model)
         # Weights, gradients and Adam's two moments: four copies of the state.
         check_memory(f"training {config.model!r}", 4 * estimate_state_bytes(card["architecture"], {**card["arguments"], **overrides}))
@@ -183,7 +185,8 @@ def _announce(config: TrainConfig, ctx: Context, device: torch.device, dataset: 
 
 
 def _open_run_directory(
-    config: TrainConfig, out: Path, resume: bool, held: ExitStack, ctx: Context, echo: Echo, dataset: Any, device: torch.device
+    config: TrainConfig, out: Path, resume: bool, held: ExitStack, ctx: Context, echo: Echo, dataset: Any,
+    device: torch.device, overrides: Dict[str, Any],
 ) -> DeviceData:
     """Lock ``out`` (rank 0, for the whole training), check a resume, write config.yaml; the data on its device."""
     with ctx.guard("preparing the run directory"):
@@ -196,7 +199,7 @@ def _open_run_directory(
                     echo(f"removed {path.name}, left by an interrupted write")
             if resume:
                 _check_nproc(config)
-                _check_resume(config)  # before anything is rewritten: a refused resume changes nothing
+                _check_resume(config, overrides)  # before anything is rewritten: a refused resume changes nothing
             write_yaml(out / CONFIG_FILE, config.to_dict())
         return DeviceData.on(dataset, device)
 
@@ -254,13 +257,18 @@ def _check_nproc(config: TrainConfig) -> None:
         )
 
 
-def _check_resume(config: TrainConfig) -> None:
-    """Refuse a resume whose settings differ from the saved runs', or that would train backwards."""
+def _check_resume(config: TrainConfig, overrides: Dict[str, Any]) -> None:
+    """Refuse a resume whose settings differ from the saved runs', that would train backwards, or
+    whose state does not fit the model and optimizer (checked on the meta device)."""
+    with torch.device("meta"):
+        model = create_model(config.model, **overrides)
+    optimizer = make_optimizer(model.parameters(), config)
     for run_config in _run_configs(config):
         run_dir = Path(run_config.out)
         state_path = run_dir / STATE_FILE
         if state_path.exists():
             state = load_training_state(state_path)
+            _check_state_fits(model, optimizer, state, state_path, config.model)
             saved = state.extra.get("config")
             if saved is not None:
                 _check_resumable(run_config, TrainConfig.from_mapping(saved, str(state_path)), run_dir)
@@ -342,9 +350,8 @@ class _Run:
         return run
 
     def _restore(self, state: Any) -> None:
+        _check_state_fits(self.model, self.optimizer, state, self.state_path, self.config.model)
         try:
-            _check_model_state(self.model, state.model)
-            check_optimizer_state(self.optimizer, state.optimizer)
             self.model.load_state_dict(state.model)
             self.optimizer.load_state_dict(state.optimizer)
         except (RuntimeError, ValueError, KeyError) as err:
@@ -650,16 +657,25 @@ def _teacher_logits(config: TrainConfig, data: DeviceData, device: torch.device)
         return None
     from ..zoo.checkpoint import build_from_checkpoint
 
-    folder = Path(config.teacher)
+    teacher_config = _teacher_checkpoint(config)
+    teacher = build_from_checkpoint(Path(config.teacher) / BEST_FILE).to(device)
+    evaluator = Evaluator(data, teacher_config.eval_parts, teacher_config.eval_views, teacher_config.seed,
+                          config=teacher_config)  # fmt: skip
+    return evaluator.logits(teacher)
+
+
+def _teacher_checkpoint(config: TrainConfig) -> TrainConfig:
+    """The teacher run's config, once its best checkpoint is known to rebuild (nothing allocated)."""
+    from ..zoo.checkpoint import check_checkpoint
+
+    folder = Path(str(config.teacher))
     if not (folder / BEST_FILE).is_file() or not (folder / CONFIG_FILE).is_file():
         raise ConfigError(f"--teacher {folder}: not a finished run directory (no {BEST_FILE} and {CONFIG_FILE}).")
     teacher_config = TrainConfig.from_file(folder / CONFIG_FILE)
     if teacher_config.dataset != config.dataset or teacher_config.dataset_options != config.dataset_options:
         raise ConfigError(f"--teacher {folder} was trained on {teacher_config.dataset!r}, not {config.dataset!r}.")
-    teacher = build_from_checkpoint(folder / BEST_FILE).to(device)
-    evaluator = Evaluator(data, teacher_config.eval_parts, teacher_config.eval_views, teacher_config.seed,
-                          config=teacher_config)  # fmt: skip
-    return evaluator.logits(teacher)
+    check_checkpoint(folder / BEST_FILE)
+    return teacher_config
 
 
 def solver_report(model: nn.Module) -> Optional[Dict[str, Any]]:
@@ -688,6 +704,15 @@ def summarize(results: List[Dict[str, Any]], metric: str) -> Dict[str, Any]:
 
 
 __all__ = ["TrainingDiverged", "read_metrics", "summarize", "train", "train_epoch"]
+
+
+def _check_state_fits(model: nn.Module, optimizer: torch.optim.Optimizer, state: Any, path: Path, name: str) -> None:
+    """Refuse a training state whose weights or optimizer state would not resume this model as it was trained."""
+    try:
+        _check_model_state(model, state.model)
+        check_optimizer_state(optimizer, state.optimizer)
+    except (ValueError, KeyError, TypeError, IndexError) as err:
+        raise TrainingStateError(f"{path} does not fit model {name!r}: {' '.join(str(err).split())[:300]}") from None
 
 
 def _check_model_state(model: nn.Module, saved: Dict[str, Tensor]) -> None:

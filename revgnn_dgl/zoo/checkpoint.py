@@ -346,10 +346,26 @@ def build_from_checkpoint(path: PathLike, allow_nonfinite: bool = False) -> nn.M
     before anything is allocated. The model is returned in eval mode, with ``zoo_config`` set as
     :func:`create_model` does and the checkpoint's free metadata in ``model.checkpoint_metadata``.
     """
+    ckpt = check_checkpoint(path)
+    try:
+        model = build_from_config(ckpt.architecture, ckpt.arguments)
+    except ZooError as err:
+        raise CheckpointError(f"cannot rebuild the model of {ckpt.path}: {err}") from None
+    model.zoo_config = {"name": ckpt.name, "architecture": ckpt.architecture, "arguments": dict(ckpt.arguments)}
+    _load_state(model, ckpt, allow_nonfinite)
+    model.checkpoint_metadata = ckpt.metadata
+    return model.eval()
+
+
+def check_checkpoint(path: PathLike) -> Checkpoint:
+    """Read a checkpoint and check that its header rebuilds a model its tensors fit, allocating nothing.
+
+    The sizes are bounded and the weights' memory estimated first (two shallow meta builds),
+    so a header asking for far more than the file holds is refused before the full meta build,
+    whose time grows with the depth.
+    """
     ckpt = load_checkpoint(path)
     try:
-        # Bounded and cheap (two shallow meta builds): a header asking for far more than the
-        # file holds is refused before the full meta build, whose time grows with the depth.
         check_sizes(ckpt.architecture, ckpt.arguments)
         held = sum(t.numel() * t.element_size() for t in ckpt.state_dict.values())
         wanted = estimate_state_bytes(ckpt.architecture, ckpt.arguments)
@@ -361,17 +377,13 @@ def build_from_checkpoint(path: PathLike, allow_nonfinite: bool = False) -> nn.M
         with torch.device("meta"):
             shapes = build_from_config(ckpt.architecture, ckpt.arguments).state_dict()
         _check_state(shapes, ckpt)
-        model = build_from_config(ckpt.architecture, ckpt.arguments)
     except CheckpointError:
         raise
     except ZooError as err:
         raise CheckpointError(f"cannot rebuild the model of {ckpt.path}: {err}") from None
-    except (RuntimeError, NotImplementedError) as err:  # an argument the builder cannot handle
+    except (RuntimeError, NotImplementedError, TypeError, ValueError) as err:  # an argument the builder cannot handle
         raise CheckpointError(f"cannot rebuild the model of {ckpt.path}: {' '.join(str(err).split())[:300]}") from None
-    model.zoo_config = {"name": ckpt.name, "architecture": ckpt.architecture, "arguments": dict(ckpt.arguments)}
-    _load_state(model, ckpt, allow_nonfinite)
-    model.checkpoint_metadata = ckpt.metadata
-    return model.eval()
+    return ckpt
 
 
 def sha256_file(path: PathLike, chunk_size: int = 1 << 20) -> str:
@@ -511,7 +523,7 @@ def _parse_config(path: Path, header: Mapping[str, Any], pinned_sha256: Optional
     try:
         config = strict_json(meta[METADATA_KEY])
     except (TypeError, ValueError, RecursionError) as err:
-        why = "nested too deeply" if "deeply" in str(err) else "not JSON"
+        why = "nested too deeply" if "deeply" in str(err) or isinstance(err, RecursionError) else "not JSON"
         raise CheckpointError(f"{path} has corrupted {METADATA_KEY!r} metadata ({why}).") from None
     if not isinstance(config, dict) or "architecture" not in config or "format_version" not in config:
         raise CheckpointError(f"{path} has incomplete {METADATA_KEY!r} metadata (no architecture or format_version).")
