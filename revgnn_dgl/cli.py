@@ -261,6 +261,9 @@ def train(
 @click.option("--save-predictions", type=click.Path(dir_okay=False),
               help="Write every node's outputs to this .npz file (see the README: node_id, split, logits, probabilities, labels).")
 @click.option("--allow-nonfinite", is_flag=True, help="Load a checkpoint even if its weights hold NaN or inf.")
+@click.option("--foreign", is_flag=True,
+              help="With --model NAME --checkpoint FILE: accept a plain safetensors state dict (no revgnn_dgl header, "
+                   "so no checksum) whose keys, dtypes and shapes are exactly the model's.")
 @click.pass_context
 def evaluate(
     ctx: click.Context,
@@ -273,6 +276,7 @@ def evaluate(
     as_json: bool,
     save_predictions: Optional[str],
     allow_nonfinite: bool,
+    foreign: bool,
     **flags: Any,
 ) -> None:
     """Validation and test scores of a pretrained model, a checkpoint or a training run.
@@ -288,6 +292,8 @@ def evaluate(
         raise click.UsageError("--pretrained needs --model NAME.", ctx=ctx)
     if model and pretrained == bool(checkpoint):
         raise click.UsageError("with --model, give either --pretrained or --checkpoint FILE.", ctx=ctx)
+    if foreign and not (model and checkpoint):
+        raise click.UsageError("--foreign needs --model NAME --checkpoint FILE: the card says what the file must hold.", ctx=ctx)
 
     from .errors import ConfigError
     from .train import check_model_fits, load_dataset_for, model_overrides, resolve_device
@@ -309,7 +315,7 @@ def evaluate(
         from .zoo import create_model
 
         overrides, _ = model_overrides(config, dataset)
-        net = create_model(model, pretrained=checkpoint, **overrides)
+        net = create_model(model, pretrained=checkpoint, allow_foreign=foreign, **overrides)
     check_model_fits(net.zoo_config["arguments"], dataset, label, config.use_labels)
     from .train.data import check_parts
 

@@ -20,6 +20,9 @@ import scipy.sparse as sp
 import torch
 
 from ..limits import MAX_NODES, check_count, check_memory
+
+#: Smoothing rounds of the labels: past a few dozen the hidden vectors are uniform anyway.
+MAX_HOPS = 64
 from .base import DatasetError, NodeDataset, as_index, sum_incident_edge_feats, undirected_edges
 
 NUM_SPECIES = 8
@@ -85,6 +88,7 @@ def make_synthetic_proteins(
         raise DatasetError(f"homophily must lie in [0, 1], got {homophily}")
     if hops < 0 or edge_noise < 0:
         raise DatasetError(f"hops and edge_noise must be >= 0, got {hops} and {edge_noise}")
+    check_count("hops", hops, MAX_HOPS, error=DatasetError, where="synthetic-proteins")  # one sparse product each
     rng = np.random.default_rng(seed)
 
     community = rng.integers(num_communities, size=num_nodes)

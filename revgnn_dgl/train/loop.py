@@ -30,8 +30,8 @@ from ..errors import ConfigError, TrainingDiverged
 from .config import RESUMABLE_KEYS, TrainConfig
 from ..models.revgat_loss import log_ce_loss, self_kd_loss
 from .data import DeviceData, check_parts, load_dataset_for, model_overrides, random_parts, subgraph
-from ..limits import check_memory, check_threads
-from ..zoo.architectures import estimate_state_bytes
+from ..limits import check_memory, check_threads, format_bytes
+from ..zoo.architectures import check_sizes, estimate_state_bytes
 from .inputs import predict
 from .device import seed_everything
 from ..faults import fault_point
@@ -158,15 +158,39 @@ def _check_data_and_model(config: TrainConfig, ctx: Context) -> Tuple[torch.devi
         dataset = load_dataset_for(config)
         check_parts(config, dataset)
         overrides, changes = model_overrides(config, dataset)
+        _check_training_memory(config, dataset, overrides)  # cheap: before a deep meta build
         # Build once on the meta device: bad arguments fail here, before --out is touched.
         with torch.device("meta"):
             create_model(config.model, **overrides)
         if config.teacher:  # a crafted teacher is refused before --out is touched
             _teacher_checkpoint(config)
-        card = get_config(config.model)
-        # Weights, gradients and Adam's two moments: four copies of the state.
-        check_memory(f"training {config.model!r}", 4 * estimate_state_bytes(card["architecture"], {**card["arguments"], **overrides}))
     return device, dataset, overrides, changes
+
+
+#: Architectures whose activations do not grow with depth (reversible or implicit).
+_CONSTANT_MEMORY_ARCHITECTURES = frozenset({"revgnn", "wt-revgnn", "revgat", "deq-gnn"})
+
+
+def _check_training_memory(config: TrainConfig, dataset: Any, overrides: Dict[str, Any]) -> None:
+    """Refuse a run whose weights (four copies: weights, gradients, Adam's two moments) and a lower
+    bound of one part's activations (a float per channel per node and per edge, per layer
+    unless reversible) exceed the machine's memory."""
+    card = get_config(config.model)
+    arguments = {**card["arguments"], **overrides}
+    check_sizes(card["architecture"], arguments)
+    try:
+        weights = 4 * estimate_state_bytes(card["architecture"], arguments)
+    except (TypeError, ValueError, RuntimeError):  # bad arguments: the meta build that follows names them
+        return
+    hidden, layers = arguments.get("hidden"), arguments.get("num_layers")
+    hidden = hidden if isinstance(hidden, int) else 0
+    kept = 1 if card["architecture"] in _CONSTANT_MEMORY_ARCHITECTURES or not isinstance(layers, int) else layers
+    parts = config.train_parts
+    nodes = math.ceil(dataset.graph.num_nodes() / parts)
+    edges = dataset.graph.num_edges() / (parts * parts)  # random parts keep about 1/parts of each node's edges
+    activations = 4 * hidden * (nodes + edges) * kept
+    check_memory(f"training {config.model!r} ({format_bytes(weights)} of weights, gradients and optimizer state, "
+                 f"at least {format_bytes(activations)} of activations per part)", weights + activations)  # fmt: skip
 
 
 def _announce(config: TrainConfig, ctx: Context, device: torch.device, dataset: str, changes: List[str], echo: Echo) -> None:

@@ -243,7 +243,7 @@ def _fsync_dir(folder: Path) -> None:
 
 
 # ------------------------------------------------------------------ loading
-def load_checkpoint(path: PathLike, *, pinned_sha256: Optional[str] = None) -> Checkpoint:
+def load_checkpoint(path: PathLike, *, pinned_sha256: Optional[str] = None, allow_foreign: bool = False) -> Checkpoint:
     """Read a checkpoint file, validating its structure and contents.
 
     Parameters
@@ -253,6 +253,10 @@ def load_checkpoint(path: PathLike, *, pinned_sha256: Optional[str] = None) -> C
     pinned_sha256 : str, optional
         The whole file's expected SHA-256 (a model card's ``checkpoint.sha256``). Only with it
         is a format-1 file read: its header has no checksum of its own.
+    allow_foreign : bool
+        Accept a plain safetensors file without this package's metadata (no checksum, no
+        architecture): its ``architecture`` is then ``""`` and only :func:`load_weights`, which
+        demands the model's exact keys, dtypes and shapes, can use it.
 
     Returns
     -------
@@ -269,11 +273,15 @@ def load_checkpoint(path: PathLike, *, pinned_sha256: Optional[str] = None) -> C
 
     path = Path(path)
     header = _read_header(path)
-    config = _parse_config(path, header, pinned_sha256)
+    foreign = allow_foreign and METADATA_KEY not in (header.get("__metadata__") or {})
+    config = {} if foreign else _parse_config(path, header, pinned_sha256)
     try:
         tensors = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, RuntimeError, ValueError, TypeError) as err:
         raise CheckpointError(f"{path} is corrupted: safetensors cannot read it ({' '.join(str(err).split())[:200]}).") from None
+    if foreign:
+        return Checkpoint(state_dict=tensors, name=None, architecture="", arguments={}, metadata={}, format_version=0,
+                          path=path)  # fmt: skip
     if tensors_sha256(tensors) != config["data_sha256"]:
         raise CheckpointError(
             f"{path} is corrupted: its tensor data does not match the checksum stored when it was saved."
@@ -296,6 +304,7 @@ def load_weights(
     expected_arguments: Optional[Mapping[str, Any]] = None,
     allow_nonfinite: bool = False,
     pinned_sha256: Optional[str] = None,
+    allow_foreign: bool = False,
 ) -> Checkpoint:
     """Load a checkpoint's weights into ``model`` after checking that it is the same model.
 
@@ -314,6 +323,9 @@ def load_weights(
         Load weights holding NaN or inf instead of refusing them.
     pinned_sha256 : str, optional
         The file's expected SHA-256, as :func:`load_checkpoint` takes it.
+    allow_foreign : bool
+        Also accept a plain safetensors state dict (no revgnn_dgl header), when its keys, dtypes
+        and shapes are exactly the model's.
 
     Returns
     -------
@@ -325,7 +337,10 @@ def load_weights(
     CheckpointError
         On any mismatch, naming the differing argument or the first offending key.
     """
-    ckpt = load_checkpoint(path, pinned_sha256=pinned_sha256)
+    ckpt = load_checkpoint(path, pinned_sha256=pinned_sha256, allow_foreign=allow_foreign)
+    if not ckpt.architecture:  # a foreign file: nothing to compare but the tensors themselves
+        _load_state(model, ckpt, allow_nonfinite)
+        return ckpt
     if expected_architecture is not None and ckpt.architecture != expected_architecture:
         raise CheckpointError(
             f"{ckpt.path} is a checkpoint of architecture {ckpt.architecture!r}"
@@ -518,7 +533,8 @@ def _parse_config(path: Path, header: Mapping[str, Any], pinned_sha256: Optional
     if METADATA_KEY not in meta:
         raise CheckpointError(
             f"{path} is a safetensors file but not a revgnn_dgl checkpoint (no {METADATA_KEY!r} metadata); "
-            "official .pth files must first be converted with `revgnn-dgl zoo import`."
+            "official .pth files must first be converted with `revgnn-dgl zoo import`; a plain state dict of a "
+            "zoo model loads with `--model NAME --checkpoint FILE --foreign` (exact keys, dtypes and shapes)."
         )
     try:
         config = strict_json(meta[METADATA_KEY])
