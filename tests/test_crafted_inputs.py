@@ -421,6 +421,7 @@ def test_crafted_layers_through_the_real_command_line(finished: Path, tmp_path: 
 
 
 # ------------------------------------------------------------------ no space while writing
+@pytest.mark.slow
 def test_no_space_while_writing_the_state_is_one_line_and_the_run_resumes(finished: Path, tmp_path: Path) -> None:
     run = copy_run(finished, tmp_path / "run")
     state, last = (run / STATE_FILE).stat().st_size, (run / "last.safetensors").stat().st_size
@@ -538,3 +539,35 @@ def test_foreign_safetensors_only_with_the_option_and_exact_agreement(finished: 
         save_file(changed, str(tmp_path / f"{name}.safetensors"))
         with pytest.raises(CheckpointError, match=needle):
             create_model("wide", pretrained=tmp_path / f"{name}.safetensors", allow_foreign=True, **arguments)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full, which answers every write with ENOSPC")
+def test_no_space_while_appending_metrics_names_the_file() -> None:
+    from revgnn_dgl.errors import is_user_error
+    from revgnn_dgl.train.rundir import append_metrics
+
+    with pytest.raises(OSError) as err:
+        append_metrics("/dev/full", {"epoch": 1, "loss": 0.5})
+    assert is_user_error(err.value) and "No space left on device: '/dev/full'" in str(err.value)
+
+
+@pytest.mark.slow
+def test_no_space_while_writing_a_checkpoint_is_one_line_and_the_run_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+
+    def file_size_limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))  # config.yaml fits, a checkpoint does not
+
+    args = [sys.executable, "-m", "revgnn_dgl", "train", "--model", "wide", *SP, "--num-layers", "2", "--hidden", "8",
+            "--train-parts", "2", "--eval-parts", "1", "--epochs", "2", "--device", "cpu", "--threads", "1",
+            "--out", str(out)]  # fmt: skip
+    failed = run_limited(args, timeout=300, extra_limits=file_size_limit)
+    assert failed.returncode == 1, failed.stderr[-2000:]
+    errors = [line for line in failed.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "Traceback" not in failed.stderr, failed.stderr[-2000:]
+    assert errors[0].startswith(f"Error: could not write checkpoint {out / 'best.safetensors'}: "), errors[0]
+    assert not [p for p in out.iterdir() if ".tmp" in p.name or p.suffix == ".safetensors"]
+    resumed = run_limited([sys.executable, "-m", "revgnn_dgl", "train", "--resume", str(out)], timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert (out / STATE_FILE).is_file() and (out / "summary.json").is_file()

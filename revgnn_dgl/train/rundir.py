@@ -131,14 +131,18 @@ def _first_non_finite(data: Any, where: str = "") -> str:
 def append_metrics(path: PathLike, record: Mapping[str, Any]) -> None:
     """Append one epoch's record as a line, flushed to disk."""
     line = to_json(dict(record)) + "\n"
-    with open(path, "a", encoding="utf-8") as fh:
-        half = len(line) // 2
-        fh.write(line[:half])
-        fh.flush()
-        fault_point("metrics")  # a kill here leaves a torn line, which --resume drops
-        fh.write(line[half:])
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            half = len(line) // 2
+            fh.write(line[:half])
+            fh.flush()
+            fault_point("metrics")  # a kill here leaves a torn line, which --resume drops
+            fh.write(line[half:])
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as err:  # no space: name the file (a torn line is dropped on resume)
+        err.filename = str(path)
+        raise
 
 
 def _parse_metrics(path: Path) -> Tuple[List[Dict[str, Any]], Optional[str]]:
