@@ -269,6 +269,8 @@ def build_cases(run: Path, root: Path) -> List[Dict[str, Any]]:
     add("eval_threads_1e5", "threads=100000 is more than the", ["evaluate", "--threads", "100000", "--device", "cpu",
         "--checkpoint", str(best), *SP])  # fmt: skip
     add("train_threads_1e5", "threads=100000 is more than the", [*fresh, "--threads", "100000"], absent=out)
+    add("benchmark_threads_1e5", "threads=100000 is more than the", ["benchmark", "memory", "--threads", "100000",
+        "--out", str(root / "bench")], absent=root / "bench")  # fmt: skip
     laughs = root / "laughs.yaml"
     lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
     lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)]
@@ -333,6 +335,8 @@ def build_cases(run: Path, root: Path) -> List[Dict[str, Any]]:
     state_case("state_betas_digit", "header does not match the checksum", group(betas=[0.8, 0.999]), checksums=False)
     state_case("state_best_val", "header does not match the checksum",
                lambda h, t: h["extra"]["best"].update(val=0.99), checksums=False)  # fmt: skip
+    state_case("state_best_val_crafted", "its best val score 0.99 at epoch",
+               lambda h, t: h["extra"]["best"].update(val=0.99))  # fmt: skip
     state_case("state_eps_crafted", "its optimizer eps is 1e-07, the run's 1e-08", group(eps=1e-07))
     state_case("state_betas_crafted", "its optimizer betas is (0.8, 0.999), the run's (0.9, 0.999)", group(betas=[0.8, 0.999]))
     state_case("state_no_sha256", "header does not match the checksum", lambda h, t: h.pop("sha256"), checksums=False)
@@ -374,13 +378,13 @@ CASE_IDS = [
     "hdr_metadata_int", "hdr_metadata_list", "hdr_offsets_null", "hdr_offsets_string", "hdr_dtype_u32",
     "hdr_shape_negative", "hdr_metadata_nested", "hdr_arguments_list", "hdr_arguments_string", "hdr_version_bool",
     "zoo_import_stride0_64GB", "zoo_import_stride0_width", "zoo_import_100000_layers", "humloc_split_stride0",
-    "ogb_split_dict_stride0", "eval_threads_1e5", "train_threads_1e5", "config_billion_laughs",
+    "ogb_split_dict_stride0", "eval_threads_1e5", "train_threads_1e5", "benchmark_threads_1e5", "config_billion_laughs",
     "config_recursive_alias", "config_nested_5000", "train_num_layers_1e8", "train_hidden_2e9", "train_hidden_200000",
     "train_num_nodes_1e12", "train_num_nodes_1e9", "train_set_inf", "train_set_nan", "train_set_type", "train_set_tag",
     "train_set_bracket", "train_set_alias", "train_dataset_option_tag", "train_dataset_option_bracket",
     "train_dataset_option_inf", "train_hops_1e9", "train_activations", "train_parts_over_nodes", "state_epoch_negative", "state_epoch_string",
     "state_short_adam", "state_nested_json", "state_extra_list", "state_eps_digit", "state_betas_digit",
-    "state_best_val", "state_eps_crafted", "state_betas_crafted", "state_no_sha256", "state_int32_weights",
+    "state_best_val", "state_best_val_crafted", "state_eps_crafted", "state_betas_crafted", "state_no_sha256", "state_int32_weights",
 ]  # fmt: skip
 
 

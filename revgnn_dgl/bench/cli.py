@@ -80,7 +80,8 @@ def _common(fn: Callable) -> Callable:
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
         click.option("--warmup", type=int, default=1, show_default=True, help="Untimed steps first."),
         click.option("--repeats", type=int, default=3, show_default=True, help="Timed steps (median reported)."),
-        click.option("--threads", type=int, default=None, help="torch threads (default: torch's)."),
+        click.option("--threads", type=int, default=None, callback=_checked_threads,
+                     help="torch threads, at most the cores (default: torch's)."),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                      help="Further architecture argument for every model, e.g. --set tol=0 (value read as YAML)."),
@@ -92,6 +93,12 @@ def _common(fn: Callable) -> Callable:
     for option in reversed(options):
         fn = option(fn)
     return fn
+
+
+def _checked_threads(ctx: click.Context, param: click.Parameter, value: Optional[int]) -> Optional[int]:
+    from ..limits import check_threads
+
+    return check_threads(value)
 
 
 def _extra(sets: Sequence[str]) -> Dict[str, Any]:

@@ -293,6 +293,7 @@ def _check_resume(config: TrainConfig, overrides: Dict[str, Any]) -> None:
         if state_path.exists():
             state = load_training_state(state_path)
             _check_state_fits(model, optimizer, state, state_path, config.model)
+            _check_best(state, run_dir, state_path)
             saved = state.extra.get("config")
             if saved is not None:
                 _check_resumable(run_config, TrainConfig.from_mapping(saved, str(state_path)), run_dir)
@@ -728,6 +729,23 @@ def summarize(results: List[Dict[str, Any]], metric: str) -> Dict[str, Any]:
 
 
 __all__ = ["TrainingDiverged", "read_metrics", "summarize", "train", "train_epoch"]
+
+
+def _check_best(state: Any, run_dir: Path, state_path: Path) -> None:
+    """The state's best score must be the one metrics.jsonl recorded for that epoch: a crafted
+    state (its checksum recomputed) cannot resume with a fake best."""
+    best = state.extra.get("best") or {}
+    if best.get("epoch") is None:
+        return
+    for record in read_metrics(run_dir):
+        if isinstance(record, dict) and record.get("epoch") == best["epoch"]:
+            for key in ("val", "test"):
+                if record.get(key) != best.get(key):
+                    raise TrainingStateError(
+                        f"{state_path}: its best {key} score {best.get(key)!r} at epoch {best['epoch']} is not the "
+                        f"{record.get(key)!r} that {METRICS_FILE} recorded; it is refused."
+                    )
+            return
 
 
 def _check_state_fits(model: nn.Module, optimizer: torch.optim.Optimizer, state: Any, path: Path, name: str) -> None:
