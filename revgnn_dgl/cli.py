@@ -88,7 +88,7 @@ def _dataset_options(fn: Any) -> Any:
 _DEVICE_HELP = "auto (CUDA when torch and DGL can both use it), cpu, cuda or cuda:N."
 _AMP_HELP = "Evaluate under float16 autocast (CUDA only), as the official recipe does."
 # One thread is as fast on small graphs and far steadier on a CPU shared with other jobs.
-_THREADS_HELP = "torch CPU threads [default: torch's choice]; 1 suits small graphs on a busy machine."
+_THREADS_HELP = "torch CPU threads, at most the cores [default: torch's choice]; 1 suits small graphs on a busy machine."
 
 
 def _set_threads(threads: Optional[int]) -> None:
@@ -123,9 +123,9 @@ def _set_threads(threads: Optional[int]) -> None:
 @click.option("--eval-every", type=click.IntRange(min=1),
               help="Evaluate every N epochs (and after the last). " + _default("eval_every"))
 @click.option("--dropout", type=float, help="Override the model card's dropout.")
-@click.option("--num-layers", type=click.IntRange(min=1), help="Override the model card's depth L.")
-@click.option("--hidden", type=click.IntRange(min=1), help="Override the model card's width D.")
-@click.option("--groups", type=click.IntRange(min=1), help="Override the model card's number of groups C.")
+@click.option("--num-layers", type=click.IntRange(min=1), help="Override the model card's depth L (at most 4096).")
+@click.option("--hidden", type=click.IntRange(min=1), help="Override the model card's width D (the memory it needs is checked first).")
+@click.option("--groups", type=click.IntRange(min=1), help="Override the model card's number of groups C (at most D and 1024).")
 @click.option("--set", "model_args", multiple=True, metavar="KEY=VALUE", callback=_parse_options,
               help="Any other argument of the model's builder, e.g. conv=gcn, aggregator=softmax, learn_t=true, "
                    "norm=batch (repeatable; `revgnn-dgl zoo show MODEL` lists a card's arguments).")
