@@ -340,6 +340,11 @@ def build_cases(run: Path, root: Path) -> List[Dict[str, Any]]:
     state_case("state_eps_crafted", "its optimizer eps is 1e-07, the run's 1e-08", group(eps=1e-07))
     state_case("state_betas_crafted", "its optimizer betas is (0.8, 0.999), the run's (0.9, 0.999)", group(betas=[0.8, 0.999]))
     state_case("state_no_sha256", "header does not match the checksum", lambda h, t: h.pop("sha256"), checksums=False)
+    state_case("state_rng_torch_short", "rng/torch is not a CPU generator state",
+               lambda h, t: t.update({"rng/torch": t["rng/torch"][:100].clone()}))  # fmt: skip
+    state_case("state_rng_python_version", "rng.python is not a Mersenne Twister state",
+               lambda h, t: h["rng"]["python"].__setitem__(0, 7))  # fmt: skip
+    state_case("state_stopped_string", "extra.stopped must be an epoch or null", lambda h, t: h["extra"].update(stopped="x"))
     state_case("state_int32_weights", "is torch.int32", lambda h, t: t.update(
         {k: v.to(torch.int32) for k, v in t.items() if k.startswith("model/")}))  # fmt: skip
     return cases
@@ -384,7 +389,8 @@ CASE_IDS = [
     "train_set_bracket", "train_set_alias", "train_dataset_option_tag", "train_dataset_option_bracket",
     "train_dataset_option_inf", "train_hops_1e9", "train_activations", "train_parts_over_nodes", "state_epoch_negative", "state_epoch_string",
     "state_short_adam", "state_nested_json", "state_extra_list", "state_eps_digit", "state_betas_digit",
-    "state_best_val", "state_best_val_crafted", "state_eps_crafted", "state_betas_crafted", "state_no_sha256", "state_int32_weights",
+    "state_best_val", "state_best_val_crafted", "state_eps_crafted", "state_betas_crafted", "state_no_sha256", "state_rng_torch_short", "state_rng_python_version", "state_stopped_string",
+    "state_int32_weights",
 ]  # fmt: skip
 
 

@@ -237,8 +237,11 @@ def _check_header(header: Dict[str, Any], tensors: Dict[str, Tensor]) -> None:
     scalars = header["optimizer"]["scalars"]
     if not isinstance(scalars, dict) or not all(isinstance(v, dict) for v in scalars.values()):
         raise TypeError("optimizer.scalars must map parameter indices to mappings")
+    if extra.get("stopped") is not None and not _is_int(extra["stopped"]):
+        raise ValueError("extra.stopped must be an epoch or null")
     version, mt_words, gauss = header["rng"]["python"]
-    if not (_is_int(version) and isinstance(mt_words, list) and len(mt_words) == 625 and all(_is_int(w, 0, 2**32 + 1) for w in mt_words)):
+    if not (version == random.getstate()[0] and isinstance(mt_words, list) and len(mt_words) == 625
+            and all(_is_int(w, 0, 2**32) for w in mt_words) and mt_words[-1] <= 624):  # fmt: skip
         raise ValueError("rng.python is not a Mersenne Twister state")
     if gauss is not None and not isinstance(gauss, float):
         raise TypeError("rng.python's gauss must be a float or null")
@@ -248,8 +251,8 @@ def _check_header(header: Dict[str, Any], tensors: Dict[str, Tensor]) -> None:
     np_keys = tensors["rng/numpy"]
     if np_keys.dtype != torch.int64 or tuple(np_keys.shape) != (624,) or bool(((np_keys < 0) | (np_keys >= 2**32)).any()):
         raise ValueError("rng/numpy is not 624 words of a Mersenne Twister state")
-    if tensors["rng/torch"].dtype != torch.uint8:
-        raise ValueError("rng/torch is not a byte tensor")
+    if tensors["rng/torch"].dtype != torch.uint8 or tensors["rng/torch"].shape != torch.get_rng_state().shape:
+        raise ValueError("rng/torch is not a CPU generator state")
     cuda = header["rng"]["cuda_devices"]
     if not _is_int(cuda, 0, 1025) or any(f"rng/cuda/{i}" not in tensors for i in range(cuda)):
         raise ValueError("rng.cuda_devices does not match the CUDA generator states held")
