@@ -80,7 +80,7 @@ class Checkpoint:
     metadata : dict
         Free JSON metadata: metrics, training information, dataset, provenance.
     format_version : int
-        Version of the stored configuration.
+        Version of the stored configuration; 0 for a foreign file read with ``allow_foreign``.
     path : Path or None
         The file it was read from.
     """
@@ -255,7 +255,7 @@ def load_checkpoint(path: PathLike, *, pinned_sha256: Optional[str] = None, allo
         is a format-1 file read: its header has no checksum of its own.
     allow_foreign : bool
         Accept a plain safetensors file without this package's metadata (no checksum, no
-        architecture): its ``architecture`` is then ``""`` and only :func:`load_weights`, which
+        architecture): its ``format_version`` is then 0 and only :func:`load_weights`, which
         demands the model's exact keys, dtypes and shapes, can use it.
 
     Returns
@@ -338,7 +338,7 @@ def load_weights(
         On any mismatch, naming the differing argument or the first offending key.
     """
     ckpt = load_checkpoint(path, pinned_sha256=pinned_sha256, allow_foreign=allow_foreign)
-    if not ckpt.architecture:  # a foreign file: nothing to compare but the tensors themselves
+    if ckpt.format_version == 0:  # a foreign file: nothing to compare but the tensors themselves
         _load_state(model, ckpt, allow_nonfinite)
         return ckpt
     if expected_architecture is not None and ckpt.architecture != expected_architecture:
