@@ -186,6 +186,14 @@ def build_cases(run: Path, root: Path) -> List[Dict[str, Any]]:
         path = recraft(best, ck / f"meta_{key}.safetensors", lambda c, t, k=key, v=value: c["metadata"].update({k: v}),
                        checksums=False)  # fmt: skip
         checkpoint_case(f"ckpt_metadata_{key}_edited", "metadata does not match the checksum", path)
+    # Evaluation settings from a crafted header (checksums recomputed) go through the same bounds.
+    for case_id, meta, needle in (
+        ("ckpt_metadata_eval_parts_1e9", {"eval_parts": 10**9}, "eval_parts=1000000000 is more than the 200 nodes"),
+        ("ckpt_metadata_num_nodes_1e12", {"dataset_options": {"num_nodes": 10**12}}, "num_nodes=1000000000000 is more"),
+        ("ckpt_metadata_eval_views_string", {"eval_views": "many"}, "eval_views must be an integer"),
+    ):
+        path = recraft(best, ck / f"{case_id}.safetensors", lambda c, t, m=meta: c["metadata"].update(m))
+        add(case_id, needle, [*E, "--checkpoint", str(path)])
     path = recraft(best, ck / "name.safetensors", lambda c, t: c.update(name="revgnn-deep"), checksums=False)
     checkpoint_case("ckpt_name_edited", "metadata does not match the checksum", path)
 
@@ -380,6 +388,7 @@ CASE_IDS = [
     "ckpt_hidden_2e9", "ckpt_mlp_layers_1e6", "run_layers_1e7", "teacher_layers_1e7", "ckpt_no_data_sha256",
     "ckpt_no_sha256", "ckpt_int32_weights", "ckpt_bool_weights", "ckpt_metadata_val_edited",
     "ckpt_metadata_eval_parts_edited", "ckpt_metadata_metric_edited", "ckpt_name_edited", "ckpt_format_1_unpinned",
+    "ckpt_metadata_eval_parts_1e9", "ckpt_metadata_num_nodes_1e12", "ckpt_metadata_eval_views_string",
     "hdr_metadata_int", "hdr_metadata_list", "hdr_offsets_null", "hdr_offsets_string", "hdr_dtype_u32",
     "hdr_shape_negative", "hdr_metadata_nested", "hdr_arguments_list", "hdr_arguments_string", "hdr_version_bool",
     "zoo_import_stride0_64GB", "zoo_import_stride0_width", "zoo_import_100000_layers", "humloc_split_stride0",
