@@ -249,6 +249,21 @@ def build_cases(run: Path, root: Path) -> List[Dict[str, Any]]:
     deep = official_pth(root / "deep.pth", {**small, **{f"gcns.{i}._fn.Fms.0.x": empty for i in range(100_000)}})
     add("zoo_import_100000_layers", "num_layers=100000 is more than the supported maximum",
         ["zoo", "import", str(deep), "--out", str(imported)], absent=imported)  # fmt: skip
+    reader_code = """
+        import sys
+        sys.path[:0] = [{repo!r}, {repo!r} + "/tests/data"]
+        from revgnn_dgl.data.safe_torch import load_torch_file
+        load_torch_file({path!r}, what="the crafted file")
+    """
+    for legacy in (False, True):
+        path = root / f"expanded_{'legacy' if legacy else 'zip'}.pt"
+        torch.save({"x": torch.zeros(1).expand(2**40)}, path, _use_new_zipfile_serialization=not legacy)
+        add(f"reader_expanded_{'legacy' if legacy else 'zip'}", "a tensor of size (1099511627776,) has strides (0,)",
+            code=reader_code.format(repo=str(REPO), path=str(path)))  # fmt: skip
+    overlap = root / "overlap.pt"
+    torch.save({"x": torch.zeros(9).as_strided((3, 3), (1, 1))}, overlap)
+    add("reader_overlapping_strides", "has strides (1, 1) whose elements overlap",
+        code=reader_code.format(repo=str(REPO), path=str(overlap)))  # fmt: skip
     split_code = """
         import sys, torch
         sys.path[:0] = [{repo!r}, {repo!r} + "/tests/data"]
@@ -391,7 +406,7 @@ CASE_IDS = [
     "ckpt_metadata_eval_parts_1e9", "ckpt_metadata_num_nodes_1e12", "ckpt_metadata_eval_views_string",
     "hdr_metadata_int", "hdr_metadata_list", "hdr_offsets_null", "hdr_offsets_string", "hdr_dtype_u32",
     "hdr_shape_negative", "hdr_metadata_nested", "hdr_arguments_list", "hdr_arguments_string", "hdr_version_bool",
-    "zoo_import_stride0_64GB", "zoo_import_stride0_width", "zoo_import_100000_layers", "humloc_split_stride0",
+    "reader_expanded_zip", "reader_expanded_legacy", "reader_overlapping_strides", "zoo_import_stride0_64GB", "zoo_import_stride0_width", "zoo_import_100000_layers", "humloc_split_stride0",
     "ogb_split_dict_stride0", "eval_threads_1e5", "train_threads_1e5", "benchmark_threads_1e5", "config_billion_laughs",
     "config_recursive_alias", "config_nested_5000", "train_num_layers_1e8", "train_hidden_2e9", "train_hidden_200000",
     "train_num_nodes_1e12", "train_num_nodes_1e9", "train_set_inf", "train_set_nan", "train_set_type", "train_set_tag",
