@@ -77,15 +77,20 @@ def main() -> None:
 
 # ------------------------------------------------------------------ shared options
 def _parse_options(ctx: click.Context, param: click.Parameter, values: Tuple[str, ...]) -> Dict[str, Any]:
-    """``KEY=VALUE`` pairs into a dict, values parsed as YAML scalars (``300`` -> int)."""
-    import yaml
+    """``KEY=VALUE`` pairs into a dict, values parsed as YAML scalars (``300`` -> int).
+
+    A value YAML cannot parse (a lone bracket, a tag, an alias) is a one-line ConfigError naming the key.
+    """
+    from .train.config import load_yaml
 
     options: Dict[str, Any] = {}
+    flag = "--" + (param.name or "").replace("_", "-")
+    flag = {"--model-args": "--set", "--dataset-options": "--dataset-option"}.get(flag, flag)
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}.", ctx=ctx, param=param)
-        options[key.strip().replace("-", "_")] = yaml.safe_load(value) if value else None
+        options[key.strip().replace("-", "_")] = load_yaml(value, f"{flag} {key.strip()}") if value else None
     return options
 
 
@@ -101,13 +106,16 @@ _DATASET_OPTIONS = [
 _DEVICE_HELP = "auto (CUDA when torch and DGL can both use it), cpu, cuda or cuda:N."
 _AMP_HELP = "Evaluate under float16 autocast (CUDA only), as the official recipe does."
 # One thread is as fast on small graphs and far steadier on a CPU shared with other jobs.
-_THREADS_HELP = "torch CPU threads [default: the cores other jobs leave free, by the load average]."
+_THREADS_HELP = "torch CPU threads, at most the cores [default: the cores other jobs leave free, by the load average]."
 
 
 def _set_threads(threads: Optional[int]) -> None:
     import torch
 
     from .env import available_cores, load_average, pick_threads
+    from .limits import check_threads
+
+    check_threads(threads)
 
     torch.set_num_threads(threads if threads is not None else pick_threads(available_cores(), load_average()))
 
@@ -117,9 +125,9 @@ def _set_threads(threads: Optional[int]) -> None:
 @cloup.option_group(
     "Model",
     click.option("--model", help="Zoo model name or alias (see `revgnn-dgl zoo list`). " + _default("model")),
-    click.option("--num-layers", type=click.IntRange(min=1), help="Override the model card's depth L."),
-    click.option("--hidden", type=click.IntRange(min=1), help="Override the model card's width D."),
-    click.option("--groups", type=click.IntRange(min=1), help="Override the model card's number of groups C."),
+    click.option("--num-layers", type=click.IntRange(min=1), help="Override the model card's depth L (at most 4096)."),
+    click.option("--hidden", type=click.IntRange(min=1), help="Override the model card's width D (the memory it needs is checked first)."),
+    click.option("--groups", type=click.IntRange(min=1), help="Override the model card's number of groups C (at most D and 1024)."),
     click.option("--dropout", type=float, help="Override the model card's dropout."),
     click.option("--set", "model_args", multiple=True, metavar="KEY=VALUE", callback=_parse_options,
                   help="Any other argument of the model's builder, e.g. conv=gcn, aggregator=softmax, learn_t=true, "
@@ -267,6 +275,9 @@ def train(
         train_from_env(settle_on_rank_0, resume=bool(resume), timeout_s=dist_timeout, echo=echo, command=command,
                        on_result=report)  # fmt: skip
     config = settle()
+    from .limits import check_threads
+
+    check_threads(config.threads)  # before the launcher hands it to torch
 
     from .train.distributed import interrupt_exit_code, sigterm_as_interrupt
     from .train.launcher import launch
@@ -294,6 +305,9 @@ def train(
     click.option("--run", "run_dir", type=click.Path(exists=True, file_okay=False),
                   help="A training output directory: its best checkpoint with its config."),
     click.option("--allow-nonfinite", is_flag=True, help="Load a checkpoint even if its weights hold NaN or inf."),
+    click.option("--foreign", is_flag=True,
+                 help="With --model NAME --checkpoint FILE: accept a plain safetensors state dict (no revgnn_dgl header, "
+                      "so no checksum) whose keys, dtypes and shapes are exactly the model's."),
 )
 @cloup.option_group(
     "Data",
@@ -329,6 +343,7 @@ def evaluate(
     as_json: bool,
     save_predictions: Optional[str],
     allow_nonfinite: bool,
+    foreign: bool,
     **flags: Any,
 ) -> None:
     """Validation and test scores of a pretrained model, a checkpoint or a training run.
@@ -344,6 +359,8 @@ def evaluate(
         raise click.UsageError("--pretrained needs --model NAME.", ctx=ctx)
     if model and pretrained == bool(checkpoint):
         raise click.UsageError("with --model, give either --pretrained or --checkpoint FILE.", ctx=ctx)
+    if foreign and not (model and checkpoint):
+        raise click.UsageError("--foreign needs --model NAME --checkpoint FILE: the card says what the file must hold.", ctx=ctx)
 
     from .errors import ConfigError
     from .train import check_model_fits, load_dataset_for, model_overrides, resolve_device
@@ -365,8 +382,11 @@ def evaluate(
         from .zoo import create_model
 
         overrides, _ = model_overrides(config, dataset)
-        net = create_model(model, pretrained=checkpoint, **overrides)
+        net = create_model(model, pretrained=checkpoint, allow_foreign=foreign, **overrides)
     check_model_fits(net.zoo_config["arguments"], dataset, label, config.use_labels)
+    from .train.data import check_parts
+
+    check_parts(config, dataset)
     scores = run_evaluation(
         net, dataset, parts=config.eval_parts, views=config.eval_views, seed=config.seed, device=torch_device,
         amp=config.amp, return_logits=bool(save_predictions), config=config,

@@ -140,9 +140,14 @@ def test_crafted_header_is_refused(finished: Path, tmp_path: Path) -> None:
     best = finished / "best.safetensors"
     with safe_open(str(best), "pt") as fh:
         header = json.loads(fh.metadata()["revgnn_dgl"])
+    from revgnn_dgl.zoo.checkpoint import config_sha256
+
     header["arguments"]["hidden"] = 1048576
     save_file(load_file(str(best)), str(tmp_path / "evil.safetensors"), metadata={"revgnn_dgl": json.dumps(header)})
-    one_line_error(invoke(["evaluate", "--checkpoint", str(tmp_path / "evil.safetensors"), "--device", "cpu"]), "shape")
+    one_line_error(invoke(["evaluate", "--checkpoint", str(tmp_path / "evil.safetensors"), "--device", "cpu"]), "checksum")
+    header["sha256"] = config_sha256(header)  # crafted with a matching checksum: the sizes are still refused
+    save_file(load_file(str(best)), str(tmp_path / "evil.safetensors"), metadata={"revgnn_dgl": json.dumps(header)})
+    one_line_error(invoke(["evaluate", "--checkpoint", str(tmp_path / "evil.safetensors"), "--device", "cpu"]), "header describes a model")
 
 
 @pytest.mark.parametrize(

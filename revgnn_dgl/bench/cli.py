@@ -88,7 +88,8 @@ def _common(fn: Callable) -> Callable:
                      help="auto, cpu, cuda or cuda:N."),
         click.option("--warmup", type=int, default=1, show_default=True, help="Untimed steps first."),
         click.option("--repeats", type=int, default=3, show_default=True, help="Timed steps (median reported)."),
-        click.option("--threads", type=int, default=None, help="torch threads (default: torch's)."),
+        click.option("--threads", type=int, default=None, callback=_checked_threads,
+                     help="torch threads, at most the cores (default: torch's)."),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                      help="Further architecture argument for every model, e.g. --set tol=0 (value read as YAML)."),
@@ -102,15 +103,21 @@ def _common(fn: Callable) -> Callable:
     return fn
 
 
+def _checked_threads(ctx: click.Context, param: click.Parameter, value: Optional[int]) -> Optional[int]:
+    from ..limits import check_threads
+
+    return check_threads(value)
+
+
 def _extra(sets: Sequence[str]) -> Dict[str, Any]:
-    import yaml
+    from ..train.config import load_yaml
 
     out: Dict[str, Any] = {}
     for item in sets:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = load_yaml(value, f"--set {key.strip()}")
     return out
 
 

@@ -164,6 +164,8 @@ def _coerce(key: str, value: Any, kinds: Tuple[type, ...]) -> Any:
         if kind in kinds:
             converted = _CONVERTERS[kind](value)
             if converted is not None:
+                if kind is float and not math.isfinite(converted):
+                    raise DatasetError(f"dataset option {key} must be a finite number, got {value!r}")
                 return converted
     _refuse(key, value, kinds)
 

@@ -139,7 +139,23 @@ def _rebuild_tensor(storage: Any, storage_offset: Any, size: Any, stride: Any) -
             raise _Problem(
                 f"a tensor of size {size} reaches past the end of its storage ({untyped.nbytes()} bytes)"
             )
+        _check_no_overlap(size, stride)
     return torch.empty((0,), dtype=storage.dtype).set_(untyped, storage_offset, size, stride)
+
+
+def _check_no_overlap(size: tuple[int, ...], stride: tuple[int, ...]) -> None:
+    """Refuse a view whose elements alias each other (stride 0, or strides too small for the
+    sizes): it could ask for far more elements than its storage holds (a 32 KB file for 64 GB
+    once copied), and torch.save only writes such a view for an expanded tensor. A
+    non-overlapping view, a slice or a transpose, holds at most its storage's elements."""
+    extent = 1  # elements spanned by the smaller-stride dimensions
+    for n, s in sorted(((n, s) for n, s in zip(size, stride) if n > 1), key=lambda d: d[1]):
+        if s < extent:
+            raise _Problem(
+                f"a tensor of size {size} has strides {stride} whose elements overlap (stride 0 or too small); "
+                "only views that do not alias their elements are read"
+            )
+        extent = s * (n - 1) + extent
 
 
 def _check_no_hooks(backward_hooks: Any) -> None:

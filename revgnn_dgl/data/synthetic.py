@@ -19,6 +19,10 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from ..limits import MAX_NODES, check_count, check_memory
+
+#: Smoothing rounds of the labels: past a few dozen the hidden vectors are uniform anyway.
+MAX_HOPS = 64
 from .base import DatasetError, NodeDataset, as_index, sum_incident_edge_feats, undirected_edges
 
 NUM_SPECIES = 8
@@ -70,14 +74,21 @@ def make_synthetic_proteins(
     """
     if num_nodes < 10:
         raise DatasetError(f"synthetic-proteins needs num_nodes >= 10, got {num_nodes}")
+    check_count("num_nodes", num_nodes, MAX_NODES, error=DatasetError, where="synthetic-proteins")
     if not 0 < avg_degree < num_nodes:
         raise DatasetError(f"avg_degree must lie in (0, num_nodes), got {avg_degree}")
+    # Bound first, then allocate: the float64 arrays per node and per edge draw, a few of each alive at once.
+    per_node = 8 * (3 * HIDDEN_DIM + 4 * NUM_TASKS + 2 * NUM_SPECIES) + 64
+    per_edge = 8 * (12 + 6 * NUM_EDGE_FEATS + 2 * HIDDEN_DIM)
+    check_memory(f"synthetic-proteins with num_nodes={num_nodes}, avg_degree={avg_degree}",
+                 num_nodes * per_node + num_nodes * avg_degree * per_edge, error=DatasetError)  # fmt: skip
     if not 1 <= num_communities <= num_nodes:
         raise DatasetError(f"num_communities must lie in [1, num_nodes], got {num_communities}")
     if not 0.0 <= homophily <= 1.0:
         raise DatasetError(f"homophily must lie in [0, 1], got {homophily}")
     if hops < 0 or edge_noise < 0:
         raise DatasetError(f"hops and edge_noise must be >= 0, got {hops} and {edge_noise}")
+    check_count("hops", hops, MAX_HOPS, error=DatasetError, where="synthetic-proteins")  # one sparse product each
     rng = np.random.default_rng(seed)
 
     community = rng.integers(num_communities, size=num_nodes)

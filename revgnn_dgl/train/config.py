@@ -281,15 +281,62 @@ def _coerce(key: str, value: Any, hint: Any, source: str) -> Any:
     raise ConfigError(f"{key} must be {expected}{' or null' if optional else ''}, got {value!r} (in {source}).")
 
 
+#: Nesting of YAML collections: a config is 2 deep; deeper is crafted.
+MAX_YAML_DEPTH = 32
+
+
+class _Refused(yaml.YAMLError):
+    """A YAML construct :func:`load_yaml` does not accept."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``SafeLoader`` without aliases (no billion laughs, no recursive structures) and with bounded nesting."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise _Refused(f"YAML aliases (*{self.peek_event().anchor}) are not accepted; write the value out")
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise _Refused(f"collections nested more than {MAX_YAML_DEPTH} deep")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """Parse YAML (or JSON) with the safe loader, without aliases or deep nesting.
+
+    Raises
+    ------
+    ConfigError
+        One line naming ``source`` and what is wrong (a syntax error, a tag, an alias...).
+    """
+    loader = _StrictLoader(text)
+    try:
+        return loader.get_single_data()
+    except (yaml.YAMLError, RecursionError, ValueError, TypeError, OverflowError) as err:
+        problem = getattr(err, "problem", None)
+        why = " ".join(str(problem or err).split())[:200]
+        raise ConfigError(f"{source} is not valid YAML or JSON: {why}.") from None
+    finally:
+        loader.dispose()
+
+
 def read_config_file(path: Union[str, Path]) -> Dict[str, Any]:
     """A YAML or JSON file holding one mapping (YAML reads JSON too)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist.")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
         raise ConfigError(f"{path} is not valid YAML or JSON: {' '.join(str(err).split())}") from None
+    data = load_yaml(text, str(path))
     if data is None:
         raise ConfigError(f"{path} is empty; it must hold a mapping of settings (an empty file is never read as the defaults).")
     if not isinstance(data, dict):

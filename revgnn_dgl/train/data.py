@@ -4,6 +4,7 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
+import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Tuple
 
@@ -54,6 +55,42 @@ def check_model_args(model: str, model_args: Mapping[str, Any]) -> None:
                 f"--set {key}: not an argument of {card['name']!r} (architecture {card['architecture']!r}){hint}; "
                 f"valid: {', '.join(valid)}."
             )
+        _check_model_arg(key, model_args[key], card["arguments"].get(key, _builder_default(card["architecture"], key)))
+
+
+def _builder_default(architecture: str, key: str) -> Any:
+    """The default of ``key`` in the architecture's builder (None when it has none or takes **kwargs)."""
+    from ..zoo.architectures import _ARCHITECTURES
+
+    try:
+        param = inspect.signature(_ARCHITECTURES[architecture]).parameters.get(key)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return None if param is None or param.default is param.empty else param.default
+
+
+_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _check_model_arg(key: str, value: Any, reference: Any) -> None:
+    """A ``--set`` value of the type the card's (or the builder's) value has, and finite."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"--set {key} must be a finite number, got {value!r}.")
+    if value is None or reference is None:
+        return
+    kind = type(reference)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return
+    if kind in _KINDS and type(value) is not kind:
+        raise ConfigError(f"--set {key} must be {_KINDS[kind]} (as in the model card), got {value!r:.60}.")
+
+
+def check_parts(config: TrainConfig, dataset: NodeDataset) -> None:
+    """Refuse more parts than the graph has nodes: a part would be empty."""
+    nodes = dataset.graph.num_nodes()
+    for key in ("train_parts", "eval_parts"):
+        if getattr(config, key) > nodes:
+            raise ConfigError(f"{key}={getattr(config, key)} is more than the {nodes} nodes of {dataset.name!r}; every part needs a node.")
 
 
 def model_overrides(config: TrainConfig, dataset: NodeDataset) -> Tuple[Dict[str, Any], List[str]]:

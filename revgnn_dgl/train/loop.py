@@ -30,7 +30,9 @@ from ..zoo.checkpoint import save_checkpoint
 from ..errors import ConfigError, TrainingDiverged
 from .config import RESUMABLE_KEYS, TrainConfig
 from ..models.revgat_loss import log_ce_loss, self_kd_loss
-from .data import DeviceData, load_dataset_for, model_overrides, random_parts, subgraph
+from .data import DeviceData, check_parts, load_dataset_for, model_overrides, random_parts, subgraph
+from ..limits import check_memory, check_threads, format_bytes
+from ..zoo.architectures import check_sizes, estimate_state_bytes
 from .inputs import predict
 from .logger import RunLoggers
 from .device import seed_everything
@@ -56,7 +58,7 @@ from .rundir import (
     write_json,
     write_yaml,
 )
-from .state import TrainingStateError, load_training_state, restore_rng, save_training_state
+from .state import TrainingStateError, check_optimizer_state, load_training_state, restore_rng, save_training_state
 
 Echo = Callable[[str], None]
 
@@ -121,7 +123,7 @@ def train(
     fresh = ctx.is_main and not resume and not out.exists()  # this command creates out: a failed start removes it
     with ExitStack() as held:
         try:
-            data = _open_run_directory(config, out, resume, held, ctx, echo, dataset, device)
+            data = _open_run_directory(config, out, resume, held, ctx, echo, dataset, device, overrides)
             results = [_Run.start(run_config, data, overrides, device, resume, echo, ctx).train(progress)
                        for run_config in _run_configs(config)]  # fmt: skip
             summary = _write_summary(out, results, dataset.metric_name, device, command, ctx)
@@ -162,18 +164,48 @@ def _refuse_existing_run(out: Path) -> None:
 
 def _check_data_and_model(config: TrainConfig, ctx: Context) -> Tuple[torch.device, Any, Dict[str, Any], List[str]]:
     """The device, the loaded dataset, and the model arguments for it, checked by a build on the meta device."""
-    if config.threads is not None:  # None: as the caller set torch (the CLI resolves a default, settings.py)
+    if check_threads(config.threads) is not None:  # None: as the caller set torch (the CLI resolves a default)
         torch.set_num_threads(config.threads)
     device = ctx.use_device(config.device)
     with ctx.guard("loading the data and building the model"):
         if config.amp and device.type != "cuda":
             raise ConfigError("--amp needs a CUDA device; mixed precision is not used on CPU.")
         dataset = load_dataset_for(config)
+        check_parts(config, dataset)
         overrides, changes = model_overrides(config, dataset)
+        _check_training_memory(config, dataset, overrides)  # cheap: before a deep meta build
         # Build once on the meta device: bad arguments fail here, before --out is touched.
         with torch.device("meta"):
             create_model(config.model, **overrides)
+        if config.teacher:  # a crafted teacher is refused before --out is touched
+            _teacher_checkpoint(config)
     return device, dataset, overrides, changes
+
+
+#: Architectures whose activations do not grow with depth (reversible or implicit).
+_CONSTANT_MEMORY_ARCHITECTURES = frozenset({"revgnn", "wt-revgnn", "revgat", "deq-gnn"})
+
+
+def _check_training_memory(config: TrainConfig, dataset: Any, overrides: Dict[str, Any]) -> None:
+    """Refuse a run whose weights (four copies: weights, gradients, Adam's two moments) and a lower
+    bound of one part's activations (a float per channel per node and per edge, per layer
+    unless reversible) exceed the machine's memory."""
+    card = get_config(config.model)
+    arguments = {**card["arguments"], **overrides}
+    check_sizes(card["architecture"], arguments)
+    try:
+        weights = 4 * estimate_state_bytes(card["architecture"], arguments)
+    except (TypeError, ValueError, RuntimeError):  # bad arguments: the meta build that follows names them
+        return
+    hidden, layers = arguments.get("hidden"), arguments.get("num_layers")
+    hidden = hidden if isinstance(hidden, int) else 0
+    kept = 1 if card["architecture"] in _CONSTANT_MEMORY_ARCHITECTURES or not isinstance(layers, int) else layers
+    parts = config.train_parts
+    nodes = math.ceil(dataset.graph.num_nodes() / parts)
+    edges = dataset.graph.num_edges() / (parts * parts)  # random parts keep about 1/parts of each node's edges
+    activations = 4 * hidden * (nodes + edges) * kept
+    check_memory(f"training {config.model!r} ({format_bytes(weights)} of weights, gradients and optimizer state, "
+                 f"at least {format_bytes(activations)} of activations per part)", weights + activations)  # fmt: skip
 
 
 def _announce(config: TrainConfig, ctx: Context, device: torch.device, dataset: str, changes: List[str], echo: Echo) -> None:
@@ -197,7 +229,8 @@ def _announce(config: TrainConfig, ctx: Context, device: torch.device, dataset: 
 
 
 def _open_run_directory(
-    config: TrainConfig, out: Path, resume: bool, held: ExitStack, ctx: Context, echo: Echo, dataset: Any, device: torch.device
+    config: TrainConfig, out: Path, resume: bool, held: ExitStack, ctx: Context, echo: Echo, dataset: Any,
+    device: torch.device, overrides: Dict[str, Any],
 ) -> DeviceData:
     """Lock ``out`` (rank 0, for the whole training), check a resume, write config.yaml; the data on its device.
 
@@ -212,7 +245,7 @@ def _open_run_directory(
                     _refuse_existing_run(out)  # again, under the lock
                 else:
                     _check_nproc(config)
-                    _check_resume(config)
+                    _check_resume(config, overrides)
             except BaseException:
                 held.close()  # release the lock, and remove it if this command made it
                 if lock.created:
@@ -297,9 +330,13 @@ def _check_nproc(config: TrainConfig) -> None:
         )
 
 
-def _check_resume(config: TrainConfig) -> None:
+def _check_resume(config: TrainConfig, overrides: Dict[str, Any]) -> None:
     """Refuse a resume whose settings differ from the saved runs', that would train backwards, whose
-    metrics are damaged, or whose trained epochs have no state to continue from."""
+    metrics are damaged, whose trained epochs have no state to continue from, or whose state does
+    not fit the model and optimizer (checked on the meta device)."""
+    with torch.device("meta"):
+        model = create_model(config.model, **overrides)
+    optimizer = make_optimizer(model.parameters(), config)
     for run_config in _run_configs(config):
         run_dir = Path(run_config.out)
         state_path = run_dir / STATE_FILE
@@ -312,6 +349,8 @@ def _check_resume(config: TrainConfig) -> None:
             )
         if state_path.exists():
             state = load_training_state(state_path)
+            _check_state_fits(model, optimizer, state, state_path, config.model)
+            _check_best(state, run_dir, state_path)
             saved = state.extra.get("config")
             if saved is not None:
                 _check_resumable(run_config, TrainConfig.from_mapping(saved, str(state_path)), run_dir)
@@ -394,6 +433,7 @@ class _Run:
         return run
 
     def _restore(self, state: Any) -> None:
+        _check_state_fits(self.model, self.optimizer, state, self.state_path, self.config.model)
         try:
             self.model.load_state_dict(state.model)
             self.optimizer.load_state_dict(state.optimizer)
@@ -721,16 +761,25 @@ def _teacher_logits(config: TrainConfig, data: DeviceData, device: torch.device)
         return None
     from ..zoo.checkpoint import build_from_checkpoint
 
-    folder = Path(config.teacher)
+    teacher_config = _teacher_checkpoint(config)
+    teacher = build_from_checkpoint(Path(config.teacher) / BEST_FILE).to(device)
+    evaluator = Evaluator(data, teacher_config.eval_parts, teacher_config.eval_views, teacher_config.seed,
+                          config=teacher_config)  # fmt: skip
+    return evaluator.logits(teacher)
+
+
+def _teacher_checkpoint(config: TrainConfig) -> TrainConfig:
+    """The teacher run's config, once its best checkpoint is known to rebuild (nothing allocated)."""
+    from ..zoo.checkpoint import check_checkpoint
+
+    folder = Path(str(config.teacher))
     if not (folder / BEST_FILE).is_file() or not (folder / CONFIG_FILE).is_file():
         raise ConfigError(f"--teacher {folder}: not a finished run directory (no {BEST_FILE} and {CONFIG_FILE}).")
     teacher_config = TrainConfig.from_file(folder / CONFIG_FILE)
     if teacher_config.dataset != config.dataset or teacher_config.dataset_options != config.dataset_options:
         raise ConfigError(f"--teacher {folder} was trained on {teacher_config.dataset!r}, not {config.dataset!r}.")
-    teacher = build_from_checkpoint(folder / BEST_FILE).to(device)
-    evaluator = Evaluator(data, teacher_config.eval_parts, teacher_config.eval_views, teacher_config.seed,
-                          config=teacher_config)  # fmt: skip
-    return evaluator.logits(teacher)
+    check_checkpoint(folder / BEST_FILE)
+    return teacher_config
 
 
 def solver_report(model: nn.Module) -> Optional[Dict[str, Any]]:
@@ -759,3 +808,41 @@ def summarize(results: List[Dict[str, Any]], metric: str) -> Dict[str, Any]:
 
 
 __all__ = ["TrainingDiverged", "read_metrics", "summarize", "train", "train_epoch"]
+
+
+def _check_best(state: Any, run_dir: Path, state_path: Path) -> None:
+    """The state's best score must be the one metrics.jsonl recorded for that epoch: a crafted
+    state (its checksum recomputed) cannot resume with a fake best."""
+    best = state.extra.get("best") or {}
+    if best.get("epoch") is None:
+        return
+    for record in read_metrics(run_dir):
+        if isinstance(record, dict) and record.get("epoch") == best["epoch"]:
+            for key in ("val", "test"):
+                if record.get(key) != best.get(key):
+                    raise TrainingStateError(
+                        f"{state_path}: its best {key} score {best.get(key)!r} at epoch {best['epoch']} is not the "
+                        f"{record.get(key)!r} that {METRICS_FILE} recorded; it is refused."
+                    )
+            return
+
+
+def _check_state_fits(model: nn.Module, optimizer: torch.optim.Optimizer, state: Any, path: Path, name: str) -> None:
+    """Refuse a training state whose weights or optimizer state would not resume this model as it was trained."""
+    try:
+        _check_model_state(model, state.model)
+        check_optimizer_state(optimizer, state.optimizer)
+    except (ValueError, KeyError, TypeError, IndexError) as err:
+        raise TrainingStateError(f"{path} does not fit model {name!r}: {' '.join(str(err).split())[:300]}") from None
+
+
+def _check_model_state(model: nn.Module, saved: Dict[str, Tensor]) -> None:
+    """Same keys, shapes and dtypes as the model: load_state_dict would cast another dtype silently."""
+    ours = model.state_dict()
+    if set(saved) != set(ours):
+        raise ValueError(f"its weights are not the model's ({len(saved)} tensors against {len(ours)})")
+    for key, value in ours.items():
+        if saved[key].shape != value.shape or saved[key].dtype != value.dtype:
+            raise ValueError(
+                f"weight {key!r} is {saved[key].dtype} {tuple(saved[key].shape)}, the model's {value.dtype} {tuple(value.shape)}"
+            )

@@ -149,6 +149,9 @@ def write_atomic(path: PathLike, text: str) -> None:
             os.fsync(fh.fileno())
         os.chmod(tmp_name, 0o644)
         os.replace(tmp_name, path)
+    except OSError as err:  # no space, read-only: name the file the user knows, not the temporary one
+        err.filename = str(path)
+        raise
     finally:
         Path(tmp_name).unlink(missing_ok=True)
 
@@ -184,14 +187,18 @@ def _first_non_finite(data: Any, where: str = "") -> str:
 def append_metrics(path: PathLike, record: Mapping[str, Any]) -> None:
     """Append one epoch's record as a line, flushed to disk."""
     line = to_json(dict(record)) + "\n"
-    with os.fdopen(_open_nofollow(Path(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a", encoding="utf-8") as fh:
-        half = len(line) // 2
-        fh.write(line[:half])
-        fh.flush()
-        fault_point("metrics")  # a kill here leaves a torn line, which --resume drops
-        fh.write(line[half:])
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        with os.fdopen(_open_nofollow(Path(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a", encoding="utf-8") as fh:
+            half = len(line) // 2
+            fh.write(line[:half])
+            fh.flush()
+            fault_point("metrics")  # a kill here leaves a torn line, which --resume drops
+            fh.write(line[half:])
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as err:  # no space: name the file (a torn line is dropped on resume)
+        err.filename = str(path)
+        raise
 
 
 def _parse_metrics(path: Path) -> Tuple[List[Dict[str, Any]], Optional[str]]:

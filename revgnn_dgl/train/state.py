@@ -3,6 +3,8 @@
 One safetensors file holds every tensor (model weights, optimizer moments, the torch and
 numpy generator states); its header holds everything else as JSON (epoch, best score,
 optimizer hyper-parameters, Python's generator state). Loading it never executes code.
+Two checksums cover all of it: ``data_sha256`` the tensors' names, dtypes, shapes and bytes,
+``sha256`` the canonical JSON of the header (``data_sha256`` included); both are required.
 
 >>> import tempfile, torch
 >>> model = torch.nn.Linear(2, 1)
@@ -27,11 +29,12 @@ from torch import Tensor, nn
 
 from ..faults import fault_point
 from ..errors import TrainingStateError, ZooError
-from ..zoo.checkpoint import tensors_sha256
+from ..zoo.checkpoint import config_sha256, strict_json, tensors_sha256
 
 #: Key of the JSON document in the safetensors header.
 HEADER_KEY = "revgnn_dgl.training_state"
-FORMAT_VERSION = 1
+#: 2: the header's JSON is checksummed too (``sha256``).
+FORMAT_VERSION = 2
 
 PathLike = Union[str, Path]
 
@@ -97,6 +100,7 @@ def save_training_state(
     extra : dict
         JSON-serialisable bookkeeping returned as :attr:`TrainingState.extra`.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     tensors: Dict[str, Tensor] = {}
@@ -133,6 +137,12 @@ def save_training_state(
     # A checksum of every tensor's bytes: damaged bytes are refused on load, not resumed into NaN.
     header["data_sha256"] = tensors_sha256(tensors)
     path = Path(path)
+    try:
+        # Through JSON first: the checksum is of what a reader parses back.
+        header = json.loads(json.dumps(header, allow_nan=False))
+    except (TypeError, ValueError) as err:
+        raise TrainingStateError(f"cannot save {path}: its bookkeeping is not JSON-serialisable ({err}).") from None
+    header["sha256"] = config_sha256(header)
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     try:
         save_file(tensors, str(tmp), metadata={HEADER_KEY: json.dumps(header)})
@@ -141,6 +151,11 @@ def save_training_state(
         os.chmod(tmp, 0o644)  # like the checkpoints beside it (safetensors creates the file private)
         fault_point("state")
         os.replace(tmp, path)
+    except (SafetensorError, OSError) as err:  # no space, read-only, permission: the previous state stays
+        raise TrainingStateError(
+            f"could not write the training state {path}: {' '.join(str(err).split())[:200]}; "
+            "the previous state is kept and the run can be resumed once this is fixed."
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -167,21 +182,124 @@ def load_training_state(path: PathLike) -> TrainingState:
     if HEADER_KEY not in meta:
         raise TrainingStateError(f"{path} is a safetensors file without a training state.")
     try:
-        header = json.loads(meta[HEADER_KEY])
-    except json.JSONDecodeError:
-        raise TrainingStateError(f"{path}: the training-state header is damaged (not valid JSON).") from None
+        header = strict_json(meta[HEADER_KEY])
+    except (ValueError, RecursionError):
+        raise TrainingStateError(f"{path}: the training-state header is damaged (not valid JSON, or nested too deeply).") from None
     if not isinstance(header, dict) or header.get("version") != FORMAT_VERSION:
         version = header.get("version") if isinstance(header, dict) else None
-        raise TrainingStateError(f"{path} has training-state format {version}, expected {FORMAT_VERSION}.")
+        older = " (written by an older revgnn_dgl, whose header no checksum covered; start the run again)" if version == 1 else ""
+        raise TrainingStateError(f"{path} has training-state format {version!r:.20}, expected {FORMAT_VERSION}{older}.")
+    if not isinstance(header.get("sha256"), str) or header["sha256"] != config_sha256(header):
+        raise TrainingStateError(
+            f"{path} is damaged: its header does not match the checksum stored with it. "
+            "Resume from an intact copy, or start the run again."
+        )
     if header.get("data_sha256") != tensors_sha256(tensors):
         raise TrainingStateError(
             f"{path} is damaged: its tensors do not match the checksum in its header. "
             "Resume from an intact copy, or start the run again."
         )
     try:
+        _check_header(header, tensors)
         return _state_from(header, tensors)
-    except (KeyError, TypeError, ValueError, IndexError) as err:
-        raise TrainingStateError(f"{path}: the training-state header is incomplete ({type(err).__name__}: {err}).") from None
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+        raise TrainingStateError(
+            f"{path}: the training-state header is incomplete or malformed ({type(err).__name__}: {str(err)[:160]})."
+        ) from None
+
+
+def _is_int(value: Any, low: int = 0, high: int = 2**63) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value < high
+
+
+def _check_header(header: Dict[str, Any], tensors: Dict[str, Tensor]) -> None:
+    """Types and ranges of every header entry, so that a crafted one fails here in one line."""
+    if not _is_int(header.get("epoch")):
+        raise ValueError(f"epoch must be a non-negative integer, got {header.get('epoch')!r:.40}")
+    extra = header["extra"]
+    if not isinstance(extra, dict) or not isinstance(extra.get("best", {}), dict):
+        raise TypeError("extra must be a mapping with a mapping 'best'")
+    for key in ("since_best", "at_chance"):
+        if key in extra and not _is_int(extra[key]):
+            raise ValueError(f"extra.{key} must be a non-negative integer")
+    best = extra.get("best", {})
+    for key in ("val", "test"):
+        value = best.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise TypeError(f"best.{key} must be a number or null")
+    if best.get("epoch") is not None and not _is_int(best["epoch"], 0, header["epoch"] + 1):
+        raise ValueError("best.epoch must be an epoch already trained")
+    groups = header["optimizer"]["param_groups"]
+    if not isinstance(groups, list) or not all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups):
+        raise TypeError("optimizer.param_groups must be a list of mappings with params")
+    if not all(_is_int(p) for g in groups for p in g["params"]):
+        raise TypeError("optimizer.param_groups' params must be parameter indices")
+    scalars = header["optimizer"]["scalars"]
+    if not isinstance(scalars, dict) or not all(isinstance(v, dict) for v in scalars.values()):
+        raise TypeError("optimizer.scalars must map parameter indices to mappings")
+    if extra.get("stopped") is not None and not _is_int(extra["stopped"]):
+        raise ValueError("extra.stopped must be an epoch or null")
+    version, mt_words, gauss = header["rng"]["python"]
+    if not (version == random.getstate()[0] and isinstance(mt_words, list) and len(mt_words) == 625
+            and all(_is_int(w, 0, 2**32) for w in mt_words) and mt_words[-1] <= 624):  # fmt: skip
+        raise ValueError("rng.python is not a Mersenne Twister state")
+    if gauss is not None and not isinstance(gauss, float):
+        raise TypeError("rng.python's gauss must be a float or null")
+    np_pos, np_has_gauss, np_gauss = header["rng"]["numpy"]
+    if not (_is_int(np_pos, 0, 625) and _is_int(np_has_gauss, 0, 2) and isinstance(np_gauss, (int, float))):
+        raise ValueError("rng.numpy is not a Mersenne Twister state")
+    np_keys = tensors["rng/numpy"]
+    if np_keys.dtype != torch.int64 or tuple(np_keys.shape) != (624,) or bool(((np_keys < 0) | (np_keys >= 2**32)).any()):
+        raise ValueError("rng/numpy is not 624 words of a Mersenne Twister state")
+    if tensors["rng/torch"].dtype != torch.uint8 or tensors["rng/torch"].shape != torch.get_rng_state().shape:
+        raise ValueError("rng/torch is not a CPU generator state")
+    cuda = header["rng"]["cuda_devices"]
+    if not _is_int(cuda, 0, 1025) or any(f"rng/cuda/{i}" not in tensors for i in range(cuda)):
+        raise ValueError("rng.cuda_devices does not match the CUDA generator states held")
+
+
+def check_optimizer_state(optimizer: torch.optim.Optimizer, saved: Dict[str, Any]) -> None:
+    """Refuse a saved optimizer state that would resume differently from the run's own.
+
+    The hyper-parameters (all but the scheduled learning rate) must equal ``optimizer``'s, which
+    was built from the run's configuration, and every parameter's state must hold the entries
+    one step of this optimizer creates, shaped like the parameter. Raises ValueError.
+    """
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    groups = saved["param_groups"]
+    if len(groups) != len(optimizer.param_groups):
+        raise ValueError(f"it has {len(groups)} parameter group(s), the optimizer {len(optimizer.param_groups)}")
+    for ours, theirs in zip(optimizer.param_groups, groups):
+        for key, value in ours.items():
+            if key in ("params", "lr", "initial_lr"):
+                continue
+            if key not in theirs or _plain(theirs[key]) != _plain(value):
+                raise ValueError(f"its optimizer {key} is {theirs.get(key)!r:.60}, the run's {value!r:.60}")
+        if len(theirs["params"]) != len(ours["params"]):
+            raise ValueError("its parameter groups hold another number of parameters")
+    probe = torch.nn.Parameter(torch.zeros(1))
+    fresh = type(optimizer)([probe], **{k: v for k, v in optimizer.defaults.items() if k != "params"})
+    probe.grad = torch.ones(1)
+    fresh.step()
+    want = set(fresh.state[probe])
+    for pid, entry in saved["state"].items():
+        if not _is_int(pid, 0, len(params)):
+            raise ValueError(f"it holds the state of parameter {pid!r:.20}, which the model does not have")
+        if set(entry) != want:
+            raise ValueError(f"parameter {pid}'s state holds {sorted(entry)}, not {sorted(want)}")
+        for name, value in entry.items():
+            ref = fresh.state[probe][name]
+            if name == "step":
+                if not isinstance(value, Tensor) or value.numel() != 1 or not value.dtype.is_floating_point:
+                    raise ValueError(f"parameter {pid}'s step is not a scalar")
+                if not (torch.isfinite(value).all() and value.item() >= 0):
+                    raise ValueError(f"parameter {pid}'s step is negative or not finite")
+            elif not isinstance(value, Tensor) or tuple(value.shape) != tuple(params[pid].shape) or value.dtype != ref.dtype:
+                raise ValueError(f"parameter {pid}'s {name} does not match the parameter's shape or dtype")
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _state_from(header: Dict[str, Any], tensors: Dict[str, Tensor]) -> TrainingState:

@@ -14,9 +14,10 @@ True
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from ..errors import ZooError
+from ..limits import MAX_GROUPS, MAX_HEADS, MAX_LAYERS, MAX_MLP_LAYERS, MAX_WIDTH, check_count, check_memory
 
 if TYPE_CHECKING:
     from torch import nn
@@ -56,8 +57,27 @@ def architecture_arguments(architecture: str) -> Optional[frozenset]:
     return _ARGUMENTS[architecture]
 
 
+#: Size arguments and their bounds (minimum, maximum), checked before any build (see :mod:`revgnn_dgl.limits`).
+SIZE_ARGUMENTS: Dict[str, Tuple[int, int]] = {
+    "num_layers": (1, MAX_LAYERS),
+    "hidden": (1, MAX_WIDTH),
+    "in_feats": (0, MAX_WIDTH),
+    "out_feats": (1, MAX_WIDTH),
+    "edge_feats": (0, MAX_WIDTH),
+    "species_feats": (0, MAX_WIDTH),
+    "groups": (1, MAX_GROUPS),
+    "mlp_layers": (1, MAX_MLP_LAYERS),
+    "heads": (1, MAX_HEADS),
+}
+
+
 def build_from_config(architecture: str, arguments: Dict[str, Any]) -> "nn.Module":
-    """Build an architecture from its arguments, rejecting unknown arguments with a clear error."""
+    """Build an architecture from its arguments, rejecting unknown arguments with a clear error.
+
+    Sizes are bounded first (:data:`SIZE_ARGUMENTS`) and the weights' memory is estimated on the
+    meta device from two shallow copies of the model, so that no argument (from a checkpoint
+    header, a state or a flag) can start an unbounded build or allocation.
+    """
     allowed = architecture_arguments(architecture)
     if allowed is not None:
         unknown = sorted(set(arguments) - allowed)
@@ -66,10 +86,62 @@ def build_from_config(architecture: str, arguments: Dict[str, Any]) -> "nn.Modul
                 f"unknown argument(s) {', '.join(unknown)} for architecture {architecture!r}; "
                 f"valid: {', '.join(sorted(allowed))}."
             )
+    check_sizes(architecture, arguments)
     try:
+        check_memory(
+            f"architecture {architecture!r} with {_size_summary(arguments)}",
+            2 * estimate_state_bytes(architecture, arguments),  # the weights and the copy loaded into them
+            error=ZooError,
+        )
         return _ARCHITECTURES[architecture](**arguments)
     except (TypeError, ValueError) as err:
-        raise ZooError(f"cannot build {architecture!r} with {arguments}: {err}") from None
+        if isinstance(err, ZooError):
+            raise
+        raise ZooError(f"cannot build {architecture!r} with {_short(arguments)}: {_short(err)}") from None
+
+
+def check_sizes(architecture: str, arguments: Dict[str, Any]) -> None:
+    """Refuse a size argument that is not an integer within its bound (:data:`SIZE_ARGUMENTS`)."""
+    for key, (low, high) in SIZE_ARGUMENTS.items():
+        if key in arguments:
+            check_count(key, arguments[key], high, minimum=low, error=ZooError, where=f"architecture {architecture!r}")
+    hidden, groups = arguments.get("hidden"), arguments.get("groups")
+    if isinstance(hidden, int) and isinstance(groups, int) and groups > hidden:
+        raise ZooError(f"groups={groups} is more than hidden={hidden} (architecture {architecture!r}).")
+
+
+def estimate_state_bytes(architecture: str, arguments: Dict[str, Any]) -> int:
+    """Bytes of the model's ``state_dict``, from builds on the meta device (no memory).
+
+    A deep model is extrapolated from copies of 2 and 3 layers (its layers repeat), so the
+    estimate costs the same for 3 and 4096 layers.
+    """
+    import torch
+
+    _ensure_builtins()
+    _check_known(architecture)
+    builder = _ARCHITECTURES[architecture]
+
+    def size(args: Dict[str, Any]) -> int:
+        with torch.device("meta"):
+            model = builder(**args)
+        return sum(t.numel() * t.element_size() for t in model.state_dict().values())
+
+    layers = arguments.get("num_layers")
+    if isinstance(layers, int) and not isinstance(layers, bool) and layers > 3:
+        two, three = size({**arguments, "num_layers": 2}), size({**arguments, "num_layers": 3})
+        return two + (layers - 2) * max(three - two, 0)
+    return size(arguments)
+
+
+def _size_summary(arguments: Dict[str, Any]) -> str:
+    sizes = [f"{k}={arguments[k]}" for k in SIZE_ARGUMENTS if k in arguments]
+    return ", ".join(sizes) or "its arguments"
+
+
+def _short(value: Any, limit: int = 300) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # ------------------------------------------------------------------ internals

@@ -3,11 +3,18 @@
 The format is a plain `safetensors <https://github.com/huggingface/safetensors>`_ file. Its header
 metadata (a ``str -> str`` map) holds one key, ``revgnn_dgl``, whose value is a JSON object::
 
-    {"format_version": 1, "name": "revgnn-deep", "architecture": "revgnn",
-     "arguments": {...}, "data_sha256": "...", "metadata": {...free: metrics, training, dataset...}}
+    {"format_version": 2, "name": "revgnn-deep", "architecture": "revgnn",
+     "arguments": {...}, "data_sha256": "...", "metadata": {...free: metrics, training, dataset...},
+     "sha256": "..."}
 
 so a checkpoint alone is enough to rebuild its model (:func:`build_from_checkpoint`). Nothing is
 ever unpickled: loading parses a JSON header and copies raw tensor bytes, and cannot run code.
+
+``data_sha256`` digests every tensor's name, dtype, shape and bytes; ``sha256`` digests the
+canonical JSON of everything else (architecture, arguments, metadata and ``data_sha256``), so
+no byte the package reads back is outside a checksum. Both are required. Format 1 files (whose
+metadata no checksum covered) are read only when the caller pins the whole file's SHA-256, as
+the model cards of the bundled weights do.
 
 >>> import tempfile, os
 >>> from revgnn_dgl import create_model
@@ -26,26 +33,34 @@ import struct
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, Mapping, Optional, Union
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
 from ..faults import fault_point
 from ..errors import CheckpointError, ZooError
-from .architectures import build_from_config
+from ..limits import format_bytes
+from .architectures import build_from_config, check_sizes, estimate_state_bytes
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 #: The header-metadata key under which our JSON configuration is stored.
 METADATA_KEY = "revgnn_dgl"
-#: Version of the JSON configuration; bump on incompatible changes.
-FORMAT_VERSION = 1
+#: Version of the JSON configuration; bump on incompatible changes (2: ``sha256`` covers the header).
+FORMAT_VERSION = 2
+#: The older version still read, only from files whose whole SHA-256 is pinned (the bundled weights).
+PINNED_ONLY_VERSIONS = frozenset({1})
 #: Arguments that do not change a model's weights, so a checkpoint fits a model that differs in them.
 WEIGHT_NEUTRAL_ARGUMENTS = frozenset({"dropout", "disable", "reinit_groups"})
 
 # A safetensors header larger than this is certainly not one (the format itself caps it at 100 MB).
 _MAX_HEADER_BYTES = 100_000_000
+# Nesting of the JSON configuration: ours is 4 deep; deeper is crafted (and recursion is finite).
+_MAX_JSON_DEPTH = 32
+# safetensors dtypes torch reads here, and their element sizes.
+_DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+_MAX_DIMS = 16
 
 
 @dataclass
@@ -65,7 +80,7 @@ class Checkpoint:
     metadata : dict
         Free JSON metadata: metrics, training information, dataset, provenance.
     format_version : int
-        Version of the stored configuration.
+        Version of the stored configuration; 0 for a foreign file read with ``allow_foreign``.
     path : Path or None
         The file it was read from.
     """
@@ -143,9 +158,12 @@ def save_checkpoint(
         "metadata": dict(metadata or {}),
     }
     try:
-        header = json.dumps(config, sort_keys=True, default=_json_default, allow_nan=False)
+        # Through JSON first: the checksum is of what a reader parses back.
+        config = json.loads(json.dumps(config, sort_keys=True, default=_json_default, allow_nan=False))
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"cannot save {path}: the configuration or metadata is not JSON-serialisable ({err}).") from None
+    config["sha256"] = config_sha256(config)
+    header = json.dumps(config, sort_keys=True)
 
     path.parent.mkdir(parents=True, exist_ok=True)
     # The temporary name matches the repository's ignore pattern ``*.safetensors.tmp*``.
@@ -225,13 +243,20 @@ def _fsync_dir(folder: Path) -> None:
 
 
 # ------------------------------------------------------------------ loading
-def load_checkpoint(path: PathLike) -> Checkpoint:
+def load_checkpoint(path: PathLike, *, pinned_sha256: Optional[str] = None, allow_foreign: bool = False) -> Checkpoint:
     """Read a checkpoint file, validating its structure and contents.
 
     Parameters
     ----------
     path : str or PathLike
         A file written by :func:`save_checkpoint`.
+    pinned_sha256 : str, optional
+        The whole file's expected SHA-256 (a model card's ``checkpoint.sha256``). Only with it
+        is a format-1 file read: its header has no checksum of its own.
+    allow_foreign : bool
+        Accept a plain safetensors file without this package's metadata (no checksum, no
+        architecture): its ``format_version`` is then 0 and only :func:`load_weights`, which
+        demands the model's exact keys, dtypes and shapes, can use it.
 
     Returns
     -------
@@ -241,19 +266,23 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
     ------
     CheckpointError
         If the file is missing, is not a safetensors file, is truncated or corrupted, lacks this
-        package's metadata or was written by a newer format version.
+        package's metadata or either checksum, or was written by a newer format version.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
     header = _read_header(path)
-    config = _parse_config(path, header)
+    foreign = allow_foreign and METADATA_KEY not in (header.get("__metadata__") or {})
+    config = {} if foreign else _parse_config(path, header, pinned_sha256)
     try:
         tensors = load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, RuntimeError, ValueError) as err:
-        raise CheckpointError(f"{path} is corrupted: safetensors cannot read it ({err}).") from None
-    if config.get("data_sha256") and tensors_sha256(tensors) != config["data_sha256"]:
+    except (SafetensorError, OSError, RuntimeError, ValueError, TypeError) as err:
+        raise CheckpointError(f"{path} is corrupted: safetensors cannot read it ({' '.join(str(err).split())[:200]}).") from None
+    if foreign:
+        return Checkpoint(state_dict=tensors, name=None, architecture="", arguments={}, metadata={}, format_version=0,
+                          path=path)  # fmt: skip
+    if tensors_sha256(tensors) != config["data_sha256"]:
         raise CheckpointError(
             f"{path} is corrupted: its tensor data does not match the checksum stored when it was saved."
         )
@@ -274,6 +303,8 @@ def load_weights(
     expected_architecture: Optional[str] = None,
     expected_arguments: Optional[Mapping[str, Any]] = None,
     allow_nonfinite: bool = False,
+    pinned_sha256: Optional[str] = None,
+    allow_foreign: bool = False,
 ) -> Checkpoint:
     """Load a checkpoint's weights into ``model`` after checking that it is the same model.
 
@@ -290,6 +321,11 @@ def load_weights(
         as ``dropout``); arguments that only one side records are left to the key/shape check.
     allow_nonfinite : bool
         Load weights holding NaN or inf instead of refusing them.
+    pinned_sha256 : str, optional
+        The file's expected SHA-256, as :func:`load_checkpoint` takes it.
+    allow_foreign : bool
+        Also accept a plain safetensors state dict (no revgnn_dgl header), when its keys, dtypes
+        and shapes are exactly the model's.
 
     Returns
     -------
@@ -301,7 +337,10 @@ def load_weights(
     CheckpointError
         On any mismatch, naming the differing argument or the first offending key.
     """
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path, pinned_sha256=pinned_sha256, allow_foreign=allow_foreign)
+    if ckpt.format_version == 0:  # a foreign file: nothing to compare but the tensors themselves
+        _load_state(model, ckpt, allow_nonfinite)
+        return ckpt
     if expected_architecture is not None and ckpt.architecture != expected_architecture:
         raise CheckpointError(
             f"{ckpt.path} is a checkpoint of architecture {ckpt.architecture!r}"
@@ -322,20 +361,44 @@ def build_from_checkpoint(path: PathLike, allow_nonfinite: bool = False) -> nn.M
     before anything is allocated. The model is returned in eval mode, with ``zoo_config`` set as
     :func:`create_model` does and the checkpoint's free metadata in ``model.checkpoint_metadata``.
     """
-    ckpt = load_checkpoint(path)
+    ckpt = check_checkpoint(path)
     try:
-        with torch.device("meta"):
-            shapes = build_from_config(ckpt.architecture, ckpt.arguments).state_dict()
-        _check_state(shapes, ckpt)
         model = build_from_config(ckpt.architecture, ckpt.arguments)
     except ZooError as err:
         raise CheckpointError(f"cannot rebuild the model of {ckpt.path}: {err}") from None
-    except (RuntimeError, NotImplementedError) as err:  # an argument the builder cannot handle
-        raise CheckpointError(f"cannot rebuild the model of {ckpt.path}: {' '.join(str(err).split())[:300]}") from None
     model.zoo_config = {"name": ckpt.name, "architecture": ckpt.architecture, "arguments": dict(ckpt.arguments)}
     _load_state(model, ckpt, allow_nonfinite)
     model.checkpoint_metadata = ckpt.metadata
     return model.eval()
+
+
+def check_checkpoint(path: PathLike) -> Checkpoint:
+    """Read a checkpoint and check that its header rebuilds a model its tensors fit, allocating nothing.
+
+    The sizes are bounded and the weights' memory estimated first (two shallow meta builds),
+    so a header asking for far more than the file holds is refused before the full meta build,
+    whose time grows with the depth.
+    """
+    ckpt = load_checkpoint(path)
+    try:
+        check_sizes(ckpt.architecture, ckpt.arguments)
+        held = sum(t.numel() * t.element_size() for t in ckpt.state_dict.values())
+        wanted = estimate_state_bytes(ckpt.architecture, ckpt.arguments)
+        if wanted > 2 * held + (1 << 20):
+            raise CheckpointError(
+                f"{ckpt.path}: its header describes a model of about {format_bytes(wanted)} of weights, "
+                f"but the file holds {format_bytes(held)}; it is refused."
+            )
+        with torch.device("meta"):
+            shapes = build_from_config(ckpt.architecture, ckpt.arguments).state_dict()
+        _check_state(shapes, ckpt)
+    except CheckpointError:
+        raise
+    except ZooError as err:
+        raise CheckpointError(f"cannot rebuild the model of {ckpt.path}: {err}") from None
+    except (RuntimeError, NotImplementedError, TypeError, ValueError) as err:  # an argument the builder cannot handle
+        raise CheckpointError(f"cannot rebuild the model of {ckpt.path}: {' '.join(str(err).split())[:300]}") from None
+    return ckpt
 
 
 def sha256_file(path: PathLike, chunk_size: int = 1 << 20) -> str:
@@ -372,20 +435,24 @@ def _read_header(path: Path) -> Dict[str, Any]:
             )
         raw = fh.read(header_len)
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        header = strict_json(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise CheckpointError(f"{path} is not a safetensors file, or its header is corrupted (not JSON).") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path} is not a safetensors file, or its header is corrupted.")
-    data_end = 0
+    meta = header.get("__metadata__", {})
+    if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        raise CheckpointError(f"{path} has a corrupted header: its __metadata__ is not a map of strings to strings.")
+    spans = []
     for key, info in header.items():
-        if key == "__metadata__":
-            continue
-        try:
-            start, end = info["data_offsets"]
-        except (TypeError, KeyError, ValueError):
-            raise CheckpointError(f"{path} has a corrupted header (entry {key!r} has no valid data offsets).") from None
-        data_end = max(data_end, int(end))
+        if key != "__metadata__":
+            spans.append((*_tensor_span(path, key, info), key))
+    # The tensors tile the data area exactly, in order, as safetensors writes them.
+    data_end = 0
+    for start, end, key in sorted(spans):
+        if start != data_end:
+            raise CheckpointError(f"{path} has a corrupted header: tensor {key!r:.80} does not start where the previous one ends.")
+        data_end = end
     data_size = size - 8 - header_len
     if data_size < data_end:
         raise CheckpointError(
@@ -396,23 +463,114 @@ def _read_header(path: Path) -> Dict[str, Any]:
     return header
 
 
-def _parse_config(path: Path, header: Mapping[str, Any]) -> Dict[str, Any]:
+def _tensor_span(path: Path, key: str, info: Any) -> Tuple[int, int]:
+    """A header entry's ``(start, end)`` byte offsets, after checking its dtype, shape and size agree."""
+
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{path} has a corrupted header (entry {key!r:.80} {what}).")
+
+    if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+        raise bad("is not a map of dtype, shape and data_offsets")
+    dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+    if dtype not in _DTYPE_SIZES:
+        raise bad(f"has dtype {str(dtype)[:20]!r}, not one of {', '.join(_DTYPE_SIZES)}")
+    if not isinstance(shape, list) or len(shape) > _MAX_DIMS or not all(_is_count(n) for n in shape):
+        raise bad("has no valid shape")
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_count(n) for n in offsets):
+        raise bad("has no valid data offsets")
+    start, end = offsets
+    numel = 1
+    for n in shape:
+        numel *= n
+    if end < start or end - start != numel * _DTYPE_SIZES[dtype]:
+        raise bad(f"needs {numel * _DTYPE_SIZES[dtype]} bytes for shape {shape} but its offsets span {end - start}")
+    return start, end
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**62
+
+
+def strict_json(text: str) -> Any:
+    """``json.loads`` refusing NaN/Infinity and nesting deeper than :data:`_MAX_JSON_DEPTH`."""
+
+    def refuse(token: str) -> None:
+        raise ValueError(f"non-standard JSON token {token}")
+
+    value = json.loads(text, parse_constant=refuse)
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > _MAX_JSON_DEPTH:
+            raise ValueError("nested too deeply")
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return value
+
+
+def config_sha256(config: Mapping[str, Any]) -> str:
+    """The SHA-256 of a configuration's canonical JSON, without its own ``sha256`` entry."""
+    body = {k: v for k, v in config.items() if k != "sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+_CONFIG_TYPES = {
+    "format_version": (int,),
+    "name": (str, type(None)),
+    "architecture": (str,),
+    "arguments": (dict,),
+    "metadata": (dict,),
+    "data_sha256": (str,),
+    "sha256": (str,),
+}
+
+
+def _parse_config(path: Path, header: Mapping[str, Any], pinned_sha256: Optional[str] = None) -> Dict[str, Any]:
     meta = header.get("__metadata__") or {}
     if METADATA_KEY not in meta:
         raise CheckpointError(
             f"{path} is a safetensors file but not a revgnn_dgl checkpoint (no {METADATA_KEY!r} metadata); "
-            "official .pth files must first be converted with `revgnn-dgl zoo import`."
+            "official .pth files must first be converted with `revgnn-dgl zoo import`; a plain state dict of a "
+            "zoo model loads with `--model NAME --checkpoint FILE --foreign` (exact keys, dtypes and shapes)."
         )
     try:
-        config = json.loads(meta[METADATA_KEY])
-    except (TypeError, json.JSONDecodeError):
-        raise CheckpointError(f"{path} has corrupted {METADATA_KEY!r} metadata (not JSON).") from None
+        config = strict_json(meta[METADATA_KEY])
+    except (TypeError, ValueError, RecursionError) as err:
+        why = "nested too deeply" if "deeply" in str(err) or isinstance(err, RecursionError) else "not JSON"
+        raise CheckpointError(f"{path} has corrupted {METADATA_KEY!r} metadata ({why}).") from None
     if not isinstance(config, dict) or "architecture" not in config or "format_version" not in config:
         raise CheckpointError(f"{path} has incomplete {METADATA_KEY!r} metadata (no architecture or format_version).")
-    if not isinstance(config["format_version"], int) or config["format_version"] > FORMAT_VERSION:
+    version = config["format_version"]
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{path} has corrupted {METADATA_KEY!r} metadata (format_version {version!r:.40}).")
+    if version > FORMAT_VERSION:
         raise CheckpointError(
-            f"{path} uses checkpoint format {config['format_version']!r}, newer than this version of revgnn_dgl "
+            f"{path} uses checkpoint format {version!r}, newer than this version of revgnn_dgl "
             f"reads ({FORMAT_VERSION}); upgrade revgnn_dgl."
+        )
+    required = set(_CONFIG_TYPES) - ({"sha256"} if version in PINNED_ONLY_VERSIONS else set())
+    for key in sorted(required):
+        if key not in config:
+            raise CheckpointError(f"{path} has incomplete {METADATA_KEY!r} metadata: no {key!r}; it is refused.")
+    for key, types in _CONFIG_TYPES.items():
+        if key in config and not isinstance(config[key], types):
+            raise CheckpointError(
+                f"{path} has corrupted {METADATA_KEY!r} metadata: {key} is a {type(config[key]).__name__}, "
+                f"not a {' or '.join('null' if t is type(None) else t.__name__ for t in types)}."
+            )
+    if version in PINNED_ONLY_VERSIONS:
+        # Format 1 checksummed the tensors only: read it where the whole file's hash is pinned.
+        if not pinned_sha256 or sha256_file(path) != str(pinned_sha256).lower():
+            raise CheckpointError(
+                f"{path} uses checkpoint format {version}, whose metadata no checksum covers; it is read only "
+                f"where a model card pins the file's sha256. Save it again with this version of revgnn_dgl."
+            )
+    elif config["sha256"] != config_sha256(config):
+        raise CheckpointError(
+            f"{path} is corrupted: its {METADATA_KEY!r} metadata does not match the checksum stored when it was saved."
         )
     return config
 
@@ -478,6 +636,11 @@ def _check_state(expected: Mapping[str, Tensor], ckpt: Checkpoint) -> None:
             raise CheckpointError(
                 f"{ckpt.path}: weight {key!r} has shape {tuple(got[key].shape)} in the checkpoint but "
                 f"{tuple(value.shape)} in the model."
+            )
+        if got[key].dtype != value.dtype:  # load_state_dict would cast it silently
+            raise CheckpointError(
+                f"{ckpt.path}: weight {key!r} is {str(got[key].dtype).replace('torch.', '')} in the checkpoint but "
+                f"{str(value.dtype).replace('torch.', '')} in the model; it is refused, not cast."
             )
 
 

@@ -11,7 +11,9 @@ if TYPE_CHECKING:
     from torch import nn
 
 
-def create_model(name: str, pretrained: Union[bool, str, Path] = False, **overrides: Any) -> "nn.Module":
+def create_model(
+    name: str, pretrained: Union[bool, str, Path] = False, *, allow_foreign: bool = False, **overrides: Any
+) -> "nn.Module":
     """Build a registered model, optionally with weights.
 
     Parameters
@@ -21,6 +23,9 @@ def create_model(name: str, pretrained: Union[bool, str, Path] = False, **overri
     pretrained : bool or path
         ``True``: the card's checkpoint, from the cache (downloaded and verified if the card has a
         URL). A path: a local checkpoint file in this package's format.
+    allow_foreign : bool
+        With a path: also accept a plain safetensors state dict (no revgnn_dgl header) whose
+        keys, dtypes and shapes are exactly the model's.
     **overrides
         Architecture arguments replacing the card's (e.g. ``num_layers=8`` for a quick test).
         Overrides that change the architecture cannot be combined with ``pretrained``.
@@ -41,5 +46,8 @@ def create_model(name: str, pretrained: Union[bool, str, Path] = False, **overri
         from .hub import pretrained_path
 
         path = pretrained_path(config) if pretrained is True else Path(pretrained)
-        load_weights(model, path, expected_architecture=config["architecture"], expected_arguments=arguments)
+        # The card's sha256 pins the whole file, so its own weights may be in an older format.
+        pinned = (config.get("checkpoint") or {}).get("sha256") if pretrained is True else None
+        load_weights(model, path, expected_architecture=config["architecture"], expected_arguments=arguments,
+                     pinned_sha256=pinned, allow_foreign=allow_foreign and pretrained is not True)  # fmt: skip
     return model

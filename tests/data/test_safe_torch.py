@@ -242,7 +242,6 @@ def _official_checkpoint() -> dict:
         "transposed": base.t(),
         "strided": base[1:3, ::2],
         "row": base[2],
-        "expanded": torch.tensor([1.5, -2.0]).expand(3, 2),
         "special": torch.tensor([float("nan"), float("inf"), -0.0, 1e-45]),
         "f16": torch.randn(2, 3).half(),
         "bf16": torch.randn(5).bfloat16(),
@@ -542,9 +541,9 @@ class _CallOn:
 
 @pytest.mark.parametrize("fn", [list, set, torch.Size, OrderedDict])
 def test_iterating_a_tensor_refused(tmp_path, fn):
-    # 2**40 elements viewing one stored float: list() over it would never end.
-    huge = _tensor("0", 1, (2**40,), stride=(0,))
-    path = _write_archive(tmp_path / "huge.pt", {"x": _CallOn(fn, huge)}, {"0": b"\0" * 4})
+    # A huge expanded view is refused when rebuilt (test_overlapping_views_refused); the call is refused anyway.
+    small = _tensor("0", 4, (4,))
+    path = _write_archive(tmp_path / "small.pt", {"x": _CallOn(fn, small)}, {"0": b"\0" * 16})
     with pytest.raises(TorchFileError, match=f"the pickle calls {fn.__name__} on a tensor or storage"):
         load_torch_file(path)
 

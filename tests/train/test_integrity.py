@@ -32,7 +32,7 @@ from revgnn_dgl.train import (
 )
 from revgnn_dgl.train.rundir import RunLock, remove_stale_temp_files, write_json
 from revgnn_dgl.train.state import load_training_state
-from revgnn_dgl.zoo.checkpoint import CheckpointError, build_from_checkpoint, load_checkpoint, save_checkpoint
+from revgnn_dgl.zoo.checkpoint import CheckpointError, build_from_checkpoint, config_sha256, load_checkpoint, save_checkpoint
 
 TINY = dict(model="wide", dataset="synthetic-proteins", dataset_options={"num_nodes": 200}, num_layers=2,
             hidden=8, train_parts=2, eval_parts=1, device="cpu")  # fmt: skip
@@ -202,7 +202,11 @@ def test_crafted_huge_header_is_refused_before_allocation(tmp_path: Path) -> Non
     header = json.loads(meta["revgnn_dgl"])
     header["arguments"]["hidden"] = 1048576  # 2 TB of weights if built
     save_file(tensors, str(tmp_path / "evil.safetensors"), metadata={"revgnn_dgl": json.dumps(header)})
-    with pytest.raises(CheckpointError, match="has shape .* in the checkpoint but"):
+    with pytest.raises(CheckpointError, match="metadata does not match the checksum"):
+        build_from_checkpoint(tmp_path / "evil.safetensors")
+    header["sha256"] = config_sha256(header)  # a crafted file can carry a matching checksum
+    save_file(tensors, str(tmp_path / "evil.safetensors"), metadata={"revgnn_dgl": json.dumps(header)})
+    with pytest.raises(CheckpointError, match=r"header describes a model of about 24.0 TiB of weights, but the file holds"):
         build_from_checkpoint(tmp_path / "evil.safetensors")
 
 

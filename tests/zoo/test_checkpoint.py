@@ -164,7 +164,8 @@ def test_save_is_readable_by_plain_safetensors(saved):
     with safe_open(str(saved), framework="pt") as fh:
         config = json.loads(fh.metadata()["revgnn_dgl"])
         assert "layers.1.gnn_modules.1.conv.mlp.3.weight" in fh.keys()
-    assert config["format_version"] == 1 and config["architecture"] == "revgnn"
+    assert config["format_version"] == 2 and config["architecture"] == "revgnn"
+    assert len(config["sha256"]) == len(config["data_sha256"]) == 64
 
 
 def test_save_handles_shared_tensors(tmp_path):
@@ -400,3 +401,25 @@ def test_failed_rename_keeps_previous_file(saved, monkeypatch):
     monkeypatch.setattr(ckpt_mod.os, "replace", os.replace)
     assert saved.read_bytes() == before
     assert_no_temp_files(saved.parent)
+
+
+# ------------------------------------------------------------------ format 1: only where a card pins the file
+def test_format_1_is_read_only_where_the_whole_file_is_pinned(tmp_path):
+    from revgnn_dgl.zoo import get_config
+    from revgnn_dgl.zoo.hub import bundled_path
+
+    card = get_config("revgnn-cora-64")
+    path = bundled_path(card)  # a committed format-1 file, its sha256 in the card
+    pinned = card["checkpoint"]["sha256"]
+    assert load_checkpoint(path, pinned_sha256=pinned).format_version == 1
+    with pytest.raises(CheckpointError, match="format 1, whose metadata no checksum covers"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="format 1, whose metadata no checksum covers"):
+        load_checkpoint(path, pinned_sha256="0" * 64)
+    # Saved again, it is format 2 with bit-identical weights.
+    model = create_model("revgnn-cora-64", pretrained=True)
+    again = save_checkpoint(tmp_path / "again.safetensors", model)
+    reread = load_checkpoint(again)
+    assert reread.format_version == 2
+    original = load_checkpoint(path, pinned_sha256=pinned).state_dict
+    assert all(torch.equal(reread.state_dict[k], original[k]) for k in original)
