@@ -251,7 +251,11 @@ def remove_stale_temp_files(folder: PathLike) -> List[Path]:
         for path in folder.iterdir():
             if path.is_symlink() or not path.is_file() or ".tmp" not in path.name:
                 continue
-            if any(path.name.startswith((f".{name}.tmp", f"{name}.tmp")) for name in RUN_FILES):
+            ours = any(path.name.startswith((f".{name}.tmp", f"{name}.tmp")) for name in RUN_FILES)
+            # safetensors' own name (``.tmp`` + 6 characters), left by a kill in versions of this
+            # package that wrote through safetensors.save_file; none is written any more.
+            theirs = len(path.name) == 10 and path.name.startswith(".tmp") and path.name[4:].isalnum()
+            if ours or theirs:
                 path.unlink(missing_ok=True)
                 removed.append(path)
     return removed

@@ -27,9 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..faults import fault_point
 from ..errors import TrainingStateError, ZooError
-from ..zoo.checkpoint import config_sha256, strict_json, tensors_sha256
+from ..zoo.checkpoint import config_sha256, strict_json, tensors_sha256, write_safetensors
 
 #: Key of the JSON document in the safetensors header.
 HEADER_KEY = "revgnn_dgl.training_state"
@@ -101,7 +100,6 @@ def save_training_state(
         JSON-serialisable bookkeeping returned as :attr:`TrainingState.extra`.
     """
     from safetensors import SafetensorError
-    from safetensors.torch import save_file
 
     tensors: Dict[str, Tensor] = {}
     for key, value in model.state_dict().items():
@@ -143,21 +141,13 @@ def save_training_state(
     except (TypeError, ValueError) as err:
         raise TrainingStateError(f"cannot save {path}: its bookkeeping is not JSON-serialisable ({err}).") from None
     header["sha256"] = config_sha256(header)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     try:
-        save_file(tensors, str(tmp), metadata={HEADER_KEY: json.dumps(header)})
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # like the checkpoints beside it (safetensors creates the file private)
-        fault_point("state")
-        os.replace(tmp, path)
+        write_safetensors(path, tensors, {HEADER_KEY: json.dumps(header)}, fault="state")
     except (SafetensorError, OSError) as err:  # no space, read-only, permission: the previous state stays
         raise TrainingStateError(
             f"could not write the training state {path}: {' '.join(str(err).split())[:200]}; "
             "the previous state is kept and the run can be resumed once this is fixed."
         ) from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load_training_state(path: PathLike) -> TrainingState:

@@ -136,8 +136,6 @@ def save_checkpoint(
     CheckpointError
         If the configuration is unknown or not JSON-serialisable, or writing fails.
     """
-    from safetensors.torch import save_file
-
     path = Path(path)
     zoo = getattr(model, "zoo_config", None) or {}
     architecture = architecture if architecture is not None else zoo.get("architecture")
@@ -165,24 +163,42 @@ def save_checkpoint(
     config["sha256"] = config_sha256(config)
     header = json.dumps(config, sort_keys=True)
 
+    try:
+        write_safetensors(path, tensors, {METADATA_KEY: header}, fault="checkpoint")
+    except Exception as err:
+        if isinstance(err, CheckpointError):
+            raise
+        raise CheckpointError(f"could not write checkpoint {path}: {' '.join(str(err).split())[:200]}") from err
+    return path
+
+
+def write_safetensors(path: Path, tensors: Mapping[str, Tensor], metadata: Mapping[str, str], fault: str = "") -> None:
+    """Write a safetensors file whole or not at all, through the project's own temporary name.
+
+    The bytes are serialised in memory and written to ``.NAME.tmpXXXXXXXX`` beside ``path``
+    (created exclusively, so never through a link), fsynced, then renamed over ``path`` (which
+    replaces a link there instead of writing where it points). Not ``safetensors.save_file``:
+    it writes through a ``.tmpXXXXXX`` file of its own, which a kill mid-write leaves behind
+    under a name no cleanup can tell from a user's file.
+    """
+    from safetensors.torch import save
+
     path.parent.mkdir(parents=True, exist_ok=True)
+    data = save(dict(tensors), metadata=dict(metadata))
     # The temporary name matches the repository's ignore pattern ``*.safetensors.tmp*``.
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
-        save_file(tensors, str(tmp), metadata={METADATA_KEY: header})
-        _fsync_file(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private; a checkpoint is an ordinary file
-        fault_point("checkpoint")
-        os.replace(tmp, path)
-    except BaseException as err:  # also KeyboardInterrupt: never leave the temporary file behind
-        tmp.unlink(missing_ok=True)
-        if isinstance(err, Exception) and not isinstance(err, CheckpointError):
-            raise CheckpointError(f"could not write checkpoint {path}: {err}") from err
-        raise
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp_name, 0o644)  # mkstemp makes the file private; these are ordinary files
+        if fault:
+            fault_point(fault)
+        os.replace(tmp_name, path)
+    finally:  # also on KeyboardInterrupt: never leave the temporary file behind
+        Path(tmp_name).unlink(missing_ok=True)
     _fsync_dir(path.parent)
-    return path
 
 
 def _storable_state_dict(state: Mapping[str, Any]) -> Dict[str, Tensor]:

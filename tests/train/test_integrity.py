@@ -30,7 +30,7 @@ from revgnn_dgl.train import (
     read_metrics,
     train,
 )
-from revgnn_dgl.train.rundir import RunLock, remove_stale_temp_files, write_json
+from revgnn_dgl.train.rundir import LOCK_FILE, RunLock, remove_stale_temp_files, write_json
 from revgnn_dgl.train.state import load_training_state
 from revgnn_dgl.zoo.checkpoint import CheckpointError, build_from_checkpoint, config_sha256, load_checkpoint, save_checkpoint
 
@@ -365,3 +365,33 @@ def test_save_every_writes_less_and_resumes_exactly(tmp_path: Path) -> None:
     for name in (BEST_FILE, LAST_FILE):
         a, b = load_checkpoint(sparse / name).state_dict, load_checkpoint(straight / name).state_dict
         assert all(torch.equal(a[k], b[k]) for k in b), name
+
+
+@pytest.mark.slow
+def test_twenty_kills_during_writes_leave_no_temporary_file(tmp_path: Path) -> None:
+    """20 SIGKILLs inside checkpoint, state and metrics writes of one run, each followed by
+    --resume, and a final resume to the end: nothing but the run's own files remains (every
+    write goes through the project's own temporary names, which the next start removes)."""
+    common = ["train", "--model", "wide", "--dataset", "synthetic-proteins", "--dataset-option", "num_nodes=200",
+              "--num-layers", "2", "--hidden", "8", "--train-parts", "2", "--eval-parts", "1", "--device", "cpu",
+              "--threads", "1", "--epochs", "30"]  # fmt: skip
+    out = tmp_path / "run"
+    rng = random.Random(28)
+    kills = 0
+    first = True
+    while kills < 20:
+        point = rng.choice(["checkpoint", "state", "metrics"])
+        args = [*common, "--out", str(out)] if first else ["train", "--resume", str(out)]
+        done = run_cli(args, {"REVGNN_DGL_FAULT": f"{point}:{rng.randint(1, 2)}"})
+        if done.returncode == -9:
+            kills += 1
+            first = False
+        else:
+            assert done.returncode == 0, done.stderr[-1000:]
+            break  # the run finished before the point was reached: enough
+    final = run_cli(["train", "--resume", str(out)])
+    assert final.returncode == 0, final.stderr[-2000:]
+    allowed = {LOCK_FILE, CONFIG_FILE, METRICS_FILE, BEST_FILE, LAST_FILE, STATE_FILE, SUMMARY_FILE}
+    assert {p.name for p in out.iterdir()} <= allowed, sorted(p.name for p in out.iterdir())
+    assert kills >= 10, kills
+    assert [r["epoch"] for r in read_metrics(out)] == list(range(1, 31))

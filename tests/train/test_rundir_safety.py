@@ -137,3 +137,18 @@ def test_a_failed_start_leaves_nothing_that_blocks_the_same_command(tmp_path: Pa
     (out / "notes.txt").write_text("mine\n")
     assert invoke(*args).exit_code == 1
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_stale_temporary_files_are_removed_and_links_and_user_files_kept(tmp_path: Path) -> None:
+    from revgnn_dgl.train.rundir import remove_stale_temp_files
+
+    names = [".state.safetensors.tmpab12cd34", "metrics.jsonl.tmp123", ".tmpYc1T23", "notes.tmp.txt", ".tmpfile-of-mine"]
+    for name in names:
+        (tmp_path / name).write_text("x")
+    victim = tmp_path.parent / f"{tmp_path.name}-victim"
+    victim.write_text("precious")
+    (tmp_path / ".best.safetensors.tmpzz").symlink_to(victim)
+    removed = sorted(p.name for p in remove_stale_temp_files(tmp_path))
+    assert removed == [".state.safetensors.tmpab12cd34", ".tmpYc1T23", "metrics.jsonl.tmp123"]
+    assert (tmp_path / "notes.tmp.txt").exists() and (tmp_path / ".tmpfile-of-mine").exists()
+    assert (tmp_path / ".best.safetensors.tmpzz").is_symlink() and victim.read_text() == "precious"

@@ -363,7 +363,7 @@ def test_failed_save_keeps_previous_file(saved, monkeypatch):
     def crash(path):
         raise OSError("disk full (simulated)")
 
-    monkeypatch.setattr(ckpt_mod, "_fsync_file", crash)  # the new file is fully written, then this fails
+    monkeypatch.setattr(ckpt_mod.os, "fsync", crash)  # the new file is fully written, then this fails
     with pytest.raises(CheckpointError, match="could not write checkpoint .*disk full"):
         save_checkpoint(saved, tiny_model(seed=5))
     assert saved.read_bytes() == before
@@ -373,18 +373,26 @@ def test_failed_save_keeps_previous_file(saved, monkeypatch):
 
 def test_interrupted_save_keeps_previous_file(saved, monkeypatch):
     """An interrupt (KeyboardInterrupt, like a kill) half-way through writing."""
-    import safetensors.torch
+    import os as _os
 
     before = saved.read_bytes()
-    real_save = safetensors.torch.save_file
+    real_fdopen = _os.fdopen
 
-    def half_write(tensors, filename, metadata=None):
-        real_save(tensors, filename, metadata=metadata)
-        data = Path(filename).read_bytes()
-        Path(filename).write_bytes(data[: len(data) // 2])
-        raise KeyboardInterrupt
+    class HalfWritten:  # the temporary file gets half the bytes, then the interrupt comes
+        def __init__(self, fh):
+            self.fh = fh
 
-    monkeypatch.setattr(safetensors.torch, "save_file", half_write)
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def write(self, data):
+            self.fh.write(data[: len(data) // 2])
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt_mod.os, "fdopen", lambda fd, *a, **k: HalfWritten(real_fdopen(fd, *a, **k)))
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(saved, tiny_model(seed=5))
     assert saved.read_bytes() == before
