@@ -193,6 +193,8 @@ def download(url: str, dest: PathLike, sha256: Optional[str] = None, *, timeout:
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_symlink():
+        raise CheckpointError(f"{dest} is a symbolic link: revgnn-dgl never writes through a link; remove it.")
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.tmp", suffix=".part")
     tmp = Path(tmp_name)
     digest = hashlib.sha256()
