@@ -112,12 +112,12 @@ _THREADS_HELP = "torch CPU threads, at most the cores [default: the cores other 
 def _set_threads(threads: Optional[int]) -> None:
     import torch
 
-    from .env import available_cores, load_average, pick_threads
-    from .limits import check_threads
+    from .env import load_average, pick_threads
+    from .limits import check_threads, cpu_cores
 
     check_threads(threads)
 
-    torch.set_num_threads(threads if threads is not None else pick_threads(available_cores(), load_average()))
+    torch.set_num_threads(threads if threads is not None else pick_threads(cpu_cores(), load_average()))
 
 
 # ------------------------------------------------------------------ train

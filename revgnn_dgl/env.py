@@ -12,21 +12,13 @@ from typing import TYPE_CHECKING, Any, Dict, Optional
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["environment", "cpu_model", "git_commit", "CHILD_ENV", "available_cores", "pick_threads", "thread_note"]
+__all__ = ["environment", "cpu_model", "git_commit", "CHILD_ENV", "load_average", "pick_threads", "thread_note"]
 
 #: Environment of the benchmark's child processes. ``OMP_WAIT_POLICY=PASSIVE``: with cores shared
 #: by other jobs, OpenMP's default busy-waiting made a 2-thread step of a small graph 28 times
 #: slower than 1 thread on the 2-core machine of ``benchmarks/results`` (each parallel region
 #: waits for a thread whose core another process holds); passive waiting removes that.
 CHILD_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "KINETO_LOG_LEVEL": "5", "OUTDATED_IGNORE": "1"}
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its affinity mask), else the machine's count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
 
 
 def load_average() -> float:

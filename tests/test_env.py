@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from revgnn_dgl.env import available_cores, pick_threads, thread_note
+from revgnn_dgl.env import pick_threads, thread_note
+from revgnn_dgl.limits import cpu_cores
 
 
 @pytest.mark.parametrize(
@@ -32,5 +33,5 @@ def test_thread_note_only_when_oversubscribed() -> None:
     assert thread_note(threads=1, processes=4, cores=2, load=0.0) is not None
 
 
-def test_available_cores_is_positive() -> None:
-    assert available_cores() >= 1
+def test_cpu_cores_is_positive() -> None:
+    assert cpu_cores() >= 1

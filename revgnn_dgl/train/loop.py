@@ -24,14 +24,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..env import available_cores, environment, load_average, thread_note
+from ..env import environment, load_average, thread_note
 from ..zoo import create_model, get_config
 from ..zoo.checkpoint import save_checkpoint
 from ..errors import ConfigError, TrainingDiverged
 from .config import RESUMABLE_KEYS, TrainConfig
 from ..models.revgat_loss import log_ce_loss, self_kd_loss
 from .data import DeviceData, check_parts, load_dataset_for, model_overrides, random_parts, subgraph
-from ..limits import check_memory, check_threads, format_bytes
+from ..limits import check_memory, check_threads, cpu_cores, format_bytes
 from ..zoo.architectures import check_sizes, estimate_state_bytes
 from .inputs import predict
 from .logger import RunLoggers
@@ -217,7 +217,7 @@ def _announce(config: TrainConfig, ctx: Context, device: torch.device, dataset: 
         echo(f"device: {device}" + (" (picked by --device auto)" if config.device == "auto" else ""))
     if changes:
         echo(f"model {config.model}, from dataset {dataset} and overrides: {', '.join(changes)}")
-    threads, cores, load = torch.get_num_threads(), available_cores(), load_average()
+    threads, cores, load = torch.get_num_threads(), cpu_cores(), load_average()
     echo(f"threads: {threads} per process ({cores} cores, load {load:.1f})")
     note = thread_note(threads, ctx.world_size, cores, load)
     if note:

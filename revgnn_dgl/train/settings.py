@@ -107,9 +107,10 @@ def resolve_train_config(
         if config.threads is None:
             # The cores other jobs leave free, per process; stored in config.yaml, so that --resume
             # runs with the same count (results are exact for one thread count only).
-            from ..env import available_cores, load_average, pick_threads
+            from ..env import load_average, pick_threads
+            from ..limits import cpu_cores
 
-            config = config.updated({"threads": pick_threads(available_cores(), load_average(), config.nproc)})
+            config = config.updated({"threads": pick_threads(cpu_cores(), load_average(), config.nproc)})
     check_names(config.model, config.dataset)
     return config
 
