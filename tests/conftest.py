@@ -53,3 +53,15 @@ def dataset_dir(request: pytest.FixtureRequest) -> Callable[[str], Path]:
         return path
 
     return folder
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_again():
+    """Commands run in-process (click's CliRunner) set torch's thread count as a command may (the
+    default picks the free cores): put the suite's one thread back, so that no later test computes
+    with another reduction order than it expects."""
+    import torch
+
+    yield
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
