@@ -365,7 +365,8 @@ def tune(base: TrainConfig, space: SearchSpace, settings: TuneSettings, echo: Ec
         _work(job, 0, echo)
     else:
         _run_workers(job, echo)
-    return _finish(_open_study(base, space, settings, _storage(settings)), settings, time.perf_counter() - tic, echo)
+    study = _open_study(base, space, settings, _storage(settings))
+    return _finish(study, base, space, settings, time.perf_counter() - tic, echo)
 
 
 def _check_setup(base: TrainConfig) -> None:
@@ -392,18 +393,27 @@ def _pin_threads(base: TrainConfig, jobs: int) -> TrainConfig:
 
 
 def _shown_url(settings: TuneSettings) -> str:
-    url = settings.storage_url()
-    return url.split("@")[-1] if "@" in url else url  # no password on the screen
+    """The storage URL without its password, for the screen."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(settings.storage_url()).render_as_string(hide_password=True)
+    except ArgumentError:
+        return settings.storage_url()
 
 
 def _storage(settings: TuneSettings) -> Any:
+    from sqlalchemy.exc import SQLAlchemyError
+
     url = settings.storage_url()
     # SQLite: wait for another worker's write instead of failing with "database is locked".
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     try:
         return _optuna().storages.RDBStorage(url, engine_kwargs=engine)
-    except ImportError as err:  # the database's driver (e.g. psycopg2 for PostgreSQL)
-        raise ConfigError(f"--storage {_shown_url(settings)}: {err}") from None
+    except (ImportError, SQLAlchemyError) as err:  # a malformed URL, a missing driver, a server not reached
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"--storage {_shown_url(settings)}: {first}") from None
 
 
 def _open_study(base: TrainConfig, space: SearchSpace, settings: TuneSettings, storage: Any, create: bool = False,
@@ -500,7 +510,7 @@ def _work(job: _Job, index: int, echo: Echo) -> None:
         probe = _open_study(base, space, settings, storage)
         # Another seed per worker and per continuation: a re-run does not redraw the first run's points.
         sampler = optuna.samplers.TPESampler(seed=settings.sampler_seed + 1000 * index + len(probe.trials))
-        study = _open_study(base, space, settings, storage, sampler=sampler, pruner=_make_pruner(settings, base))
+        study = _open_study(base, space, settings, storage, sampler=sampler, pruner=_make_pruner(settings, base, space))
     deadline = None if settings.timeout is None else time.monotonic() + settings.timeout
     distributions = space.distributions()
     while True:
@@ -536,12 +546,14 @@ def _flock(path: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def _make_pruner(settings: TuneSettings, base: TrainConfig) -> Any:
+def _make_pruner(settings: TuneSettings, base: TrainConfig, space: SearchSpace) -> Any:
+    """The pruner; its steps are the epochs (those evaluated)."""
     optuna = _optuna()
     if settings.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=settings.prune_startup, n_warmup_steps=settings.prune_warmup)
     if settings.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=max(1, settings.prune_warmup), max_resource=base.epochs)
+        most = "auto" if "epochs" in space.params else base.epochs  # searched epochs: the longest trial seen
+        return optuna.pruners.HyperbandPruner(min_resource=max(1, settings.prune_warmup), max_resource=most)
     if settings.pruner == "none":
         return optuna.pruners.NopPruner()
     raise ConfigError(f"unknown pruner {settings.pruner!r}; valid: median, hyperband, none.")
@@ -648,9 +660,12 @@ def _train_trial(trial: Any, config: TrainConfig, run_dir: Path) -> Dict[str, An
         best["val"] = max(best.get("val", -math.inf), record["val"])
         trial.report(best["val"], record["epoch"])
         if trial.should_prune():
-            raise optuna.TrialPruned(f"at epoch {record['epoch']} (best val {best['val']:.4f})")
+            why = f"at epoch {record['epoch']} (best val {best['val']:.4f})"
+            echo(f"pruned by the study {why}: an interrupted run, which train --resume would continue")
+            raise optuna.TrialPruned(why)
 
     with open(run_dir / "train.log", "a", encoding="utf-8") as log:
+
         def echo(line: str) -> None:
             log.write(line + "\n")
             log.flush()
@@ -663,7 +678,8 @@ def _short(value: Any) -> str:
 
 
 # ---------------------------------------------------------------------- the study's outputs
-def _finish(study: Any, settings: TuneSettings, seconds: float, echo: Echo) -> Dict[str, Any]:
+def _finish(study: Any, base: TrainConfig, space: SearchSpace, settings: TuneSettings, seconds: float,
+            echo: Echo) -> Dict[str, Any]:  # fmt: skip
     """The table of the best trials, best.yaml, trials.csv and the plots; returns the summary."""
     optuna = _optuna()
     state = optuna.trial.TrialState
@@ -690,7 +706,9 @@ def _finish(study: Any, settings: TuneSettings, seconds: float, echo: Echo) -> D
     best = done[0]
     from .rundir import CONFIG_FILE, write_yaml
 
-    config = TrainConfig.from_file(Path(best.user_attrs["run_dir"]) / CONFIG_FILE).to_dict()
+    saved = Path(best.user_attrs["run_dir"]) / CONFIG_FILE
+    # The trial's own config.yaml (its thread count included), unless it ran on another machine.
+    config = (TrainConfig.from_file(saved) if saved.is_file() else space.apply(base, best.params, "the best trial")).to_dict()
     config.pop("out")  # train --config BEST gives the new run its own folder
     write_yaml(out / BEST_CONFIG, config)
     summary["best"] = {"trial": best.number, "val": best.value, "test": best.user_attrs.get("test"),
