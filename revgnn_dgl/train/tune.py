@@ -298,7 +298,7 @@ class TuneSettings:
         Stop once the study holds this many trials (finished, pruned, failed, or running now);
         re-running the command continues up to it.
     timeout : float, optional
-        Start no new trial after this many seconds (a running trial finishes).
+        Start no new trial this many seconds after the study started (running trials finish).
     jobs : int
         Trials at once, each in its own worker process.
     storage : str, optional
@@ -350,6 +350,9 @@ def tune(base: TrainConfig, space: SearchSpace, settings: TuneSettings, echo: Ec
     """
     if settings.trials is None and settings.timeout is None:
         raise ConfigError("give --trials N, --timeout SECONDS or both: a study needs an end.")
+    tic = time.perf_counter()
+    # Wall-clock time, the same in every worker process: the budget counts from the command's start.
+    deadline = None if settings.timeout is None else time.time() + settings.timeout
     space.check(base)
     _check_setup(base)
     base = _pin_threads(base, settings.jobs)
@@ -359,8 +362,7 @@ def tune(base: TrainConfig, space: SearchSpace, settings: TuneSettings, echo: Ec
         study = _open_study(base, space, settings, _storage(settings), create=True)
     echo(f"study {settings.study_name!r} in {_shown_url(settings)}: {len(study.trials)} trial(s) so far; "
          f"{settings.jobs} job(s), {base.threads} thread(s) each; searching {', '.join(space.to_dict().values())}")  # fmt: skip
-    tic = time.perf_counter()
-    job = _Job(base.to_dict(), space, settings)
+    job = _Job(base.to_dict(), space, settings, deadline)
     if settings.jobs == 1:
         _work(job, 0, echo)
     else:
@@ -459,6 +461,7 @@ class _Job:
     base: Dict[str, Any]
     space: SearchSpace
     settings: TuneSettings
+    deadline: Optional[float] = None  # time.time() after which no trial starts
 
 
 def _run_workers(job: _Job, echo: Echo) -> None:
@@ -511,7 +514,6 @@ def _work(job: _Job, index: int, echo: Echo) -> None:
         # Another seed per worker and per continuation: a re-run does not redraw the first run's points.
         sampler = optuna.samplers.TPESampler(seed=settings.sampler_seed + 1000 * index + len(probe.trials))
         study = _open_study(base, space, settings, storage, sampler=sampler, pruner=_make_pruner(settings, base, space))
-    deadline = None if settings.timeout is None else time.monotonic() + settings.timeout
     distributions = space.distributions()
     while True:
         with ExitStack() as trial_lock:
@@ -521,7 +523,7 @@ def _work(job: _Job, index: int, echo: Echo) -> None:
                 _fail_dead_trials(study, storage, echo)
                 if settings.trials is not None and _counted(study) >= settings.trials:
                     return
-                if deadline is not None and time.monotonic() >= deadline:
+                if job.deadline is not None and time.time() >= job.deadline:
                     return
                 trial = study.ask(fixed_distributions=distributions)
                 run_dir = Path(settings.out, TRIALS_DIR, f"trial-{trial.number:04d}").resolve()
@@ -690,7 +692,8 @@ def _finish(study: Any, base: TrainConfig, space: SearchSpace, settings: TuneSet
     out = Path(settings.out)
     summary: Dict[str, Any] = {"study": settings.study_name, "storage": _shown_url(settings), "trials": counts,
                                "seconds": seconds, "best": None}  # fmt: skip
-    echo(f"{len(trials)} trial(s): {', '.join(f'{n} {k}' for k, n in counts.items() if n)}; this run took {seconds:.1f} s")
+    states = "".join(f", {n} {k}" for k, n in counts.items() if n)
+    echo(f"{len(trials)} trial(s){states}; this run took {seconds:.1f} s")
     if not done:
         echo("no trial has finished yet: no best config.")
         return summary

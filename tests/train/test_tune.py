@@ -243,3 +243,20 @@ def test_jobs_run_trials_in_worker_processes(tmp_path: Path) -> None:
     workers = {t.user_attrs["worker"] for t in trials}
     assert len(workers) == 2 and str(study.pid) not in {w.split(":")[1] for w in workers}  # two spawned workers
     assert (out / "best.yaml").is_file() and "best config (trial" in output
+
+
+def test_timeout_ends_the_study_and_other_settings_are_refused(tmp_path: Path) -> None:
+    out = tmp_path / "study"
+    args = ["tune", "--out", str(out), "--timeout", "0.001", "--epochs", "2", *SPACE, *TINY]
+    result = run_cli(args)
+    assert result.exit_code == 0, result.output
+    assert "0 trial(s);" in result.output and "no trial has finished yet" in result.output  # from the start
+    assert load_trials(out) == [] and not (out / "best.yaml").exists()
+    other = run_cli([*args[:-len(TINY)], "--space", "weight_decay=float:0:0.01", *TINY])
+    assert other.exit_code == 1
+    assert other.output.strip().splitlines() == [
+        f"Error: study 'tune' in sqlite:///{out.resolve()}/study.db was started with other settings (the search "
+        "space); re-run it with them, or start another with --out DIR or --study-name NAME."
+    ]
+    longer = run_cli([*args, "--epochs", "3"])
+    assert longer.exit_code == 1 and "other settings (epochs)" in longer.output
