@@ -41,6 +41,7 @@ import yaml
 
 from ..errors import ConfigError, RevGNNError
 from .config import TrainConfig
+from .settings import check_names
 
 __all__ = ["KINDS", "Param", "SearchSpace", "TuneSettings", "parse_space", "read_space_file", "tune", "default_study_dir"]
 
@@ -77,7 +78,7 @@ class Param:
         """The dimension as a ``--space`` item."""
         if self.kind == "choice":
             return f"{self.key}=choice:{','.join(str(c) for c in self.choices)}"
-        return f"{self.key}={self.kind}:{self.low:g}:{self.high:g}" + (f":{self.step}" if self.step else "")
+        return f"{self.key}={self.kind}:{self.low!r}:{self.high!r}" + (f":{self.step}" if self.step else "")
 
     def endpoints(self) -> Tuple[Any, ...]:
         """The values that must all be valid settings: the choices, or the range's ends."""
@@ -133,6 +134,8 @@ class SearchSpace:
                             check_model_args(str(model), {param.key[len(MODEL_ARG):]: value})
                     else:
                         base.updated({param.key: value}, "the search space")
+                        if param.key == "model":
+                            check_names(str(value), None)
                 except RevGNNError as err:
                     raise ConfigError(f"--space {param.describe()}: {err}") from None
 

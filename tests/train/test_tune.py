@@ -60,6 +60,7 @@ def cli_process(args: List[str], **env: str) -> subprocess.Popen:
         (["optimizer=choice:adam,sgd"], ["optimizer must be adam or adamw or rmsprop"]),
         (["model_args.agregator=choice:max,mean"], ["not an argument of", "did you mean 'aggregator'"]),
         (["out=choice:a,b"], ["cannot be searched"]),
+        (["model=choice:revgnn-112,revgnn-113"], ["unknown model", "revgnn-113"]),
         (["lr"], ["expected KEY=SPEC"]),
     ],
 )
