@@ -32,6 +32,7 @@ import math
 import os
 import socket
 import time
+import warnings
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -615,8 +616,8 @@ def _held(path: Path) -> bool:
 def _run_trial(study: Any, trial: Any, base: TrainConfig, space: SearchSpace, run_dir: Path, echo: Echo) -> None:
     """One trial, in its locked run directory: trained with pruning, and told to the study.
 
-    A point the trainer refuses or that diverges fails alone (the study goes on); Ctrl-C fails it
-    as interrupted (queued again); any other error is a bug and stops the study.
+    A point the trainer refuses or that diverges fails alone (the study goes on); anything else
+    (Ctrl-C, an OS error, a bug) fails it as interrupted, queued again, and stops the study.
     """
     optuna = _optuna()
     state = optuna.trial.TrialState
@@ -636,13 +637,10 @@ def _run_trial(study: Any, trial: Any, base: TrainConfig, space: SearchSpace, ru
         study.tell(trial, state=state.FAIL)
         echo(f"{shown}: failed, {message}")
         return
-    except KeyboardInterrupt:  # not this point's fault: tried again by the next run
+    except BaseException:  # Ctrl-C, a closed pipe, a full disk, a bug: not the point's fault, so tried again
         trial.set_user_attr("interrupted", True)
         study.tell(trial, state=state.FAIL)
         study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-        raise
-    except BaseException:
-        study.tell(trial, state=state.FAIL)
         raise
     trial.set_user_attr("test", summary["test"]["mean"])
     trial.set_user_attr("metric", summary["metric"])
@@ -669,12 +667,14 @@ def _train_trial(trial: Any, config: TrainConfig, run_dir: Path) -> Dict[str, An
             echo(f"pruned by the study {why}: an interrupted run, which train --resume would continue")
             raise optuna.TrialPruned(why)
 
-    with open(run_dir / "train.log", "a", encoding="utf-8") as log:
+    with open(run_dir / "train.log", "a", encoding="utf-8") as log, warnings.catch_warnings():
 
         def echo(line: str) -> None:
             log.write(line + "\n")
             log.flush()
 
+        # The run's warnings (a dataset's, every evaluation's) are the trial's: in its log, not on the screen.
+        warnings.showwarning = lambda message, category, *args, **kwargs: echo(f"warning: {message}")
         return train(config, echo=echo, progress=False, on_epoch=on_epoch)
 
 
@@ -734,8 +734,6 @@ def _relative(path: str) -> str:
 
 def _plots(study: Any, out: Path, echo: Echo) -> List[str]:
     """Optuna's optimization history, parameter importances and intermediate values, as PNGs."""
-    import warnings
-
     import matplotlib
 
     matplotlib.use("Agg")

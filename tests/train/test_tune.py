@@ -261,3 +261,22 @@ def test_timeout_ends_the_study_and_other_settings_are_refused(tmp_path: Path) -
     ]
     longer = run_cli([*args, "--epochs", "3"])
     assert longer.exit_code == 1 and "other settings (epochs)" in longer.output
+
+
+def test_a_trial_stopped_by_an_error_not_its_own_is_retried_not_counted(tmp_path: Path, monkeypatch) -> None:
+    from revgnn_dgl import faults
+
+    out = tmp_path / "study"
+    args = tune_args(out, 2, 1, "--pruner", "none")
+    monkeypatch.setattr(faults, "_reached", {})
+    monkeypatch.setenv("REVGNN_DGL_FAULT", "rank0-epoch1:1:raise")  # a bug in the first trial's first epoch
+    broken = run_cli(args)
+    assert isinstance(broken.exception, RuntimeError)  # a bug shows as one, with its traceback
+    trials = load_trials(out)
+    assert [t.state.name for t in trials] == ["FAIL", "WAITING"] and trials[0].user_attrs["interrupted"] is True
+    monkeypatch.delenv("REVGNN_DGL_FAULT")
+    again = run_cli(args)
+    assert again.exit_code == 0, again.output
+    trials = load_trials(out)
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
+    assert trials[1].user_attrs["retry_of"] == 0 and trials[1].params == trials[0].params
