@@ -56,6 +56,8 @@ from .rundir import (
 from .state import TrainingStateError, load_training_state, restore_rng, save_training_state
 
 Echo = Callable[[str], None]
+#: ``train(on_epoch=...)``: called with each epoch's record (and the run's seed).
+EpochHook = Callable[[Dict[str, Any]], None]
 
 #: What chance level means for each metric, for the warning of a run that does not learn.
 _CHANCE = {"rocauc": "random scores", "accuracy": "always the most frequent training class"}
@@ -72,7 +74,7 @@ def train(
     progress: Optional[bool] = None,
     command: Optional[str] = None,
     dist: Optional[Context] = None,
-    on_epoch: Optional[Callable[[Dict[str, Any]], None]] = None,
+    on_epoch: Optional[EpochHook] = None,
 ) -> Dict[str, Any]:
     """Train ``config.runs`` runs and write their outputs and ``summary.json`` to ``config.out``.
 
@@ -101,7 +103,8 @@ def train(
         Called after each epoch's files are written, with a copy of its metrics record and the
         run's ``seed`` (a tuner's hook: :mod:`revgnn_dgl.train.tune` reports the validation scores
         and prunes). What it raises stops the training and propagates; the run directory is then
-        an interrupted run at that epoch, which ``resume`` continues. One process only.
+        an interrupted run, which ``resume`` continues from its last state (every epoch with the
+        default ``save_every``). One process only.
 
     Returns
     -------
@@ -374,7 +377,7 @@ class _Run:
                 self.echo(f"note: {note}")
         self.echo(f"resuming {self.run_dir} after epoch {self.start_epoch}")
 
-    def train(self, progress: Optional[bool], on_epoch: Optional[Callable[[Dict[str, Any]], None]] = None) -> Dict[str, Any]:
+    def train(self, progress: Optional[bool], on_epoch: Optional[EpochHook] = None) -> Dict[str, Any]:
         """The remaining epochs; returns the run's best epoch, validation and test scores."""
         config, ctx = self.config, self.ctx
         if ctx.is_main and config.logger:
@@ -385,7 +388,7 @@ class _Run:
             if self.loggers is not None:
                 self.loggers.close()
 
-    def _train(self, progress: Optional[bool], on_epoch: Optional[Callable[[Dict[str, Any]], None]]) -> Dict[str, Any]:
+    def _train(self, progress: Optional[bool], on_epoch: Optional[EpochHook]) -> Dict[str, Any]:
         config, ctx = self.config, self.ctx
         if self.start_epoch >= config.epochs or self.stopped:
             why = f"stopped early at epoch {self.stopped}" if self.stopped else f"trained its {self.start_epoch} epochs"
