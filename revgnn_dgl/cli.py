@@ -295,6 +295,114 @@ def train(
         click.echo(f"outputs in {config.out}")
 
 
+# ------------------------------------------------------------------ tune
+#: train's options that place, resume or launch one training: a study decides those itself.
+_NOT_IN_TUNE = ("out", "resume", "as_json", "nproc", "dist_timeout")
+
+
+def _fixed_train_options(f: Any) -> Any:
+    """Give a command ``train``'s options (less :data:`_NOT_IN_TUNE`), grouped as in ``train --help``:
+    what every trial of a study trains with. Copies, so that new ``train`` options come along."""
+    import copy
+
+    groups: Dict[Any, Any] = {}
+    clones = []
+    for param in train.params:
+        if param.name in _NOT_IN_TUNE:
+            continue
+        clone = copy.copy(param)
+        group = getattr(param, "group", None)
+        if group is not None:  # cloup's groups record their options: tune's need their own
+            if group not in groups:
+                groups[group] = cloup.OptionGroup(f"{group.title} (fixed in every trial)", help=group.help)
+            clone.group = groups[group]
+        clones.append(clone)
+    # click lists __click_params__ in reverse; this decorator sits below the command's own options.
+    f.__click_params__ = getattr(f, "__click_params__", []) + clones[::-1]
+    return f
+
+
+@cli.command(cls=cloup.Command)
+@cloup.option_group(
+    "Search space",
+    click.option("--space", "space_items", multiple=True, metavar="KEY=SPEC",
+                 help="A searched setting: any train option or model argument (model_args.NAME, as --set), e.g. "
+                      "lr=loguniform:1e-4:1e-1, num_layers=int:4:16, dropout=float:0:0.5, "
+                      "model_args.conv=choice:gcn,gen (kinds: float, loguniform, int[:STEP], logint, choice; repeatable)."),
+    click.option("--space-file", type=click.Path(exists=True, dir_okay=False),
+                 help="YAML file of KEY: SPEC lines (or KEY: {type, low, high, step, choices}); adds to --space."),
+)
+@cloup.option_group(
+    "Study",
+    click.option("--out", type=click.Path(file_okay=False),
+                 help="Study folder: study.db, trials/trial-NNNN run directories, best.yaml, trials.csv, plots "
+                      "[default: runs/tune-MODEL-DATASET]. The same command again continues the study."),
+    click.option("--trials", type=click.IntRange(min=1), help="Trials the study should hold (a re-run continues up to N)."),
+    click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+                 help="Start no new trial after this time (running ones finish)."),
+    click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+                 help="Trials at once, each in its own process (threads each: the free cores / N, or --threads)."),
+    click.option("--storage", metavar="URL", help="Optuna RDB storage, any SQLAlchemy URL, shared by every process "
+                 "that tunes the same study [default: sqlite:///OUT/study.db]."),
+    click.option("--study-name", default="tune", show_default=True, help="The study's name in the storage."),
+    click.option("--pruner", type=click.Choice(["median", "hyperband", "none"]), default="median", show_default=True,
+                 help="Stop unpromising trials early from their per-epoch validation scores."),
+    click.option("--prune-startup", type=click.IntRange(min=0), default=4, show_default=True, metavar="N",
+                 help="Trials never pruned (median), the pruner's baseline."),
+    click.option("--prune-warmup", type=click.IntRange(min=0), default=0, show_default=True, metavar="EPOCHS",
+                 help="Epochs of each trial before it may be pruned (hyperband: its minimum resource)."),
+    click.option("--sampler-seed", type=int, default=0, show_default=True, help="Seed of the TPE sampler."),
+    click.option("--top", type=click.IntRange(min=1), default=5, show_default=True, help="Rows of the best-trials table."),
+)
+@_fixed_train_options
+@click.pass_context
+def tune(
+    ctx: click.Context,
+    space_items: Tuple[str, ...],
+    space_file: Optional[str],
+    out: Optional[str],
+    trials: Optional[int],
+    timeout: Optional[float],
+    jobs: int,
+    storage: Optional[str],
+    study_name: str,
+    pruner: str,
+    prune_startup: int,
+    prune_warmup: int,
+    sampler_seed: int,
+    top: int,
+    config_file: Optional[str],
+    **flags: Any,
+) -> None:
+    """Search hyper-parameters with Optuna: each trial a normal training run, pruned from its epochs.
+
+    The objective is the best validation score (mean over --runs). At the end: a table of the best
+    trials, best.yaml (for train --config), trials.csv, and optimization_history.png,
+    param_importances.png and intermediate_values.png. Needs pip install 'revgnn_dgl[tune]'.
+    """
+    from .train.settings import resolve_train_config
+    from .train.tune import TuneSettings, default_study_dir, parse_space, read_space_file
+    from .train.tune import tune as run_study
+
+    if trials is None and timeout is None:
+        raise click.UsageError("give --trials N, --timeout SECONDS or both: a study needs an end.", ctx=ctx)
+    search = parse_space(space_items)
+    if space_file:
+        read_space_file(space_file, search)
+    given = {k: v for k, v in flags.items() if v is not None and v != {}}
+    base = resolve_train_config(given, config_file=config_file, echo=click.echo)
+    settings = TuneSettings(
+        out=out or default_study_dir(base), trials=trials, timeout=timeout, jobs=jobs, storage=storage,
+        study_name=study_name, pruner=pruner, prune_startup=prune_startup, prune_warmup=prune_warmup,
+        sampler_seed=sampler_seed, top=top,
+    )  # fmt: skip
+    try:
+        run_study(base, search, settings, echo=click.echo)
+    except KeyboardInterrupt:
+        click.echo("\nInterrupted; the finished trials are in the study: the same command continues it.", err=True)
+        ctx.exit(130)
+
+
 # ------------------------------------------------------------------ evaluate
 @cli.command(cls=cloup.Command)
 @cloup.option_group(

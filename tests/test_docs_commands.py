@@ -21,6 +21,7 @@ import click
 import pytest
 
 from revgnn_dgl.cli import cli
+from revgnn_dgl.train.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = ["README.md", *sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md")),
@@ -84,7 +85,21 @@ def test_documented_command_runs_as_written(where: str, command: str, tmp_path: 
     for option in REPO_PATH_OPTIONS:
         if option in values and not PLACEHOLDER.search(values[option]) and not values[option].startswith("runs/"):
             assert (REPO / values[option]).exists(), f"{where}: {command}: {values[option]} is not in the repository"
-    if path != ["train"] or placeholders or "--resume" in values:
+    if path == ["tune"] and not placeholders and len(args) > 1:  # its search space and fixed settings must resolve
+        monkeypatch.chdir(REPO)
+        from revgnn_dgl.train.settings import resolve_train_config
+        from revgnn_dgl.train.tune import parse_space, read_space_file
+
+        params = cmd.make_context("tune", list(args)).params
+        space = parse_space(params["space_items"])
+        if params["space_file"]:
+            read_space_file(params["space_file"], space)
+        fixed = {k: v for k, v in params.items() if k in TrainConfig.keys() and v is not None and v != {}}
+        space.check(resolve_train_config(fixed, config_file=params.get("config_file"), echo=lambda line: None))
+        return
+    # A file under runs/ (e.g. a study's best.yaml) is written by a command before it in the same text.
+    written_before = any(values.get(option, "").startswith("runs/") for option in REPO_PATH_OPTIONS)
+    if path != ["train"] or placeholders or "--resume" in values or written_before:
         return
     # A fresh clone: the repository as it is. train must not be refused there.
     monkeypatch.chdir(REPO)

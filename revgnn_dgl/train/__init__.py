@@ -20,7 +20,8 @@ The modules, bottom to top: :mod:`.config` (``TrainConfig``), :mod:`.device` (de
 :mod:`.data` (the dataset on the device, partitions), :mod:`.state` (the resumable state file),
 :mod:`.rundir` (the run directory's files), :mod:`.distributed` (process groups, DDP),
 :mod:`.evaluation`, :mod:`.loop`, :mod:`.launcher` (starting data-parallel jobs) and
-:mod:`.settings` (what a ``train`` or ``evaluate`` command asks for, resolved into a TrainConfig).
+:mod:`.settings` (what a ``train`` or ``evaluate`` command asks for, resolved into a TrainConfig);
+:mod:`.tune` runs Optuna studies of such runs on top of them all.
 
 >>> from revgnn_dgl.train import TrainConfig, train
 >>> config = TrainConfig(model="revgnn-wide", dataset="synthetic-proteins",

@@ -61,6 +61,8 @@ from .rundir import (
 from .state import TrainingStateError, check_optimizer_state, load_training_state, restore_rng, save_training_state
 
 Echo = Callable[[str], None]
+#: ``train(on_epoch=...)``: called with each epoch's record (and the run's seed).
+EpochHook = Callable[[Dict[str, Any]], None]
 
 #: What chance level means for each metric, for the warning of a run that does not learn.
 _CHANCE = {"rocauc": "random scores", "accuracy": "always the most frequent training class"}
@@ -77,6 +79,7 @@ def train(
     progress: Optional[bool] = None,
     command: Optional[str] = None,
     dist: Optional[Context] = None,
+    on_epoch: Optional[EpochHook] = None,
 ) -> Dict[str, Any]:
     """Train ``config.runs`` runs and write their outputs and ``summary.json`` to ``config.out``.
 
@@ -101,6 +104,12 @@ def train(
         This process's place in a data-parallel job of ``config.nproc`` processes, which all call
         ``train`` (:func:`revgnn_dgl.train.launch` starts them); None for one process. Rank 0
         alone echoes, evaluates and writes (and locks ``out``).
+    on_epoch : callable, optional
+        Called after each epoch's files are written, with a copy of its metrics record and the
+        run's ``seed`` (a tuner's hook: :mod:`revgnn_dgl.train.tune` reports the validation scores
+        and prunes). What it raises stops the training and propagates; the run directory is then
+        an interrupted run, which ``resume`` continues from its last state (every epoch with the
+        default ``save_every``). One process only.
 
     Returns
     -------
@@ -117,6 +126,8 @@ def train(
     """
     ctx = dist if dist is not None else Context()
     echo = echo if ctx.is_main else ctx.echo_fn
+    if on_epoch is not None and ctx.active:
+        raise ConfigError("on_epoch is for one-process training: rank 0 alone would stop.")
     out = _check_config(config, resume, ctx)
     device, dataset, overrides, changes = _check_data_and_model(config, ctx)
     _announce(config, ctx, device, dataset.name, changes, echo)
@@ -124,7 +135,7 @@ def train(
     with ExitStack() as held:
         try:
             data = _open_run_directory(config, out, resume, held, ctx, echo, dataset, device, overrides)
-            results = [_Run.start(run_config, data, overrides, device, resume, echo, ctx).train(progress)
+            results = [_Run.start(run_config, data, overrides, device, resume, echo, ctx).train(progress, on_epoch)
                        for run_config in _run_configs(config)]  # fmt: skip
             summary = _write_summary(out, results, dataset.metric_name, device, command, ctx)
         except BaseException:
@@ -451,18 +462,18 @@ class _Run:
                 self.echo(f"note: {note}")
         self.echo(f"resuming {self.run_dir} after epoch {self.start_epoch}")
 
-    def train(self, progress: Optional[bool]) -> Dict[str, Any]:
+    def train(self, progress: Optional[bool], on_epoch: Optional[EpochHook] = None) -> Dict[str, Any]:
         """The remaining epochs; returns the run's best epoch, validation and test scores."""
         config, ctx = self.config, self.ctx
         if ctx.is_main and config.logger:
             self.loggers = RunLoggers(config.logger.split(","), self.run_dir, self.start_epoch, self.metric, config.to_dict())
         try:
-            return self._train(progress)
+            return self._train(progress, on_epoch)
         finally:
             if self.loggers is not None:
                 self.loggers.close()
 
-    def _train(self, progress: Optional[bool]) -> Dict[str, Any]:
+    def _train(self, progress: Optional[bool], on_epoch: Optional[EpochHook]) -> Dict[str, Any]:
         config, ctx = self.config, self.ctx
         if self.start_epoch >= config.epochs or self.stopped:
             why = f"stopped early at epoch {self.stopped}" if self.stopped else f"trained its {self.start_epoch} epochs"
@@ -478,6 +489,8 @@ class _Run:
                         improved = self.evaluate(record)
                         self.save(record, improved, tic)
                         report.epoch(record, self)
+                if on_epoch is not None:  # the epoch's files are whole: what it raises leaves a resumable run
+                    on_epoch({**record, "seed": config.seed})
                 self.stopped = ctx.broadcast(self.stopped)  # rank 0 decides an early stop
         self.best = ctx.broadcast(self.best)  # rank 0 evaluated
         if self.best["val"] is None:  # an early stop cannot come before an evaluation; a resumed finished run keeps its best
