@@ -380,3 +380,17 @@ def test_concurrent_imports_print_the_sha256_of_the_file_they_left(tmp_path):
                               capture_output=True, text=True, timeout=300)  # fmt: skip
         assert done.returncode == 0, done.stderr[-2000:]
         assert re.findall(r"^sha256 ([0-9a-f]{64})$", done.stdout, re.M) == [sha256_file(out)]
+
+
+def test_import_never_writes_through_a_link_in_the_cache(official_card, tmp_path):
+    pth = tmp_path / "a.pth"
+    torch.save(official_state_dict(seed=8), pth)
+    victim = tmp_path / "precious"
+    victim.write_text("precious\n")
+    dest = checkpoints_dir() / f"{official_card}.safetensors"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.symlink_to(victim)
+    for force in (False, True):
+        with pytest.raises(CheckpointError, match="is a symbolic link"):
+            import_official_checkpoint(pth, model=official_card, verbose=False, force=force)
+    assert victim.read_text() == "precious\n" and dest.is_symlink()
