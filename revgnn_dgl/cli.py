@@ -278,6 +278,9 @@ def train(
     from .limits import check_threads
 
     check_threads(config.threads)  # before the launcher hands it to torch
+    if config.threads is not None and config.nproc == 1:
+        # Read by OpenMP when torch and DGL load (just below): its pools then match the threads.
+        os.environ.setdefault("OMP_NUM_THREADS", str(config.threads))
 
     from .train.distributed import interrupt_exit_code, sigterm_as_interrupt
     from .train.launcher import launch
