@@ -144,6 +144,9 @@ def _set_threads(threads: Optional[int]) -> None:
     click.option("--optimizer", type=click.Choice(OPTIMIZERS),
                   help="adam (L2 weight decay), adamw (decoupled) or rmsprop (RevGAT's). " + _default("optimizer")),
     click.option("--weight-decay", type=float, help="Weight decay. " + _default("weight_decay")),
+    click.option("--layer-weight-decay", type=float,
+                  help="Weight decay of the blocks' parameters (the model's layers), --weight-decay for the rest "
+                       "(GCNII: 0.01 and 5e-4) [default: --weight-decay for all]."),
     click.option("--schedule", type=click.Choice(SCHEDULES), help="Learning-rate schedule. " + _default("schedule")),
     click.option("--warmup-epochs", type=click.IntRange(min=0), help="Linear learning-rate warm-up. " + _default("warmup_epochs")),
     click.option("--min-lr", type=float, help="Final learning rate of the cosine schedule [default: 0]."),
