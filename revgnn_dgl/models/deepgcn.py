@@ -194,7 +194,10 @@ class DeepGCN(nn.Module):
         if connection != "residual" and hidden % groups:
             raise ValueError(f"hidden={hidden} is not divisible by groups={groups}.")
         if edge_feats and conv != "gen":
-            raise ValueError(f"conv {conv!r} cannot use edge features; use conv='gen' or edge_feats=0.")
+            raise ValueError(
+                f"conv {conv!r} cannot use edge features; use conv='gen', or edge_feats=0 to ignore the graph's "
+                "(on the command line: --set edge_feats=0 or --dataset-option edge_feats=false)."
+            )
         self.in_feats, self.out_feats, self.hidden = in_feats, out_feats, hidden
         self.num_layers, self.connection = num_layers, connection
         self.edge_feats, self.species_feats = edge_feats, species_feats
