@@ -30,7 +30,7 @@ CITATION = (
 )
 # The training options a card records (the rest of config.yaml is bookkeeping).
 RECIPE_KEYS = (
-    "epochs", "optimizer", "lr", "weight_decay", "schedule", "warmup_epochs", "min_lr", "patience", "dropout",
+    "epochs", "optimizer", "lr", "weight_decay", "layer_weight_decay", "schedule", "warmup_epochs", "min_lr", "patience", "dropout",
     "input_dropout", "edge_dropout", "label_smoothing", "loss", "use_labels", "label_iters", "grad_clip",
     "train_parts", "eval_parts", "eval_views", "eval_every", "threads",
 )  # fmt: skip
@@ -88,7 +88,8 @@ def make_card(run: Path, name: str, description: str, seed: int, aliases: Option
             "command": command,
             "run": f"results/runs/{run.name}",
             "seed": seed,
-            **{key: config[key] for key in RECIPE_KEYS if key in config},
+            # Options added since older runs (layer_weight_decay) are left out where unused.
+            **{key: config[key] for key in RECIPE_KEYS if key in config and not (key == "layer_weight_decay" and config[key] is None)},
         },
         eval={"parts": int(meta.get("eval_parts", 1)), "views": int(meta.get("eval_views", 1)), "seed": seed},
         checkpoint={

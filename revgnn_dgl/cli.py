@@ -124,14 +124,17 @@ def _set_threads(threads: Optional[int]) -> None:
 @cli.command(cls=cloup.Command)
 @cloup.option_group(
     "Model",
-    click.option("--model", help="Zoo model name or alias (see `revgnn-dgl zoo list`). " + _default("model")),
+    click.option("--model", help="Zoo model name or alias (see `revgnn-dgl zoo list`); a named card brings its own "
+                 "training recipe (its dataset, lr, epochs, parts, weight decay, ...; printed), which any flag overrides. "
+                 + _default("model")),
     click.option("--num-layers", type=click.IntRange(min=1), help="Override the model card's depth L (at most 4096)."),
     click.option("--hidden", type=click.IntRange(min=1), help="Override the model card's width D (the memory it needs is checked first)."),
     click.option("--groups", type=click.IntRange(min=1), help="Override the model card's number of groups C (at most D and 1024)."),
     click.option("--dropout", type=float, help="Override the model card's dropout."),
     click.option("--set", "model_args", multiple=True, metavar="KEY=VALUE", callback=_parse_options,
                   help="Any other argument of the model's builder, e.g. conv=gcn, aggregator=softmax, learn_t=true, "
-                       "norm=batch (repeatable; `revgnn-dgl zoo show MODEL` lists a card's arguments)."),
+                       "norm=batch (repeatable; `revgnn-dgl zoo show MODEL` lists a card's arguments); edge_feats=0 "
+                       "ignores the graph's edge features (as --dataset-option edge_feats=false)."),
 )
 @cloup.option_group(
     "Data",
@@ -144,6 +147,9 @@ def _set_threads(threads: Optional[int]) -> None:
     click.option("--optimizer", type=click.Choice(OPTIMIZERS),
                   help="adam (L2 weight decay), adamw (decoupled) or rmsprop (RevGAT's). " + _default("optimizer")),
     click.option("--weight-decay", type=float, help="Weight decay. " + _default("weight_decay")),
+    click.option("--layer-weight-decay", type=float,
+                  help="Weight decay of the blocks' parameters (the model's layers), --weight-decay for the rest "
+                       "(GCNII: 0.01 and 5e-4) [default: --weight-decay for all]."),
     click.option("--schedule", type=click.Choice(SCHEDULES), help="Learning-rate schedule. " + _default("schedule")),
     click.option("--warmup-epochs", type=click.IntRange(min=0), help="Linear learning-rate warm-up. " + _default("warmup_epochs")),
     click.option("--min-lr", type=float, help="Final learning rate of the cosine schedule [default: 0]."),
@@ -176,7 +182,8 @@ def _set_threads(threads: Optional[int]) -> None:
 @cloup.option_group(
     "Evaluation",
     click.option("--eval-parts", type=click.IntRange(min=1),
-                  help="Parts of the fixed evaluation partition. " + _default("eval_parts")),
+                  help="Parts of the fixed evaluation partition [default: 1 with --train-parts 1, else the card's "
+                       f"recipe or {_TRAIN_DEFAULTS.eval_parts}]."),
     click.option("--eval-views", type=click.IntRange(min=1),
                   help="Evaluation partitions whose logits are averaged. " + _default("eval_views")),
     click.option("--eval-every", type=click.IntRange(min=1),

@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 from revgnn_dgl.cli import _TRAIN_DEFAULTS, cli
 from revgnn_dgl.train import BEST_FILE, SUMMARY_FILE, TrainConfig, read_metrics
 
-SMALL_MODEL = ["--model", "wide", "--num-layers", "3", "--hidden", "16", "--train-parts", "3", "--eval-parts", "2",
+SMALL_MODEL = ["--model", "wide", "--num-layers", "3", "--hidden", "16", "--train-parts", "3", "--eval-parts", "2", "--eval-views", "1",
                "--device", "cpu"]  # fmt: skip
 TINY = [*SMALL_MODEL, "--dataset", "synthetic-proteins", "--dataset-option", "num_nodes=300"]
 

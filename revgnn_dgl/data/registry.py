@@ -42,6 +42,10 @@ def dataset_names() -> list[str]:
     return list(LOADERS)
 
 
+def _common_options(edge_feats: bool = True) -> None:
+    """The options every dataset takes (their types, for :func:`coerce_options`)."""
+
+
 def load_dataset(name: str, root: str | Path | None = None, **options: Any) -> NodeDataset:
     """Load a dataset by name, or from a DGL graph file.
 
@@ -56,7 +60,11 @@ def load_dataset(name: str, root: str | Path | None = None, **options: Any) -> N
         (``keep_self_loops``), ``'amazon-computers'``, ``'amazon-photo'``,
         ``'coauthor-cs'``, ``'coauthor-physics'`` (``split_seed``,
         ``train_per_class``, ``val_per_class``, ``self_loops``), or the path of a file
-        written by ``dgl.save_graphs`` (see :func:`is_graph_file_path`).
+        written by ``dgl.save_graphs`` (see :func:`is_graph_file_path`). Every
+        dataset also takes ``edge_feats`` (default true): false drops the
+        graph's edge features (``edata['feat']``), so that a model without
+        edge inputs (GraphConv, SAGE, GCNII blocks) trains on a graph that has
+        them (``--dataset-option edge_feats=false``).
     root : str or Path, optional
         The data root: the folder that holds the dataset folders (``cora/``,
         ``humloc/``, ``ogbn_proteins/``, ...), or the dataset's own folder.
@@ -92,4 +100,8 @@ def load_dataset(name: str, root: str | Path | None = None, **options: Any) -> N
         )
     if root is not None:
         options["root"] = root
-    return loader(**coerce_options(name, loader, options))
+    common = coerce_options(name, _common_options, {k: options.pop(k) for k in ("edge_feats",) if k in options})
+    dataset = loader(**coerce_options(name, loader, options))
+    if not common.get("edge_feats", True):
+        dataset.graph.edata.pop("feat", None)
+    return dataset

@@ -1,7 +1,7 @@
 """RevGNN (reversible), WT-RevGNN (weight-tied) and ResGNN (residual): one deep GNN, three connections."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Dict, Optional
 
 import dgl
 import torch
@@ -10,15 +10,30 @@ from dgl.nn import GraphConv, SAGEConv
 from torch import Tensor, nn
 
 from ..nn import GENConv, GraphInputError, GroupRevRes, PreActivationBlock, ResBlock, SharedDropout, make_norm
+from ..nn.gcnii import GCNII_MODES, GCNIIConv
 
 CONNECTIONS = ("reversible", "weight_tied", "residual")
-CONVS = ("gen", "sage", "gcn")
+CONVS = ("gen", "sage", "gcn", "gcnii")
+STREAM_INITS = ("encoder", "zero")
+BLOCK_DROPOUTS = ("shared", "independent")
 
 
 def make_conv(
-    kind: str, width: int, edge_width: Optional[int], aggregator: str, mlp_layers: int, norm: str, **gen_options
+    kind: str,
+    width: int,
+    edge_width: Optional[int],
+    aggregator: str,
+    mlp_layers: int,
+    norm: str,
+    layer: int = 1,
+    gcnii: Optional[Dict[str, Any]] = None,
+    **gen_options,
 ) -> nn.Module:
-    """The message-passing layer of one block: DeeperGCN's GENConv, or DGL's SAGEConv / GraphConv."""
+    """The message-passing layer of one block: DeeperGCN's GENConv, DGL's SAGEConv / GraphConv, or
+    GCNII's initial-residual layer (:class:`~revgnn_dgl.nn.gcnii.GCNIIConv`, the ``layer``-th, with
+    the ``gcnii`` keyword arguments ``alpha``, ``lambda_``, ``mode``, ``step``)."""
+    if kind == "gcnii":
+        return GCNIIConv(width, layer=layer, **(gcnii or {}))
     if kind == "gen":
         return GENConv(width, width, aggregator=aggregator, edge_feats=edge_width, mlp_layers=mlp_layers, norm=norm, **gen_options)
     if kind == "sage":
@@ -100,6 +115,22 @@ class DeepGCN(nn.Module):
         zeroed, :func:`zero_last_projection_`), so that the untrained model is the encoder and the
         head with an identity in between and depth is added by training (timm's
         ``zero_init_last``). Off by default: the released models start at the default init.
+    gcnii_alpha, gcnii_lambda, gcnii_mode, gcnii_step : float, float, str, float
+        ``conv='gcnii'``: block :math:`l`'s function is
+        :math:`f_l(X, H_0) = \tau\,((1-\alpha)\hat P\,\mathrm{drop}(\mathrm{ReLU}(\mathrm{norm}(X)))
+        + \alpha H_0)((1-\beta_l) I + \beta_l W_l)`, :math:`\beta_l = \log(\lambda/l + 1)`
+        (GCNII's layer without its activation, :class:`~revgnn_dgl.nn.gcnii.GCNIIConv`; ``mode
+        'appnp'`` drops :math:`W_l`), with step :math:`\tau` = ``gcnii_step``. :math:`H_0 =
+        \mathrm{ReLU}(\text{node encoder})` is an extra input of every block, split per group in
+        reversible blocks (each group reads its slice), so its gradient sums over all blocks.
+    stream_init : str
+        ``conv='gcnii'``: what the first block reads, ``encoder`` (the dropped-out :math:`H_0`)
+        or ``zero`` (the stream starts empty and :math:`H_0` enters through the blocks only, so
+        the head never sees the undropped encoder output through the identity path).
+    block_dropout : str
+        ``shared``: one mask per forward pass for every layer (the paper's recipe);
+        ``independent``: each block draws its own mask (reversible blocks record and replay the
+        random-number state, so the memory-saving backward stays exact).
     gen_options
         Extra GENConv arguments (``learn_t``, ``t``, ``msg_norm``, ...).
 
@@ -131,21 +162,48 @@ class DeepGCN(nn.Module):
         disable: bool = False,
         fold_edge_encoder: bool = True,
         zero_init_last: bool = False,
+        gcnii_alpha: float = 0.1,
+        gcnii_lambda: float = 0.5,
+        gcnii_mode: str = "gcnii",
+        gcnii_step: float = 0.1,
+        stream_init: str = "encoder",
+        block_dropout: str = "shared",
         **gen_options,
     ) -> None:
         super().__init__()
         if connection not in CONNECTIONS:
             raise ValueError(f"unknown connection {connection!r}; choose one of {', '.join(CONNECTIONS)}.")
+        if conv not in CONVS:
+            raise ValueError(f"unknown conv {conv!r}; choose one of {', '.join(CONVS)}.")
+        if stream_init not in STREAM_INITS:
+            raise ValueError(f"unknown stream_init {stream_init!r}; choose one of {', '.join(STREAM_INITS)}.")
+        if stream_init != "encoder" and conv != "gcnii":
+            raise ValueError(f"stream_init={stream_init!r} needs conv='gcnii' (the only blocks that read the encoder output).")
+        if stream_init == "zero" and norm != "none":
+            # The first block's input is exactly zero, where a norm divides by a zero spread: the
+            # reconstruction's rounding (1e-17) would be blown up to unit scale in backward.
+            raise ValueError(f"stream_init='zero' needs norm='none' (a {norm} norm of the all-zero first input is degenerate).")
+        if block_dropout not in BLOCK_DROPOUTS:
+            raise ValueError(f"unknown block_dropout {block_dropout!r}; choose one of {', '.join(BLOCK_DROPOUTS)}.")
+        if gcnii_mode not in GCNII_MODES:
+            raise ValueError(f"unknown gcnii_mode {gcnii_mode!r}; choose one of {', '.join(GCNII_MODES)}.")
+        if zero_init_last and conv == "gcnii":
+            raise ValueError("zero_init_last cannot zero a GCNII block (its identity mapping is no weight); set gcnii_step instead.")
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, got {num_layers}.")
         if connection != "residual" and hidden % groups:
             raise ValueError(f"hidden={hidden} is not divisible by groups={groups}.")
         if edge_feats and conv != "gen":
-            raise ValueError(f"conv {conv!r} cannot use edge features; use conv='gen' or edge_feats=0.")
+            raise ValueError(
+                f"conv {conv!r} cannot use edge features; use conv='gen', or edge_feats=0 to ignore the graph's "
+                "(on the command line: --set edge_feats=0 or --dataset-option edge_feats=false)."
+            )
         self.in_feats, self.out_feats, self.hidden = in_feats, out_feats, hidden
         self.num_layers, self.connection = num_layers, connection
         self.edge_feats, self.species_feats = edge_feats, species_feats
         self.fold_edge_encoder = fold_edge_encoder and conv == "gen"
+        self.conv, self.stream_init, self.block_dropout = conv, stream_init, block_dropout
+        gcnii = {"alpha": gcnii_alpha, "lambda_": gcnii_lambda, "mode": gcnii_mode, "step": gcnii_step}
 
         self.species_encoder = nn.Linear(species_feats, species_feats) if species_feats else None
         self.node_encoder = nn.Linear(in_feats + species_feats, hidden)
@@ -155,17 +213,21 @@ class DeepGCN(nn.Module):
         width = hidden if connection == "residual" else hidden // groups
         edge_width = hidden if edge_feats else None
 
-        def block() -> PreActivationBlock:
+        def block(layer: int) -> PreActivationBlock:
             return PreActivationBlock(
-                make_conv(conv, width, edge_width, aggregator, mlp_layers, norm, **gen_options), width, norm, dropout
+                make_conv(conv, width, edge_width, aggregator, mlp_layers, norm, layer=layer, gcnii=gcnii, **gen_options),
+                width,
+                norm,
+                dropout,
+                independent=block_dropout == "independent",
             )
 
         if connection == "residual":
-            self.layers = nn.ModuleList(ResBlock(block()) for _ in range(num_layers))
+            self.layers = nn.ModuleList(ResBlock(block(i + 1)) for i in range(num_layers))
         else:
             count = 1 if connection == "weight_tied" else num_layers
             self.layers = nn.ModuleList(
-                GroupRevRes(block(), groups, reinit_copies=reinit_groups, disable=disable) for _ in range(count)
+                GroupRevRes(block(i + 1), groups, reinit_copies=reinit_groups, disable=disable) for i in range(count)
             )
         if zero_init_last:
             for module in self.layers.modules():
@@ -218,6 +280,12 @@ class DeepGCN(nn.Module):
         if self.species_encoder is not None:
             feat = torch.cat([feat, self.species_encoder(species)], dim=-1)
         h = self.node_encoder(feat)
+        extra: tuple = ()
+        if self.conv == "gcnii":
+            # GCNII's initial representation, a constant input of every block (split per group).
+            h0 = F.relu(h)
+            h = torch.zeros_like(h0) if self.stream_init == "zero" else self.dropout(h0, self.dropout.sample_mask(h0))
+            extra = (h0,)
         if self.edge_encoder is None:
             kwargs = {}
         elif self.fold_edge_encoder:
@@ -230,10 +298,10 @@ class DeepGCN(nn.Module):
             }
         else:
             kwargs = {"edge_feat": self.edge_encoder(edge_feat)}
-        mask = self.dropout.sample_mask(h)
+        mask = self.dropout.sample_mask(h) if self.block_dropout == "shared" else None
         for i in range(self.num_layers):
             layer = self.layers[0] if self.connection == "weight_tied" else self.layers[i]
-            h = layer(graph, h, mask, **kwargs)
+            h = layer(graph, h, mask, *extra, **kwargs)
         h = F.relu(self.head_norm(h))
         h = F.dropout(h, p=self.dropout.p, training=self.training)
         return self.head(h)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Optional
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .dropout import SharedDropout
@@ -30,13 +31,20 @@ class PreActivationBlock(nn.Module):
         ``layer``, ``batch`` or ``none``.
     dropout : float
         Drop probability of the :class:`SharedDropout` applied with the caller's mask.
+    independent : bool
+        Draw a fresh dropout mask at every call instead (the caller's mask is then ignored and
+        may be ``None``). Inside a :class:`~revgnn_dgl.nn.GroupRevRes` block the random-number
+        state is recorded and replayed, so the memory-saving backward recomputes the same mask.
     """
 
-    def __init__(self, conv: nn.Module, channels: int, norm: str = "layer", dropout: float = 0.0) -> None:
+    def __init__(
+        self, conv: nn.Module, channels: int, norm: str = "layer", dropout: float = 0.0, independent: bool = False
+    ) -> None:
         super().__init__()
         self.norm = make_norm(norm, channels)
         self.act = nn.ReLU()
         self.dropout = SharedDropout(dropout)
+        self.independent = independent
         self.conv = conv
 
     def reset_parameters(self) -> None:
@@ -47,7 +55,11 @@ class PreActivationBlock(nn.Module):
     def forward(
         self, graph: dgl.DGLGraph, feat: Tensor, dropout_mask: Optional[Tensor] = None, *args: Any, **kwargs: Any
     ) -> Tensor:
-        h = self.dropout(self.act(self.norm(feat)), dropout_mask)
+        h = self.act(self.norm(feat))
+        if self.independent:
+            h = F.dropout(h, self.dropout.p, self.training)
+        else:
+            h = self.dropout(h, dropout_mask)
         return self.conv(graph, h, *args, **kwargs)
 
 

@@ -81,6 +81,10 @@ class TrainConfig:
         RevGAT recipe).
     weight_decay : float
         Weight decay; with ``adam`` it is L2 added to the gradient, with ``adamw`` decoupled.
+    layer_weight_decay : float, optional
+        Weight decay of the parameters of the model's blocks (``layers``), the others keeping
+        ``weight_decay`` (GCNII's recipe: 0.01 on the convs, 5e-4 on the dense layers); None: one
+        weight decay for all.
     schedule : str
         Learning-rate schedule over the epochs: ``constant``, ``cosine`` (to ``min_lr`` at the last
         epoch) or ``step`` (times ``gamma`` every ``step_size`` epochs).
@@ -157,6 +161,7 @@ class TrainConfig:
     model_args: Dict[str, Any] = field(default_factory=dict)
     optimizer: str = "adam"
     weight_decay: float = 0.0
+    layer_weight_decay: Optional[float] = None
     schedule: str = "constant"
     warmup_epochs: int = 0
     min_lr: float = 0.0
@@ -241,6 +246,7 @@ class TrainConfig:
             ("threads", self.threads is None or self.threads >= 1, "at least 1"),
             ("optimizer", self.optimizer in OPTIMIZERS, " or ".join(OPTIMIZERS)),
             ("weight_decay", 0 <= self.weight_decay < float("inf"), "0 or positive"),
+            ("layer_weight_decay", self.layer_weight_decay is None or 0 <= self.layer_weight_decay < float("inf"), "0 or positive"),
             ("schedule", self.schedule in SCHEDULES, ", ".join(SCHEDULES)),
             ("warmup_epochs", self.warmup_epochs >= 0, "0 or more"),
             ("min_lr", 0 <= self.min_lr <= self.lr, "in [0, lr]"),

@@ -397,7 +397,7 @@ class _Run:
         self.config, self.data, self.model, self.echo, self.ctx = config, data, model, echo, ctx
         self.run_dir = Path(config.out)
         self.state_path = self.run_dir / STATE_FILE
-        self.optimizer = make_optimizer(model.parameters(), config)
+        self.optimizer = make_optimizer(model, config)
         self.chance = chance_level(data.dataset)
         self.metric = data.dataset.metric_name
         self.best: Dict[str, Any] = {"epoch": None, "val": None, "test": None}

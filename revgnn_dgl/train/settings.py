@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from ..errors import ConfigError, DatasetError, ZooError
-from .config import RESUMABLE_KEYS, TrainConfig
+from .config import RESUMABLE_KEYS, TrainConfig, read_config_file
 
 __all__ = [
     "LAUNCHER_ENV",
+    "NOT_RECIPE",
     "RESUMABLE_OPTIONS",
+    "card_recipe",
     "default_out",
     "evaluation_target",
     "fixed_on_resume",
@@ -35,6 +37,52 @@ RESUMABLE_OPTIONS = tuple(key for key in RESUMABLE_KEYS if key != "out")
 _RUN_EVAL_KEYS = ("dataset", "root", "dataset_options", "eval_parts", "eval_views", "seed", "amp", "use_labels", "label_iters")
 #: What ``evaluate --checkpoint`` takes from the checkpoint's metadata.
 _CHECKPOINT_EVAL_KEYS = ("dataset", "dataset_options", "eval_parts", "eval_views", "seed", "use_labels", "label_iters")
+
+
+#: Keys of a card's ``training`` section that are not its recipe: the run's bookkeeping, this
+#: machine's settings, and the teacher (a run of the card's author, named by its card).
+NOT_RECIPE = ("seed", "runs", "out", "device", "threads", "nproc", "teacher")
+
+
+def card_recipe(model: str, dataset: Optional[str] = None) -> Dict[str, Any]:
+    """The training recipe a model card brings: TrainConfig settings.
+
+    Every TrainConfig key of the card's ``training`` section but :data:`NOT_RECIPE` (lr, epochs,
+    parts, weight decay, schedule, regularisation...), and, unless ``dataset`` names another
+    dataset, the card's dataset and its ``dataset_options`` (self-loops...), which belong to it.
+
+    >>> card_recipe("gcn-2")
+    {'epochs': 200, 'lr': 0.01, 'weight_decay': 0.0005, 'train_parts': 1, 'eval_parts': 1, 'dataset': 'cora'}
+    >>> card_recipe("revgat-cora-16", dataset="citeseer")["patience"]
+    100
+    """
+    from ..zoo.registry import get_config
+
+    card = get_config(model)
+    keys = set(TrainConfig.keys()) - set(NOT_RECIPE) - {"model", "dataset", "dataset_options"}
+    recipe = {k: v for k, v in (card.get("training") or {}).items() if k in keys}
+    own = card.get("dataset")
+    if own and dataset in (None, own):
+        recipe["dataset"] = own
+        if card.get("dataset_options"):
+            recipe["dataset_options"] = dict(card["dataset_options"])
+    return recipe
+
+
+def _edge_feats_opt_out(given: Dict[str, Any]) -> None:
+    """``--set edge_feats=0`` (the one width a user may set): ignore the graph's edge features,
+    as ``--dataset-option edge_feats=false`` does (the dataset then has none)."""
+    model_args = given.get("model_args") or {}
+    if "edge_feats" not in model_args:
+        return
+    value = model_args["edge_feats"]
+    if value not in (0, False):
+        raise ConfigError(
+            f"--set edge_feats={value!r}: the edge feature width comes from the dataset; only edge_feats=0 "
+            "(ignore the graph's edge features, as --dataset-option edge_feats=false) may be set."
+        )
+    given["model_args"] = {k: v for k, v in model_args.items() if k != "edge_feats"}
+    given["dataset_options"] = {**(given.get("dataset_options") or {}), "edge_feats": False}
 
 
 def under_launcher() -> bool:
@@ -62,14 +110,26 @@ def resolve_train_config(
 ) -> TrainConfig:
     """The run's TrainConfig from the options given (``None`` values left out).
 
+    Layers, each overriding the one before: TrainConfig's defaults (the paper's ogbn-proteins
+    recipe), the training recipe of the model's card when a model is named (``--model`` or the
+    ``--config`` file's ``model``; :func:`card_recipe`: its lr, epochs, parts, weight decay,
+    dataset and dataset options...), the ``--config`` file, then ``given``. The default model,
+    named by nobody, brings no recipe: its card's is the ogbn-proteins one of the defaults.
+
     ``given`` holds TrainConfig keys; its ``dataset_options`` and ``model_args`` add to (and
-    override entries of) those of a ``--config`` file. A config file's ``out`` is not used (a
-    run's own config.yaml names the folder that run is in, so that the file can be reused as
-    it is): the new run goes to ``given['out']`` or :func:`default_out`, and ``echo`` is told. Without
-    ``threads``, the cores other jobs leave free (:func:`revgnn_dgl.env.pick_threads`). With ``resume`` the run's saved
-    config.yaml is the base and only :data:`RESUMABLE_OPTIONS` may be given (see
-    :func:`fixed_on_resume`); the directory may have moved since, and is where the run continues.
-    Unknown models and datasets are refused here, before torch and DGL load.
+    override entries of) those of the card and the ``--config`` file. A config file's ``out`` is
+    not used (a run's own config.yaml names the folder that run is in, so that the file can be
+    reused as it is): the new run goes to ``given['out']`` or :func:`default_out`, and ``echo``
+    is told. Without ``threads``, the cores other jobs leave free
+    (:func:`revgnn_dgl.env.pick_threads`). ``model_args`` ``edge_feats=0`` becomes the dataset option ``edge_feats=false``
+    (the graph's edge features ignored). When the resolved ``train_parts`` is 1 and neither
+    ``given`` nor the file sets ``eval_parts``, evaluation is on the whole graph too
+    (``eval_parts`` 1).
+
+    With ``resume`` the run's saved config.yaml is the base and only :data:`RESUMABLE_OPTIONS`
+    may be given (see :func:`fixed_on_resume`); the directory may have moved since, and is where
+    the run continues. Unknown models and datasets are refused here, before torch and DGL load.
+    ``echo``, when given, also receives one line naming the settings the card's recipe supplied.
 
     Raises
     ------
@@ -77,6 +137,7 @@ def resolve_train_config(
         A bad setting, a directory that holds no run, or ``nproc`` other than the resumed run's.
     """
     given = dict(given)
+    notes: List[str] = []
     if resume:
         folder = Path(resume)
         if not folder.is_dir():
@@ -90,17 +151,36 @@ def resolve_train_config(
                 "(or without --nproc): another number would change what an optimizer step averages."
             )
     else:
-        base = TrainConfig.from_file(config_file) if config_file else TrainConfig()
-        if base.out is not None and "out" not in given:
-            if echo is not None:
-                echo(f"note: {config_file} names out: {base.out}, another run's folder; this run gets its own "
-                     "(--out DIR to choose it).")  # fmt: skip
-            base = base.updated({"out": None})
+        _edge_feats_opt_out(given)
+        from_file = read_config_file(config_file) if config_file else {}
+        from_file = {str(k).replace("-", "_"): v for k, v in from_file.items()}
+        model = given.get("model") or from_file.get("model")
+        recipe: Dict[str, Any] = {}
+        base = TrainConfig()
+        if model:
+            check_names(model, None)
+            recipe = card_recipe(model, given.get("dataset") or from_file.get("dataset"))
+            base = base.updated(recipe, f"the training recipe of model card {model!r}")
+        if config_file:
+            if from_file.get("dataset_options") and "dataset_options" in recipe:
+                from_file["dataset_options"] = {**recipe["dataset_options"], **from_file["dataset_options"]}
+            base = base.updated(from_file, str(config_file))
+            if base.out is not None and "out" not in given:
+                if echo is not None:
+                    echo(f"note: {config_file} names out: {base.out}, another run's folder; this run gets its own "
+                         "(--out DIR to choose it).")  # fmt: skip
+                base = base.updated({"out": None})
         for key in ("dataset_options", "model_args"):
             if given.get(key):
                 given[key] = {**getattr(base, key), **given[key]}
         if nproc is not None:
             given["nproc"] = nproc
+        explicit = set(given) | set(from_file)
+        whole_graph = given.get("train_parts", base.train_parts) == 1
+        if whole_graph and "eval_parts" not in explicit and ("eval_parts" not in recipe or "train_parts" in explicit):
+            given["eval_parts"] = 1  # trained on the whole graph: evaluated on it too
+            if base.eval_parts != 1:
+                notes.append("eval_parts=1: trained on the whole graph (train_parts 1), so evaluated on it too (--eval-parts overrides)")
         config = base.updated(given, "the command line")
         if config.out is None:
             config = config.updated({"out": default_out(config)})
@@ -111,7 +191,13 @@ def resolve_train_config(
             from ..limits import cpu_cores
 
             config = config.updated({"threads": pick_threads(cpu_cores(), load_average(), config.nproc)})
+        taken = {k: getattr(config, k) for k in recipe if k not in explicit and k not in given}
+        if taken:
+            settings = ", ".join(f"{k}={v}" for k, v in taken.items())
+            notes.insert(0, f"training recipe of model card {model!r}: {settings} (a flag or --config overrides any of them)")
     check_names(config.model, config.dataset)
+    for note in notes if echo is not None else ():
+        echo(note)
     return config
 
 

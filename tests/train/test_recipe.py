@@ -173,3 +173,22 @@ def test_resume_with_every_option_equals_uninterrupted(graph: Path, tmp_path: Pa
     assert all(torch.equal(a[k], b[k]) for k in a)
     strip = lambda rs: [{k: v for k, v in r.items() if k != "time"} for r in rs]  # noqa: E731
     assert strip(read_metrics(straight)) == strip(read_metrics(interrupted))
+
+
+def test_layer_weight_decay_splits_the_blocks_from_the_dense_layers() -> None:
+    """GCNII's recipe: the blocks' parameters (``layers``) decay at layer_weight_decay, the
+    encoder and head at weight_decay; without it, one group; a model without layers is refused."""
+    from revgnn_dgl.errors import ConfigError
+    from revgnn_dgl.models import RevGNN
+
+    model = RevGNN(6, 3, hidden=8, num_layers=3, conv="gcnii", norm="none")
+    opt = make_optimizer(model, TrainConfig(weight_decay=5e-4, layer_weight_decay=0.01))
+    blocks = {id(p) for p in model.layers.parameters()}
+    (first, second) = opt.param_groups
+    assert first["weight_decay"] == 0.01 and {id(p) for p in first["params"]} == blocks
+    assert second["weight_decay"] == 5e-4 and len(second["params"]) == len(list(model.parameters())) - len(blocks)
+    assert [g["weight_decay"] for g in make_optimizer(model, TrainConfig(weight_decay=0.1)).param_groups] == [0.1]
+    with pytest.raises(ConfigError, match="no parameters under `layers`"):
+        make_optimizer(torch.nn.Linear(2, 2), TrainConfig(layer_weight_decay=0.01))
+    with pytest.raises(ConfigError, match="layer_weight_decay"):
+        TrainConfig(layer_weight_decay=-1.0).validate()
