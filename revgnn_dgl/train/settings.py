@@ -44,12 +44,17 @@ _CHECKPOINT_EVAL_KEYS = ("dataset", "dataset_options", "eval_parts", "eval_views
 NOT_RECIPE = ("seed", "runs", "out", "device", "threads", "nproc", "teacher")
 
 
+#: A card's evaluation protocol, which belongs to its dataset (see :func:`card_recipe`).
+_EVAL_PROTOCOL = ("eval_parts", "eval_views")
+
+
 def card_recipe(model: str, dataset: Optional[str] = None) -> Dict[str, Any]:
     """The training recipe a model card brings: TrainConfig settings.
 
     Every TrainConfig key of the card's ``training`` section but :data:`NOT_RECIPE` (lr, epochs,
     parts, weight decay, schedule, regularisation...), and, unless ``dataset`` names another
-    dataset, the card's dataset and its ``dataset_options`` (self-loops...), which belong to it.
+    dataset, the card's dataset, its ``dataset_options`` (self-loops...) and its evaluation
+    protocol (``eval_parts``, ``eval_views``: ogbn-proteins's 3 parts x 10 views), which belong to it.
 
     >>> card_recipe("gcn-2")
     {'epochs': 200, 'lr': 0.01, 'weight_decay': 0.0005, 'train_parts': 1, 'eval_parts': 1, 'dataset': 'cora'}
@@ -66,6 +71,9 @@ def card_recipe(model: str, dataset: Optional[str] = None) -> Dict[str, Any]:
         recipe["dataset"] = own
         if card.get("dataset_options"):
             recipe["dataset_options"] = dict(card["dataset_options"])
+    elif own:  # another dataset: its own evaluation protocol, not the card's
+        for key in _EVAL_PROTOCOL:
+            recipe.pop(key, None)
     return recipe
 
 

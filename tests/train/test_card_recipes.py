@@ -91,7 +91,8 @@ def test_cli_prints_the_recipe_and_records_it(tmp_path: Path) -> None:
     result = invoke(["train", "--model", "gcn-2", "--dataset", "synthetic-proteins", "--dataset-option", "num_nodes=200",
                      "--epochs", "1", "--device", "cpu", "--out", str(out)])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "training recipe of model card 'gcn-2': lr=0.01, weight_decay=0.0005, train_parts=1, eval_parts=1" in result.output
+    # On another dataset than the card's (cora), the card's evaluation protocol stays with its dataset.
+    assert "training recipe of model card 'gcn-2': lr=0.01, weight_decay=0.0005, train_parts=1 (" in result.output
     saved = yaml.safe_load((out / CONFIG_FILE).read_text())
     assert (saved["lr"], saved["weight_decay"], saved["epochs"], saved["eval_parts"]) == (0.01, 0.0005, 1, 1)
     out = tmp_path / "run2"
@@ -138,3 +139,13 @@ def test_edge_feats_may_only_be_set_to_zero() -> None:
     with pytest.raises(ConfigError, match="only edge_feats=0"):
         resolve({"model_args": {"edge_feats": 4}})
     assert resolve({"model_args": {"edge_feats": 0, "conv": "gcn"}}).model_args == {"conv": "gcn"}
+
+
+def test_the_evaluation_protocol_stays_with_the_cards_dataset() -> None:
+    from revgnn_dgl.train.settings import card_recipe
+
+    own = card_recipe("wide")  # on ogbn-proteins: the release's 3 parts x 10 views
+    assert (own["eval_parts"], own["eval_views"], own["dataset"]) == (3, 10, "ogbn-proteins")
+    other = card_recipe("wide", dataset="synthetic-proteins")
+    assert "eval_parts" not in other and "eval_views" not in other and "dataset" not in other
+    assert other["train_parts"] == 10  # the optimisation recipe carries over

@@ -60,6 +60,7 @@ def killed_run(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
     args = [
         "--model", c.model, "--num-layers", str(c.num_layers), "--hidden", str(c.hidden), "--dropout", str(c.dropout),
         "--lr", str(c.lr), "--train-parts", str(c.train_parts), "--eval-parts", str(c.eval_parts),
+        "--eval-views", str(c.eval_views),  # not the wide card's recipe of 10
         "--edge-dropout", str(c.edge_dropout), "--input-dropout", str(c.input_dropout),
         "--dataset", c.dataset, "--dataset-option", "num_nodes=300", "--device", "cpu", "--epochs", str(c.epochs),
         "--nproc", "2", "--threads", "1", "--dist-timeout", "60", "--out", str(out),
