@@ -285,7 +285,7 @@ def train(
     from .limits import check_threads
 
     check_threads(config.threads)  # before the launcher hands it to torch
-    if config.threads is not None and config.nproc == 1:
+    if config.threads is not None and config.nproc == 1 and "torch" not in sys.modules:
         # Read by OpenMP when torch and DGL load (just below): its pools then match the threads.
         os.environ.setdefault("OMP_NUM_THREADS", str(config.threads))
 

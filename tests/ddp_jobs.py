@@ -135,3 +135,17 @@ def job(ctx: Context, out: str, killed: str) -> Dict[str, Any]:
     except DistributedError as err:
         result["unused_error"] = str(err)
     return result
+
+
+def reference_run(name: str, out: str) -> None:
+    """One process with ``parts_per_step=2``: the run the 2-rank job must equal, in a fresh
+    interpreter like the ranks (one thread), so no state left by earlier tests reaches it."""
+    torch.set_num_threads(1)
+    train(run_config(name, parts_per_step=2, out=out), echo=quiet, progress=False)
+
+
+if __name__ == "__main__":  # python tests/ddp_jobs.py reference NAME OUT
+    import sys
+
+    assert sys.argv[1] == "reference", sys.argv
+    reference_run(sys.argv[2], sys.argv[3])
