@@ -6,8 +6,7 @@ only torch (the reversible engine, :mod:`revgnn_dgl.nn.grouprevres`) never impor
 >>> import revgnn_dgl
 >>> model = revgnn_dgl.create_model("revgnn-wide", num_layers=2)
 """
-import importlib
-from typing import Any
+from .lazy import lazy_exports
 
 __version__ = "0.3.0"
 
@@ -27,13 +26,4 @@ _EXPORTS = {
 __all__ = sorted([*_EXPORTS, "__version__"])
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -13,16 +13,15 @@ read without importing DGL or torch.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..lazy import lazy_exports
 
 #: Public name -> the submodule that defines it.
 _EXPORTS = {
     "CATALOG": "catalog",
     "DATA_ENV_VAR": "paths",
-    "DatasetError": ".errors",
+    "DatasetError": "..errors",
     "DatasetInfo": "catalog",
-    "DatasetWarning": ".errors",
+    "DatasetWarning": "..errors",
     "NodeDataset": "base",
     "TorchFileError": "safe_torch",
     "UnsafeFileError": "safe_torch",
@@ -40,13 +39,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

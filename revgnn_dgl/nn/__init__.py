@@ -4,8 +4,7 @@ The names are imported on first use (PEP 562), so that the reversible engine
 (:mod:`.grouprevres`, :mod:`.dropout`, :mod:`.solvers`, :mod:`.engine_checks`), which needs torch
 only, imports where DGL is not installed (a GPU machine running ``tests/cuda``).
 """
-import importlib
-from typing import Any
+from ..lazy import lazy_exports
 
 # The errors module imports nothing: re-exported at once (GraphInputError has always been here).
 from ..errors import FreedOutputError, GraphInputError
@@ -27,13 +26,4 @@ _EXPORTS = {
 __all__ = sorted([*_EXPORTS, "FreedOutputError", "GraphInputError"])
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -29,8 +29,7 @@ The modules, bottom to top: :mod:`.config` (``TrainConfig``), :mod:`.device` (de
 ...                      epochs=2, out="/tmp/revgnn-doctest", device="cpu")
 >>> summary = train(config, echo=lambda line: None)  # doctest: +SKIP
 """
-import importlib
-from typing import Any
+from ..lazy import lazy_exports
 
 # name -> submodule. Loaded on first use (PEP 562), so that ``revgnn_dgl.train.config`` is
 # importable without torch or DGL: the command line validates a configuration before loading them.
@@ -49,13 +48,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
