@@ -213,6 +213,13 @@ def _set_threads(threads: Optional[int]) -> None:
                        "nproc x parts-per-step parts); under torchrun, leave it out. " + _default("nproc")),
     click.option("--dist-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
                   help="Time limit of the processes' collectives; above rank 0's evaluation time [default: 1800]."),
+    click.option("--partitions", type=click.Path(exists=True, dir_okay=False), metavar="DIR/NAME.json",
+                  help="Train on a graph `revgnn-dgl partition` wrote, through DGL's graph servers (DistDGL): no trainer "
+                       "holds the graph; with --nproc N this command starts the servers and N trainers here "
+                       "(docs/distributed.md)."),
+    click.option("--servers", type=click.IntRange(min=1),
+                  help="Graph servers this command starts for --partitions (one main, the rest its backups). "
+                       + _default("servers")),
 )
 @cloup.option_group(
     "Output",
@@ -239,6 +246,11 @@ def train(
     state.safetensors and summary.json to the output directory. With --nproc N (or under
     torchrun) N processes train together, data-parallel over the parts; rank 0 writes.
     """
+    if os.environ.get("DGL_ROLE") == "server":  # DGL's tools/launch.py runs the command as a graph server too
+        from .train.distgraph import serve_if_server
+
+        serve_if_server()
+        return
     # Light modules only until the configuration is known to be valid: errors answer at once.
     from .train.settings import fixed_on_resume, resolve_train_config
 
@@ -247,6 +259,15 @@ def train(
         raise click.UsageError("--nproc starts processes on this machine; under torchrun the job's size comes "
                                "from torchrun: drop --nproc.", ctx=ctx)  # fmt: skip
     given = {k: v for k, v in flags.items() if v is not None and v != {}}
+    if given.get("partitions"):  # the partitioned graph's dataset, recorded in the run's config
+        from .data.partitions import PartitionedDataset
+
+        described = PartitionedDataset(given["partitions"])
+        if given.get("dataset", described.name) != described.name:
+            raise click.UsageError(f"--dataset {given['dataset']} but {given['partitions']} holds {described.name}; "
+                                   "drop --dataset.", ctx=ctx)  # fmt: skip
+        given.setdefault("dataset", described.name)
+        given.setdefault("dataset_options", described.meta.get("dataset_options") or {})
     if resume:
         fixed = fixed_on_resume(given, config_file)
         if fixed:
@@ -307,7 +328,7 @@ def train(
 
 # ------------------------------------------------------------------ tune
 #: train's options that place, resume or launch one training: a study decides those itself.
-_NOT_IN_TUNE = ("out", "resume", "as_json", "nproc", "dist_timeout")
+_NOT_IN_TUNE = ("out", "resume", "as_json", "nproc", "dist_timeout", "partitions", "servers")
 
 
 def _fixed_train_options(f: Any) -> Any:
@@ -591,6 +612,34 @@ def _echo_table(rows: List[Tuple[str, ...]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+# ------------------------------------------------------------------ partition
+@cli.command(cls=cloup.Command)
+@click.argument("dataset")
+@click.option("--parts", type=click.IntRange(min=1), required=True, help="Number of partitions (one per machine).")
+@click.option("--method", type=click.Choice(["metis", "random"]), default="metis", show_default=True,
+              help="METIS (fewer edges cut) or random assignment of the nodes.")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="The folder to write (new or empty).")
+@click.option("--name", help="The graph's name in the partition configuration [default: from the dataset].")
+@_DATASET_OPTIONS[1]
+@_DATASET_OPTIONS[2]
+def partition(dataset: str, parts: int, method: str, out: str, name: Optional[str], root: Optional[str],
+              dataset_options: Dict[str, Any]) -> None:  # fmt: skip
+    """Cut DATASET into partitions with DGL's partitioner, for `train --partitions OUT/NAME.json`.
+
+    Keeps every node's features, labels and split and every edge's features; prints the nodes, edges
+    and edges cut of each partition (an edge is cut when its ends lie in different partitions).
+    """
+    from .data import load_dataset
+    from .data.partitions import partition_dataset
+
+    loaded = load_dataset(dataset, root=root, **dataset_options)
+    summary = partition_dataset(loaded, parts, out, method=method, name=name, dataset_options=dataset_options)
+    cells = ", ".join(f"{i}: {p['nodes']:,} nodes, {p['edges']:,} edges, {p['cut']:,} cut"
+                      for i, p in enumerate(summary["partitions"]))  # fmt: skip
+    click.echo(f"{summary['config']}: {summary['nodes']:,} nodes, {summary['edges']:,} edges in {parts} "
+               f"partition(s) ({method}) [{cells}]")  # fmt: skip
 
 
 # ------------------------------------------------------------------ plot

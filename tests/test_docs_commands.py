@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 DOCS = ["README.md", *sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md")),
         "benchmarks/README.md", "results/README.md", "zoo/README.md"]  # fmt: skip
 PLACEHOLDER = re.compile(r"(^|[/=])([A-Z][A-Z_]+)(\.bin|\.pth|\.safetensors)?$|\.\.\.|^\[|\]$|^N$|,\.\.\.,")
-REPO_PATH_OPTIONS = ("--config", "--checkpoint", "--run", "--teacher")
+REPO_PATH_OPTIONS = ("--config", "--checkpoint", "--run", "--teacher", "--partitions")
 
 
 def documented_commands() -> Iterator[Tuple[str, str]]:

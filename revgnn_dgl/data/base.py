@@ -150,6 +150,14 @@ class NodeDataset:
                 raise DatasetError(f"{where}: {split}_idx holds node ids outside [0, {n})")
 
     @property
+    def num_nodes(self) -> int:
+        return int(self.graph.num_nodes())
+
+    @property
+    def num_edges(self) -> int:
+        return int(self.graph.num_edges())
+
+    @property
     def num_node_feats(self) -> int:
         """Width of ``graph.ndata['feat']``."""
         return int(self.graph.ndata["feat"].shape[1])
@@ -177,6 +185,11 @@ class NodeDataset:
     def has_species(self) -> bool:
         """Whether ``graph.ndata['species']`` (a one-hot) is present."""
         return "species" in self.graph.ndata
+
+    @property
+    def species_feats(self) -> int:
+        """Width of ``graph.ndata['species']``, 0 without it."""
+        return int(self.graph.ndata["species"].shape[1]) if self.has_species else 0
 
     def to_graph(self) -> dgl.DGLGraph:
         """The dataset as one graph in the layout of a graph file (``--dataset PATH.bin``).

@@ -58,21 +58,21 @@ def evaluate_metric(logits: torch.Tensor, labels: torch.Tensor, task: str) -> fl
             f"multilabel labels and logits must have the same shape (N, T), got "
             f"{tuple(labels.shape)} and {tuple(logits.shape)}"
         )
-    y_true = labels.double().numpy()
-    y_score = logits.double().numpy()
-    labelled = ~np.isnan(y_true)
-    if not np.isin(y_true[labelled], (0.0, 1.0)).all():
+    # One task at a time in float64: no (N, T) float64 copies of the scores and labels.
+    labelled = ~torch.isnan(labels) if labels.is_floating_point() else torch.ones(labels.shape, dtype=torch.bool)
+    if not ((labels == 0) | (labels == 1) | ~labelled).all():
         raise DatasetError("multilabel labels must be 0, 1 (or NaN for unlabelled)")
-    if not np.isfinite(y_score).all():  # a diverged model: its score is NaN, which the trainer refuses by name
+    if not torch.isfinite(logits).all():  # a diverged model: its score is NaN, which the trainer refuses by name
         return float("nan")
     scores, skipped = [], []
-    for t in range(y_true.shape[1]):
-        column = y_true[labelled[:, t], t]
+    for t in range(labels.shape[1]):
+        rows = labelled[:, t]
+        column = labels[rows, t].double().numpy()
         # ROC-AUC is undefined with a single class: skip the task, as OGB's evaluator does.
         if column.size == 0 or column.min() == column.max():
             skipped.append(t)
             continue
-        scores.append(roc_auc_score(column, y_score[labelled[:, t], t]))
+        scores.append(roc_auc_score(column, logits[rows, t].double().numpy()))
     if not scores:
         raise DatasetError(
             "ROC-AUC is undefined: no task has both a positive and a negative node among "
@@ -81,8 +81,8 @@ def evaluate_metric(logits: torch.Tensor, labels: torch.Tensor, task: str) -> fl
     if skipped:
         shown = ", ".join(map(str, skipped[:10])) + (" ..." if len(skipped) > 10 else "")
         warnings.warn(
-            f"ROC-AUC: {len(skipped)} of {y_true.shape[1]} tasks have a single class among these "
-            f"{y_true.shape[0]} nodes and are left out of the mean, as OGB's evaluator does (tasks {shown})",
+            f"ROC-AUC: {len(skipped)} of {labels.shape[1]} tasks have a single class among these "
+            f"{labels.shape[0]} nodes and are left out of the mean, as OGB's evaluator does (tasks {shown})",
             DatasetWarning,
             stacklevel=2,
         )

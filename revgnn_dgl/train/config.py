@@ -23,7 +23,7 @@ WIDTH_ARGUMENTS = ("in_feats", "out_feats", "edge_feats", "species_feats")
 #: TrainConfig fields that override card arguments of the same name when set.
 MODEL_OVERRIDES = ("dropout", "num_layers", "hidden", "groups")
 #: What ``train --resume`` may change; everything else must stay as the run was started.
-RESUMABLE_KEYS = ("epochs", "device", "threads", "save_every", "logger", "out")
+RESUMABLE_KEYS = ("epochs", "device", "threads", "save_every", "logger", "servers", "out")
 
 
 @dataclass
@@ -134,6 +134,12 @@ class TrainConfig:
     logger : str, optional
         Experiment logs besides ``metrics.jsonl``, comma-separated: ``csv`` (``metrics.csv``),
         ``tensorboard`` (event files under ``tensorboard/``; the ``tensorboard`` extra).
+    partitions : str, optional
+        Train on a graph partitioned by ``revgnn-dgl partition`` (its ``NAME.json``), through DGL's
+        distributed graph: graph servers hold the graph, the ``nproc`` trainers fetch their parts
+        (see :mod:`revgnn_dgl.train.distgraph`). ``dataset`` is then the partitioned one's.
+    servers : int
+        Graph servers per machine when the command starts them itself (one machine).
     """
 
     model: str = "revgnn-deep"
@@ -182,6 +188,8 @@ class TrainConfig:
     nproc: int = 1
     save_every: int = 1
     logger: Optional[str] = None
+    partitions: Optional[str] = None
+    servers: int = 1
 
     @classmethod
     def keys(cls) -> List[str]:
@@ -232,6 +240,7 @@ class TrainConfig:
             ("train_parts", self.train_parts >= 1, "at least 1"),
             ("parts_per_step", self.parts_per_step >= 1, "at least 1"),
             ("nproc", self.nproc >= 1, "at least 1"),
+            ("servers", self.servers >= 1, "at least 1"),
             ("eval_parts", self.eval_parts >= 1, "at least 1"),
             ("eval_views", self.eval_views >= 1, "at least 1"),
             ("eval_every", self.eval_every >= 1, "at least 1"),

@@ -6,7 +6,7 @@ import functools
 import inspect
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import dgl
 import numpy as np
@@ -18,13 +18,18 @@ from ..zoo import architecture_arguments, get_config
 from .config import MODEL_OVERRIDES, WIDTH_ARGUMENTS, ConfigError, TrainConfig
 
 
-def load_dataset_for(config: TrainConfig) -> NodeDataset:
+def load_dataset_for(config: TrainConfig) -> Any:
+    """The config's dataset; for a partitioned graph (``config.partitions``) its description only."""
+    if config.partitions:
+        from ..data.partitions import PartitionedDataset
+
+        return PartitionedDataset(config.partitions)
     return load_dataset(config.dataset, root=config.root, **config.dataset_options)
 
 
 def dataset_widths(dataset: NodeDataset, use_labels: bool = False) -> Dict[str, int]:
     """The model input and output widths a dataset needs (label reuse adds one input per class)."""
-    species = int(dataset.graph.ndata["species"].shape[1]) if dataset.has_species else 0
+    species = dataset.species_feats
     return {
         "in_feats": dataset.num_node_feats + (dataset.num_outputs if use_labels else 0),
         "out_feats": dataset.num_outputs,
@@ -87,7 +92,7 @@ def _check_model_arg(key: str, value: Any, reference: Any) -> None:
 
 def check_parts(config: TrainConfig, dataset: NodeDataset) -> None:
     """Refuse more parts than the graph has nodes: a part would be empty."""
-    nodes = dataset.graph.num_nodes()
+    nodes = dataset.num_nodes
     for key in ("train_parts", "eval_parts"):
         if getattr(config, key) > nodes:
             raise ConfigError(f"{key}={getattr(config, key)} is more than the {nodes} nodes of {dataset.name!r}; every part needs a node.")
@@ -139,12 +144,41 @@ class DeviceData:
     labels: Tensor
     train_mask: Tensor
 
+    #: Data parallelism over copies: one "machine" whose nodes every rank sees.
+    machines = 1
+    stream: Tuple[int, ...] = ()
+
     @classmethod
     def on(cls, dataset: NodeDataset, device: torch.device) -> "DeviceData":
         graph = dataset.graph.to(device)
         train_mask = torch.zeros(graph.num_nodes(), dtype=torch.bool, device=device)
         train_mask[dataset.train_idx.to(device)] = True
         return cls(dataset, graph, dataset.labels.to(device), train_mask)
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.graph.num_nodes())
+
+    @property
+    def device(self) -> torch.device:
+        return self.graph.device
+
+    def train_count(self, ids: Optional[np.ndarray]) -> int:
+        """Training nodes among the nodes ``ids`` (None: the whole graph)."""
+        if ids is None:
+            return int(self.train_mask.sum())
+        return int(self.train_mask[torch.from_numpy(ids).to(self.graph.device)].sum())
+
+    def part(self, ids: Optional[np.ndarray]) -> Tuple[dgl.DGLGraph, Tensor, Tensor, Optional[Tensor]]:
+        """The induced subgraph of nodes ``ids`` (None: the whole graph), its labels, training mask and node ids."""
+        if ids is None:
+            return self.graph, self.labels, self.train_mask, None
+        sub, nodes = subgraph(self.graph, ids)
+        return sub, self.labels[nodes], self.train_mask[nodes], nodes
+
+    def slot(self, rank: int, world: int) -> Tuple[int, int]:
+        """This rank's place among those that share a step's parts: all of them."""
+        return rank, world
 
 
 def random_parts(num_nodes: int, parts: int, rng: np.random.Generator) -> List[np.ndarray]:

@@ -647,10 +647,12 @@ def _failure_line(err: Exception, processes: Sequence[Any], failures: Sequence[T
     own = sorted(f for f in failures if f[1] == "error")
     if own:
         return own[0][3]
-    for rank, process in enumerate(processes):
-        code = process.exitcode
-        if code is not None and code < 0 and -code != signal.SIGTERM:
-            return f"rank {rank} of {nproc} was killed by signal {signal.Signals(-code).name}"
+    # A rank that aborts (SIGABRT) mostly does so because a peer vanished first: name that peer.
+    for follow_up in ((signal.SIGTERM, signal.SIGABRT), (signal.SIGTERM,)):
+        for rank, process in enumerate(processes):
+            code = process.exitcode
+            if code is not None and code < 0 and -code not in follow_up:
+                return f"rank {rank} of {nproc} was killed by signal {signal.Signals(-code).name}"
     for kind in ("peer", "lost"):
         found = sorted(f for f in failures if f[1] == kind)
         if found:

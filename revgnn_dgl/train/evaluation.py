@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data import NodeDataset, evaluate_metric
+from ..data.partitions import PartitionedDataset
 from ..errors import ConfigError
 from .config import TrainConfig
 from .data import DeviceData, random_parts, subgraph
@@ -163,6 +164,8 @@ def save_predictions(path: Union[str, Path], dataset: NodeDataset, logits: Tenso
 def chance_level(dataset: NodeDataset) -> Optional[float]:
     """The validation score of a model that learned nothing: 0.5 ROC-AUC, or the accuracy of
     always predicting the most frequent validation class. None when the metric has no such level."""
+    if isinstance(dataset, PartitionedDataset):  # worked out when the graph was partitioned
+        return dataset.chance_level
     if dataset.metric_name == "rocauc":
         return 0.5
     if dataset.metric_name == "accuracy" and dataset.val_idx.numel():

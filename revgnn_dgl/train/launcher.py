@@ -16,6 +16,7 @@ import os
 from typing import Any, Callable, Dict, NoReturn, Optional, Union
 
 from .config import ConfigError, TrainConfig
+from .distgraph import disconnect, graph_servers, under_dgl_launcher
 from .distributed import Context, Echo, run_from_env, spawn
 from .loop import train
 
@@ -63,6 +64,11 @@ def launch(
         One line naming the failing rank and its error, after every process has stopped.
     """
     threads = threads if threads is not None else config.threads
+    if config.partitions and not under_dgl_launcher():  # one machine: this command starts the graph servers
+        with graph_servers(config, echo):
+            results = spawn(train_worker, config.nproc, config, resume, progress, command, threads=threads,
+                            timeout_s=timeout_s, echo=echo)  # fmt: skip
+        return results[0]
     if config.nproc == 1:
         if threads is not None:
             import torch
@@ -84,7 +90,10 @@ def train_worker(
     with ctx.guard("settling the configuration"):
         settled = (config() if callable(config) else config) if ctx.is_main else None
     settled = ctx.broadcast(settled)
-    return train(settled, resume=resume, echo=ctx.echo_fn, progress=progress, command=command, dist=ctx)
+    summary = train(settled, resume=resume, echo=ctx.echo_fn, progress=progress, command=command, dist=ctx)
+    if settled.partitions:
+        disconnect()  # every trainer is done with the graph servers, which then end
+    return summary
 
 
 def train_from_env(

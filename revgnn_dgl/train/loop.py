@@ -30,7 +30,8 @@ from ..zoo.checkpoint import save_checkpoint
 from ..errors import ConfigError, TrainingDiverged
 from .config import RESUMABLE_KEYS, TrainConfig
 from ..models.revgat_loss import log_ce_loss, self_kd_loss
-from .data import DeviceData, check_parts, load_dataset_for, model_overrides, random_parts, subgraph
+from .data import DeviceData, check_parts, load_dataset_for, model_overrides, random_parts
+from .distgraph import DistData, DistEvaluator
 from ..limits import check_memory, check_threads, cpu_cores, format_bytes
 from ..zoo.architectures import check_sizes, estimate_state_bytes
 from .inputs import predict
@@ -188,6 +189,9 @@ def _check_data_and_model(config: TrainConfig, ctx: Context) -> Tuple[torch.devi
         # Build once on the meta device: bad arguments fail here, before --out is touched.
         with torch.device("meta"):
             create_model(config.model, **overrides)
+        if config.partitions and (config.teacher or not ctx.active):
+            raise ConfigError("--partitions trains through graph servers with trainer processes (--nproc N, or DGL's "
+                              "launcher), without --teacher.")  # fmt: skip
         if config.teacher:  # a crafted teacher is refused before --out is touched
             _teacher_checkpoint(config)
     return device, dataset, overrides, changes
@@ -212,8 +216,8 @@ def _check_training_memory(config: TrainConfig, dataset: Any, overrides: Dict[st
     hidden = hidden if isinstance(hidden, int) else 0
     kept = 1 if card["architecture"] in _CONSTANT_MEMORY_ARCHITECTURES or not isinstance(layers, int) else layers
     parts = config.train_parts
-    nodes = math.ceil(dataset.graph.num_nodes() / parts)
-    edges = dataset.graph.num_edges() / (parts * parts)  # random parts keep about 1/parts of each node's edges
+    nodes = math.ceil(dataset.num_nodes / parts)
+    edges = dataset.num_edges / (parts * parts)  # random parts keep about 1/parts of each node's edges
     activations = 4 * hidden * (nodes + edges) * kept
     check_memory(f"training {config.model!r} ({format_bytes(weights)} of weights, gradients and optimizer state, "
                  f"at least {format_bytes(activations)} of activations per part)", weights + activations)  # fmt: skip
@@ -267,6 +271,8 @@ def _open_run_directory(
                 for path in remove_stale_temp_files(folder):
                     echo(f"removed {path.name}, left by an interrupted write")
             write_yaml(out / CONFIG_FILE, config.to_dict())
+        if config.partitions:
+            return DistData.connect(dataset, ctx.rank, ctx.world_size, device)
         return DeviceData.on(dataset, device)
 
 
@@ -399,6 +405,7 @@ class _Run:
         self.state_path = self.run_dir / STATE_FILE
         self.optimizer = make_optimizer(model, config)
         self.chance = chance_level(data.dataset)
+        self.collective = isinstance(data, DistData)
         self.metric = data.dataset.metric_name
         self.best: Dict[str, Any] = {"epoch": None, "val": None, "test": None}
         self.since_best, self.at_chance, self.stopped, self.start_epoch = 0, 0, None, 0
@@ -428,7 +435,9 @@ class _Run:
                     state = load_training_state(run.state_path)
         state = ctx.broadcast(state)  # the other ranks need not see rank 0's disk
         with ctx.guard(f"restoring {run.state_path}"):
-            if ctx.is_main:
+            if isinstance(data, DistData):  # every trainer scores its share of the parts
+                run.evaluator = DistEvaluator(data, config.eval_parts, config.eval_views, config.seed, config=config)
+            elif ctx.is_main:
                 run.evaluator = Evaluator(data, config.eval_parts, config.eval_views, config.seed, amp=config.amp, config=config)
             run.teacher_logits = _teacher_logits(config, data, device)
             if state is not None:
@@ -484,9 +493,11 @@ class _Run:
                     break
                 tic = time.perf_counter()
                 record = self.train_epoch(epoch)
+                # On a partitioned graph evaluation is collective; rank 0 gets the scores.
+                scores = self.evaluator(self.model) if self.collective and self._due(epoch) else None
                 with ctx.guard(f"evaluating and saving epoch {epoch}"):
                     if ctx.is_main:
-                        improved = self.evaluate(record)
+                        improved = self.evaluate(record, scores)
                         self.save(record, improved, tic)
                         report.epoch(record, self)
                 if on_epoch is not None:  # the epoch's files are whole: what it raises leaves a resumable run
@@ -506,7 +517,7 @@ class _Run:
         set_lr(self.optimizer, lr)
         fault_point(f"rank{self.ctx.rank}-epoch{epoch}")  # a test hook, a no-op unless REVGNN_DGL_FAULT asks
         # The partitions depend on (seed, epoch) only, so a resumed run, and every rank, draws the same ones.
-        rng = np.random.default_rng([config.seed, TRAIN_STREAM, epoch])
+        rng = np.random.default_rng([config.seed, TRAIN_STREAM, epoch, *self.data.stream])
         try:
             loss = train_epoch(self.net, self.optimizer, self.data, config.train_parts, rng, config.grad_clip, config,
                                self.teacher_logits, dist=self.ctx)  # fmt: skip
@@ -518,8 +529,12 @@ class _Run:
             ) from None
         return {"epoch": epoch, "loss": loss, "lr": lr, "val": None, "test": None}
 
-    def evaluate(self, record: Dict[str, Any]) -> bool:
-        """Score the model when this epoch is evaluated; track the best, early stopping and chance level.
+    def _due(self, epoch: int) -> bool:
+        return epoch % self.config.eval_every == 0 or epoch == self.config.epochs
+
+    def evaluate(self, record: Dict[str, Any], scores: Optional[Dict[str, float]] = None) -> bool:
+        """Score the model when this epoch is evaluated (or take the ``scores`` of a collective
+        evaluation); track the best, early stopping and chance level.
 
         Returns whether the validation score improved (the best checkpoint is then rewritten).
         """
@@ -527,10 +542,11 @@ class _Run:
         solver = solver_report(self.model)  # read before evaluation runs new solves
         if solver:
             record["solver"] = solver
-        if epoch % config.eval_every != 0 and epoch != config.epochs:
+        if not self._due(epoch):
             return False
         assert self.evaluator is not None
-        scores = self.evaluator(self.model)
+        if scores is None:
+            scores = self.evaluator(self.model)
         if not all(math.isfinite(v) for v in scores.values()):
             raise TrainingDiverged(f"epoch {epoch}: the model's outputs are not finite ({scores}); training stopped.")
         record.update(scores)
@@ -660,34 +676,41 @@ def train_epoch(
     ctx = dist if dist is not None else Context()
     per_process = config.parts_per_step if parts_per_step is None else parts_per_step
     model.train()
-    graph = data.graph
     if parts == 1:
         batches: List[Optional[np.ndarray]] = [None]  # the full graph
     else:
-        node_parts = random_parts(graph.num_nodes(), parts, rng)
+        node_parts = random_parts(data.num_nodes, parts, rng)
         batches = [node_parts[p] for p in rng.permutation(parts)]
-    per_step = per_process * ctx.world_size
-    if per_step == 1:
+    # The ranks that share each step's parts: every rank (copies of the graph), or a machine's trainers.
+    slot, slots = data.slot(ctx.rank, ctx.world_size)
+    per_step = per_process * slots
+    if per_step == 1 and data.machines == 1:
         return _one_part_per_step(model, optimizer, data, batches, grad_clip, config, teacher_logits)
     # Seeds of each part's randomness (dropout), so that it does not depend on who computes it.
     seeds = rng.integers(2**63 - 1, size=len(batches))
-    train_mask = data.train_mask.cpu().numpy()
-    counts = [int(train_mask.sum()) if ids is None else int(train_mask[ids].sum()) for ids in batches]
+    counts = [data.train_count(ids) for ids in batches]
+    steps = [range(first, min(first + per_step, len(batches))) for first in range(0, len(batches), per_step)]
+    lives = [[i for i in step if counts[i] > 0] for step in steps]
+    # DDP averages over all ranks: a step's parts with training nodes, over every machine.
+    totals = [len(live) for live in lives]
+    if data.machines > 1:
+        totals = [round(t / slots) for t in ctx.all_reduce_sum([float(t) for t in totals])]
+    fallback = next((i for i, c in enumerate(counts) if c > 0), None)
     total, count = 0.0, 0.0
-    for first in range(0, len(batches), per_step):
-        step = range(first, min(first + per_step, len(batches)))
-        live = [i for i in step if counts[i] > 0]
-        if not live:  # tiny graphs can draw parts without training nodes
+    for step, live, live_total in zip(steps, lives, totals):
+        if not live_total:  # tiny graphs can draw parts without training nodes
             continue
-        mine = [i for i in step[ctx.rank * per_process : (ctx.rank + 1) * per_process] if counts[i] > 0]
+        mine = [i for i in step[slot * per_process : (slot + 1) * per_process] if counts[i] > 0]
         # DDP averages over the W ranks: weights W / m make that the mean over the step's m parts.
-        weight = ctx.world_size / len(live)
+        weight = ctx.world_size / live_total
         # A rank without a part of its own joins the gradient reduction with an exact zero.
-        work = [(i, weight) for i in mine] or [(live[0], 0.0)]
+        if not mine and fallback is None:
+            raise ConfigError(f"machine {getattr(data, 'machine', 0)}'s nodes hold no training node; partition again.")
+        work = [(i, weight) for i in mine] or [(live[0] if live else fallback, 0.0)]
         optimizer.zero_grad(set_to_none=True)
         for j, (i, w) in enumerate(work):
             sync = j == len(work) - 1  # DDP reduces once per step, after the last backward pass
-            with nullcontext() if sync else ctx.no_sync(model), _seeded(int(seeds[i]), graph.device):
+            with nullcontext() if sync else ctx.no_sync(model), _seeded(int(seeds[i]), data.device):
                 loss = _part_loss(model, data, batches[i], config, teacher_logits)
                 (loss * w).backward()
             if w:
@@ -712,7 +735,7 @@ def _one_part_per_step(
     """The paper's recipe in one process: one optimizer step per part, randomness from the global generators."""
     total, count = 0.0, 0
     for ids in batches:
-        n = int(data.train_mask.sum()) if ids is None else int(data.train_mask[torch.from_numpy(ids).to(data.graph.device)].sum())
+        n = data.train_count(ids)
         if n == 0:  # tiny graphs can draw a part without training nodes
             continue
         loss = _part_loss(model, data, ids, config, teacher_logits)
@@ -729,12 +752,8 @@ def _part_loss(
     model: nn.Module, data: DeviceData, ids: Optional[np.ndarray], config: TrainConfig, teacher_logits: Optional[Tensor]
 ) -> Tensor:
     """The training loss of one part (``None``: the full graph), with the step's regularisation."""
-    if ids is None:
-        sub, labels, mask, teacher = data.graph, data.labels, data.train_mask, teacher_logits
-    else:
-        sub, nodes = subgraph(data.graph, ids)
-        labels, mask = data.labels[nodes], data.train_mask[nodes]
-        teacher = None if teacher_logits is None else teacher_logits[nodes]
+    sub, labels, mask, nodes = data.part(ids)
+    teacher = teacher_logits if teacher_logits is None or nodes is None else teacher_logits[nodes]
     sub = drop_edges(sub, config.edge_dropout)
     if config.input_dropout:
         sub = sub.local_var()

@@ -1,0 +1,226 @@
+"""Graphs cut into partitions for DGL's distributed training (DistDGL), and what a trainer needs to know of them.
+
+:func:`partition_dataset` runs DGL's partitioner (:func:`dgl.distributed.partition_graph`, METIS
+or random) on any dataset the library reads and writes DGL's partition folder: per partition its
+graph structure and its nodes' and edges' data, and ``NAME.json``, the partition configuration
+DGL's servers and clients read. The data kept per node are the inputs (``feat``, ``species``),
+``label`` and the boolean ``train_mask`` / ``val_mask`` / ``test_mask`` of the split; per edge
+its ``feat``. Beside DGL's files it writes :data:`META_FILE` (the dataset's name, options, task,
+widths and chance level: what the trainer needs without loading the graph) and the id maps
+``orig_nids.npy`` / ``orig_eids.npy``: DGL renumbers nodes and edges so that each partition's
+are contiguous, and entry ``i`` of each map is the original id of new id ``i``.
+
+:class:`PartitionedDataset` reads :data:`META_FILE` (JSON, and numpy arrays without pickles, so
+a folder received from elsewhere runs no code when this module reads it).
+
+Examples
+--------
+>>> import tempfile
+>>> from revgnn_dgl.data import load_dataset
+>>> from revgnn_dgl.data.partitions import partition_dataset, PartitionedDataset
+>>> out = tempfile.mkdtemp()
+>>> summary = partition_dataset(load_dataset("synthetic-proteins", num_nodes=300), 1, out, method="random")
+>>> PartitionedDataset(summary["config"]).num_nodes
+300
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
+
+import numpy as np
+
+from ..errors import DatasetError
+
+if TYPE_CHECKING:
+    from .base import NodeDataset
+
+PathLike = Union[str, os.PathLike]
+
+#: What revgnn-dgl adds to DGL's partition folder.
+META_FILE = "revgnn_dgl.json"
+#: The partitioners of :func:`dgl.distributed.partition_graph` offered here.
+METHODS = ("metis", "random")
+FORMAT_VERSION = 1
+
+
+def partition_dataset(
+    dataset: "NodeDataset",
+    parts: int,
+    out: PathLike,
+    *,
+    method: str = "metis",
+    name: Optional[str] = None,
+    dataset_options: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
+    """Cut ``dataset`` into ``parts`` partitions with DGL's partitioner and write them to ``out``.
+
+    Parameters
+    ----------
+    dataset : NodeDataset
+        Any dataset of the library (features, labels and split are kept).
+    parts : int
+        Number of partitions (one per machine in a distributed run).
+    out : path
+        The folder to write; it must not hold a partition already.
+    method : {'metis', 'random'}
+        METIS (fewer edges cut) or uniform random assignment.
+    name : str, optional
+        The graph's name in the partition configuration; default: the dataset's name.
+    dataset_options : dict, optional
+        The options the dataset was loaded with, recorded for the training run.
+
+    Returns
+    -------
+    dict
+        ``config`` (the ``NAME.json`` path), ``nodes``, ``edges``, and per partition ``nodes``,
+        ``edges`` (its nodes' in-edges, which it holds) and ``cut`` (those whose source lies in
+        another partition).
+    """
+    import dgl
+
+    if method not in METHODS:
+        raise DatasetError(f"partition method must be one of {', '.join(METHODS)}, got {method!r}.")
+    if not isinstance(parts, int) or parts < 1 or parts > dataset.num_nodes:
+        raise DatasetError(f"--parts must be between 1 and the graph's {dataset.num_nodes} nodes, got {parts}.")
+    out = Path(out)
+    if out.is_symlink():
+        raise DatasetError(f"{out} is a symbolic link: revgnn-dgl never writes through a link; choose another --out.")
+    if out.exists() and any(out.iterdir()):
+        raise DatasetError(f"{out} is not empty; partition into a new folder (or remove this one).")
+    name = name or _graph_name(dataset.name)
+    graph = dataset.to_graph()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # DGL's partitioner narrates every phase
+            orig_nids, orig_eids = dgl.distributed.partition_graph(
+                graph, name, parts, str(out), part_method=method, balance_edges=True, return_mapping=True
+            )
+    except Exception as err:  # noqa: BLE001  (DGL's partitioner raises what it likes)
+        raise DatasetError(f"DGL could not partition {dataset.name!r}: {' '.join(str(err).split())[:300]}") from None
+    orig_nids, orig_eids = orig_nids.numpy().astype(np.int64), orig_eids.numpy().astype(np.int64)
+    np.save(out / "orig_nids.npy", orig_nids, allow_pickle=False)
+    np.save(out / "orig_eids.npy", orig_eids, allow_pickle=False)
+    config_path = out / f"{name}.json"
+    ranges = _node_ranges(config_path)
+    # Edge cut: DGL gives each edge to its destination's partition; it is cut when its source is elsewhere.
+    new_of_orig = np.empty_like(orig_nids)
+    new_of_orig[orig_nids] = np.arange(orig_nids.size)
+    src, dst = (new_of_orig[t.numpy()] for t in graph.edges())
+    starts = np.array([lo for lo, _ in ranges])
+    src_part, dst_part = (np.searchsorted(starts, ids, side="right") - 1 for ids in (src, dst))
+    per_part: List[Dict[str, int]] = []
+    for p, (lo, hi) in enumerate(ranges):
+        mine = dst_part == p
+        per_part.append({"nodes": int(hi - lo), "edges": int(mine.sum()), "cut": int((src_part[mine] != p).sum())})
+    chance = _chance(dataset)
+    meta = {
+        "format": FORMAT_VERSION, "graph_name": name, "dataset": dataset.name,
+        "dataset_options": dict(dataset_options or {}), "task": dataset.task, "num_outputs": dataset.num_outputs,
+        "num_node_feats": dataset.num_node_feats, "num_edge_feats": dataset.num_edge_feats,
+        "species_feats": int(graph.ndata["species"].shape[1]) if dataset.has_species else 0,
+        "num_nodes": int(graph.num_nodes()), "num_edges": int(graph.num_edges()), "parts": parts, "method": method,
+        "chance_level": chance, "partitions": per_part,
+    }  # fmt: skip
+    _write_json(out / META_FILE, meta)
+    return {"config": str(config_path), "nodes": meta["num_nodes"], "edges": meta["num_edges"], "partitions": per_part}
+
+
+def _graph_name(dataset: str) -> str:
+    """A graph name DGL's file names and shared-memory names can carry."""
+    stem = Path(dataset).stem if dataset.endswith((".bin", ".dgl")) else dataset
+    return "".join(c if c.isalnum() else "_" for c in stem) or "graph"
+
+
+def _node_ranges(config_path: Path) -> List[tuple]:
+    """Each partition's ``[start, end)`` of new node ids, from DGL's configuration."""
+    conf = json.loads(config_path.read_text())
+    node_map = conf["node_map"]
+    ranges = next(iter(node_map.values())) if isinstance(node_map, dict) else node_map
+    return [(int(lo), int(hi)) for lo, hi in ranges]
+
+
+def _chance(dataset: "NodeDataset") -> Optional[float]:
+    if dataset.metric_name == "rocauc":
+        return 0.5
+    labels = dataset.labels[dataset.val_idx]
+    labels = labels[labels >= 0]
+    if not labels.numel():
+        return None
+    return float(np.bincount(labels.numpy()).max()) / int(dataset.val_idx.numel())
+
+
+def _write_json(path: Path, data: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(data, indent=2, allow_nan=False) + "\n")
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+class PartitionedDataset:
+    """What a trainer knows of a partitioned graph before it joins the servers: read from :data:`META_FILE`.
+
+    Parameters
+    ----------
+    config : path
+        The partition configuration ``DIR/NAME.json`` that :func:`partition_dataset` wrote.
+
+    Raises
+    ------
+    DatasetError
+        When the file or its folder's :data:`META_FILE` is missing or not what this module writes.
+    """
+
+    def __init__(self, config: PathLike) -> None:
+        self.config = Path(config)
+        meta_path = self.config.parent / META_FILE
+        if not self.config.is_file():
+            raise DatasetError(f"--partitions {self.config}: no such file; give the NAME.json that `revgnn-dgl partition` wrote.")
+        if not meta_path.is_file():
+            raise DatasetError(
+                f"--partitions {self.config}: {meta_path.name} is missing beside it; partition the graph with "
+                "`revgnn-dgl partition`, which writes it."
+            )
+        try:
+            meta = json.loads(meta_path.read_text())
+            conf = json.loads(self.config.read_text())
+        except (OSError, ValueError) as err:
+            raise DatasetError(f"--partitions {self.config}: unreadable ({err}).") from None
+        required = ("graph_name", "dataset", "task", "num_outputs", "num_node_feats", "num_edge_feats", "num_nodes",
+                    "num_edges", "parts")  # fmt: skip
+        missing = [k for k in required if k not in meta] if isinstance(meta, dict) else list(required)
+        if missing or meta.get("format") != FORMAT_VERSION:
+            raise DatasetError(f"{meta_path}: not a revgnn-dgl partition description (missing {', '.join(missing) or 'format'}).")
+        if not isinstance(conf, dict) or conf.get("graph_name") != meta["graph_name"] or conf.get("num_parts") != meta["parts"]:
+            raise DatasetError(f"{self.config} does not match {meta_path.name} (graph name or number of parts).")
+        self.meta: Dict[str, Any] = meta
+        self.graph_name: str = meta["graph_name"]
+        self.name: str = meta["dataset"]
+        self.task: str = meta["task"]
+        self.parts: int = int(meta["parts"])
+
+    num_outputs = property(lambda self: int(self.meta["num_outputs"]))
+    num_node_feats = property(lambda self: int(self.meta["num_node_feats"]))
+    num_edge_feats = property(lambda self: int(self.meta["num_edge_feats"]))
+    species_feats = property(lambda self: int(self.meta.get("species_feats", 0)))
+    has_species = property(lambda self: self.species_feats > 0)
+    num_nodes = property(lambda self: int(self.meta["num_nodes"]))
+    num_edges = property(lambda self: int(self.meta["num_edges"]))
+    chance_level = property(lambda self: self.meta.get("chance_level"))
+
+    @property
+    def metric_name(self) -> str:
+        return "accuracy" if self.task == "multiclass" else "rocauc"
+
+    def original_ids(self) -> Dict[str, np.ndarray]:
+        """``{'nodes': orig_nids, 'edges': orig_eids}``: the original id of each new id."""
+        folder = self.config.parent
+        return {kind: np.load(folder / f"orig_{kind[0]}ids.npy", allow_pickle=False) for kind in ("nodes", "edges")}

@@ -1,0 +1,403 @@
+r"""Training on a partitioned graph through DGL's distributed graph (DistDGL).
+
+``revgnn-dgl partition`` cuts a graph into partitions (:mod:`revgnn_dgl.data.partitions`); DGL's
+graph servers then hold them, and the trainers read what each step needs through
+:class:`dgl.distributed.DistGraph`. A trainer never holds the graph: per step it fetches the
+paper's batch, a random part of its machine's nodes with the part's induced subgraph (node
+features, edge features, labels, the training mask), so its memory is one part's, not the
+graph's. Gradients are averaged with DDP exactly as in :mod:`revgnn_dgl.train.distributed`.
+
+The layout is DistDGL's: one partition per machine, ``DGL_NUM_SERVER`` graph servers on each
+(one main, the others its backups), and the trainers of machine ``m`` (ranks ``m*T`` to
+``m*T+T-1`` of the job, ``T`` trainers per machine) train on partition ``m``'s nodes; every
+trainer of a machine draws the same random parts of those nodes each epoch (from the seed and
+the epoch), and each optimizer step takes one part per trainer (``parts_per_step`` each), as the
+data-parallel recipe does. On one machine, a run therefore takes the same steps as the
+one-process run with ``parts_per_step * nproc`` parts per step (tested, in float64, on the
+weights after a step).
+
+Evaluation is collective: the evaluation parts of each machine's nodes are shared among its
+trainers, each scores its parts, and rank 0 gathers the validation and test nodes' logits and
+computes the metric. Rank 0 alone writes the run directory, as in every multi-process run.
+
+Why one partition per machine: DGL 2.1 finds a process's machine by its IP address, and its
+servers name the shared memory that holds a partition's features after the feature alone
+(``node~_N~feat-kvdata-``), so two partitions served on one machine would read each other's
+data. For the same reason two jobs cannot run on one machine at the same time; the command that
+starts the servers refuses a second one.
+
+Starting it
+    ``revgnn-dgl train --partitions DIR/NAME.json --nproc N`` on one machine starts
+    ``--servers`` graph servers and N trainers itself (:func:`graph_servers`); across machines,
+    DGL's ``tools/launch.py`` starts them (``docs/distributed.md``), setting ``DGL_ROLE`` and
+    the other ``DGL_*`` variables this module reads.
+"""
+from __future__ import annotations
+
+import fcntl
+import multiprocessing
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import dgl
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from ..data import evaluate_metric
+from ..data.partitions import PartitionedDataset
+from ..errors import ConfigError, DistributedError
+from .config import TrainConfig
+from .data import random_parts
+from .inputs import predict
+
+#: The variables DGL's servers and clients read (set by tools/launch.py, or by :func:`graph_servers`).
+DGL_CLIENT_ENV = ("DGL_DIST_MODE", "DGL_IP_CONFIG", "DGL_NUM_SERVER")
+#: Host-wide: DGL's shared-memory names do not tell two jobs apart.
+HOST_LOCK = Path(tempfile.gettempdir()) / "revgnn-dgl-distgraph.lock"
+#: Where DGL's servers keep their shared memory (POSIX shared memory on Linux).
+SHARED_MEMORY = Path("/dev/shm")
+_SPLITS = {"val": 1, "test": 2}
+
+
+def under_dgl_launcher() -> bool:
+    """Whether DGL's launcher (tools/launch.py) or :func:`graph_servers` set up this process."""
+    return all(key in os.environ for key in DGL_CLIENT_ENV) and os.environ.get("DGL_DIST_MODE") == "distributed"
+
+
+def serve_if_server() -> None:
+    """Under DGL's launcher a machine's server processes run the training command too: serve, then exit."""
+    if os.environ.get("DGL_ROLE") == "server":
+        dgl.distributed.initialize(os.environ["DGL_IP_CONFIG"])  # serves until the trainers leave, then exits
+
+
+# ---------------------------------------------------------------------- a trainer's view of the graph
+class DistData:
+    """A trainer's access to the partitioned graph: its machine's nodes, and each part fetched on demand.
+
+    It has what :func:`revgnn_dgl.train.train_epoch` asks of a
+    :class:`~revgnn_dgl.train.data.DeviceData` (``num_nodes``, ``train_count``, ``part``), with
+    the node positions ``0..num_nodes-1`` meaning this machine's nodes.
+    """
+
+    def __init__(self, dataset: PartitionedDataset, graph: Any, rank: int, world: int, device: torch.device) -> None:
+        self.dataset, self.graph, self.device = dataset, graph, device
+        book = graph.get_partition_book()
+        self.machines = int(book.num_partitions())
+        if world % self.machines:
+            raise ConfigError(
+                f"{world} trainer(s) cannot be shared evenly by the {self.machines} partitions; start a multiple of "
+                f"{self.machines} (the same number on every machine)."
+            )
+        per_machine = world // self.machines
+        self.machine, self.trainer_slot, self.trainer_slots = rank // per_machine, rank % per_machine, per_machine
+        self.nodes: Tensor = torch.as_tensor(book.partid2nids(self.machine)).long()  # new ids, one contiguous range
+        self.train_mask: Tensor = graph.ndata["train_mask"][self.nodes].bool()
+        # Each machine's trainers draw their own parts; one machine keeps the one-process stream.
+        self.stream: Tuple[int, ...] = (self.machine,) if self.machines > 1 else ()
+
+    @classmethod
+    def connect(cls, dataset: PartitionedDataset, rank: int, world: int, device: torch.device) -> "DistData":
+        """Join the graph servers (``DGL_IP_CONFIG``) and open the distributed graph."""
+        if not under_dgl_launcher():
+            raise DistributedError(
+                "--partitions trains through DGL's graph servers: start it with `revgnn-dgl train --partitions ... "
+                "--nproc N` (which starts them) or with DGL's tools/launch.py."
+            )
+        dgl.distributed.initialize(os.environ["DGL_IP_CONFIG"])
+        graph = dgl.distributed.DistGraph(dataset.graph_name, part_config=str(dataset.config))
+        if graph.num_nodes() != dataset.num_nodes or graph.num_edges() != dataset.num_edges:
+            raise DistributedError(
+                f"the graph servers hold {graph.num_nodes()} nodes and {graph.num_edges()} edges, not the "
+                f"{dataset.num_nodes} and {dataset.num_edges} of {dataset.config}."
+            )
+        return cls(dataset, graph, rank, world, device)
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.nodes.numel())
+
+    def slot(self, rank: int, world: int) -> Tuple[int, int]:
+        """This trainer's place among those that share a step's parts: its machine's trainers."""
+        return self.trainer_slot, self.trainer_slots
+
+    def train_count(self, ids: Optional[np.ndarray]) -> int:
+        return int(self.train_mask.sum() if ids is None else self.train_mask[torch.from_numpy(ids)].sum())
+
+    def part(self, ids: Optional[np.ndarray]) -> Tuple[dgl.DGLGraph, Tensor, Tensor, Tensor]:
+        """The induced subgraph of the machine's nodes at positions ``ids`` (None: all), its labels,
+        training mask and the nodes' ids in the distributed graph.
+
+        The subgraph's edges are in the order of their ids, as :func:`dgl.node_subgraph` keeps them.
+        """
+        positions = torch.arange(self.num_nodes) if ids is None else torch.from_numpy(ids)
+        nodes = self.nodes[positions]
+        # All in-edges of the part's nodes (fanout -1), then those whose source is in the part too.
+        frontier = dgl.distributed.sample_neighbors(self.graph, nodes, -1)
+        src, dst = frontier.edges()
+        eids = frontier.edata[dgl.EID]
+        n = nodes.numel()
+        at = torch.searchsorted(nodes, src).clamp_(max=n - 1)
+        inside = nodes[at] == src
+        order = torch.argsort(eids[inside])
+        eids = eids[inside][order]
+        sub = dgl.graph((at[inside][order], torch.searchsorted(nodes, dst[inside][order])), num_nodes=n)
+        data = self.graph.ndata
+        sub.ndata["feat"] = data["feat"][nodes]
+        if self.dataset.has_species:
+            sub.ndata["species"] = data["species"][nodes]
+        if self.dataset.num_edge_feats:
+            sub.edata["feat"] = self.graph.edata["feat"][eids]
+        labels = data["label"][nodes]
+        return sub.to(self.device), labels.to(self.device), self.train_mask[positions].to(self.device), nodes
+
+    def labels_of(self, nodes: Tensor, chunk: int = 1 << 14) -> Tensor:
+        """The labels of ``nodes``, pulled in chunks; 0/1 multi-label targets as int8 (8x less than int64)."""
+        label = self.graph.ndata["label"]
+        pieces = []
+        for start in range(0, nodes.numel(), chunk):
+            piece = label[nodes[start : start + chunk]]
+            multilabel = self.dataset.task == "multilabel" and not piece.is_floating_point()
+            pieces.append(piece.to(torch.int8) if multilabel else piece)
+        if not pieces:
+            return label[nodes]
+        return torch.cat(pieces)
+
+    def splits(self, nodes: Tensor) -> Tensor:
+        """Per node: 1 validation, 2 test, 0 neither."""
+        data = self.graph.ndata
+        return data["val_mask"][nodes].long() * _SPLITS["val"] + data["test_mask"][nodes].long() * _SPLITS["test"]
+
+
+class DistEvaluator:
+    """The evaluation protocol of :class:`~revgnn_dgl.train.evaluation.Evaluator` on a partitioned graph.
+
+    Every trainer of a machine draws the same ``views`` random partitions of the machine's nodes
+    into ``parts`` parts (from ``seed``) and scores every ``slots``-th part; rank 0 gathers the
+    validation and test nodes' logits, averages them over the views and returns the scores.
+    Collective: every rank calls it, rank 0 gets the scores, the others None.
+    """
+
+    def __init__(self, data: DistData, parts: int, views: int, seed: int, config: Optional[TrainConfig] = None) -> None:
+        from .evaluation import EVAL_STREAM
+
+        self.data, self.config = data, config
+        rng = np.random.default_rng([seed, EVAL_STREAM, *data.stream])
+        if parts == 1:
+            self.views: List[List[Optional[np.ndarray]]] = [[None]]
+        else:
+            self.views = [[ids for ids in random_parts(data.num_nodes, parts, rng) if ids.size] for _ in range(views)]
+
+    @torch.no_grad()
+    def __call__(self, model: nn.Module) -> Optional[Dict[str, float]]:
+        model.eval()
+        data = self.data
+        nodes_seen: List[Tensor] = []
+        splits: List[Tensor] = []
+        outputs: List[Tensor] = []
+        for view in self.views:
+            for j, ids in enumerate(view):
+                if j % data.trainer_slots != data.trainer_slot:
+                    continue
+                sub, labels, mask, nodes = data.part(ids)
+                out, _ = predict(model, sub, labels, mask, self.config, data.dataset.num_outputs, training=False)
+                split = data.splits(nodes)
+                keep = split > 0
+                nodes_seen.append(nodes[keep])
+                splits.append(split[keep].to(torch.int8))
+                outputs.append(out.float().cpu()[keep])
+                del sub, labels, mask, out
+        # Only the validation and test nodes' ids and logits travel, split by split, as tensors straight
+        # into rank 0's arrays (no pickled copies); rank 0 reads their labels itself.
+        width = data.dataset.num_outputs
+        nodes = torch.cat(nodes_seen) if nodes_seen else torch.zeros(0, dtype=torch.long)
+        split = torch.cat(splits) if splits else torch.zeros(0, dtype=torch.int8)
+        logits = torch.cat(outputs) if outputs else torch.zeros(0, width)
+        del nodes_seen, splits, outputs
+        world, main = dist.get_world_size(), dist.get_rank() == 0
+        scores: Dict[str, float] = {}
+        for name, code in _SPLITS.items():
+            chosen = split == code
+            mine = (nodes[chosen], logits[chosen])
+            sizes = [torch.zeros(1, dtype=torch.long) for _ in range(world)]
+            dist.all_gather(sizes, torch.tensor([mine[0].numel()]))
+            if not main:
+                for tensor in mine:
+                    dist.send(tensor.contiguous(), dst=0)
+                continue
+            counts = [int(size) for size in sizes]
+            every = (torch.empty(sum(counts), dtype=torch.long), torch.empty(sum(counts), width))
+            start = 0
+            for rank, count in enumerate(counts):
+                for part, whole in zip(mine, every):
+                    if rank == 0:
+                        whole[start : start + count] = part
+                    else:
+                        dist.recv(whole[start : start + count], src=rank)
+                start += count
+            del mine
+            ids, scored = every
+            del every
+            if len(self.views) > 1:  # a node in every view: the mean of its logits
+                ids, where = torch.unique(ids, return_inverse=True)
+                scored = torch.zeros(ids.numel(), width).index_add_(0, where, scored) / len(self.views)
+            scores[name] = evaluate_metric(scored, data.labels_of(ids), data.dataset.task)
+            del ids, scored
+        return scores if main else None
+
+
+def disconnect() -> None:
+    """Leave the graph servers (every trainer, once training is done; the servers then end)."""
+    dgl.distributed.exit_client()
+
+
+# ---------------------------------------------------------------------- servers on this machine
+@contextmanager
+def graph_servers(config: TrainConfig, echo: Any = print) -> Iterator[None]:
+    """Start ``config.servers`` graph servers of ``config.partitions`` on 127.0.0.1 for ``config.nproc``
+    trainers started in the block (they inherit the ``DGL_*`` variables set here).
+
+    When a server ends before the trainers, the trainers are stopped and one line says which
+    server and why. On leaving, every server has ended (the trainers' :func:`disconnect` ends
+    them; any left are terminated, then killed), and the temporary files are gone.
+    """
+    dataset = PartitionedDataset(config.partitions)
+    if dataset.parts != 1:
+        raise ConfigError(
+            f"{dataset.config} has {dataset.parts} partitions, and DGL serves one partition per machine (it tells "
+            "machines apart by their IP address, and names a partition's shared memory after its features only); "
+            "on one machine partition with --parts 1, or start the servers of each partition on its own machine "
+            "with DGL's tools/launch.py (docs/distributed.md)."
+        )
+    from .distributed import free_port
+
+    with _host_lock():
+        folder = Path(tempfile.mkdtemp(prefix="revgnn-dgl-servers-"))
+        ip_config = folder / "ip_config.txt"
+        ip_config.write_text(f"127.0.0.1 {free_port()}\n")
+        common = {
+            "DGL_DIST_MODE": "distributed", "DGL_IP_CONFIG": str(ip_config), "DGL_NUM_SERVER": str(config.servers),
+            "DGL_NUM_CLIENT": str(config.nproc), "DGL_CONF_PATH": str(Path(dataset.config).resolve()),
+            "DGL_NUM_SAMPLER": "0", "DGL_GRAPH_FORMAT": "csc,coo",
+        }  # fmt: skip
+        servers: List[subprocess.Popen] = []
+        logs: List[Path] = []
+        shared_before = _shared_memory()
+        graceful = False
+        saved = {key: os.environ.get(key) for key in (*common, "DGL_ROLE")}
+        failed: List[str] = []
+        stop = threading.Event()
+        try:
+            for i in range(config.servers):
+                logs.append(folder / f"server-{i}.log")
+                env = {**os.environ, **common, "DGL_ROLE": "server", "DGL_SERVER_ID": str(i), "OMP_NUM_THREADS": "1"}
+                with open(logs[-1], "wb") as log:
+                    servers.append(subprocess.Popen(
+                        [sys.executable, "-m", "revgnn_dgl.train.distgraph"], env=env, stdout=log,
+                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                    ))  # fmt: skip
+            os.environ.update({**common, "DGL_ROLE": "client"})
+            watch = threading.Thread(target=_watch, args=(servers, logs, failed, stop), daemon=True)
+            watch.start()
+            try:
+                yield
+            except BaseException:
+                if failed:
+                    raise DistributedError(failed[0]) from None
+                raise
+            finally:
+                stop.set()
+                watch.join()
+            if failed:
+                raise DistributedError(failed[0])
+            graceful = True
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            _end(servers, wait_s=10.0 if graceful else 0.0)
+            # A server stopped by a signal leaves its shared memory behind: remove what these servers made.
+            for name in _shared_memory() - shared_before:
+                if name.endswith("-kvdata-") or name.startswith(dataset.graph_name):
+                    (SHARED_MEMORY / name).unlink(missing_ok=True)
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _watch(servers: List[subprocess.Popen], logs: List[Path], failed: List[str], stop: threading.Event) -> None:
+    """While the trainers run: a server that ends stops them (they would wait for it forever)."""
+    while not stop.wait(0.2):
+        for i, server in enumerate(servers):
+            code = server.poll()
+            if code is None or code == 0:  # 0: it ended after every trainer said goodbye
+                continue
+            if stop.is_set():
+                return
+            why = f"killed by signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+            failed.append(f"graph server {i} ended ({why}) while training: {_last_line(logs[i])}")
+            for child in multiprocessing.active_children():
+                child.kill()
+            return
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "no log"
+    return lines[-1][:300] if lines else "no output"
+
+
+def _shared_memory() -> set:
+    try:
+        return {entry.name for entry in SHARED_MEMORY.iterdir()}
+    except OSError:  # no /dev/shm on this system
+        return set()
+
+
+def _end(servers: List[subprocess.Popen], wait_s: float) -> None:
+    """Every server ended: those the trainers' goodbye did not end (within ``wait_s``) are terminated, then killed."""
+    deadline = time.monotonic() + wait_s
+    for server in servers:
+        try:
+            server.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            server.terminate()
+    for server in servers:
+        try:
+            server.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+@contextmanager
+def _host_lock() -> Iterator[None]:
+    with open(HOST_LOCK, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise DistributedError(
+                f"another DistDGL job of revgnn-dgl runs on this machine ({HOST_LOCK} is locked): DGL names its "
+                "servers' shared memory after the data, so two jobs on one machine would read each other's; wait "
+                "for it to end."
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+if __name__ == "__main__":  # a graph server started by graph_servers()
+    serve_if_server()
