@@ -7,6 +7,7 @@ run the command itself: a short run, a run whose trainer is killed with SIGKILL,
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -141,3 +142,23 @@ def test_killed_trainer_gives_one_line_and_resumes_exactly(partitioned: str, who
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 4
     assert not _servers_left()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_trainers_and_servers(partitioned: str, tmp_path: Path) -> None:
+    import signal
+
+    out = tmp_path / "interrupted"
+    args = [a if a != "4" else "200" for a in ARGS]  # --epochs 200: still training when Ctrl-C comes
+    proc = subprocess.Popen([sys.executable, "-m", "revgnn_dgl", "train", "--partitions", partitioned, *args,
+                             "--out", str(out)], env=subprocess_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not ((out / "metrics.jsonl").is_file() and (out / "metrics.jsonl").read_text()):
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "--resume" in stderr and "Traceback" not in stderr
+    assert not _servers_left()
+    assert not [p for p in Path("/dev/shm").glob("*-kvdata-")]
