@@ -380,8 +380,9 @@ def _fixed_train_options(f: Any) -> Any:
                  help="Stop unpromising trials early from their per-epoch validation scores."),
     click.option("--prune-startup", type=click.IntRange(min=0), default=4, show_default=True, metavar="N",
                  help="Trials never pruned (median), the pruner's baseline."),
-    click.option("--prune-warmup", type=click.IntRange(min=0), default=0, show_default=True, metavar="EPOCHS",
-                 help="Epochs of each trial before it may be pruned (hyperband: its minimum resource)."),
+    click.option("--prune-warmup", type=click.IntRange(min=0), metavar="EPOCHS",
+                 help="Epochs of each trial before it may be pruned (hyperband: its minimum resource) [default: "
+                      "--warmup-epochs or a tenth of --epochs, whichever is longer]."),
     click.option("--sampler-seed", type=int, default=0, show_default=True, help="Seed of the TPE sampler."),
     click.option("--top", type=click.IntRange(min=1), default=5, show_default=True, help="Rows of the best-trials table."),
 )
@@ -399,7 +400,7 @@ def tune(
     study_name: str,
     pruner: str,
     prune_startup: int,
-    prune_warmup: int,
+    prune_warmup: Optional[int],
     sampler_seed: int,
     top: int,
     config_file: Optional[str],

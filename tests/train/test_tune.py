@@ -280,3 +280,14 @@ def test_a_trial_stopped_by_an_error_not_its_own_is_retried_not_counted(tmp_path
     trials = load_trials(out)
     assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
     assert trials[1].user_attrs["retry_of"] == 0 and trials[1].params == trials[0].params
+
+
+def test_pruning_waits_for_the_lr_warmup_or_a_tenth_of_the_epochs() -> None:
+    from revgnn_dgl.train.tune import SearchSpace, TuneSettings, _make_pruner, prune_warmup_epochs
+
+    base = TrainConfig(epochs=150, warmup_epochs=10)
+    assert prune_warmup_epochs(TuneSettings(out="x"), base) == 15
+    assert prune_warmup_epochs(TuneSettings(out="x"), TrainConfig(epochs=50, warmup_epochs=10)) == 10
+    assert prune_warmup_epochs(TuneSettings(out="x", prune_warmup=0), base) == 0  # given: as given
+    pruner = _make_pruner(TuneSettings(out="x"), base, SearchSpace())
+    assert pruner._n_warmup_steps == 15
