@@ -244,7 +244,8 @@ def train(
 
     Writes config.yaml, metrics.jsonl, best.safetensors, last.safetensors, a resumable
     state.safetensors and summary.json to the output directory. With --nproc N (or under
-    torchrun) N processes train together, data-parallel over the parts; rank 0 writes.
+    torchrun) N processes train together, data-parallel over the parts; rank 0 writes. With
+    --partitions the N trainers read a partitioned graph through DGL's graph servers.
     """
     if os.environ.get("DGL_ROLE") == "server":  # DGL's tools/launch.py runs the command as a graph server too
         from .train.distgraph import serve_if_server
