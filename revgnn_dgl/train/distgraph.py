@@ -81,6 +81,18 @@ def serve_if_server() -> None:
         dgl.distributed.initialize(os.environ["DGL_IP_CONFIG"])  # serves until the trainers leave, then exits
 
 
+def check_step_parts(config: TrainConfig, trainers_per_machine: int) -> None:
+    """Refuse fewer parts than a step of a machine's trainers takes: a trainer would fetch a whole part
+    in every step for nothing (the data-parallel rule for a rank without a part of its own)."""
+    per_step = config.parts_per_step * trainers_per_machine
+    if config.train_parts < per_step:
+        raise ConfigError(
+            f"--train-parts {config.train_parts} is fewer than the {per_step} parts a step of a machine's "
+            f"{trainers_per_machine} trainer(s) takes (--parts-per-step {config.parts_per_step} each); give "
+            f"--train-parts {per_step} or more."
+        )
+
+
 # ---------------------------------------------------------------------- a trainer's view of the graph
 class DistData:
     """A trainer's access to the partitioned graph: its machine's nodes, and each part fetched on demand.

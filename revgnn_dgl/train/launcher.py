@@ -16,7 +16,7 @@ import os
 from typing import Any, Callable, Dict, NoReturn, Optional, Union
 
 from .config import ConfigError, TrainConfig
-from .distgraph import disconnect, graph_servers, under_dgl_launcher
+from .distgraph import check_step_parts, disconnect, graph_servers, under_dgl_launcher
 from .distributed import Context, Echo, run_from_env, spawn
 from .loop import train
 
@@ -65,6 +65,7 @@ def launch(
     """
     threads = threads if threads is not None else config.threads
     if config.partitions and not under_dgl_launcher():  # one machine: this command starts the graph servers
+        check_step_parts(config, config.nproc)  # here, before any process starts: one line
         with graph_servers(config, echo):
             results = spawn(train_worker, config.nproc, config, resume, progress, command, threads=threads,
                             timeout_s=timeout_s, echo=echo)  # fmt: skip

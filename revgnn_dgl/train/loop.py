@@ -31,7 +31,7 @@ from ..errors import ConfigError, TrainingDiverged
 from .config import RESUMABLE_KEYS, TrainConfig
 from ..models.revgat_loss import log_ce_loss, self_kd_loss
 from .data import DeviceData, check_parts, load_dataset_for, model_overrides, random_parts
-from .distgraph import DistData, DistEvaluator
+from .distgraph import DistData, DistEvaluator, check_step_parts
 from ..limits import check_memory, check_threads, cpu_cores, format_bytes
 from ..zoo.architectures import check_sizes, estimate_state_bytes
 from .inputs import predict
@@ -192,6 +192,8 @@ def _check_data_and_model(config: TrainConfig, ctx: Context) -> Tuple[torch.devi
         if config.partitions and (config.teacher or not ctx.active):
             raise ConfigError("--partitions trains through graph servers with trainer processes (--nproc N, or DGL's "
                               "launcher), without --teacher.")  # fmt: skip
+        if config.partitions:
+            check_step_parts(config, max(1, ctx.world_size // dataset.parts))
         if config.teacher:  # a crafted teacher is refused before --out is touched
             _teacher_checkpoint(config)
     return device, dataset, overrides, changes

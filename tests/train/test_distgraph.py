@@ -54,6 +54,16 @@ def test_one_machine_serves_one_partition(tmp_path: Path) -> None:
             pass
 
 
+def test_fewer_parts_than_trainers_is_one_line_before_any_process(tmp_path: Path) -> None:
+    from revgnn_dgl.train import launch
+
+    config_path = make_partition(tmp_path / "parts")
+    config = TrainConfig(partitions=config_path, nproc=2, train_parts=1, out=str(tmp_path / "run"), device="cpu")
+    with pytest.raises(ConfigError, match="--train-parts 1 is fewer than the 2 parts"):
+        launch(config, echo=lambda line: None)
+    assert not (tmp_path / "run").exists() and not _servers_left()
+
+
 def test_a_second_job_on_the_machine_is_refused(tmp_path: Path) -> None:
     config_path = make_partition(tmp_path / "parts")
     with _host_lock():
