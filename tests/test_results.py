@@ -150,6 +150,22 @@ def test_run_folders_keep_only_their_small_files() -> None:
         assert set(files) == expected, f"results/runs/{name} commits {sorted(set(files) - expected)}, lacks {sorted(expected - set(files))}"
 
 
+STUDY_FILES = {"best.yaml", "trials.csv", "STUDY.md", "optimization_history.png", "param_importances.png", "intermediate_values.png"}
+
+
+def test_study_folders_keep_only_their_summary() -> None:
+    """A committed tune study (results/studies/NAME) keeps its summary: no study.db, no trial runs."""
+    studies = REPO / "results" / "studies"
+    for path in committed(studies) if studies.is_dir() else []:
+        name, _, rest = path[len("results/studies/"):].partition("/")
+        assert NAME.fullmatch(name), f"results/studies/{name}: lowercase words joined by hyphens"
+        assert rest in STUDY_FILES, f"results/studies/{name} commits {rest}, only {sorted(STUDY_FILES)}"
+        if rest.endswith(".png"):
+            assert (REPO / path).stat().st_size < 200_000, f"{path}: over 200 KB"
+        if rest == "best.yaml":
+            assert "out" not in yaml.safe_load((REPO / path).read_text(encoding="utf-8")), path
+
+
 def test_run_folder_names_follow_the_policy() -> None:
     """DATASET-MODEL-SHAPE[-VARIANT]: lowercase words joined by hyphens, starting with the dataset."""
     for name in run_folders():
