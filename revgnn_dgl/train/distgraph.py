@@ -115,6 +115,9 @@ class DistData:
         self.machine, self.trainer_slot, self.trainer_slots = rank // per_machine, rank % per_machine, per_machine
         self.nodes: Tensor = torch.as_tensor(book.partid2nids(self.machine)).long()  # new ids, one contiguous range
         self.train_mask: Tensor = graph.ndata["train_mask"][self.nodes].bool()
+        # Read once, not at every evaluation: per node 1 validation, 2 test, 0 neither.
+        self.split_codes: Tensor = (graph.ndata["val_mask"][self.nodes].to(torch.int8) * _SPLITS["val"]
+                                    + graph.ndata["test_mask"][self.nodes].to(torch.int8) * _SPLITS["test"])  # fmt: skip
         # Each machine's trainers draw their own parts; one machine keeps the one-process stream.
         self.stream: Tuple[int, ...] = (self.machine,) if self.machines > 1 else ()
 
@@ -185,11 +188,6 @@ class DistData:
             return label[nodes]
         return torch.cat(pieces)
 
-    def splits(self, nodes: Tensor) -> Tensor:
-        """Per node: 1 validation, 2 test, 0 neither."""
-        data = self.graph.ndata
-        return data["val_mask"][nodes].long() * _SPLITS["val"] + data["test_mask"][nodes].long() * _SPLITS["test"]
-
 
 class DistEvaluator:
     """The evaluation protocol of :class:`~revgnn_dgl.train.evaluation.Evaluator` on a partitioned graph.
@@ -223,10 +221,10 @@ class DistEvaluator:
                     continue
                 sub, labels, mask, nodes = data.part(ids)
                 out, _ = predict(model, sub, labels, mask, self.config, data.dataset.num_outputs, training=False)
-                split = data.splits(nodes)
+                split = data.split_codes if ids is None else data.split_codes[torch.from_numpy(ids)]
                 keep = split > 0
                 nodes_seen.append(nodes[keep])
-                splits.append(split[keep].to(torch.int8))
+                splits.append(split[keep])
                 outputs.append(out.float().cpu()[keep])
                 del sub, labels, mask, out
         # Only the validation and test nodes' ids and logits travel, split by split, as tensors straight

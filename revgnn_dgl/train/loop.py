@@ -189,10 +189,10 @@ def _check_data_and_model(config: TrainConfig, ctx: Context) -> Tuple[torch.devi
         # Build once on the meta device: bad arguments fail here, before --out is touched.
         with torch.device("meta"):
             create_model(config.model, **overrides)
-        if config.partitions and (config.teacher or not ctx.active):
-            raise ConfigError("--partitions trains through graph servers with trainer processes (--nproc N, or DGL's "
-                              "launcher), without --teacher.")  # fmt: skip
         if config.partitions:
+            if config.teacher or not ctx.active:
+                raise ConfigError("--partitions trains through graph servers with trainer processes (--nproc N, or "
+                                  "DGL's launcher), without --teacher.")  # fmt: skip
             check_step_parts(config, max(1, ctx.world_size // dataset.parts))
         if config.teacher:  # a crafted teacher is refused before --out is touched
             _teacher_checkpoint(config)
@@ -437,7 +437,7 @@ class _Run:
                     state = load_training_state(run.state_path)
         state = ctx.broadcast(state)  # the other ranks need not see rank 0's disk
         with ctx.guard(f"restoring {run.state_path}"):
-            if isinstance(data, DistData):  # every trainer scores its share of the parts
+            if run.collective:  # every trainer scores its share of the parts
                 run.evaluator = DistEvaluator(data, config.eval_parts, config.eval_views, config.seed, config=config)
             elif ctx.is_main:
                 run.evaluator = Evaluator(data, config.eval_parts, config.eval_views, config.seed, amp=config.amp, config=config)
