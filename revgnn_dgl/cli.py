@@ -423,17 +423,20 @@ def tune(
     if space_file:
         read_space_file(space_file, search)
     given = {k: v for k, v in flags.items() if v is not None and v != {}}
-    base = resolve_train_config(given, config_file=config_file, echo=click.echo)
+    base = resolve_train_config(given, config_file=config_file, jobs=jobs, echo=click.echo)
     settings = TuneSettings(
         out=out or default_study_dir(base), trials=trials, timeout=timeout, jobs=jobs, storage=storage,
         study_name=study_name, pruner=pruner, prune_startup=prune_startup, prune_warmup=prune_warmup,
         sampler_seed=sampler_seed, top=top,
     )  # fmt: skip
+    from .train.distributed import interrupt_exit_code, sigterm_as_interrupt
+
     try:
-        run_study(base, search, settings, echo=click.echo)
-    except KeyboardInterrupt:
+        with sigterm_as_interrupt():  # SIGTERM ends the workers too, as Ctrl-C does
+            run_study(base, search, settings, echo=click.echo)
+    except KeyboardInterrupt as err:
         click.echo("\nInterrupted; the finished trials are in the study: the same command continues it.", err=True)
-        ctx.exit(130)
+        ctx.exit(interrupt_exit_code(err))
 
 
 # ------------------------------------------------------------------ evaluate

@@ -351,6 +351,26 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def end_with_parent(parent: int) -> None:
+    """Have the OS send this process SIGTERM when its parent ``parent`` dies (Linux; elsewhere nothing).
+
+    For helper processes a command spawns (``tune --jobs``'s workers): a parent killed by SIGKILL
+    runs no cleanup, and its workers would train on as orphans. With :func:`sigterm_as_interrupt`
+    around their work they then stop as on Ctrl-C. Raises :class:`Terminated` at once when the
+    parent is already gone.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # no libc to ask: the parent's own cleanup still ends us
+            pass
+    if os.getppid() != parent:  # it died before the request above
+        raise Terminated()
+
+
 def end_process(code: int) -> "NoReturn":
     """End this rank's process with status ``code`` now: streams flushed, no interpreter shutdown.
 

@@ -114,6 +114,7 @@ def resolve_train_config(
     config_file: Optional[str] = None,
     resume: Optional[str] = None,
     nproc: Optional[int] = None,
+    jobs: int = 1,
     echo: Optional[Callable[[str], None]] = None,
 ) -> TrainConfig:
     """The run's TrainConfig from the options given (``None`` values left out).
@@ -129,7 +130,8 @@ def resolve_train_config(
     not used (a run's own config.yaml names the folder that run is in, so that the file can be
     reused as it is): the new run goes to ``given['out']`` or :func:`default_out`, and ``echo``
     is told. Without ``threads``, the cores other jobs leave free
-    (:func:`revgnn_dgl.env.pick_threads`). ``model_args`` ``edge_feats=0`` becomes the dataset option ``edge_feats=false``
+    (:func:`revgnn_dgl.env.pick_threads`), shared among the ``nproc`` processes of each of ``jobs``
+    runs at once (``tune --jobs``). ``model_args`` ``edge_feats=0`` becomes the dataset option ``edge_feats=false``
     (the graph's edge features ignored). When the resolved ``train_parts`` is 1 and neither
     ``given`` nor the file sets ``eval_parts``, evaluation is on the whole graph too
     (``eval_parts`` 1).
@@ -198,7 +200,7 @@ def resolve_train_config(
             from ..env import load_average, pick_threads
             from ..limits import cpu_cores
 
-            config = config.updated({"threads": pick_threads(cpu_cores(), load_average(), config.nproc)})
+            config = config.updated({"threads": pick_threads(cpu_cores(), load_average(), config.nproc * jobs)})
         taken = {k: getattr(config, k) for k in recipe if k not in explicit and k not in given}
         if taken:
             settings = ", ".join(f"{k}={v}" for k, v in taken.items())

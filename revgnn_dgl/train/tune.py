@@ -395,9 +395,10 @@ def _pin_threads(base: TrainConfig, jobs: int) -> TrainConfig:
     best.yaml`` computes as the trial did (results are exact per machine and thread count)."""
     if base.threads is not None:
         return base
-    from ..env import available_cores, load_average, pick_threads
+    from ..env import load_average, pick_threads
+    from ..limits import cpu_cores
 
-    return base.updated({"threads": pick_threads(available_cores(), load_average(), processes=jobs)})
+    return base.updated({"threads": pick_threads(cpu_cores(), load_average(), processes=jobs * base.nproc)})
 
 
 def _shown_url(settings: TuneSettings) -> str:
@@ -460,6 +461,9 @@ def _optuna() -> Any:
 
 
 # ---------------------------------------------------------------------- the workers
+WORKER_GRACE_S = 30.0  # for a stopped worker to tell the study its trial was interrupted
+
+
 @dataclass
 class _Job:
     """What a worker needs (picklable for a spawned process)."""
@@ -475,7 +479,7 @@ def _run_workers(job: _Job, echo: Echo) -> None:
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch state shared with this one
-    workers = [context.Process(target=_worker_main, args=(job, index), name=f"tune-worker-{index}")
+    workers = [context.Process(target=_worker_main, args=(job, index, os.getpid()), name=f"tune-worker-{index}")
                for index in range(job.settings.jobs)]  # fmt: skip
     for worker in workers:
         worker.start()
@@ -483,25 +487,35 @@ def _run_workers(job: _Job, echo: Echo) -> None:
         while any(w.is_alive() for w in workers):
             for worker in workers:
                 worker.join(timeout=0.5)
+                if worker.exitcode in (130, 143):  # a worker stopped by Ctrl-C or SIGTERM stops the study
+                    raise KeyboardInterrupt
                 if worker.exitcode not in (None, 0):
                     raise ConfigError(f"{worker.name} failed (exit status {worker.exitcode}); its message is above.")
     finally:
         for worker in workers:
             if worker.is_alive():
-                worker.terminate()  # its trial stays RUNNING with a free lock: failed and retried on the next run
-            worker.join()
+                worker.terminate()  # SIGTERM: it fails its trial as interrupted and queues it again
+        for worker in workers:
+            worker.join(timeout=WORKER_GRACE_S)
+            if worker.is_alive():  # stuck past its grace: its trial stays RUNNING, failed on the next run
+                worker.kill()
+                worker.join()
 
 
-def _worker_main(job: _Job, index: int) -> None:
-    """A spawned worker: its trials, an error as one line on stderr and exit status 1."""
+def _worker_main(job: _Job, index: int, parent: int) -> None:
+    """A spawned worker: its trials, an error as one line on stderr and exit status 1; SIGTERM (from the
+    parent, or from the OS when the parent dies) stops it as Ctrl-C does, with status 143."""
     import sys
 
     from ..errors import is_user_error
+    from .distributed import end_with_parent, interrupt_exit_code, sigterm_as_interrupt
 
     try:
-        _work(job, index, lambda line: print(line, flush=True))
-    except KeyboardInterrupt:
-        sys.exit(130)
+        with sigterm_as_interrupt():
+            end_with_parent(parent)
+            _work(job, index, lambda line: print(line, flush=True))
+    except KeyboardInterrupt as err:
+        sys.exit(interrupt_exit_code(err))
     except Exception as err:
         if not is_user_error(err):
             raise
@@ -734,7 +748,11 @@ def _finish(study: Any, base: TrainConfig, space: SearchSpace, settings: TuneSet
     write_yaml(out / BEST_CONFIG, config)
     summary["best"] = {"trial": best.number, "val": best.value, "test": best.user_attrs.get("test"),
                        "params": best.params, "run_dir": best.user_attrs["run_dir"], "config": str(out / BEST_CONFIG)}  # fmt: skip
-    study.trials_dataframe().to_csv(out / TRIALS_CSV, index=False)
+    frame = study.trials_dataframe()
+    for column in ("user_attrs_run_dir", "user_attrs_lock"):  # the storage keeps absolute paths; the table is shared
+        if column in frame:
+            frame[column] = [_relative(p) if isinstance(p, str) else p for p in frame[column]]
+    frame.to_csv(out / TRIALS_CSV, index=False)
     summary["plots"] = _plots(study, out, echo)
     echo(f"best config (trial {best.number}) in {out / BEST_CONFIG}: revgnn-dgl train --config {out / BEST_CONFIG}")
     return summary
@@ -745,6 +763,21 @@ def _relative(path: str) -> str:
         return str(Path(path).relative_to(Path.cwd()))
     except ValueError:
         return path
+
+
+LEGEND_ROWS = 15
+
+
+def _fit_legend(axes: Any) -> None:
+    """Optuna's one-legend-row-per-trial column runs off the figure past a dozen trials: fold it
+    into columns of at most LEGEND_ROWS small entries."""
+    legend = getattr(axes, "get_legend", lambda: None)()
+    if legend is None or len(legend.get_texts()) <= LEGEND_ROWS:
+        return
+    handles, labels = axes.get_legend_handles_labels()
+    columns = -(-len(labels) // LEGEND_ROWS)
+    axes.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), ncol=columns,
+                fontsize="x-small", borderaxespad=0.0)  # fmt: skip
 
 
 def _plots(study: Any, out: Path, echo: Echo) -> List[str]:
@@ -765,8 +798,9 @@ def _plots(study: Any, out: Path, echo: Echo) -> List[str]:
                 warnings.simplefilter("ignore")  # experimental API; "too few trials for importances" (said below)
                 axes = plot(study)
             figure = getattr(axes, "figure", None) or axes.flat[0].figure
+            _fit_legend(axes)
             figure.tight_layout()
-            figure.savefig(path, dpi=100)
+            figure.savefig(path, dpi=100, bbox_inches="tight")  # the legend sits outside the axes
             plt.close(figure)
             written.append(str(path))
         except (ValueError, RuntimeError) as err:  # e.g. importances of fewer than two finished trials

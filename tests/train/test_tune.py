@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List
 
 import pytest
 from click.testing import CliRunner
@@ -177,7 +179,12 @@ def test_a_four_trial_study_end_to_end_and_its_best_config_reproduces(tmp_path: 
     assert "out" not in saved and saved["threads"] == 1 and saved["lr"] == best.params["lr"]
     for name in ("optimization_history", "param_importances", "intermediate_values"):
         assert (out / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
-    assert len((out / "trials.csv").read_text().splitlines()) == 5
+    import csv
+
+    with open(out / "trials.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    # relative to where tune ran (here tmp_path), so a committed table names no checkout
+    assert [r["user_attrs_run_dir"] for r in rows] == [f"study/trials/trial-{n:04d}" for n in range(4)]
     again = run_cli(["train", "--config", str(best_file), "--out", str(tmp_path / "again"), "--json"])
     assert again.exit_code == 0, again.output
     assert json.loads(again.output.strip().splitlines()[-1])["val"]["mean"] == best.value  # exactly
@@ -246,6 +253,66 @@ def test_jobs_run_trials_in_worker_processes(tmp_path: Path) -> None:
     assert (out / "best.yaml").is_file() and "best config (trial" in output
 
 
+def child_pids(pid: int) -> List[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"after {seconds} s: {what}"
+        time.sleep(0.2)
+
+
+def started_workers(study: subprocess.Popen, out: Path) -> List[int]:
+    """``tune --jobs 2``'s workers, once both trials have written an epoch."""
+    def training() -> bool:
+        assert study.poll() is None, study.communicate()[0]
+        return all((out / "trials" / f"trial-{n:04d}" / "metrics.jsonl").is_file() for n in (0, 1))
+
+    wait_for(training, 300, "no two trials training")
+    return [p for p in child_pids(study.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_stopped_or_killed_study_leaves_no_worker_running(tmp_path: Path, sig: signal.Signals) -> None:
+    # SIGTERM runs the study's cleanup; SIGKILL runs none: then the OS tells the workers (their parent died).
+    out = tmp_path / "study"
+    args = tune_args(out, 3, 400, "--jobs", "2", "--pruner", "none")
+    study = cli_process(args)
+    workers = started_workers(study, out)
+    assert len(workers) == 2
+    study.send_signal(sig)
+    output, _ = study.communicate(timeout=120)
+    assert study.returncode == (143 if sig == signal.SIGTERM else -9), output
+    wait_for(lambda: not any(alive(p) for p in workers), 60, f"workers {workers} still running")
+    if sig == signal.SIGTERM:
+        assert "Interrupted; the finished trials are in the study" in output and "Traceback" not in output
+    trials = load_trials(out)
+    assert [t.state.name for t in trials[:2]] == ["FAIL", "FAIL"]  # told by the workers themselves
+    assert all(t.user_attrs["interrupted"] is True for t in trials[:2])
+    assert sorted(t.user_attrs["retry_of"] for t in trials[2:]) == [0, 1]  # queued again, same points
+
+
 def test_timeout_ends_the_study_and_other_settings_are_refused(tmp_path: Path) -> None:
     out = tmp_path / "study"
     args = ["tune", "--out", str(out), "--timeout", "0.001", "--epochs", "2", *SPACE, *TINY]
@@ -291,3 +358,49 @@ def test_pruning_waits_for_the_lr_warmup_or_a_tenth_of_the_epochs() -> None:
     assert prune_warmup_epochs(TuneSettings(out="x", prune_warmup=0), base) == 0  # given: as given
     pruner = _make_pruner(TuneSettings(out="x"), base, SearchSpace())
     assert pruner._n_warmup_steps == 15
+
+
+def test_a_long_legend_is_folded_into_columns_inside_the_saved_figure() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from revgnn_dgl.train.tune import LEGEND_ROWS, _fit_legend
+
+    figure, axes = plt.subplots()
+    for n in range(2 * LEGEND_ROWS + 1):
+        axes.plot([0, 1], [n, n], label=f"Trial{n}")
+    axes.legend(bbox_to_anchor=(1.05, 1.0))  # as Optuna's plot_intermediate_values: one column
+    figure.canvas.draw()
+    assert axes.get_legend().get_window_extent().height > figure.bbox.height  # runs off the figure
+    _fit_legend(axes)
+    legend = axes.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [f"Trial{n}" for n in range(2 * LEGEND_ROWS + 1)]
+    figure.canvas.draw()
+    assert legend.get_window_extent().height < figure.bbox.height
+    plt.close(figure)
+
+
+
+@pytest.mark.parametrize("jobs, threads", [(1, 2), (2, 1)])
+def test_jobs_share_the_free_cores_when_threads_are_not_given(monkeypatch, tmp_path: Path, jobs: int,
+                                                               threads: int) -> None:  # fmt: skip
+    # Two 2-thread trials on two free cores ran oversubscribed: the default counts every job's process.
+    import revgnn_dgl.env
+    import revgnn_dgl.limits
+    import revgnn_dgl.train.tune as tune_module
+    from revgnn_dgl.train.tune import _pin_threads
+
+    monkeypatch.setattr(revgnn_dgl.limits, "cpu_cores", lambda: 2)
+    monkeypatch.setattr(revgnn_dgl.env, "load_average", lambda: 0.0)
+    seen: Dict[str, Any] = {}
+    monkeypatch.setattr(tune_module, "tune", lambda base, space, settings, echo: seen.update(base=base))
+    args = tune_args(tmp_path / "study", 2)
+    at = args.index("--threads")
+    args = args[:at] + args[at + 2:] + ["--jobs", str(jobs)]
+    result = run_cli(args)
+    assert result.exit_code == 0, result.output
+    assert seen["base"].threads == threads
+    # the Python API's default, for a base without a thread count
+    assert _pin_threads(seen["base"].updated({"threads": None}), jobs).threads == threads
