@@ -586,8 +586,8 @@ def data() -> None:
 
 @data.command("list")
 @click.option("--root", type=click.Path(file_okay=False),
-              help="Data root to report locations for [default: $REVGNN_DGL_DATA, else ~/.cache/revgnn_dgl/data, "
-                   "else a checkout's ../shared/data].")
+              help="Data root to report locations for [default: $REVGNN_DGL_DATA, else for each dataset "
+                   "~/.cache/revgnn_dgl/data if it holds it, else a checkout's ../shared/data].")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as a JSON list.")
 def data_list(root: Optional[str], as_json: bool) -> None:
     """Name, size, task, metric and where each dataset is looked for (no dataset is loaded)."""
@@ -608,8 +608,8 @@ def data_list(root: Optional[str], as_json: bool) -> None:
     from .data.paths import DATA_ENV_VAR, default_data_root, user_data_root
 
     where = root or default_data_root()
-    click.echo(f"Data root: {where} (--root, else ${DATA_ENV_VAR}, else {user_data_root()} if it exists, "
-               "else a checkout's ../shared/data).")  # fmt: skip
+    click.echo(f"Data root: {where} (--root, else ${DATA_ENV_VAR}, else for each dataset {user_data_root()} "
+               "if it holds it, else a checkout's ../shared/data).")  # fmt: skip
     click.echo("Any DGL graph file works too: --dataset PATH.bin (see the README, 'Your own graph').")
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import DatasetError, DatasetWarning
-from .paths import DATA_ENV_VAR, default_data_root
+from .paths import DATA_ENV_VAR, default_dataset_folder
 
 __all__ = [
     "DATA_ENV_VAR",
@@ -308,9 +308,9 @@ def _check_multilabel(labels: torch.Tensor, where: str) -> None:
 
 
 def default_data_dir(name: str) -> Path:
-    """Folder of an offline dataset when the caller gives no ``root``:
-    ``default_data_root() / name`` (see :mod:`revgnn_dgl.data.paths`)."""
-    return default_data_root() / name
+    """Folder of an offline dataset when the caller gives no ``root``
+    (:func:`revgnn_dgl.data.paths.default_dataset_folder`)."""
+    return default_dataset_folder(name)
 
 
 def undirected_edges(

@@ -12,6 +12,10 @@ the dataset folders (``cora/``, ``citeseer/``, ``humloc/``,
    beside it, when it exists;
 5. else the per-user folder again, which the error message then names.
 
+Without ``root`` or ``REVGNN_DGL_DATA``, each dataset is looked for in 3, then 4
+(:func:`default_dataset_folder`): a per-user folder holding other datasets does
+not hide the checkout's copy of this one.
+
 A dataset's own folder is accepted as ``root`` too: it is recognised by its
 files (or, when it holds none of them yet, by its name).
 
@@ -75,6 +79,17 @@ def default_data_root() -> Path:
     return checkout if checkout is not None and checkout.is_dir() else user
 
 
+def default_dataset_folder(folder_name: str) -> Path:
+    """One dataset's folder when no ``root`` is given: under ``$REVGNN_DGL_DATA`` when set; else
+    the first of the per-user folder and a checkout's ``../shared/data`` that holds
+    ``folder_name/``; else under :func:`default_data_root` (which a missing dataset's error names)."""
+    if not os.environ.get(DATA_ENV_VAR):
+        for base in (user_data_root(), checkout_data_root()):
+            if base is not None and (base / folder_name).is_dir():
+                return base / folder_name
+    return default_data_root() / folder_name
+
+
 def dataset_folder(folder_name: str, root: Optional[PathLike] = None, files: Iterable[str] = ()) -> Path:
     """The folder one dataset's files are read from.
 
@@ -84,7 +99,7 @@ def dataset_folder(folder_name: str, root: Optional[PathLike] = None, files: Ite
         The dataset's folder under the data root, e.g. ``'cora'``.
     root : str or PathLike, optional
         The data root (the folder holding ``folder_name/``), or the dataset's
-        own folder. Default: :func:`default_data_root`.
+        own folder. Default: :func:`default_dataset_folder`.
     files : iterable of str
         Names (or glob patterns) of the dataset's files: a ``root`` holding
         any of them is the dataset's own folder.
@@ -102,7 +117,7 @@ def dataset_folder(folder_name: str, root: Optional[PathLike] = None, files: Ite
         When ``root`` is a file.
     """
     if root is None:
-        return default_data_root() / folder_name
+        return default_dataset_folder(folder_name)
     root = _folder(root, folder_name)
     if any(next(iter(root.glob(pattern)), None) is not None for pattern in files):
         return root

@@ -139,3 +139,27 @@ def test_default_data_root_order(tmp_path, monkeypatch):
     assert user_data_root() == tmp_path / "cache" / "data"
     monkeypatch.setenv("REVGNN_DGL_DATA", str(tmp_path / "env"))
     assert default_data_root() == tmp_path / "env"
+
+
+def test_a_per_user_folder_without_the_dataset_does_not_hide_the_checkouts(tmp_path, monkeypatch):
+    """A clone whose user already has ~/.cache/revgnn_dgl/data (other datasets) still finds ../shared/data's."""
+    from revgnn_dgl.data import paths
+    from revgnn_dgl.data.base import default_data_dir
+
+    for name in ("REVGNN_DGL_DATA", "REVGNN_DGL_CACHE", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shared = tmp_path / "shared" / "data"
+    monkeypatch.setattr(paths, "checkout_data_root", lambda: shared)
+    user = tmp_path / ".cache" / "revgnn_dgl" / "data"
+    (user / "citeseer").mkdir(parents=True)
+    (shared / "cora").mkdir(parents=True)
+    assert paths.default_data_root() == user
+    assert paths.dataset_folder("cora") == default_data_dir("cora") == shared / "cora"
+    assert paths.dataset_folder("citeseer") == user / "citeseer"  # the per-user copy comes first
+    assert paths.dataset_folder("humloc") == user / "humloc"  # in neither: the error names the user folder
+    (user / "cora").mkdir()
+    assert paths.dataset_folder("cora") == user / "cora"
+    monkeypatch.setenv("REVGNN_DGL_DATA", str(tmp_path / "env"))
+    assert paths.dataset_folder("cora") == tmp_path / "env" / "cora"  # the variable is the only place
+
