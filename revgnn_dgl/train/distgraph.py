@@ -67,6 +67,8 @@ DGL_CLIENT_ENV = ("DGL_DIST_MODE", "DGL_IP_CONFIG", "DGL_NUM_SERVER")
 HOST_LOCK = Path(tempfile.gettempdir()) / "revgnn-dgl-distgraph.lock"
 #: Where DGL's servers keep their shared memory (POSIX shared memory on Linux).
 SHARED_MEMORY = Path("/dev/shm")
+#: The pid of the command that started a graph server: its death ends the server.
+PARENT_ENV = "REVGNN_DGL_PARENT_PID"
 _SPLITS = {"val": 1, "test": 2}
 
 
@@ -310,7 +312,8 @@ def graph_servers(config: TrainConfig, echo: Any = print) -> Iterator[None]:
         try:
             for i in range(config.servers):
                 logs.append(folder / f"server-{i}.log")
-                env = {**os.environ, **common, "DGL_ROLE": "server", "DGL_SERVER_ID": str(i), "OMP_NUM_THREADS": "1"}
+                env = {**os.environ, **common, "DGL_ROLE": "server", "DGL_SERVER_ID": str(i), "OMP_NUM_THREADS": "1",
+                       PARENT_ENV: str(os.getpid())}  # fmt: skip
                 with open(logs[-1], "wb") as log:
                     servers.append(subprocess.Popen(
                         [sys.executable, "-m", "revgnn_dgl.train.distgraph"], env=env, stdout=log,
@@ -410,4 +413,11 @@ def _host_lock() -> Iterator[None]:
 
 
 if __name__ == "__main__":  # a graph server started by graph_servers()
-    serve_if_server()
+    from .distributed import end_with_parent
+
+    try:
+        if os.environ.get(PARENT_ENV):  # in its own session, so only this ends it with a SIGKILLed command
+            end_with_parent(int(os.environ[PARENT_ENV]))
+        serve_if_server()
+    except KeyboardInterrupt:
+        sys.exit(143)

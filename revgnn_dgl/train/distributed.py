@@ -354,8 +354,9 @@ def sigterm_as_interrupt() -> Iterator[None]:
 def end_with_parent(parent: int) -> None:
     """Have the OS send this process SIGTERM when its parent ``parent`` dies (Linux; elsewhere nothing).
 
-    For helper processes a command spawns (``tune --jobs``'s workers): a parent killed by SIGKILL
-    runs no cleanup, and its workers would train on as orphans. With :func:`sigterm_as_interrupt`
+    For the processes a command starts (``train --nproc``'s ranks, the DistDGL graph servers,
+    ``tune --jobs``'s workers): a parent killed by SIGKILL runs no cleanup, and they would run on
+    as orphans. With :func:`sigterm_as_interrupt`
     around their work they then stop as on Ctrl-C. Raises :class:`Terminated` at once when the
     parent is already gone.
     """
@@ -605,7 +606,8 @@ def spawn(
     os.environ["OMP_NUM_THREADS"] = str(threads)
     try:
         procs = mp.start_processes(
-            _spawned, args=(nproc, port, [writer for _, writer in pipes], fn, args, threads, timeout_seconds(timeout_s)),
+            _spawned, args=(nproc, port, [writer for _, writer in pipes], fn, args, threads, timeout_seconds(timeout_s),
+                            os.getpid()),
             nprocs=nproc, join=False, start_method="spawn",
         )  # fmt: skip
     finally:
@@ -689,8 +691,9 @@ def _spawned(
     args: Tuple[Any, ...],
     threads: int,
     timeout_s: float,
+    parent: int,
 ) -> None:
-    """The body of a process started by :func:`spawn`."""
+    """The body of a process started by :func:`spawn`; it ends when the launcher ``parent`` dies."""
     os.environ.update(
         RANK=str(local_rank), LOCAL_RANK=str(local_rank), WORLD_SIZE=str(nproc), LOCAL_WORLD_SIZE=str(nproc),
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
@@ -704,6 +707,7 @@ def _spawned(
     out = writers[local_rank]  # this rank's own pipe to the parent
     ctx: Optional[Context] = None
     try:
+        end_with_parent(parent)  # a SIGKILLed launcher runs no cleanup: the OS then stops its ranks
         ctx = init_from_env(timeout_s, echo=lambda line: out.send(("echo", 0, line)))
         result = fn(ctx, *args)
         out.send(("result", local_rank, result))

@@ -172,3 +172,39 @@ def test_ctrl_c_stops_trainers_and_servers(partitioned: str, tmp_path: Path) -> 
     assert "--resume" in stderr and "Traceback" not in stderr
     assert not _servers_left()
     assert not [p for p in Path("/dev/shm").glob("*-kvdata-")]
+
+
+@pytest.mark.slow
+def test_a_command_killed_by_sigkill_leaves_no_graph_server(partitioned: str, tmp_path: Path) -> None:
+    # The servers run in their own session (Ctrl-C is the command's to handle): only the OS's
+    # parent-death signal can end them when the command dies without its cleanup.
+    import signal
+
+    out = tmp_path / "killed"
+    args = [a if a != "4" else "200" for a in ARGS]
+    shared_before = set(Path("/dev/shm").iterdir())
+    proc = subprocess.Popen([sys.executable, "-m", "revgnn_dgl", "train", "--partitions", partitioned, *args,
+                             "--out", str(out)], env=subprocess_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while not ((out / "metrics.jsonl").is_file() and (out / "metrics.jsonl").read_text()):
+            assert proc.poll() is None and time.monotonic() < deadline, "the run never wrote an epoch"
+            time.sleep(0.5)
+        assert _servers_left()
+        proc.kill()
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 60
+
+        def trainers() -> List[str]:  # the command's session: its ranks
+            return subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
+
+        while (_servers_left() or trainers()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not _servers_left() and not trainers()
+    finally:
+        for pid in _servers_left():  # so that a failure here leaves no server for the next tests
+            os.kill(int(pid), signal.SIGKILL)
+        for path in set(Path("/dev/shm").iterdir()) - shared_before:  # what no cleanup ran to remove
+            path.unlink(missing_ok=True)
+

@@ -133,6 +133,18 @@ def test_interrupting_the_launcher_stops_every_rank_and_resumes_exactly(tmp_path
         assert all(torch.equal(ours[k], theirs[k]) for k in theirs), name
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the OS's parent-death signal is Linux's")
+def test_a_launcher_killed_by_sigkill_takes_its_ranks_with_it(tmp_path: Path) -> None:
+    # SIGKILL runs no cleanup in the launcher: its ranks must end all the same, and the run resume.
+    out = tmp_path / "killed"
+    done = _start_and_interrupt(_nproc([*TINY, "--epochs", "200", "--out", str(out)]), out, signal.SIGKILL)
+    assert done.returncode == -signal.SIGKILL
+    more = str(len(read_metrics(out)) + 1)
+    resumed = subprocess.run([sys.executable, "-m", "revgnn_dgl", "train", "--resume", str(out), "--epochs", more],
+                             env=subprocess_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+
 @pytest.mark.parametrize("rank", [0, 1])
 def test_a_port_held_by_another_program_is_one_line_within_the_timeout(rank: int) -> None:
     """Rank 0 cannot bind a taken port; rank 1 meets a server that is no torch store and never
