@@ -356,9 +356,8 @@ def end_with_parent(parent: int) -> None:
 
     For the processes a command starts (``train --nproc``'s ranks, the DistDGL graph servers,
     ``tune --jobs``'s workers): a parent killed by SIGKILL runs no cleanup, and they would run on
-    as orphans. With :func:`sigterm_as_interrupt`
-    around their work they then stop as on Ctrl-C. Raises :class:`Terminated` at once when the
-    parent is already gone.
+    as orphans. With :func:`sigterm_as_interrupt` around their work they then stop as on Ctrl-C.
+    Raises :class:`Terminated` at once when the parent is already gone.
     """
     if sys.platform.startswith("linux"):
         import ctypes
