@@ -1,4 +1,4 @@
 """``python -m revgnn_dgl ...``: the ``revgnn-dgl`` command (also what ``torchrun -m revgnn_dgl`` runs)."""
-from .cli import main
+from .console import main
 
 main()

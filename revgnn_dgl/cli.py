@@ -46,6 +46,14 @@ def _show_warning(message: Any, category: type, filename: str, lineno: int, file
 class _Cli(click.Group):
     """The top-level group; its :meth:`invoke` is the error handler of every command."""
 
+    def make_context(self, info_name: Optional[str], args: List[str], parent: Optional[click.Context] = None,
+                     **extra: Any) -> click.Context:  # fmt: skip
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except KeyboardInterrupt as err:  # while the options parse (click's own answer would be "Aborted!", 1)
+            click.echo("\nInterrupted.", err=True)
+            raise click.exceptions.Exit(getattr(err, "exit_code", 130)) from None
+
     def invoke(self, ctx: click.Context) -> Any:
         warnings.showwarning = _show_warning
         try:

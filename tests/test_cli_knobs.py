@@ -113,30 +113,38 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_per_epoch_lines_when_stdout_is_not_a_terminal(run_dir: Path) -> None:
-    records = read_metrics(run_dir)
-    result = invoke(["train", "--resume", str(run_dir), "--epochs", "3"])
+@pytest.fixture
+def own_run(run_dir: Path, tmp_path: Path) -> Path:
+    """A copy of the module's 2-epoch run that this test alone continues (any order of the tests)."""
+    import shutil
+
+    return Path(shutil.copytree(run_dir, tmp_path / "run"))
+
+
+def test_per_epoch_lines_when_stdout_is_not_a_terminal(own_run: Path) -> None:
+    records = read_metrics(own_run)
+    result = invoke(["train", "--resume", str(own_run), "--epochs", "3"])
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("epoch ")]
     assert len(lines) == 1 and re.fullmatch(r"epoch 3/3 loss \d\.\d{4} val \d\.\d{4} test \d\.\d{4} lr 0\.001 \d+\.\d\ds", lines[0])
-    assert len(records) == 2 and len(read_metrics(run_dir)) == 3
+    assert len(records) == 2 and len(read_metrics(own_run)) == 3
 
 
-def test_resume_keeps_threads_and_device_and_refuses_fewer_epochs(run_dir: Path, tmp_path: Path) -> None:
-    saved = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
+def test_resume_keeps_threads_and_device_and_refuses_fewer_epochs(own_run: Path, tmp_path: Path) -> None:
+    saved = yaml.safe_load((own_run / CONFIG_FILE).read_text())
     assert saved["threads"] == 1 and saved["device"] == "cpu"
-    done = len(read_metrics(run_dir))
-    one_line_error(invoke(["train", "--resume", str(run_dir), "--epochs", "1"]),
+    done = len(read_metrics(own_run))
+    one_line_error(invoke(["train", "--resume", str(own_run), "--epochs", "1"]),
                    f"has already trained {done} epochs; --epochs 1 must be more")  # fmt: skip
-    assert yaml.safe_load((run_dir / CONFIG_FILE).read_text()) == saved  # nothing rewritten
+    assert yaml.safe_load((own_run / CONFIG_FILE).read_text()) == saved  # nothing rewritten
     torch.set_num_threads(2)
     try:
-        result = invoke(["train", "--resume", str(run_dir), "--epochs", str(done + 1)])
+        result = invoke(["train", "--resume", str(own_run), "--epochs", str(done + 1)])
         assert result.exit_code == 0, result.output
         assert torch.get_num_threads() == 1  # the stored thread count was applied
     finally:
         torch.set_num_threads(1)
-    after = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
+    after = yaml.safe_load((own_run / CONFIG_FILE).read_text())
     assert after["threads"] == 1 and after["device"] == "cpu" and after["epochs"] == done + 1
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -13,8 +14,9 @@ import torch
 from torch import Tensor, nn
 
 from ..data import NodeDataset, evaluate_metric
+from ..data.metrics import single_class_message, single_class_tasks
 from ..data.partitions import PartitionedDataset
-from ..errors import ConfigError
+from ..errors import ConfigError, DatasetWarning
 from .config import TrainConfig
 from .data import DeviceData, random_parts, subgraph
 from .inputs import predict
@@ -49,6 +51,7 @@ class Evaluator:
     ) -> None:
         self.data, self.amp, self.config = data, amp, config
         graph = data.graph
+        _warn_single_class_tasks(data.dataset)
         if parts == 1:
             views = 1  # every view of an uncut graph is the same
             self.views: List[List[Tuple[dgl.DGLGraph, Optional[Tensor]]]] = [[(graph, None)]]
@@ -82,17 +85,30 @@ class Evaluator:
         return total / len(self.views)
 
     def __call__(self, model: nn.Module) -> Dict[str, float]:
-        """``{'val': score, 'test': score}`` with the dataset's metric."""
-        return self.scores(self.logits(model).cpu())
+        """``{'val': score, 'test': score}`` with the dataset's metric (scored on the model's device)."""
+        return self.scores(self.logits(model))
 
     def scores(self, logits: Tensor) -> Dict[str, float]:
-        """``{'val': score, 'test': score}`` of ``(N, outputs)`` CPU logits."""
+        """``{'val': score, 'test': score}`` of ``(N, outputs)`` logits, on any device."""
         ds = self.data.dataset
         labels = ds.labels
         return {
-            split: evaluate_metric(logits[idx], labels[idx], ds.task)
+            split: evaluate_metric(logits[idx], labels[idx], ds.task, warn_single_class=False)
             for split, idx in (("val", ds.val_idx), ("test", ds.test_idx))
         }
+
+
+def _warn_single_class_tasks(dataset: NodeDataset) -> None:
+    """Once per evaluator (a run), not at every evaluation: the tasks that a split's labels leave
+    out of the mean ROC-AUC."""
+    if dataset.task != "multilabel":
+        return
+    found = {split: single_class_tasks(dataset.labels[idx]) for split, idx in (("val", dataset.val_idx), ("test", dataset.test_idx))}
+    found = {split: tasks for split, tasks in found.items() if tasks}
+    if found:
+        where = " and ".join(f"the {split} nodes" for split in found)
+        tasks = sorted(set().union(*found.values()))
+        warnings.warn(single_class_message(tasks, dataset.labels.shape[1], where), DatasetWarning, stacklevel=3)
 
 
 def evaluate(

@@ -10,14 +10,25 @@ from revgnn_dgl.data import DatasetError, load_dataset
 from revgnn_dgl.data.paths import DATA_ENV_VAR, DEFAULT_OGB_ROOT, PROJECT_ROOT, dataset_folder, default_data_root, ogb_root
 
 
-def test_default_data_root(monkeypatch):
-    monkeypatch.delenv(DATA_ENV_VAR, raising=False)
-    assert default_data_root() == PROJECT_ROOT.parent / "shared" / "data"
-    assert (PROJECT_ROOT / "revgnn_dgl" / "data" / "paths.py").is_file()
+def test_default_data_root(tmp_path, monkeypatch):
+    """Both kinds of checkout, whatever this machine has: with ``../shared/data`` beside it, and
+    without (a user's clone), where the per-user folder is the answer."""
+    from revgnn_dgl.data import paths
+
+    for name in (DATA_ENV_VAR, "REVGNN_DGL_CACHE", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    user = tmp_path / "home" / ".cache" / "revgnn_dgl" / "data"
+    shared = tmp_path / "shared" / "data"
+    monkeypatch.setattr(paths, "checkout_data_root", lambda: shared)
+    assert default_data_root() == user  # a user's clone: no ../shared
+    shared.mkdir(parents=True)
+    assert default_data_root() == shared  # a checkout with ../shared/data beside it
     monkeypatch.setenv(DATA_ENV_VAR, "")  # empty counts as unset
-    assert default_data_root() == PROJECT_ROOT.parent / "shared" / "data"
+    assert default_data_root() == shared
     monkeypatch.setenv(DATA_ENV_VAR, "/somewhere/data")
     assert default_data_root() == Path("/somewhere/data")
+    assert (PROJECT_ROOT / "revgnn_dgl" / "data" / "paths.py").is_file()
 
 
 def test_dataset_folder_rules(tmp_path, monkeypatch):
