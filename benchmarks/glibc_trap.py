@@ -7,4 +7,4 @@ import sys
 from suites import main  # benchmarks/suites.py: this script's folder is on sys.path
 
 if __name__ == "__main__":
-    main(["glibc_trap", *sys.argv[1:]])
+    main("glibc_trap", sys.argv[1:])

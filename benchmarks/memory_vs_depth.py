@@ -7,4 +7,4 @@ import sys
 from suites import main  # benchmarks/suites.py: this script's folder is on sys.path
 
 if __name__ == "__main__":
-    main(["memory_vs_depth", *sys.argv[1:]])
+    main("memory_vs_depth", sys.argv[1:])

@@ -7,4 +7,4 @@ import sys
 from suites import main  # benchmarks/suites.py: this script's folder is on sys.path
 
 if __name__ == "__main__":
-    main(["paper_scale", *sys.argv[1:]])
+    main("paper_scale", sys.argv[1:])

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -426,18 +427,41 @@ def glibc_trap(
     return summary
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    """``python benchmarks/<suite>.py`` entry: ``main(['memory_vs_depth', '--out', DIR, ...])``."""
-    parser = argparse.ArgumentParser(description="Run a benchmark suite (see benchmarks/README.md).")
-    parser.add_argument("suite", choices=["memory_vs_depth", "paper_scale", "alternatives", "glibc_trap", "report"])
-    parser.add_argument("--out", type=Path, default=RESULTS, help="Results folder (default: benchmarks/results).")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared).")
-    parser.add_argument("--full-depth", metavar="MODEL", choices=sorted(PAPER_GB),
-                        help="paper_scale: measure only MODEL at its full depth (most of an hour or more).")
-    parser.add_argument("--timeout", type=float, default=None, help="paper_scale: seconds per configuration.")
-    parser.add_argument("--only", action="append", metavar="MODEL",
-                        help="memory_vs_depth: measure only MODEL (repeatable), keeping the other rows in --out.")
+SUITES = ("memory_vs_depth", "paper_scale", "alternatives", "glibc_trap", "report")
+
+
+def fresh_results_folder(suite: str) -> Path:
+    """``runs/benchmarks/<suite>-<time>`` under the current folder: a reproduction's default, so
+    that it never overwrites the committed ``benchmarks/results`` (pass ``--out benchmarks/results``
+    to update those on purpose)."""
+    return Path("runs") / "benchmarks" / f"{suite}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def main(suite: str, argv: Optional[Sequence[str]] = None) -> None:
+    """``python benchmarks/<suite>.py [options]``: ``main('memory_vs_depth', ['--out', DIR, ...])``."""
+    if suite not in SUITES:
+        raise ValueError(f"unknown suite {suite!r}; one of {', '.join(SUITES)}")
+    measures = suite != "report"
+    parser = argparse.ArgumentParser(prog=f"benchmarks/{suite}.py", description=f"The {suite} suite (see benchmarks/README.md).")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=("Results folder (default: a new runs/benchmarks/SUITE-TIME, never the committed "
+                              "benchmarks/results; name that to update it)." if measures else
+                              "Results folder to report on (default: the committed benchmarks/results)."))  # fmt: skip
+    if suite != "report":
+        parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared).")
+    if suite == "paper_scale":
+        parser.add_argument("--full-depth", metavar="MODEL", choices=sorted(PAPER_GB),
+                            help="measure only MODEL at its full depth (most of an hour or more).")  # fmt: skip
+        parser.add_argument("--timeout", type=float, default=None, help="seconds per configuration.")
+    if suite == "memory_vs_depth":
+        parser.add_argument("--only", action="append", metavar="MODEL",
+                            help="measure only MODEL (repeatable), keeping the other rows in --out.")  # fmt: skip
     args = parser.parse_args(argv)
+    args.suite = suite
+    if args.out is None:
+        args.out = fresh_results_folder(suite) if measures else RESULTS
+    if measures:
+        print(f"results go to {args.out}")
     if args.suite == "memory_vs_depth":
         memory_vs_depth(args.out, threads=args.threads, only=args.only)
     elif args.suite == "paper_scale":

@@ -204,7 +204,7 @@ def test_plot_writes_a_png(run_dir: Path, tmp_path: Path) -> None:
 # ------------------------------------------------------------------ a CLI that answers at once
 @pytest.mark.parametrize(
     "args",
-    [["--help"], ["train", "--help"], ["zoo", "list"], ["zoo", "show", "wide"], ["data", "list"],
+    [["--help"], ["train", "--help"], ["benchmark", "--help"], ["zoo", "list"], ["zoo", "show", "wide"], ["data", "list"],
      ["train", "--model", "nope"], ["train", "--model", "wide", "--dataset", "nosuchdata"], ["zoo", "show", "nope"]],
     ids=" ".join,
 )  # fmt: skip

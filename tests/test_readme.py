@@ -34,6 +34,19 @@ def test_readme_graph_file_example_trains(tmp_path: Path, monkeypatch: pytest.Mo
     assert "edge_feats 8 -> 2" in result.output and "in_feats 8 -> 16" in result.output
 
 
+@pytest.mark.slow
+def test_readme_graph_file_example_is_learnable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its labels can be learned (a newcomer's first run should not look like a failure): a short
+    run of a small model is far above chance (0.25 for its 4 classes)."""
+    monkeypatch.chdir(tmp_path)
+    exec(compile(example_code(), "README.md", "exec"), {})
+    result = CliRunner().invoke(cli, ["train", "--dataset", "my_graph.bin", "--model", "revgnn-112",
+                                      "--num-layers", "4", "--hidden", "16", "--train-parts", "1", "--epochs", "40",
+                                      "--lr", "0.01", "--threads", "1", "--device", "cpu", "--out", "runs/mine"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert max(r["val"] for r in read_metrics(tmp_path / "runs" / "mine")) >= 0.5
+
+
 class _no_unused_key_warning:
     """Every key the example writes is read: no DatasetWarning."""
 

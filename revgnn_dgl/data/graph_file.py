@@ -95,6 +95,7 @@ def load_graph_file(path: str | Path) -> NodeDataset:
     if src.numel() and (min(int(src.min()), int(dst.min())) < 0 or max(int(src.max()), int(dst.max())) >= n):
         raise DatasetError(f"{path} is damaged: its edges name nodes outside 0..{n - 1}")
     graph = dgl.graph((src, dst), num_nodes=n)
+    _note_conversions(path, stored)
     graph.ndata["feat"] = feat.float()
     if "species" in stored.ndata:
         species = stored.ndata["species"]
@@ -107,6 +108,22 @@ def load_graph_file(path: str | Path) -> NodeDataset:
             raise DatasetError(f"{path}: edata['feat'] must be a 2-D (E, Fe) tensor, got shape {tuple(edge_feat.shape)}")
         graph.edata["feat"] = edge_feat.float()
     return NodeDataset(name=path.name, graph=graph, labels=labels, task=task, **splits)
+
+
+def _note_conversions(path: Path, stored: dgl.DGLGraph) -> None:
+    """One note naming the tensors read as another dtype than the format's (float features, bool
+    masks): integer features become float32 and 0/1 masks bool, which is almost always what was
+    meant, but the file did not say so."""
+    converted = [f"ndata[{key!r}] {stored.ndata[key].dtype} -> float32" for key in ("feat", "species")
+                 if key in stored.ndata and not stored.ndata[key].is_floating_point()]  # fmt: skip
+    if "feat" in stored.edata and not stored.edata["feat"].is_floating_point():
+        converted.append(f"edata['feat'] {stored.edata['feat'].dtype} -> float32")
+    # dgl.save_graphs stores bool tensors as uint8: those are the format's masks.
+    converted += [f"ndata[{key!r}] {stored.ndata[key].dtype} -> bool" for key in _MASKS.values()
+                  if stored.ndata[key].dtype not in (torch.bool, torch.uint8)]  # fmt: skip
+    if converted:
+        warnings.warn(f"{path.name}: converted {', '.join(converted)} (the format's dtypes; save them so to "
+                      "silence this note)", DatasetWarning, stacklevel=3)  # fmt: skip
 
 
 def _read_graph(path: Path) -> tuple[dgl.DGLGraph, dict]:

@@ -61,3 +61,20 @@ def network_timeout(seconds: float = DOWNLOAD_TIMEOUT_S) -> Iterator[None]:
         yield
     finally:
         socket.setdefaulttimeout(previous)
+
+
+def missing_ogb_message(ogb_name: str, root: Path, reason: str) -> str:
+    """The one-line answer when an OGB dataset is not under ``root``, in the command line's terms
+    (the Python names in brackets), the same for every OGB loader."""
+    from .paths import DATA_ENV_VAR
+
+    folder = ogb_name.replace("-", "_")
+    url = ogb_meta(ogb_name)["url"]
+    zipped = ogb_name.split("-", 1)[1]
+    return (
+        f"{ogb_name} is not under {root} ({reason}). With network access OGB downloads it by default "
+        f"(--dataset-option download=false, download=False in Python, turns that off); offline, download "
+        f"{url}, unzip it and rename the folder '{zipped}' to {root / folder}; or pass --root DIR (root=DIR "
+        f"in Python) or set {DATA_ENV_VAR}=DIR, DIR being the folder that holds {folder}/. Offline "
+        "alternatives: 'synthetic-proteins', or the path of a DGL graph file"
+    )

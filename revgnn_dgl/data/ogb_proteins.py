@@ -23,7 +23,7 @@ import torch
 
 from .base import DatasetError, NodeDataset, as_index, sum_incident_edge_feats
 from .paths import DATA_ENV_VAR, DEFAULT_OGB_ROOT, ogb_root  # noqa: F401 (DEFAULT_OGB_ROOT: kept public here)
-from .ogb_common import DOWNLOAD_TIMEOUT_S, network_timeout, ogb_dataset_folder, ogb_meta, read_ogb_split
+from .ogb_common import DOWNLOAD_TIMEOUT_S, missing_ogb_message, network_timeout, ogb_dataset_folder, ogb_meta, read_ogb_split
 
 OGB_NAME = "ogbn-proteins"
 
@@ -69,7 +69,7 @@ def load_ogbn_proteins(root: str | Path | None = None, download: bool = True) ->
             "folder to download afresh, or replace it with the unzipped proteins.zip"
         )
     if not have_data and not download:
-        raise DatasetError(_missing_message(root, "the option download=false turns downloads off"))
+        raise DatasetError(_missing_message(root, "downloads are off: download=false"))
     try:
         with network_timeout(DOWNLOAD_TIMEOUT_S):
             ogb_data = DglNodePropPredDataset(name=OGB_NAME, root=str(root))
@@ -100,11 +100,4 @@ def load_ogbn_proteins(root: str | Path | None = None, download: bool = True) ->
 
 
 def _missing_message(root: Path, reason: str) -> str:
-    url = ogb_meta(OGB_NAME)["url"]
-    return (
-        f"ogbn-proteins is not under {root} and could not be fetched ({reason}). "
-        f"Run once with network access to let OGB download it, or download {url}, unzip it "
-        f"and rename the folder 'proteins' to {root / 'ogbn_proteins'}; or pass --root DIR or set "
-        f"{DATA_ENV_VAR}=DIR, DIR being the folder that holds ogbn_proteins/. Offline alternatives: "
-        "'synthetic-proteins', or the path of a DGL graph file"
-    )
+    return missing_ogb_message(OGB_NAME, root, reason)

@@ -8,8 +8,8 @@ by exactly one per node. The result for the real data: 169,343 nodes, 2,484,941 
 
 As for ogbn-proteins, OGB must never block on ``input()`` (CI has no stdin): a dataset folder
 without its ``RELEASE_v<version>.txt`` is answered with a :class:`DatasetError`, and the zip
-(0.08 GB) is below OGB's 1 GB confirmation threshold. Nothing is downloaded unless
-``download=True``.
+(0.08 GB) is below OGB's 1 GB confirmation threshold. Like ogbn-proteins, it is downloaded
+when absent unless ``download=False`` (``--dataset-option download=false``).
 """
 from __future__ import annotations
 
@@ -20,13 +20,13 @@ import dgl
 import pandas as pd
 
 from .base import DatasetError, NodeDataset, as_index
-from .ogb_common import DOWNLOAD_TIMEOUT_S, network_timeout, ogb_dataset_folder, ogb_meta, read_ogb_split
+from .ogb_common import DOWNLOAD_TIMEOUT_S, missing_ogb_message, network_timeout, ogb_dataset_folder, ogb_meta, read_ogb_split
 from .paths import ogb_root
 
 OGB_NAME = "ogbn-arxiv"
 
 
-def load_ogbn_arxiv(root: str | Path | None = None, download: bool = False, self_loops: bool = True) -> NodeDataset:
+def load_ogbn_arxiv(root: str | Path | None = None, download: bool = True, self_loops: bool = True) -> NodeDataset:
     """Load ogbn-arxiv with the released RevGAT preprocessing.
 
     Parameters
@@ -35,8 +35,8 @@ def load_ogbn_arxiv(root: str | Path | None = None, download: bool = False, self
         Folder OGB stores the dataset in (it uses ``<root>/ogbn_arxiv``).
         Default: ``~/.cache/revgnn_dgl/datasets``.
     download : bool
-        Let OGB download the data when it is not under ``root``. With False (the default) a
-        missing dataset raises at once, without touching the network.
+        Let OGB download the data when it is not under ``root`` (the default, as for
+        ogbn-proteins). With False a missing dataset raises at once, without touching the network.
     self_loops : bool
         Give every node exactly one self-loop (the released preprocessing); False removes them.
 
@@ -65,7 +65,7 @@ def load_ogbn_arxiv(root: str | Path | None = None, download: bool = False, self
             "replace it with the unzipped arxiv.zip"
         )
     if not have_data and not download:
-        raise DatasetError(_missing_message(root, "download=False; pass download=True to fetch it"))
+        raise DatasetError(_missing_message(root, "downloads are off: download=false"))
     try:
         with network_timeout(DOWNLOAD_TIMEOUT_S):
             ogb_data = DglNodePropPredDataset(name=OGB_NAME, root=str(root))
@@ -75,7 +75,7 @@ def load_ogbn_arxiv(root: str | Path | None = None, download: bool = False, self
         if have_data:
             raise DatasetError(
                 f"ogbn-arxiv under {folder} is damaged ({type(err).__name__}: {err}). "
-                "Delete the folder and load again with download=True to fetch it afresh"
+                "Delete the folder and load again to download it afresh"
             ) from err
         raise DatasetError(_missing_message(root, f"the download failed: {type(err).__name__}: {err}")) from err
 
@@ -113,9 +113,4 @@ def preprocess_arxiv_graph(graph: dgl.DGLGraph, self_loops: bool = True) -> dgl.
 
 
 def _missing_message(root: Path, reason: str) -> str:
-    url = ogb_meta(OGB_NAME)["url"]
-    return (
-        f"ogbn-arxiv is not under {root} ({reason}). Load once with download=True and network access "
-        f"to let OGB fetch it, or download {url}, unzip it and rename the folder 'arxiv' to "
-        f"{root / 'ogbn_arxiv'}; or pass root=<folder> holding ogbn_arxiv/"
-    )
+    return missing_ogb_message(OGB_NAME, root, reason)

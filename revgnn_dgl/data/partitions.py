@@ -199,6 +199,10 @@ class PartitionedDataset:
         missing = [k for k in required if k not in meta] if isinstance(meta, dict) else list(required)
         if missing or meta.get("format") != FORMAT_VERSION:
             raise DatasetError(f"{meta_path}: not a revgnn-dgl partition description (missing {', '.join(missing) or 'format'}).")
+        if self.config.name == META_FILE:  # the description, not the partition config DGL reads
+            wanted = self.config.parent / f"{meta['graph_name']}.json"
+            raise DatasetError(f"--partitions takes the partition config that `revgnn-dgl partition` printed, {wanted}, "
+                               f"not {META_FILE} beside it.")  # fmt: skip
         if not isinstance(conf, dict) or conf.get("graph_name") != meta["graph_name"] or conf.get("num_parts") != meta["parts"]:
             raise DatasetError(f"{self.config} does not match {meta_path.name} (graph name or number of parts).")
         self.meta: Dict[str, Any] = meta

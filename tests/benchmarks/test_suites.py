@@ -1,6 +1,8 @@
 """The suites' summaries (benchmarks/suites.py), on made-up rows: no measuring."""
 from __future__ import annotations
 
+import pytest
+
 from revgnn_dgl.bench import write_rows
 from suites import summarize_paper_scale
 
@@ -27,3 +29,24 @@ def test_paper_scale_summary_extrapolates_and_prefers_a_measured_full_depth(tmp_
     assert deep["extrapolated_full_depth_peak_bytes"] == deep["measured_full_depth_peak_bytes"]
     assert deep["peak_measured"] is True and deep["measured_full_depth_time_source"] == "profiled"
     assert (tmp_path / "paper_scale_summary.json").exists() and (tmp_path / "paper_scale_vs_paper.png").exists()
+
+
+@pytest.mark.parametrize("suite", ["memory_vs_depth", "paper_scale", "alternatives", "glibc_trap", "report"])
+def test_a_suite_script_takes_no_positional_and_never_defaults_to_the_committed_results(suite: str, capsys) -> None:
+    """`python benchmarks/<suite>.py --help` advertises only what the script takes; a reproduction
+    writes to a new folder unless told to update benchmarks/results."""
+    import suites
+
+    with pytest.raises(SystemExit) as done:
+        suites.main(suite, ["--help"])
+    assert done.value.code == 0
+    usage = capsys.readouterr().out
+    assert "positional arguments" not in usage and "memory_vs_depth,paper_scale" not in usage
+    if suite != "report":
+        assert "never the committed" in usage
+        fresh = suites.fresh_results_folder(suite)
+        assert fresh.parts[:2] == ("runs", "benchmarks") and fresh.name.startswith(suite)
+        assert fresh.resolve() != suites.RESULTS.resolve()
+    with pytest.raises(SystemExit) as refused:  # a positional, as the old usage line suggested
+        suites.main(suite, ["memory_vs_depth"])
+    assert refused.value.code == 2

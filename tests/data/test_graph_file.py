@@ -265,3 +265,22 @@ def test_a_dataset_saved_with_to_graph_reads_back_as_itself(tmp_path):
     for split in ("train_idx", "val_idx", "test_idx"):
         assert torch.equal(getattr(back, split), torch.sort(getattr(ds, split)).values), split
     assert torch.equal(back.graph.ndata["feat"], ds.graph.ndata["feat"])
+
+
+def test_integer_features_and_masks_are_converted_with_one_note(tmp_path):
+    g = _graph(torch.randint(0, 4, (N,)))
+    g.ndata["feat"] = torch.randint(0, 3, (N, 5))
+    g.ndata["train_mask"] = (torch.arange(N) < 6).long()
+    with pytest.warns(DatasetWarning) as said:
+        ds = load_dataset(_save(tmp_path, g))
+    notes = [str(w.message) for w in said if "converted" in str(w.message)]
+    assert notes == ["graph.bin: converted ndata['feat'] torch.int64 -> float32, ndata['train_mask'] torch.int64 -> bool "
+                     "(the format's dtypes; save them so to silence this note)"]  # fmt: skip
+    assert ds.graph.ndata["feat"].dtype == torch.float32 and torch.equal(ds.graph.ndata["feat"], g.ndata["feat"].float())
+    assert torch.equal(ds.train_idx, torch.arange(6))
+
+
+def test_the_formats_dtypes_load_without_a_note(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DatasetWarning)
+        load_dataset(_save(tmp_path, _graph(torch.randint(0, 4, (N,)))))

@@ -114,16 +114,44 @@ def test_without_self_loops(tmp_path):
     assert not ds.graph.has_edges_between(5, 5)
 
 
-def test_default_never_touches_network(tmp_path, monkeypatch):
+def test_download_false_never_touches_network(tmp_path, monkeypatch):
     import ogb.nodeproppred.dataset_dgl as ogb_dgl
 
     def no_network(url):
         raise AssertionError("network used")
 
     monkeypatch.setattr(ogb_dgl, "decide_download", no_network)
-    with pytest.raises(DatasetError, match="download=False.*download=True") as err:
-        load_dataset("ogbn-arxiv", root=tmp_path)
-    assert "arxiv.zip" in str(err.value) and "ogbn_arxiv" in str(err.value)
+    with pytest.raises(DatasetError, match="downloads are off: download=false") as err:
+        load_dataset("ogbn-arxiv", root=tmp_path, download=False)
+    message = str(err.value)
+    assert "arxiv.zip" in message and "ogbn_arxiv" in message
+    # In the command line's terms, with the Python names beside them.
+    assert "--dataset-option download=false" in message and "--root DIR" in message and "root=DIR in Python" in message
+
+
+def test_both_ogb_loaders_download_by_default_and_say_so_alike(tmp_path, monkeypatch):
+    import inspect
+    import urllib.error
+
+    import ogb.nodeproppred.dataset_dgl as ogb_dgl
+
+    from revgnn_dgl.data.ogb_proteins import load_ogbn_proteins
+    from revgnn_dgl.data.ogbn_arxiv import load_ogbn_arxiv
+
+    for loader in (load_ogbn_arxiv, load_ogbn_proteins):
+        assert inspect.signature(loader).parameters["download"].default is True
+
+    def offline(url):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(ogb_dgl, "decide_download", offline)
+    messages = []
+    for name in ("ogbn-arxiv", "ogbn-proteins"):
+        with pytest.raises(DatasetError) as err:
+            load_dataset(name, root=tmp_path / "empty")
+        messages.append(str(err.value).replace(name, "NAME").replace(name.replace("-", "_"), "FOLDER"))
+    strip = [m.replace("arxiv", "X").replace("proteins", "X") for m in messages]
+    assert strip[0] == strip[1], messages
 
 
 def test_failed_download_fails_clearly(tmp_path, monkeypatch):
@@ -137,7 +165,7 @@ def test_failed_download_fails_clearly(tmp_path, monkeypatch):
     # Simulate no network at OGB's first network call; the rest is OGB's real path.
     monkeypatch.setattr(ogb_dgl, "decide_download", offline)
     with pytest.raises(DatasetError, match="download failed: URLError"):
-        load_dataset("ogbn-arxiv", root=tmp_path / "empty", download=True)
+        load_dataset("ogbn-arxiv", root=tmp_path / "empty")
 
 
 def test_outdated_folder_raises_instead_of_prompting(tmp_path):

@@ -74,6 +74,11 @@ def test_partition_command_prints_one_summary_line(tmp_path: Path) -> None:
     assert (out / META_FILE).is_file() and (out / "synthetic_proteins.json").is_file()
     again = CliRunner().invoke(cli, ["partition", "synthetic-proteins", "--parts", "2", "--out", str(out)])
     assert again.exit_code == 1 and again.output.startswith("Error: ") and "not empty" in again.output
+    # The description beside it is not what --partitions takes: the line names the file that is.
+    with pytest.raises(DatasetError) as err:
+        PartitionedDataset(out / META_FILE)
+    assert f"takes the partition config that `revgnn-dgl partition` printed, {out / 'synthetic_proteins.json'}" in str(err.value)
+    assert str(out / "synthetic_proteins.json") in lines[0]  # which `partition` printed
 
 
 def test_bad_partition_inputs_are_one_line(tmp_path: Path) -> None:
