@@ -471,6 +471,12 @@ def tune(
     click.option("--eval-views", type=click.IntRange(min=1), help="Views averaged [default: from the run or card, else 1]."),
     click.option("--seed", type=int, help="Seed of the evaluation partitions [default: from the run or card, else 0]."),
     click.option("--amp/--no-amp", default=None, help=_AMP_HELP),
+    click.option("--full-graph", is_flag=True,
+                 help="Also score the model's exact answer on the whole graph (no partition cuts an edge), computed "
+                      "in blocks of destination nodes; --save-predictions then writes those logits."),
+    click.option("--memory-budget", metavar="SIZE",
+                 help="With --full-graph: the memory its blocks are sized for, e.g. 4GB [default: a quarter of "
+                      "this process's memory, at most 4 GiB]; too small for one node's in-edges is refused."),
 )
 @cloup.option_group(
     "Device",
@@ -496,6 +502,8 @@ def evaluate(
     save_predictions: Optional[str],
     allow_nonfinite: bool,
     foreign: bool,
+    full_graph: bool,
+    memory_budget: Optional[str],
     **flags: Any,
 ) -> None:
     """Validation and test scores of a pretrained model, a checkpoint or a training run.
@@ -511,6 +519,8 @@ def evaluate(
         raise click.UsageError("--pretrained needs --model NAME.", ctx=ctx)
     if model and pretrained == bool(checkpoint):
         raise click.UsageError("with --model, give either --pretrained or --checkpoint FILE.", ctx=ctx)
+    if memory_budget is not None and not full_graph:
+        raise click.UsageError("--memory-budget sizes --full-graph's blocks: add --full-graph.", ctx=ctx)
     if foreign and not (model and checkpoint):
         raise click.UsageError("--foreign needs --model NAME --checkpoint FILE: the card says what the file must hold.", ctx=ctx)
 
@@ -539,9 +549,15 @@ def evaluate(
     from .train.data import check_parts
 
     check_parts(config, dataset)
+    budget = None
+    if memory_budget is not None:
+        from .train.fullgraph import parse_memory_budget
+
+        budget = parse_memory_budget(memory_budget)
     scores = run_evaluation(
         net, dataset, parts=config.eval_parts, views=config.eval_views, seed=config.seed, device=torch_device,
-        amp=config.amp, return_logits=bool(save_predictions), config=config,
+        amp=config.amp, return_logits=bool(save_predictions), config=config, full_graph=full_graph,
+        memory_budget=budget,
     )  # fmt: skip
     if save_predictions:
         write_predictions(save_predictions, dataset, scores.pop("logits"))
@@ -568,7 +584,13 @@ def evaluate(
         f"seed {config.seed}, device {torch_device}"
     )
     for split in ("val", "test"):
-        click.echo(f"{split} {scores['metric']}: {scores[split]:.6f}")
+        whole = scores.get("full_graph")
+        click.echo(f"{split} {scores['metric']}: {scores[split]:.6f}"
+                   + (f"   full graph: {whole[split]:.6f}" if whole else ""))  # fmt: skip
+    if scores.get("full_graph"):
+        whole = scores["full_graph"]
+        click.echo(f"full graph: {whole['blocks']} block(s) of destination nodes, estimated peak "
+                   f"{whole['estimated_peak_bytes'] / 2**20:.0f} MiB; the partitioned scores drop the edges the parts cut")  # fmt: skip
     if card_metrics:
         same = all(abs(scores[k] - card_metrics[k]) < 5e-7 for k in ("val", "test"))
         click.echo(f"the card says val {card_metrics['val']:.6f}, test {card_metrics['test']:.6f}: "

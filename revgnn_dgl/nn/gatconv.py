@@ -10,6 +10,10 @@ import torch.nn.functional as F
 from dgl.nn.functional import edge_softmax
 from torch import Tensor, nn
 
+#: Source-node data of a block that holds the sources' out-degrees in the whole graph (set by
+#: :class:`~revgnn_dgl.nn.streaming.StreamedConv`; the block itself sees only some out-edges).
+FULL_OUT_DEGREES = "_full_out_degrees"
+
 from ..errors import GraphInputError
 
 #: How :class:`GATConv` returns its heads.
@@ -169,7 +173,9 @@ class GATConv(nn.Module):
             proj = self.fc(feat).view(-1, heads, width)
             feat_src = proj
             if self.use_symmetric_norm:
-                feat_src = feat_src * _degree_power(graph.out_degrees(), -0.5, feat)
+                # A block of in-edges (streamed inference) carries its sources' whole-graph out-degrees.
+                out_degrees = graph.srcdata[FULL_OUT_DEGREES] if FULL_OUT_DEGREES in graph.srcdata else graph.out_degrees()
+                feat_src = feat_src * _degree_power(out_degrees, -0.5, feat)
             msg_graph = self._message_graph(graph, perm, edge_seed, feat.device)
             if msg_graph.num_edges() == 0:
                 out = feat_src.new_zeros(num_dst, heads, width)

@@ -122,20 +122,35 @@ def evaluate(
     amp: bool = False,
     return_logits: bool = False,
     config: Optional[TrainConfig] = None,
+    full_graph: bool = False,
+    memory_budget: Optional[int] = None,
 ) -> Dict[str, Any]:
     """Validation and test scores of a model, with the training runs' evaluation protocol.
+
+    With ``full_graph``, also the model's exact answer on the whole graph, computed in blocks of
+    destination nodes within ``memory_budget`` bytes (:mod:`revgnn_dgl.train.fullgraph`), under
+    ``'full_graph'``: the two protocols side by side.
 
     Returns
     -------
     dict
-        ``{'metric': name, 'val': score, 'test': score}``, and with ``return_logits`` the
-        ``(N, outputs)`` float32 CPU ``logits`` the scores were computed from.
+        ``{'metric': name, 'val': score, 'test': score}`` (and ``'full_graph': {'val', 'test',
+        'blocks', 'estimated_peak_bytes'}``), and with ``return_logits`` the ``(N, outputs)``
+        float32 CPU ``logits`` the scores were computed from (the full graph's, when computed).
     """
     device = torch.device(device)
     model = model.to(device)
-    evaluator = Evaluator(DeviceData.on(dataset, device), parts, views, seed, amp=amp, config=config)
+    data = DeviceData.on(dataset, device)
+    evaluator = Evaluator(data, parts, views, seed, amp=amp, config=config)
     logits = evaluator.logits(model).cpu()
     result: Dict[str, Any] = {"metric": dataset.metric_name, **evaluator.scores(logits)}
+    if full_graph:
+        from .fullgraph import full_graph_logits, plan_for
+
+        plan = plan_for(model, data, memory_budget)
+        logits = full_graph_logits(model, data, config, plan=plan).cpu()
+        result["full_graph"] = {**evaluator.scores(logits), "blocks": len(plan.blocks),
+                                "estimated_peak_bytes": plan.peak_bytes}  # fmt: skip
     if return_logits:
         result["logits"] = logits
     return result

@@ -548,7 +548,9 @@ class _Run:
             return False
         assert self.evaluator is not None
         if scores is None:
+            started = time.perf_counter()
             scores = self.evaluator(self.model)
+            record["eval_time"] = time.perf_counter() - started  # evaluation's share of the epoch (a benchmark reads it)
         if not all(math.isfinite(v) for v in scores.values()):
             raise TrainingDiverged(f"epoch {epoch}: the model's outputs are not finite ({scores}); training stopped.")
         record.update(scores)
