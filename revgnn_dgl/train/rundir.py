@@ -68,6 +68,11 @@ def refuse_links(config: TrainConfig) -> None:
                 )
 
 
+def open_nofollow(path: Path, flags: int) -> int:
+    """``os.open`` that refuses a symbolic link at ``path`` with one line (for the files appended to or locked)."""
+    return _open_nofollow(path, flags)
+
+
 def _open_nofollow(path: Path, flags: int) -> int:
     """``os.open`` that refuses a symbolic link at ``path`` (one line, never writing through it)."""
     try:
@@ -255,8 +260,8 @@ class FreshStart:
 
 
 # ------------------------------------------------------------------ whole-file writes
-def write_atomic(path: PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` whole or not at all: a temporary file, fsynced, renamed over it.
+def write_atomic(path: PathLike, text: Union[str, bytes]) -> None:
+    """Write ``text`` (or bytes) to ``path`` whole or not at all: a temporary file, fsynced, renamed over it.
 
     The temporary file is created exclusively (``mkstemp``), and the rename replaces a link at
     ``path`` rather than writing where it points; a link there is refused all the same.
@@ -266,7 +271,7 @@ def write_atomic(path: PathLike, text: str) -> None:
         raise ConfigError(f"{path} is a symbolic link: revgnn-dgl never writes through a link; remove it.")
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with os.fdopen(fd, "wb") if isinstance(text, bytes) else os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
