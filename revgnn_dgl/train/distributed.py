@@ -396,9 +396,33 @@ def timeout_seconds(timeout_s: Optional[float] = None) -> float:
         seconds = float(value)
     except ValueError:
         raise ConfigError(f"{ENV_TIMEOUT}={value!r} is not a number of seconds.") from None
-    if seconds <= 0:
-        raise ConfigError(f"the collectives' timeout must be positive, got {seconds} s.")
+    from ..limits import MAX_DIST_TIMEOUT_S
+
+    if not 0 < seconds <= MAX_DIST_TIMEOUT_S:  # also refuses nan and inf (timedelta overflows past ~1e14 s)
+        raise ConfigError(f"the collectives' timeout must be a positive number of seconds up to {MAX_DIST_TIMEOUT_S:.0f} "
+                          f"(a week), got {value!r}.")  # fmt: skip
     return seconds
+
+
+def env_count(name: str, default: Optional[str] = None, minimum: int = 0) -> int:
+    """A launcher's integer variable (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``): one line when it is not one."""
+    text = os.environ.get(name, default)
+    try:
+        value = int(str(text))
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise DistributedError(f"{name}={text!r:.40} is not an integer of at least {minimum}; a launcher (torchrun) "
+                               "sets it: start the job with torchrun or `revgnn-dgl train --nproc N`.")  # fmt: skip
+    return value
+
+
+def _env_or(pair: Tuple[str, int]) -> int:
+    """A launcher's integer variable for an error line, or the default when it is not one."""
+    try:
+        return env_count(pair[0])
+    except DistributedError:
+        return pair[1]
 
 
 def init_from_env(timeout_s: Optional[float] = None, echo: Optional[Echo] = None) -> Context:
@@ -417,8 +441,10 @@ def init_from_env(timeout_s: Optional[float] = None, echo: Optional[Echo] = None
         raise DistributedError(
             f"not started by a launcher: {', '.join(missing)} unset; use torchrun or `revgnn-dgl train --nproc N`."
         )
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    rank, world = env_count("RANK"), env_count("WORLD_SIZE", minimum=1)
+    local_rank = env_count("LOCAL_RANK", str(rank))
+    if rank >= world:
+        raise DistributedError(f"RANK={rank} is not below WORLD_SIZE={world}; a launcher (torchrun) sets them.")
     seconds = timeout_seconds(timeout_s)
     where = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
     # The store's own timeout does not cover every wait (a port held by a program that is no torch
@@ -534,8 +560,8 @@ def run_from_env(
     except KeyboardInterrupt as err:
         end_process(interrupt_exit_code(err))
     except Exception as err:  # noqa: BLE001  (reported, then exit 1)
-        rank = ctx.rank if ctx is not None else int(os.environ.get("RANK", "0"))
-        world = ctx.world_size if ctx is not None else int(os.environ.get("WORLD_SIZE", "1"))
+        rank = ctx.rank if ctx is not None else _env_or(("RANK", 0))
+        world = ctx.world_size if ctx is not None else _env_or(("WORLD_SIZE", 1))
         kind, line = classify_error(err, rank, world)
         shared = kind == "peer" or getattr(err, "_revgnn_shared", False)
         if kind == "error" and not is_user_error(err):

@@ -17,8 +17,9 @@ from typing import Any, Callable, Dict, NoReturn, Optional, Union
 
 from .config import ConfigError, TrainConfig
 from .distgraph import check_step_parts, disconnect, graph_servers, under_dgl_launcher
-from .distributed import Context, Echo, run_from_env, spawn
+from .distributed import Context, Echo, env_count, run_from_env, spawn
 from .loop import train
+from .rundir import FreshStart
 
 ConfigSource = Union[TrainConfig, Callable[[], TrainConfig]]
 
@@ -32,6 +33,7 @@ def launch(
     echo: Echo = print,
     progress: Optional[bool] = None,
     command: Optional[str] = None,
+    overwrite: bool = False,
 ) -> Dict[str, Any]:
     """Train ``config`` with ``config.nproc`` processes on this machine (one process: in this one).
 
@@ -52,6 +54,8 @@ def launch(
         Rank 0's progress bar (None: when standard output is a terminal).
     command : str, optional
         The command line, recorded in ``summary.json``.
+    overwrite : bool
+        Replace what ``out`` holds of the trainer's names instead of refusing it (:func:`train`).
 
     Returns
     -------
@@ -63,35 +67,46 @@ def launch(
     DistributedError
         One line naming the failing rank and its error, after every process has stopped.
     """
+    from ..limits import check_processes
+
     threads = threads if threads is not None else config.threads
-    if config.partitions and not under_dgl_launcher():  # one machine: this command starts the graph servers
-        check_step_parts(config, config.nproc)  # here, before any process starts: one line
-        with graph_servers(config, echo):
-            results = spawn(train_worker, config.nproc, config, resume, progress, command, threads=threads,
-                            timeout_s=timeout_s, echo=echo)  # fmt: skip
-        return results[0]
-    if config.nproc == 1:
+    servers = config.servers if config.partitions and not under_dgl_launcher() else 0
+    # Before any process starts: the ranks and the graph servers this command would start.
+    check_processes(f"--nproc {config.nproc}" + (f" and --servers {servers}" if servers else ""), config.nproc + servers)
+    if config.nproc == 1 and not servers:
         if threads is not None:
             import torch
 
             torch.set_num_threads(threads)
-        return train(config, resume=resume, echo=echo, progress=progress, command=command)
-
-    results = spawn(
-        train_worker, config.nproc, config, resume, progress, command, threads=threads, timeout_s=timeout_s, echo=echo
-    )
+        return train(config, resume=resume, echo=echo, progress=progress, command=command, overwrite=overwrite)
+    start = None if resume else FreshStart(config)
+    try:
+        if servers:  # one machine: this command starts the graph servers
+            check_step_parts(config, config.nproc)  # here, before any process starts: one line
+            with graph_servers(config, echo):
+                results = spawn(train_worker, config.nproc, config, resume, progress, command, overwrite,
+                                threads=threads, timeout_s=timeout_s, echo=echo)  # fmt: skip
+        else:
+            results = spawn(train_worker, config.nproc, config, resume, progress, command, overwrite, threads=threads,
+                            timeout_s=timeout_s, echo=echo)  # fmt: skip
+    except BaseException:
+        if start is not None:  # every rank has ended: undo what a rank 0 stopped by a signal could not
+            start.undo_after_ranks(echo)
+        raise
     return results[0]
 
 
 def train_worker(
-    ctx: Context, config: ConfigSource, resume: bool, progress: Optional[bool] = None, command: Optional[str] = None
+    ctx: Context, config: ConfigSource, resume: bool, progress: Optional[bool] = None, command: Optional[str] = None,
+    overwrite: bool = False,
 ) -> Dict[str, Any]:
     """One rank's share of a job: rank 0 settles ``config`` (a TrainConfig, or a function
     returning one, called on rank 0 only), every rank trains with it."""
     with ctx.guard("settling the configuration"):
         settled = (config() if callable(config) else config) if ctx.is_main else None
     settled = ctx.broadcast(settled)
-    summary = train(settled, resume=resume, echo=ctx.echo_fn, progress=progress, command=command, dist=ctx)
+    summary = train(settled, resume=resume, echo=ctx.echo_fn, progress=progress, command=command, dist=ctx,
+                    overwrite=overwrite)
     if settled.partitions:
         disconnect()  # every trainer is done with the graph servers, which then end
     return summary
@@ -105,6 +120,7 @@ def train_from_env(
     echo: Echo = print,
     command: Optional[str] = None,
     on_result: Optional[Callable[[Dict[str, Any]], None]] = None,
+    overwrite: bool = False,
 ) -> "NoReturn":
     """What each process started by torchrun runs: join the job, train as one rank, end the process.
 
@@ -114,7 +130,8 @@ def train_from_env(
     runs and the process exits 0; errors print one line and exit with status 1, Ctrl-C 130
     (:func:`revgnn_dgl.train.distributed.run_from_env`).
     """
-    world = int(os.environ["WORLD_SIZE"])
+    world = env_count("WORLD_SIZE", minimum=1)
+    env_count("RANK")  # one line now, not a traceback, when a launcher's variable is not a number
 
     def settle() -> TrainConfig:
         config = make_config()
@@ -129,4 +146,5 @@ def train_from_env(
             raise ConfigError(f"the configuration sets nproc {config.nproc} but torchrun started {world} processes.")
         return config.updated({"nproc": world})
 
-    run_from_env(train_worker, settle, resume, None, command, timeout_s=timeout_s, echo=echo, on_result=on_result)
+    run_from_env(train_worker, settle, resume, None, command, overwrite, timeout_s=timeout_s, echo=echo,
+                 on_result=on_result)
