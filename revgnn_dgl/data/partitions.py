@@ -30,13 +30,13 @@ import io
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
 import numpy as np
 
 from ..errors import DatasetError
+from ..files import write_json
 
 if TYPE_CHECKING:
     from .base import NodeDataset
@@ -186,13 +186,7 @@ def _chance(dataset: "NodeDataset") -> Optional[float]:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(data, indent=2, allow_nan=False) + "\n")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_json(path, data, error=DatasetError)  # strict and whole (revgnn_dgl/files.py)
 
 
 def _check_description(config: Path, meta_path: Path, meta: Dict[str, Any], conf: Dict[str, Any]) -> None:

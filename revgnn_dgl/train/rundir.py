@@ -10,18 +10,15 @@ before anything is written, and the files it appends to or locks are opened with
 """
 from __future__ import annotations
 
-import errno
 import json
-import math
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
-import yaml
 
 from ..faults import fault_point
+from ..files import acquire_lock, open_nofollow, to_json, write_json, write_whole, write_yaml  # noqa: F401  (the trainer imports them from here)
 from .config import ConfigError, TrainConfig
 
 CONFIG_FILE = "config.yaml"
@@ -68,21 +65,6 @@ def refuse_links(config: TrainConfig) -> None:
                 )
 
 
-def open_nofollow(path: Path, flags: int) -> int:
-    """``os.open`` that refuses a symbolic link at ``path`` with one line (for the files appended to or locked)."""
-    return _open_nofollow(path, flags)
-
-
-def _open_nofollow(path: Path, flags: int) -> int:
-    """``os.open`` that refuses a symbolic link at ``path`` (one line, never writing through it)."""
-    try:
-        return os.open(path, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
-    except OSError as err:
-        if err.errno == errno.ELOOP:
-            raise ConfigError(f"{path} is a symbolic link: revgnn-dgl never writes through a link; remove it.") from None
-        raise
-
-
 # ------------------------------------------------------------------ the lock
 class RunLock:
     """An exclusive lock on a run directory, held for a whole ``train`` or ``--resume``.
@@ -103,21 +85,20 @@ class RunLock:
         self._sign = sign  # False: the caller signs once its checks passed (a refused command writes nothing)
 
     def __enter__(self) -> "RunLock":
-        import fcntl
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.created = not os.path.lexists(self.path)
-        fd = _open_nofollow(self.path, os.O_RDWR | os.O_CREAT)
+        fd = open_nofollow(self.path, os.O_RDWR | os.O_CREAT)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
+            acquire_lock(fd, blocking=False)
+        except BlockingIOError:
             holder = (os.pread(fd, 32, 0).decode(errors="replace").split() or ["unknown"])[0]
             os.close(fd)
-            if err.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise ConfigError(
-                    f"{self.path.parent} is in use by another revgnn-dgl process (pid {holder}); "
-                    "wait for it to finish or choose another --out."
-                ) from None
+            raise ConfigError(
+                f"{self.path.parent} is in use by another revgnn-dgl process (pid {holder}); "
+                "wait for it to finish or choose another --out."
+            ) from None
+        except BaseException:
+            os.close(fd)
             raise
         self._fd = fd
         if self._sign:
@@ -235,8 +216,6 @@ class FreshStart:
         """Undo a failed ``train --nproc`` start from the command, once all its ranks have ended
         (a rank 0 stopped by a signal cannot): only when the lock is free and was signed by a rank
         this process started, or never signed."""
-        import fcntl
-
         if not self.out.is_dir() or self.out.is_symlink():
             return
         try:
@@ -247,7 +226,7 @@ class FreshStart:
             return
         try:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                acquire_lock(fd, blocking=False)
             except OSError:  # another process holds the run: its files are its own
                 return
             signed = os.pread(fd, 64, 0).decode(errors="replace").split()
@@ -260,55 +239,8 @@ class FreshStart:
 
 
 # ------------------------------------------------------------------ whole-file writes
-def write_atomic(path: PathLike, text: Union[str, bytes]) -> None:
-    """Write ``text`` (or bytes) to ``path`` whole or not at all: a temporary file, fsynced, renamed over it.
-
-    The temporary file is created exclusively (``mkstemp``), and the rename replaces a link at
-    ``path`` rather than writing where it points; a link there is refused all the same.
-    """
-    path = Path(path)
-    if path.is_symlink():
-        raise ConfigError(f"{path} is a symbolic link: revgnn-dgl never writes through a link; remove it.")
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp")
-    try:
-        with os.fdopen(fd, "wb") if isinstance(text, bytes) else os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except OSError as err:  # no space, read-only: name the file the user knows, not the temporary one
-        err.filename = str(path)
-        raise
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
-
-
-def write_yaml(path: PathLike, data: Mapping[str, Any]) -> None:
-    write_atomic(path, yaml.safe_dump(dict(data), sort_keys=False))
-
-
-def to_json(data: Any, **kwargs: Any) -> str:
-    """Strict JSON: a non-finite number is an error here, never a ``NaN`` token in a file."""
-    try:
-        return json.dumps(data, allow_nan=False, **kwargs)
-    except ValueError:
-        raise ValueError(f"refusing to write non-finite numbers as JSON: {_first_non_finite(data)}") from None
-
-
-def write_json(path: PathLike, data: Any) -> None:
-    write_atomic(path, to_json(data, indent=2) + "\n")
-
-
-def _first_non_finite(data: Any, where: str = "") -> str:
-    if isinstance(data, float) and not math.isfinite(data):
-        return f"{where or 'value'} = {data}"
-    items = data.items() if isinstance(data, Mapping) else enumerate(data) if isinstance(data, (list, tuple)) else ()
-    for key, value in items:
-        found = _first_non_finite(value, f"{where}.{key}" if where else str(key))
-        if found:
-            return found
-    return ""
+# One home for them all (revgnn_dgl/files.py); the names the training modules use.
+write_atomic = write_whole
 
 
 # ------------------------------------------------------------------ metrics.jsonl
@@ -316,7 +248,7 @@ def append_metrics(path: PathLike, record: Mapping[str, Any]) -> None:
     """Append one epoch's record as a line, flushed to disk."""
     line = to_json(dict(record)) + "\n"
     try:
-        with os.fdopen(_open_nofollow(Path(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a", encoding="utf-8") as fh:
+        with os.fdopen(open_nofollow(Path(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a", encoding="utf-8") as fh:
             half = len(line) // 2
             fh.write(line[:half])
             fh.flush()

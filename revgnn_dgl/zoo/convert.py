@@ -33,6 +33,7 @@ from typing import Any, Dict, Iterator, Mapping, Optional, Tuple, Union
 from torch import Tensor, nn
 
 from ..data.safe_torch import TorchFileError, load_torch_file
+from ..files import file_lock
 from ..errors import CheckpointError, ZooError
 from ..limits import format_bytes
 from .checkpoint import save_checkpoint, sha256_file
@@ -329,16 +330,14 @@ def import_official_checkpoint(
 def _exclusive(dest: Path) -> Iterator[None]:
     """One import at a time into ``dest``'s folder: an advisory lock on the folder itself (no
     lock file is left in the cache; the kernel releases the lock when the process ends)."""
-    import fcntl
-
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(dest.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError as err:
         raise CheckpointError(f"cannot lock {dest.parent}: {err.strerror or err}") from None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # waits for another import into the same file
-        yield
+        with file_lock(fd):  # waits for another import into the same file
+            yield
     finally:
         os.close(fd)
 
