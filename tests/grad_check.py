@@ -20,7 +20,7 @@ from torch import Tensor
 
 # The comparison itself lives in the package, torch only, so that the CUDA tier (tests/cuda) and
 # ``revgnn-dgl info --check`` apply the very same rule.
-from revgnn_dgl.nn.engine_checks import ATOL_SCALE, RTOL, named_gradients, mismatch
+from revgnn_dgl.testing.engine_checks import ATOL_SCALE, RTOL, named_gradients, mismatch
 
 __all__ = ["ATOL_SCALE", "RTOL", "assert_gradients_match", "mismatch"]
 

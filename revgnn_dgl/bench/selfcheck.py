@@ -16,7 +16,7 @@ chosen device:
 3. **A 2-process step through the distributed path**, when more than one GPU is visible: one SGD
    step with DDP over NCCL (:mod:`revgnn_dgl.train.distributed`) against one process with two
    parts per step.
-4. **The engine's own checks** (:func:`revgnn_dgl.nn.engine_checks.engine_checks`, the CUDA test
+4. **The engine's own checks** (:func:`revgnn_dgl.testing.engine_checks.engine_checks`, the CUDA test
    tier's, torch only): float64 gradients equal to autograd's with ``nn.Dropout`` and
    ``SharedDropout`` inside and every kind of extra argument, a ``requires_grad`` switched
    before backward, freed outputs guarded and refilled on the device, autocast (bf16; fp16 and
@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from ..nn import GENConv, GroupRevRes
-from ..nn.engine_checks import CheckResult, engine_checks, run_timed
+from ..testing.engine_checks import CheckResult, engine_checks, run_timed
 from ..train.config import TrainConfig
 from ..train.data import DeviceData, load_dataset_for, model_overrides
 from ..train.device import resolve_device

@@ -1,7 +1,8 @@
 """Layers: GENConv, GATConv, the grouped reversible block, shared dropout and the residual baseline.
 
 The names are imported on first use (PEP 562), so that the reversible engine
-(:mod:`.grouprevres`, :mod:`.dropout`, :mod:`.solvers`, :mod:`.engine_checks`), which needs torch
+(:mod:`.grouprevres`, :mod:`.dropout`, :mod:`.solvers`, and the checks of
+:mod:`revgnn_dgl.testing.engine_checks`), which needs torch
 only, imports where DGL is not installed (a GPU machine running ``tests/cuda``).
 """
 from ..lazy import lazy_exports

@@ -3,7 +3,7 @@
 What CPU CI cannot show: the CUDA generator's state recorded and replayed around ``nn.Dropout``,
 storage freed and refilled on the device, the allocator's peak flat in depth
 (``torch.cuda.max_memory_allocated``), and autocast in bf16 and fp16. The checks are those of
-:mod:`revgnn_dgl.nn.engine_checks`, which ``revgnn-dgl info --check --device cuda`` runs too.
+:mod:`revgnn_dgl.testing.engine_checks`, which ``revgnn-dgl info --check --device cuda`` runs too.
 
 On a GPU machine, from the repository root (see ``benchmarks/README.md`` for the files to copy
 where the project is not installed)::
@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from grad_check import assert_gradients_match, mismatch
-from revgnn_dgl.nn import engine_checks as checks
+from revgnn_dgl.testing import engine_checks as checks
 
 pytestmark = [
     pytest.mark.cuda,

@@ -2,7 +2,7 @@
 outputs raise instead of crashing, parameters and autocast are those of the forward pass, and
 the engine (and the CUDA tier that drives it) imports without DGL.
 
-These run the functions of :mod:`revgnn_dgl.nn.engine_checks` on CPU; ``tests/cuda`` runs them
+These run the functions of :mod:`revgnn_dgl.testing.engine_checks` on CPU; ``tests/cuda`` runs them
 on a GPU.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from torch import nn
 from grad_check import assert_gradients_match, mismatch
 from revgnn_dgl.errors import FreedOutputError, RevGNNError
 from revgnn_dgl.nn import GroupRevRes, keep_outputs
-from revgnn_dgl.nn import engine_checks as checks
+from revgnn_dgl.testing import engine_checks as checks
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -296,7 +296,7 @@ def test_engine_imports_and_runs_without_dgl() -> None:
         """
         import revgnn_dgl.nn.grouprevres, revgnn_dgl.nn.dropout, revgnn_dgl.nn.solvers, revgnn_dgl.nn.blocks
         from revgnn_dgl.nn import GroupRevRes, SharedDropout, keep_outputs
-        from revgnn_dgl.nn.engine_checks import check_gradients
+        from revgnn_dgl.testing.engine_checks import check_gradients
         result = check_gradients("cpu", depth=2)
         print("passed", result.passed, "dgl loaded", any(m == "dgl" or m.startswith("dgl.") for m in sys.modules))
         """

@@ -14,7 +14,7 @@ Each ``check_*`` function returns a :class:`CheckResult`: whether it passed and 
 in one line. The gradient comparison is the project's shared float64 one (:func:`mismatch`, used
 by ``tests/grad_check.py``): per element, ``|a - b| <= 1e-12 max|b| + 1e-9 |b|``.
 
->>> from revgnn_dgl.nn.engine_checks import check_gradients
+>>> from revgnn_dgl.testing.engine_checks import check_gradients
 >>> check_gradients("cpu").passed
 True
 """
@@ -28,8 +28,8 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import FreedOutputError
-from .dropout import SharedDropout
-from .grouprevres import GroupRevRes, _FreedOutput, keep_outputs
+from ..nn.dropout import SharedDropout
+from ..nn.grouprevres import GroupRevRes, _FreedOutput, keep_outputs
 
 __all__ = [
     "ATOL_SCALE",
@@ -503,7 +503,7 @@ def run_timed(name: str, check: Callable[[], CheckResult], echo: Callable[[str],
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m revgnn_dgl.nn.engine_checks [--device cuda]``: run the checks, one line each.
+    """``python -m revgnn_dgl.testing.engine_checks [--device cuda]``: run the checks, one line each.
 
     For a machine with torch and nothing else (no DGL, no pytest): the same checks as the CUDA
     tier, ending with ``check: passed`` or what failed; the exit status is 0 only if all passed.
@@ -511,7 +511,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import argparse
     import platform
 
-    parser = argparse.ArgumentParser(prog="python -m revgnn_dgl.nn.engine_checks", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m revgnn_dgl.testing.engine_checks", description=main.__doc__)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(parser.parse_args(argv).device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "CPU"
