@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from dgl.nn import GraphConv, SAGEConv
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from ..nn import GENConv, GraphInputError, GroupRevRes, PreActivationBlock, ResBlock, SharedDropout, make_norm
 from ..nn.gcnii import GCNII_MODES, GCNIIConv
 
@@ -40,7 +41,7 @@ def make_conv(
         return SAGEConv(width, width, "mean")
     if kind == "gcn":
         return GraphConv(width, width, allow_zero_in_degree=True)
-    raise ValueError(f"unknown conv {kind!r}; choose one of {', '.join(CONVS)}.")
+    raise ConfigError(f"unknown conv {kind!r}; choose one of {', '.join(CONVS)}.")
 
 
 def zero_last_projection_(conv: nn.Module) -> None:
@@ -57,7 +58,7 @@ def zero_last_projection_(conv: nn.Module) -> None:
     elif isinstance(conv, GraphConv):
         last = [conv]
     else:
-        raise ValueError(f"zero_init_last does not know the output weights of {type(conv).__name__}.")
+        raise ConfigError(f"zero_init_last does not know the output weights of {type(conv).__name__}.")
     with torch.no_grad():
         for module in last:
             for name in ("weight", "bias"):
@@ -172,29 +173,29 @@ class DeepGCN(nn.Module):
     ) -> None:
         super().__init__()
         if connection not in CONNECTIONS:
-            raise ValueError(f"unknown connection {connection!r}; choose one of {', '.join(CONNECTIONS)}.")
+            raise ConfigError(f"unknown connection {connection!r}; choose one of {', '.join(CONNECTIONS)}.")
         if conv not in CONVS:
-            raise ValueError(f"unknown conv {conv!r}; choose one of {', '.join(CONVS)}.")
+            raise ConfigError(f"unknown conv {conv!r}; choose one of {', '.join(CONVS)}.")
         if stream_init not in STREAM_INITS:
-            raise ValueError(f"unknown stream_init {stream_init!r}; choose one of {', '.join(STREAM_INITS)}.")
+            raise ConfigError(f"unknown stream_init {stream_init!r}; choose one of {', '.join(STREAM_INITS)}.")
         if stream_init != "encoder" and conv != "gcnii":
-            raise ValueError(f"stream_init={stream_init!r} needs conv='gcnii' (the only blocks that read the encoder output).")
+            raise ConfigError(f"stream_init={stream_init!r} needs conv='gcnii' (the only blocks that read the encoder output).")
         if stream_init == "zero" and norm != "none":
             # The first block's input is exactly zero, where a norm divides by a zero spread: the
             # reconstruction's rounding (1e-17) would be blown up to unit scale in backward.
-            raise ValueError(f"stream_init='zero' needs norm='none' (a {norm} norm of the all-zero first input is degenerate).")
+            raise ConfigError(f"stream_init='zero' needs norm='none' (a {norm} norm of the all-zero first input is degenerate).")
         if block_dropout not in BLOCK_DROPOUTS:
-            raise ValueError(f"unknown block_dropout {block_dropout!r}; choose one of {', '.join(BLOCK_DROPOUTS)}.")
+            raise ConfigError(f"unknown block_dropout {block_dropout!r}; choose one of {', '.join(BLOCK_DROPOUTS)}.")
         if gcnii_mode not in GCNII_MODES:
-            raise ValueError(f"unknown gcnii_mode {gcnii_mode!r}; choose one of {', '.join(GCNII_MODES)}.")
+            raise ConfigError(f"unknown gcnii_mode {gcnii_mode!r}; choose one of {', '.join(GCNII_MODES)}.")
         if zero_init_last and conv == "gcnii":
-            raise ValueError("zero_init_last cannot zero a GCNII block (its identity mapping is no weight); set gcnii_step instead.")
+            raise ConfigError("zero_init_last cannot zero a GCNII block (its identity mapping is no weight); set gcnii_step instead.")
         if num_layers < 1:
-            raise ValueError(f"num_layers must be at least 1, got {num_layers}.")
+            raise ConfigError(f"num_layers must be at least 1, got {num_layers}.")
         if connection != "residual" and hidden % groups:
-            raise ValueError(f"hidden={hidden} is not divisible by groups={groups}.")
+            raise ConfigError(f"hidden={hidden} is not divisible by groups={groups}.")
         if edge_feats and conv != "gen":
-            raise ValueError(
+            raise ConfigError(
                 f"conv {conv!r} cannot use edge features; use conv='gen', or edge_feats=0 to ignore the graph's "
                 "(on the command line: --set edge_feats=0 or --dataset-option edge_feats=false)."
             )

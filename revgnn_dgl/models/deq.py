@@ -44,6 +44,7 @@ import torch
 from torch import Tensor, nn
 import torch.nn.functional as F
 
+from revgnn_dgl.errors import ConfigError
 from revgnn_dgl.models.deepgcn import make_conv as make_layer_conv
 from revgnn_dgl.nn.solvers import (
     SOLVERS,
@@ -110,11 +111,11 @@ def make_conv(
     torch.Size([5, 8])
     """
     if kind not in CONV_TYPES:
-        raise ValueError(f"unknown conv {kind!r}; choose from {CONV_TYPES}")
+        raise ConfigError(f"unknown conv {kind!r}; choose from {CONV_TYPES}")
     if kind != "gen" and conv_kwargs:
-        raise ValueError(f"conv={kind!r} takes no extra options, got {sorted(conv_kwargs)}")
+        raise ConfigError(f"conv={kind!r} takes no extra options, got {sorted(conv_kwargs)}")
     if kind != "gen" and edge_channels:
-        raise ValueError(f"conv={kind!r} takes no edge features; use conv='gen' or edge_channels=0")
+        raise ConfigError(f"conv={kind!r} takes no edge features; use conv='gen' or edge_channels=0")
     # The same factory as RevGNN's layers, so both models mean the same thing by a conv name.
     mlp_layers, norm = conv_kwargs.pop("mlp_layers", 2), conv_kwargs.pop("norm", "layer")
     conv = make_layer_conv(kind, channels, edge_channels or None, aggregator, mlp_layers, norm, **conv_kwargs)
@@ -300,9 +301,9 @@ class DEQGNN(nn.Module):
     ) -> None:
         super().__init__()
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+            raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
         if solver not in SOLVERS:
-            raise ValueError(f"unknown solver {solver!r}; choose from {sorted(SOLVERS)}")
+            raise ConfigError(f"unknown solver {solver!r}; choose from {sorted(SOLVERS)}")
         # Same node input as RevGNN's: features | Linear(species one-hot), when there is a species.
         self.species_encoder = nn.Linear(species_feats, species_feats) if species_feats else None
         self.encoder = nn.Linear(in_channels + species_feats, hidden_channels)
@@ -414,7 +415,7 @@ class DEQGNN(nn.Module):
     def _encode(self, feat: Tensor, species: Optional[Tensor]) -> Tensor:
         if self.species_encoder is not None:
             if species is None:
-                raise ValueError("DEQGNN was built with species_feats > 0 but forward() got no species one-hot.")
+                raise ConfigError("DEQGNN was built with species_feats > 0 but forward() got no species one-hot.")
             feat = torch.cat([feat, self.species_encoder(species)], dim=-1)
         return self.encoder(feat)
 

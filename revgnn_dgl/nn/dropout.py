@@ -5,6 +5,7 @@ from typing import Optional
 
 import torch
 from torch import Tensor, nn
+from ..errors import ConfigError
 
 
 class SharedDropout(nn.Module):
@@ -34,7 +35,7 @@ class SharedDropout(nn.Module):
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
         if not 0.0 <= p < 1.0:
-            raise ValueError(f"SharedDropout: p must be in [0, 1), got {p}.")
+            raise ConfigError(f"SharedDropout: p must be in [0, 1), got {p}.")
         self.p = p
 
     def extra_repr(self) -> str:
@@ -51,5 +52,5 @@ class SharedDropout(nn.Module):
         if mask is None or not self.training:
             return x
         if mask.shape != x.shape:
-            raise ValueError(f"SharedDropout: mask of shape {tuple(mask.shape)} does not match input {tuple(x.shape)}.")
+            raise ConfigError(f"SharedDropout: mask of shape {tuple(mask.shape)} does not match input {tuple(x.shape)}.")
         return x * mask

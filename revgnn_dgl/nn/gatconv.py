@@ -14,7 +14,7 @@ from torch import Tensor, nn
 #: :class:`~revgnn_dgl.nn.streaming.StreamedConv`; the block itself sees only some out-edges).
 FULL_OUT_DEGREES = "_full_out_degrees"
 
-from ..errors import GraphInputError
+from ..errors import ConfigError, GraphInputError
 
 #: How :class:`GATConv` returns its heads.
 MERGES = ("none", "flatten", "mean")
@@ -109,11 +109,11 @@ class GATConv(nn.Module):
     ) -> None:
         super().__init__()
         if merge not in MERGES:
-            raise ValueError(f"GATConv: unknown merge {merge!r}; choose one of {', '.join(MERGES)}.")
+            raise ConfigError(f"GATConv: unknown merge {merge!r}; choose one of {', '.join(MERGES)}.")
         if not 0.0 <= edge_drop < 1.0:
-            raise ValueError(f"GATConv: edge_drop must be in [0, 1), got {edge_drop}.")
+            raise ConfigError(f"GATConv: edge_drop must be in [0, 1), got {edge_drop}.")
         if not 0.0 <= attn_drop < 1.0:
-            raise ValueError(f"GATConv: attn_drop must be in [0, 1), got {attn_drop}.")
+            raise ConfigError(f"GATConv: attn_drop must be in [0, 1), got {attn_drop}.")
         self.in_feats, self.out_feats, self.num_heads = in_feats, out_feats, num_heads
         self.attn_drop, self.edge_drop, self.negative_slope = attn_drop, edge_drop, negative_slope
         self.use_symmetric_norm, self.merge = use_symmetric_norm, merge

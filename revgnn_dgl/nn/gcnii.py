@@ -8,7 +8,7 @@ import dgl.function as fn
 import torch
 from torch import Tensor, nn
 
-from ..errors import GraphInputError
+from ..errors import ConfigError, GraphInputError
 
 GCNII_MODES = ("gcnii", "appnp")
 
@@ -20,7 +20,7 @@ def gcnii_beta(layer: int, lambda_: float) -> float:
     (0.4055, 0.0078)
     """
     if layer < 1:
-        raise ValueError(f"gcnii_beta: layers count from 1, got {layer}.")
+        raise ConfigError(f"gcnii_beta: layers count from 1, got {layer}.")
     return math.log(lambda_ / layer + 1.0)
 
 
@@ -86,13 +86,13 @@ class GCNIIConv(nn.Module):
     ) -> None:
         super().__init__()
         if mode not in GCNII_MODES:
-            raise ValueError(f"unknown GCNII mode {mode!r}; choose one of {', '.join(GCNII_MODES)}.")
+            raise ConfigError(f"unknown GCNII mode {mode!r}; choose one of {', '.join(GCNII_MODES)}.")
         if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"GCNIIConv: alpha must be in [0, 1], got {alpha}.")
+            raise ConfigError(f"GCNIIConv: alpha must be in [0, 1], got {alpha}.")
         if not lambda_ > 0.0:
-            raise ValueError(f"GCNIIConv: lambda_ must be positive, got {lambda_}.")
+            raise ConfigError(f"GCNIIConv: lambda_ must be positive, got {lambda_}.")
         if not math.isfinite(step):
-            raise ValueError(f"GCNIIConv: step must be finite, got {step}.")
+            raise ConfigError(f"GCNIIConv: step must be finite, got {step}.")
         self.width, self.layer, self.alpha, self.lambda_ = width, layer, alpha, lambda_
         self.mode, self.step, self.add_self_loop = mode, step, add_self_loop
         self.beta = gcnii_beta(layer, lambda_)

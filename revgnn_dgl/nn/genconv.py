@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from dgl.utils import expand_as_pair
 from torch import Tensor, nn
 
-from ..errors import GraphInputError
+from ..errors import ConfigError, GraphInputError
 from .norm import make_norm
 
 AGGREGATORS = ("softmax", "softmax_sum", "power", "max", "mean", "sum")
@@ -132,9 +132,9 @@ class GENConv(nn.Module):
     ) -> None:
         super().__init__()
         if aggregator not in AGGREGATORS:
-            raise ValueError(f"GENConv: unknown aggregator {aggregator!r}; choose one of {', '.join(AGGREGATORS)}.")
+            raise ConfigError(f"GENConv: unknown aggregator {aggregator!r}; choose one of {', '.join(AGGREGATORS)}.")
         if mlp_layers < 1:
-            raise ValueError(f"GENConv: mlp_layers must be at least 1, got {mlp_layers}.")
+            raise ConfigError(f"GENConv: mlp_layers must be at least 1, got {mlp_layers}.")
         self.in_feats = in_feats
         self.out_feats = out_feats
         self.aggregator = aggregator

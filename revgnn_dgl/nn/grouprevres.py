@@ -15,7 +15,7 @@ from typing import Any, Callable, ContextManager, Dict, Iterator, List, Optional
 import torch
 from torch import Tensor, nn
 
-from ..errors import FreedOutputError, GraphInputError
+from ..errors import ConfigError, FreedOutputError, GraphInputError
 
 __all__ = ["GroupRevRes", "keep_outputs"]
 
@@ -386,7 +386,7 @@ class GroupRevRes(nn.Module):
     ) -> None:
         super().__init__()
         if not isinstance(groups, int) or groups < 2:
-            raise ValueError(f"GroupRevRes needs at least 2 groups (got {groups!r}): with one group there is no coupling to invert.")
+            raise ConfigError(f"GroupRevRes needs at least 2 groups (got {groups!r}): with one group there is no coupling to invert.")
         self.groups = groups
         self.preserve_rng_state = preserve_rng_state
         self.disable = disable

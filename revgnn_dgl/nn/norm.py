@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from torch import nn
+from ..errors import ConfigError
 
 NORMS = ("layer", "batch", "none")
 
@@ -14,4 +15,4 @@ def make_norm(kind: str, channels: int) -> nn.Module:
         return nn.BatchNorm1d(channels)
     if kind in ("none", None):
         return nn.Identity()
-    raise ValueError(f"unknown norm {kind!r}; choose one of {', '.join(NORMS)}.")
+    raise ConfigError(f"unknown norm {kind!r}; choose one of {', '.join(NORMS)}.")

@@ -46,6 +46,7 @@ from typing import Callable, List, Optional, Tuple
 
 import torch
 from torch import Tensor
+from ..errors import ConfigError
 
 __all__ = ["SolverInfo", "ConvergenceWarning", "anderson", "broyden", "fixed_point_solve", "warn_if_not_converged", "SOLVERS"]
 
@@ -118,9 +119,9 @@ def _residuals(z: Tensor, fz: Tensor) -> Tuple[float, float]:
 
 def _check_args(max_iter: int, tol: float) -> None:
     if max_iter < 1:
-        raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+        raise ConfigError(f"max_iter must be >= 1, got {max_iter}")
     if tol < 0:
-        raise ValueError(f"tol must be >= 0, got {tol}")
+        raise ConfigError(f"tol must be >= 0, got {tol}")
 
 
 class _Best:
@@ -210,7 +211,7 @@ def anderson(
     """
     _check_args(max_iter, tol)
     if m < 1:
-        raise ValueError(f"m must be >= 1, got {m}")
+        raise ConfigError(f"m must be >= 1, got {m}")
     with torch.no_grad():
         shape = z0.shape
         x0 = z0.detach().reshape(-1)
@@ -334,7 +335,7 @@ def broyden(
     _check_args(max_iter, tol)
     memory = max_iter if memory is None else min(memory, max_iter)
     if memory < 1:
-        raise ValueError(f"memory must be >= 1, got {memory}")
+        raise ConfigError(f"memory must be >= 1, got {memory}")
     with torch.no_grad():
         shape = z0.shape
         x = z0.detach().reshape(-1).clone()
@@ -426,5 +427,5 @@ def fixed_point_solve(
     try:
         solver = SOLVERS[name]
     except KeyError:
-        raise ValueError(f"unknown solver {name!r}; choose from {sorted(SOLVERS)}") from None
+        raise ConfigError(f"unknown solver {name!r}; choose from {sorted(SOLVERS)}") from None
     return solver(f, z0, max_iter=max_iter, tol=tol, warn=warn, **kwargs)
