@@ -85,6 +85,7 @@ Test hook
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import socket
@@ -149,6 +150,8 @@ class Context:
         self.active = False
         #: The group DDP reduces gradients over (None: the default gloo group).
         self.grad_group: Optional[Any] = None
+        #: Each rank's host, ``(hostname, address)``, by rank (set on joining a job; names a lost host).
+        self.hosts: List[Tuple[str, str]] = []
         self._device_spec: Optional[str] = None
 
     def __repr__(self) -> str:
@@ -440,7 +443,20 @@ def init_from_env(timeout_s: Optional[float] = None, echo: Optional[Echo] = None
         watchdog.cancel()
     ctx = Context(rank, world, local_rank, echo=echo, timeout_s=seconds)
     ctx.active = True
+    hosts: List[Any] = [None] * world
+    dist.all_gather_object(hosts, this_host())  # once: so that a lost contact can name the host
+    ctx.hosts = [tuple(h) for h in hosts]
     return ctx
+
+
+def this_host() -> Tuple[str, str]:
+    """``(hostname, address)`` of this machine: the address its hostname resolves to, the one gloo offers its peers."""
+    name = socket.gethostname()
+    try:
+        address = socket.gethostbyname(name)
+    except OSError:
+        address = "?"
+    return name, address
 
 
 def _check_port_free(port: int, where: str) -> None:
@@ -492,18 +508,48 @@ def _is_comm_error(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and any(n in text for n in needles)
 
 
-def classify_error(err: BaseException, rank: int, world: int) -> Tuple[str, str]:
+def classify_error(err: BaseException, rank: int, world: int, hosts: Sequence[Tuple[str, str]] = ()) -> Tuple[str, str]:
     """``(kind, line)`` for a rank's failure: ``error`` (its own), ``peer`` (another rank's,
-    shared by :meth:`Context.check`) or ``lost`` (a collective failed: a peer probably died)."""
+    shared by :meth:`Context.check`) or ``lost`` (a collective failed: a peer probably died, or
+    its host was cut off). With ``hosts`` (each rank's, :attr:`Context.hosts`) a lost contact
+    names the host: the one whose address the error gives, else every other host of the job."""
     if isinstance(err, PeerFailedError):
         return "peer", str(err)
     if _is_comm_error(err):
         first = " ".join(str(err).split())[:300]
         return "lost", (
-            f"rank {rank} of {world} lost contact with the other processes ({first}); "
+            f"rank {rank} of {world} lost contact with {lost_peers(first, rank, hosts)} ({first}); "
             "another rank probably failed first (see its error)"
         )
     return "error", f"rank {rank} of {world}: {describe_error(err)}"
+
+
+def lost_peers(message: str, rank: int, hosts: Sequence[Tuple[str, str]]) -> str:
+    """Who a rank lost contact with: ``rank 1 on host h1 (10.213.0.2)``, or ``the other processes``.
+
+    The peer is the one whose address gloo's message names (``Read error [10.213.0.2]:46787``);
+    a timeout names none, and then every rank on another host is named (on one host: nobody).
+
+    >>> hosts = [("h0", "10.0.0.1"), ("h1", "10.0.0.2")]
+    >>> lost_peers("Read error [10.0.0.2]:4678: Connection reset by peer", 0, hosts)
+    'rank 1 on host h1 (10.0.0.2)'
+    >>> lost_peers("Timed out waiting 20000ms for recv operation to complete", 1, hosts)
+    'rank 0 on host h0 (10.0.0.1)'
+    >>> lost_peers("Read error [127.0.0.1]:4678", 0, [("vm", "127.0.0.1")] * 2)
+    'the other processes'
+    """
+    if len(hosts) <= rank:
+        return "the other processes"
+    found = re.search(r"\[([0-9A-Fa-f.:]+)\]:\d+", message)
+    if found:
+        ranks = [r for r, (_, address) in enumerate(hosts) if address == found.group(1) and r != rank]
+    else:
+        ranks = [r for r, host in enumerate(hosts) if host != hosts[rank]]
+    if all(hosts[r] == hosts[rank] for r in ranks):  # one host: its address tells no rank apart
+        return "the other processes"
+    names = ", ".join(dict.fromkeys(f"{hosts[r][0]} ({hosts[r][1]})" for r in ranks))
+    which = f"rank {ranks[0]}" if len(ranks) == 1 else "ranks " + ", ".join(map(str, ranks))
+    return f"{which} on host {names}" if "," not in names else f"{which} on hosts {names}"
 
 
 def run_from_env(
@@ -536,7 +582,7 @@ def run_from_env(
     except Exception as err:  # noqa: BLE001  (reported, then exit 1)
         rank = ctx.rank if ctx is not None else int(os.environ.get("RANK", "0"))
         world = ctx.world_size if ctx is not None else int(os.environ.get("WORLD_SIZE", "1"))
-        kind, line = classify_error(err, rank, world)
+        kind, line = classify_error(err, rank, world, ctx.hosts if ctx is not None else ())
         shared = kind == "peer" or getattr(err, "_revgnn_shared", False)
         if kind == "error" and not is_user_error(err):
             traceback.print_exc()
@@ -714,7 +760,7 @@ def _spawned(
     except KeyboardInterrupt:
         end_process(130)
     except Exception as err:  # noqa: BLE001  (reported to the parent, then exit 1)
-        kind, line = classify_error(err, local_rank, nproc)
+        kind, line = classify_error(err, local_rank, nproc, ctx.hosts if ctx is not None else ())
         if kind == "error" and not is_user_error(err):
             traceback.print_exc()
         out.send(("failure", local_rank, time.time(), kind, line))
