@@ -228,6 +228,11 @@ def _set_threads(threads: Optional[int]) -> None:
     click.option("--servers", type=click.IntRange(min=1),
                   help="Graph servers this command starts for --partitions (one main, the rest its backups). "
                        + _default("servers")),
+    click.option("--ip-config", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+                  help="DGL's ip_config ('IP PORT' per machine): with --partitions, this machine's share of a job over "
+                       "the machines it names (run the same command on each; --nproc counts all their trainers)."),
+    click.option("--master-port", type=click.IntRange(min=1, max=65535), metavar="PORT",
+                  help="With --ip-config: the port of the job's rendezvous on the first machine [default: 29500]."),
 )
 @cloup.option_group(
     "Output",
@@ -246,6 +251,8 @@ def train(
     as_json: bool,
     nproc: Optional[int],
     dist_timeout: Optional[float],
+    ip_config: Optional[str],
+    master_port: Optional[int],
     **flags: Any,
 ) -> None:
     """Train a zoo model the paper's way: random node partitions, one optimizer step per part.
@@ -264,6 +271,16 @@ def train(
     from .train.settings import fixed_on_resume, resolve_train_config
 
     launched = under_launcher()  # a rank of a job torchrun started
+    if master_port is not None and ip_config is None:
+        raise click.UsageError("--master-port goes with --ip-config (a DistDGL job over several machines).", ctx=ctx)
+    if ip_config is not None and launched:
+        raise click.UsageError("--ip-config starts this machine's servers and trainers itself: run it without "
+                               "torchrun.", ctx=ctx)  # fmt: skip
+    machines = None
+    if ip_config is not None:
+        from .train.machines import DEFAULT_MASTER_PORT, Machines
+
+        machines = Machines.from_file(ip_config, master_port=master_port or DEFAULT_MASTER_PORT)
     if launched and nproc is not None:
         raise click.UsageError("--nproc starts processes on this machine; under torchrun the job's size comes "
                                "from torchrun: drop --nproc.", ctx=ctx)  # fmt: skip
@@ -325,11 +342,14 @@ def train(
 
     try:
         with sigterm_as_interrupt():
-            summary = launch(config, resume=bool(resume), timeout_s=dist_timeout, echo=echo, command=command)
+            summary = launch(config, resume=bool(resume), timeout_s=dist_timeout, echo=echo, command=command,
+                             machines=machines)  # fmt: skip
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM: every process has stopped, the files are whole
         click.echo(f"\n{interruption_note(config)}", err=True)
         ctx.exit(interrupt_exit_code(err))
-    if as_json:
+    if machines is not None and machines.machine != 0:  # rank 0's machine writes the run directory
+        click.echo(f"done; the outputs are on {machines.master_addr} (rank 0's machine), in {config.out}")
+    elif as_json:
         click.echo(json.dumps({"out": config.out, **summary}))
     else:
         click.echo(f"outputs in {config.out}")
@@ -337,7 +357,7 @@ def train(
 
 # ------------------------------------------------------------------ tune
 #: train's options that place, resume or launch one training: a study decides those itself.
-_NOT_IN_TUNE = ("out", "resume", "as_json", "nproc", "dist_timeout", "partitions", "servers")
+_NOT_IN_TUNE = ("out", "resume", "as_json", "nproc", "dist_timeout", "partitions", "servers", "ip_config", "master_port")
 
 
 def _fixed_train_options(f: Any) -> Any:

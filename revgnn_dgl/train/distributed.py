@@ -599,6 +599,7 @@ def spawn(
     threads: Optional[int] = None,
     timeout_s: Optional[float] = None,
     echo: Optional[Echo] = None,
+    job: Optional[Tuple[int, int, str, int]] = None,
 ) -> List[Any]:
     """Run ``fn(ctx, *args)`` in ``nproc`` new processes on this machine, as the ranks of one job.
 
@@ -619,6 +620,11 @@ def spawn(
         The collectives' time limit (:func:`timeout_seconds`).
     echo : callable, optional
         Receives rank 0's progress lines (``ctx.echo_fn``) in this process; default ``print``.
+    job : (first_rank, world_size, master_addr, master_port), optional
+        These processes are ranks ``first_rank`` to ``first_rank+nproc-1`` of a job of
+        ``world_size`` ranks over several machines, whose rank 0 hosts the rendezvous at
+        ``master_addr:master_port`` (:mod:`revgnn_dgl.train.machines`); default: the whole job,
+        on 127.0.0.1 at a free port.
 
     Returns
     -------
@@ -639,7 +645,7 @@ def spawn(
     if threads is None:
         threads = max(1, torch.get_num_threads() // nproc)
     echo = echo if echo is not None else print
-    port = free_port()
+    first, world, master, port = job if job is not None else (0, nproc, "127.0.0.1", free_port())
     # One pipe per rank, each with a single writer: no lock, so no semaphore that an interrupted
     # job could leave behind (a SimpleQueue's locks did).
     pipes = [mp.get_context("spawn").Pipe(duplex=False) for _ in range(nproc)]
@@ -651,7 +657,7 @@ def spawn(
     os.environ["OMP_NUM_THREADS"] = str(threads)
     try:
         procs = mp.start_processes(
-            _spawned, args=(nproc, port, [writer for _, writer in pipes], fn, args, threads, timeout_seconds(timeout_s),
+            _spawned, args=((first, world, master), port, [writer for _, writer in pipes], fn, args, threads, timeout_seconds(timeout_s),
                             os.getpid()),
             nprocs=nproc, join=False, start_method="spawn",
         )  # fmt: skip
@@ -695,7 +701,7 @@ def spawn(
         drain()
         if any(process.exitcode == 130 for process in procs.processes):
             raise KeyboardInterrupt from None  # Ctrl-C reached the processes first
-        raise DistributedError(_failure_line(err, procs.processes, failures, nproc)) from None
+        raise DistributedError(_failure_line(err, procs.processes, failures, world, first)) from None
     except BaseException:  # KeyboardInterrupt or Terminated: stop the workers, then let it through
         for process in procs.processes:
             if process.is_alive():
@@ -709,7 +715,8 @@ def spawn(
     return results
 
 
-def _failure_line(err: Exception, processes: Sequence[Any], failures: Sequence[Tuple[float, str, int, str]], nproc: int) -> str:
+def _failure_line(err: Exception, processes: Sequence[Any], failures: Sequence[Tuple[float, str, int, str]], nproc: int,
+                  first: int = 0) -> str:  # fmt: skip
     """The first failure: a rank's own error, else a rank killed by a signal, else a lost contact."""
     own = sorted(f for f in failures if f[1] == "error")
     if own:
@@ -719,7 +726,7 @@ def _failure_line(err: Exception, processes: Sequence[Any], failures: Sequence[T
         for rank, process in enumerate(processes):
             code = process.exitcode
             if code is not None and code < 0 and -code not in follow_up:
-                return f"rank {rank} of {nproc} was killed by signal {signal.Signals(-code).name}"
+                return f"rank {first + rank} of {nproc} was killed by signal {signal.Signals(-code).name}"
     for kind in ("peer", "lost"):
         found = sorted(f for f in failures if f[1] == kind)
         if found:
@@ -729,7 +736,7 @@ def _failure_line(err: Exception, processes: Sequence[Any], failures: Sequence[T
 
 def _spawned(
     local_rank: int,
-    nproc: int,
+    job: Tuple[int, int, str],
     port: int,
     writers: Sequence[Any],
     fn: Callable[..., Any],
@@ -738,10 +745,12 @@ def _spawned(
     timeout_s: float,
     parent: int,
 ) -> None:
-    """The body of a process started by :func:`spawn`; it ends when the launcher ``parent`` dies."""
+    """The body of a process started by :func:`spawn`; it ends when the launcher ``parent`` dies.
+    ``job``: the rank of this machine's first process, the job's size and rank 0's address."""
+    first, nproc, master = job
     os.environ.update(
-        RANK=str(local_rank), LOCAL_RANK=str(local_rank), WORLD_SIZE=str(nproc), LOCAL_WORLD_SIZE=str(nproc),
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+        RANK=str(first + local_rank), LOCAL_RANK=str(local_rank), WORLD_SIZE=str(nproc),
+        LOCAL_WORLD_SIZE=str(len(writers)), MASTER_ADDR=master, MASTER_PORT=str(port),
     )  # fmt: skip
     torch.set_num_threads(threads)
     # Only rank 0 draws a progress bar: a thread lock will do, instead of tqdm's default named
@@ -760,7 +769,7 @@ def _spawned(
     except KeyboardInterrupt:
         end_process(130)
     except Exception as err:  # noqa: BLE001  (reported to the parent, then exit 1)
-        kind, line = classify_error(err, local_rank, nproc, ctx.hosts if ctx is not None else ())
+        kind, line = classify_error(err, first + local_rank, nproc, ctx.hosts if ctx is not None else ())
         if kind == "error" and not is_user_error(err):
             traceback.print_exc()
         out.send(("failure", local_rank, time.time(), kind, line))

@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, NoReturn, Optional, Union
 from .config import ConfigError, TrainConfig
 from .distgraph import check_step_parts, disconnect, graph_servers, under_dgl_launcher
 from .distributed import Context, Echo, run_from_env, spawn
+from .machines import Machines
 from .loop import train
 
 ConfigSource = Union[TrainConfig, Callable[[], TrainConfig]]
@@ -32,8 +33,13 @@ def launch(
     echo: Echo = print,
     progress: Optional[bool] = None,
     command: Optional[str] = None,
+    machines: Optional[Machines] = None,
 ) -> Dict[str, Any]:
     """Train ``config`` with ``config.nproc`` processes on this machine (one process: in this one).
+
+    With ``machines`` (``--ip-config``, for ``--partitions``), this machine's share of a job over
+    several: its graph servers and its ``nproc / machines.count`` trainers, ranks
+    ``machine * T`` on (:mod:`revgnn_dgl.train.machines`); the same call runs on every machine.
 
     Parameters
     ----------
@@ -64,6 +70,17 @@ def launch(
         One line naming the failing rank and its error, after every process has stopped.
     """
     threads = threads if threads is not None else config.threads
+    if machines is not None:
+        if not config.partitions:
+            raise ConfigError("--ip-config names the machines of a DistDGL job: give --partitions too (or use "
+                              "torchrun's --nnodes for data parallelism over copies of the graph).")  # fmt: skip
+        here = machines.trainers(config.nproc)
+        check_step_parts(config, here)
+        with graph_servers(config, echo, machines):
+            results = spawn(train_worker, here, config, resume, progress, command, threads=threads, timeout_s=timeout_s,
+                            echo=echo, job=(machines.first_rank(config.nproc), config.nproc, machines.master_addr,
+                                            machines.master_port))  # fmt: skip
+        return results[0]
     if config.partitions and not under_dgl_launcher():  # one machine: this command starts the graph servers
         check_step_parts(config, config.nproc)  # here, before any process starts: one line
         with graph_servers(config, echo):
@@ -87,10 +104,11 @@ def train_worker(
     ctx: Context, config: ConfigSource, resume: bool, progress: Optional[bool] = None, command: Optional[str] = None
 ) -> Dict[str, Any]:
     """One rank's share of a job: rank 0 settles ``config`` (a TrainConfig, or a function
-    returning one, called on rank 0 only), every rank trains with it."""
+    returning one, called on rank 0 only), every rank trains with it, and resumes when rank 0 does."""
     with ctx.guard("settling the configuration"):
         settled = (config() if callable(config) else config) if ctx.is_main else None
-    settled = ctx.broadcast(settled)
+    # Rank 0's word also on resuming: across machines the others may run their first command again.
+    settled, resume = ctx.broadcast((settled, resume))
     summary = train(settled, resume=resume, echo=ctx.echo_fn, progress=progress, command=command, dist=ctx)
     if settled.partitions:
         disconnect()  # every trainer is done with the graph servers, which then end

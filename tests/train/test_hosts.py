@@ -286,3 +286,57 @@ def _wait_for(condition, timeout: float) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting"
         time.sleep(0.2)
+
+
+# ---------------------------------------------------------------------- DistDGL across two hosts
+def _ip_config(hosts: EmulatedHosts, folder: Path) -> Path:
+    path = folder / "ip_config.txt"
+    path.write_text("".join(f"{h.address} 30050\n" for h in hosts))
+    return path
+
+
+def test_distdgl_step_on_two_hosts_equals_one_process_and_reads_every_feature(emulated_hosts, tmp_path: Path) -> None:
+    import pickle
+
+    import numpy as np
+
+    from distgraph_jobs import float64_dataset, make_partition, reference_machine_step
+    from grad_check import assert_gradients_match
+
+    hosts = emulated_hosts(2)
+    config_path = make_partition(tmp_path / "parts", parts=2, method="metis")
+    ip_config = _ip_config(hosts, tmp_path)
+    tests = str(Path(__file__).resolve().parents[1])
+    procs = []
+    for host in hosts:
+        code = (f"import distgraph_jobs; distgraph_jobs.run_host_step({config_path!r}, {str(ip_config)!r}, "
+                f"{str(tmp_path / host.name)!r}, 2)")  # fmt: skip
+        procs.append(host.popen([sys.executable, "-c", code], env=subprocess_env(PYTHONPATH=tests), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True))  # fmt: skip
+    reference = reference_machine_step(config_path)
+    done = _finish(procs, 600)
+    assert [d["code"] for d in done] == [0, 0], done[0]["err"][-2000:] + done[1]["err"][-2000:]
+    ranks = [pickle.loads((tmp_path / h.name).read_bytes())[0] for h in hosts]
+    assert [r["machine"] for r in ranks] == [0, 1] and [r["host"][0] for r in ranks] == ["h0", "h1"]
+    # Each trainer trained on its own host's partition, and read every node's features, the other
+    # host's included, as the source graph holds them (in the partition's numbering).
+    sizes = [r["nodes"].size for r in ranks]
+    assert sizes[0] > 0 and sizes[1] > 0 and sum(sizes) == reference["features"].shape[0]
+    for rank in ranks:
+        assert np.array_equal(rank["features"], reference["features"])
+    ids = __import__("revgnn_dgl.data.partitions", fromlist=["PartitionedDataset"]).PartitionedDataset(config_path).original_ids()
+    source = float64_dataset().graph.ndata["feat"].numpy()
+    assert np.array_equal(ranks[1]["features"], source[ids["nodes"]])
+    for name, value in reference["before"].items():
+        assert all(np.array_equal(r["before"][name], value) for r in ranks)
+    want = {k: torch.from_numpy(reference["after"][k] - reference["before"][k]) for k in reference["after"]}
+    for rank in ranks:
+        got = {k: torch.from_numpy(rank["after"][k] - rank["before"][k]) for k in reference["after"]}
+        assert_gradients_match(got, want)  # the shared float64 check
+    for name in reference["after"]:
+        assert np.array_equal(ranks[0]["after"][name], ranks[1]["after"][name])
+    # The check has teeth: the step on one machine's partition alone is far from it.
+    alone = reference_machine_step(config_path, machines=[0])["after"]
+    assert max(float(np.abs(alone[k] - reference["after"][k]).max()) for k in alone) > 1e-3
+    for host in hosts:
+        assert not host.pids() and host.shared_memory() == []
