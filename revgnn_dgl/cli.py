@@ -348,7 +348,7 @@ def train(
         click.echo(f"\n{interruption_note(config)}", err=True)
         ctx.exit(interrupt_exit_code(err))
     if machines is not None and machines.machine != 0:  # rank 0's machine writes the run directory
-        click.echo(f"done; the outputs are on {machines.master_addr} (rank 0's machine), in {config.out}")
+        click.echo(f"done: rank 0's machine ({machines.master_addr}) wrote the run directory")
     elif as_json:
         click.echo(json.dumps({"out": config.out, **summary}))
     else:

@@ -179,6 +179,19 @@ def _trainers(host: Host) -> List[int]:
     return found
 
 
+def _spawned(host: Host) -> List[int]:
+    """The trainers the per-machine command started on ``host`` (torch.multiprocessing's spawned children)."""
+    found = []
+    for pid in host.pids():
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"multiprocessing.spawn" in cmdline and b"spawn_main" in cmdline:
+            found.append(pid)
+    return found
+
+
 def _errors(done: Sequence[Dict[str, Any]]) -> List[List[str]]:
     return [[line for line in d["err"].splitlines() if line.startswith("Error:")] for d in done]
 
@@ -340,3 +353,118 @@ def test_distdgl_step_on_two_hosts_equals_one_process_and_reads_every_feature(em
     assert max(float(np.abs(alone[k] - reference["after"][k]).max()) for k in alone) > 1e-3
     for host in hosts:
         assert not host.pids() and host.shared_memory() == []
+
+
+DIST_ARGS = ["--model", "wide", "--num-layers", "2", "--hidden", "16", "--dropout", "0.2", "--train-parts", "4",
+             "--eval-parts", "2", "--lr", "0.01", "--nproc", "2", "--servers", "1", "--threads", "1", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def metis_parts(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """``revgnn-dgl partition synthetic-proteins --parts 2 --method metis``: the documented first step."""
+    out = tmp_path_factory.mktemp("metis") / "parts"
+    done = subprocess.run([sys.executable, "-m", "revgnn_dgl", "partition", "synthetic-proteins", "--dataset-option",
+                           "num_nodes=600", "--parts", "2", "--method", "metis", "--out", str(out)],
+                          env=subprocess_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return str(out / "synthetic_proteins.json")
+
+
+def _machine_command(host: Host, parts: str, ip_config: Path, out: Path, *args: str, **env: str) -> subprocess.Popen:
+    """The documented per-machine command: the same on every machine, --out only read on rank 0's."""
+    command = [sys.executable, "-m", "revgnn_dgl", "train", *args, "--ip-config", str(ip_config)]
+    if "--resume" not in args:
+        command += ["--partitions", parts, *DIST_ARGS, "--dist-timeout", str(DIST_TIMEOUT), "--out", str(out)]
+    return host.popen(command, env=subprocess_env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(scope="module")
+def distdgl_straight(metis_parts: str, tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
+    """The uninterrupted 6-epoch DistDGL run over two hosts (module-scoped: the fault tests resume to it)."""
+    from hosts import unavailable
+
+    if unavailable():
+        pytest.skip(unavailable())
+    folder = tmp_path_factory.mktemp("straight2")
+    with EmulatedHosts(2) as hosts:
+        ip_config = _ip_config(hosts, folder)
+        before = [h.counters() for h in hosts]
+        procs = [_machine_command(h, metis_parts, ip_config, folder / h.name / "run", "--epochs", "6") for h in hosts]
+        done = _finish(procs, 900)
+        after = [h.counters() for h in hosts]
+        left = [(h.pids(), h.shared_memory()) for h in hosts]
+    return {"done": done, "out": folder / "h0" / "run", "other": folder / "h1" / "run", "left": left,
+            "sent": [b["tx_bytes"] - a["tx_bytes"] for a, b in zip(before, after)]}
+
+
+def test_distdgl_on_two_hosts_writes_only_on_rank_0s_host_and_evaluates_alike(distdgl_straight: Dict[str, Any]) -> None:
+    done, out = distdgl_straight["done"], distdgl_straight["out"]
+    assert [d["code"] for d in done] == [0, 0], done[0]["err"][-2000:] + done[1]["err"][-2000:]
+    assert "Machine (0)" in done[0]["out"] + done[0]["err"] and "Machine (1)" in done[1]["out"] + done[1]["err"]
+    assert [r["epoch"] for r in read_metrics(out)] == [1, 2, 3, 4, 5, 6]  # one line per epoch: rank 0 alone
+    assert not distdgl_straight["other"].exists()  # the other host's --out is never written
+    assert "epoch 1/6" in done[0]["out"] and "epoch" not in done[1]["out"]
+    assert distdgl_straight["left"] == [([], []), ([], [])]  # nothing running, no shared memory, on either host
+    print(f"bytes sent by h0, h1 over 6 epochs: {distdgl_straight['sent']}")
+    scored = subprocess.run([sys.executable, "-m", "revgnn_dgl", "evaluate", "--run", str(out), "--json"],
+                            env=subprocess_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    scores = json.loads(scored.stdout.strip().splitlines()[-1])
+    best = json.loads((out / "summary.json").read_text())["runs"][0]
+    assert abs(scores["val"] - best["val"]) < 1e-6 and abs(scores["test"] - best["test"]) < 1e-6
+
+
+def _distdgl_fault(hosts: EmulatedHosts, metis_parts: str, tmp_path: Path, fault) -> List[Dict[str, Any]]:
+    ip_config = _ip_config(hosts, tmp_path)
+    out = tmp_path / "h0" / "run"
+    procs = [_machine_command(h, metis_parts, ip_config, tmp_path / h.name / "run", "--epochs", "6") for h in hosts]
+    _started(out)
+    fault()
+    done = _finish(procs, DIST_TIMEOUT + MARGIN_S)
+    _check_ended(hosts, done, DIST_TIMEOUT + MARGIN_S)
+    return done
+
+
+def _distdgl_resume(hosts: EmulatedHosts, tmp_path: Path, straight: Dict[str, Any]) -> None:
+    out = tmp_path / "h0" / "run"
+    kept = len(read_metrics(out))
+    assert 1 <= kept < 6
+    ip_config = tmp_path / "ip_config.txt"
+    # Rank 0's machine resumes its run directory; the other runs --resume too (it reads nothing there).
+    procs = [_machine_command(h, "", ip_config, out, "--resume", str(out), "--dist-timeout", "120") for h in hosts]
+    done = _finish(procs, 900)
+    assert [d["code"] for d in done] == [0, 0], done[0]["err"][-2000:] + done[1]["err"][-2000:]
+    assert [r["epoch"] for r in read_metrics(out)] == list(range(1, 7))
+    a, b = _weights(out), _weights(straight["out"])
+    assert all(torch.equal(a[k], b[k]) for k in a)  # bit for bit
+    for host in hosts:
+        assert not host.pids() and host.shared_memory() == []
+
+
+def test_distdgl_trainer_killed_on_one_host_ends_the_job_and_resumes(emulated_hosts, metis_parts: str,
+                                                                     distdgl_straight: Dict[str, Any], tmp_path: Path) -> None:  # fmt: skip
+    hosts = emulated_hosts(2)
+
+    def kill() -> None:
+        trainers = _spawned(hosts[1])
+        assert len(trainers) == 1, trainers
+        os.kill(trainers[0], signal.SIGKILL)
+
+    done = _distdgl_fault(hosts, metis_parts, tmp_path, kill)
+    errors = _errors(done)
+    assert len(errors[0]) == 1 and "lost contact with rank 1 on host h1 (10.213.0.2)" in errors[0][0], errors
+    assert errors[1] == ["Error: rank 1 of 2 was killed by signal SIGKILL"], errors
+    print(f"DistDGL, killed trainer: ended after {done[0]['seconds']:.1f} / {done[1]['seconds']:.1f} s; {errors}")
+    _distdgl_resume(hosts, tmp_path, distdgl_straight)
+
+
+def test_distdgl_link_down_mid_epoch_ends_the_job_and_resumes(emulated_hosts, metis_parts: str,
+                                                              distdgl_straight: Dict[str, Any], tmp_path: Path) -> None:  # fmt: skip
+    hosts = emulated_hosts(2)
+    done = _distdgl_fault(hosts, metis_parts, tmp_path, lambda: hosts[1].link(up=False))
+    errors = _errors(done)
+    assert len(errors[0]) == 1 and "host h1 (10.213.0.2)" in errors[0][0], errors
+    assert len(errors[1]) == 1 and "host h0 (10.213.0.1)" in errors[1][0], errors
+    print(f"DistDGL, link down: ended after {done[0]['seconds']:.1f} / {done[1]['seconds']:.1f} s; {errors}")
+    hosts[1].link(up=True)
+    _distdgl_resume(hosts, tmp_path, distdgl_straight)
