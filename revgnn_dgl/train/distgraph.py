@@ -306,8 +306,8 @@ def graph_servers(config: TrainConfig, echo: Any = print, machines: Optional[Any
         raise ConfigError(
             f"{dataset.config} has {dataset.parts} partitions, and DGL serves one partition per machine (it tells "
             "machines apart by their IP address, and names a partition's shared memory after its features only); "
-            "on one machine partition with --parts 1, or start the servers of each partition on its own machine "
-            "with DGL's tools/launch.py (docs/distributed.md)."
+            "on one machine partition with --parts 1, or run the command on each machine with --ip-config "
+            "(docs/distributed.md)."
         )
     from .distributed import free_port
 

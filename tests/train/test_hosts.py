@@ -425,18 +425,21 @@ def _distdgl_fault(hosts: EmulatedHosts, metis_parts: str, tmp_path: Path, fault
     return done
 
 
-def _distdgl_resume(hosts: EmulatedHosts, tmp_path: Path, straight: Dict[str, Any]) -> None:
+def _distdgl_resume(hosts: EmulatedHosts, parts: str, tmp_path: Path, straight: Dict[str, Any]) -> None:
     out = tmp_path / "h0" / "run"
     kept = len(read_metrics(out))
     assert 1 <= kept < 6
     ip_config = tmp_path / "ip_config.txt"
-    # Rank 0's machine resumes its run directory; the other runs --resume too (it reads nothing there).
-    procs = [_machine_command(h, "", ip_config, out, "--resume", str(out), "--dist-timeout", "120") for h in hosts]
+    # As documented: rank 0's machine resumes its run directory, the other types its first command
+    # again (with its own --out, never written): rank 0 tells every trainer to resume.
+    procs = [_machine_command(hosts[0], "", ip_config, out, "--resume", str(out), "--dist-timeout", "120"),
+             _machine_command(hosts[1], parts, ip_config, tmp_path / "h1" / "run", "--epochs", "6")]
     done = _finish(procs, 900)
     assert [d["code"] for d in done] == [0, 0], done[0]["err"][-2000:] + done[1]["err"][-2000:]
     assert [r["epoch"] for r in read_metrics(out)] == list(range(1, 7))
     a, b = _weights(out), _weights(straight["out"])
     assert all(torch.equal(a[k], b[k]) for k in a)  # bit for bit
+    assert not (tmp_path / "h1" / "run").exists()
     for host in hosts:
         assert not host.pids() and host.shared_memory() == []
 
@@ -455,7 +458,7 @@ def test_distdgl_trainer_killed_on_one_host_ends_the_job_and_resumes(emulated_ho
     assert len(errors[0]) == 1 and "lost contact with rank 1 on host h1 (10.213.0.2)" in errors[0][0], errors
     assert errors[1] == ["Error: rank 1 of 2 was killed by signal SIGKILL"], errors
     print(f"DistDGL, killed trainer: ended after {done[0]['seconds']:.1f} / {done[1]['seconds']:.1f} s; {errors}")
-    _distdgl_resume(hosts, tmp_path, distdgl_straight)
+    _distdgl_resume(hosts, metis_parts, tmp_path, distdgl_straight)
 
 
 def test_distdgl_link_down_mid_epoch_ends_the_job_and_resumes(emulated_hosts, metis_parts: str,
@@ -467,4 +470,4 @@ def test_distdgl_link_down_mid_epoch_ends_the_job_and_resumes(emulated_hosts, me
     assert len(errors[1]) == 1 and "host h0 (10.213.0.1)" in errors[1][0], errors
     print(f"DistDGL, link down: ended after {done[0]['seconds']:.1f} / {done[1]['seconds']:.1f} s; {errors}")
     hosts[1].link(up=True)
-    _distdgl_resume(hosts, tmp_path, distdgl_straight)
+    _distdgl_resume(hosts, metis_parts, tmp_path, distdgl_straight)
