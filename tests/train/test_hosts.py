@@ -275,6 +275,25 @@ def test_torchrun_under_delay_and_loss_trains_to_the_same_weights(emulated_hosts
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_torchrun_through_a_slow_lossy_link_trains_to_the_same_weights(emulated_hosts, tmp_path: Path) -> None:
+    # Without sch_netem: a token bucket (tc tbf) at 1 Mbit/s with a 4 KB queue delays every burst and
+    # drops what overflows the queue; TCP retransmits, and training must not notice.
+    hosts = emulated_hosts(2)
+    for host in hosts:
+        host.tc("qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "1mbit", "burst", "4kb", "limit", "4kb")
+    out = tmp_path / "run"
+    procs = [_torchrun(h, hosts[0].address, out) for h in hosts]
+    _one_process(tmp_path / "one")
+    done = _finish(procs, 600)
+    assert [d["code"] for d in done] == [0, 0], done[0]["err"][-2000:] + done[1]["err"][-2000:]
+    stats = [host.tc("-s", "qdisc", "show", "dev", "eth0").stdout for host in hosts]
+    dropped = [int(text.split("dropped")[1].split()[0].rstrip(",")) for text in stats]
+    print(f"tbf 1mbit: packets dropped h0 {dropped[0]}, h1 {dropped[1]}")
+    assert sum(dropped) > 0, stats  # the link did lose packets
+    a, b = _weights(out), _weights(tmp_path / "one")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 # ---------------------------------------------------------------------- helpers
 def _netns() -> List[str]:
     done = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30)
@@ -308,7 +327,9 @@ def _ip_config(hosts: EmulatedHosts, folder: Path) -> Path:
     return path
 
 
-def test_distdgl_step_on_two_hosts_equals_one_process_and_reads_every_feature(emulated_hosts, tmp_path: Path) -> None:
+@pytest.mark.parametrize("link", ["plain", "slow-lossy"])
+def test_distdgl_step_on_two_hosts_equals_one_process_and_reads_every_feature(emulated_hosts, tmp_path: Path,
+                                                                              link: str) -> None:  # fmt: skip
     import pickle
 
     import numpy as np
@@ -317,6 +338,9 @@ def test_distdgl_step_on_two_hosts_equals_one_process_and_reads_every_feature(em
     from grad_check import assert_gradients_match
 
     hosts = emulated_hosts(2)
+    if link == "slow-lossy":  # as in the torchrun test above: 1 Mbit/s, a 4 KB queue, drops
+        for host in hosts:
+            host.tc("qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "1mbit", "burst", "4kb", "limit", "4kb")
     config_path = make_partition(tmp_path / "parts", parts=2, method="metis")
     ip_config = _ip_config(hosts, tmp_path)
     tests = str(Path(__file__).resolve().parents[1])
@@ -349,6 +373,11 @@ def test_distdgl_step_on_two_hosts_equals_one_process_and_reads_every_feature(em
     for name in reference["after"]:
         assert np.array_equal(ranks[0]["after"][name], ranks[1]["after"][name])
     # The check has teeth: the step on one machine's partition alone is far from it.
+    if link == "slow-lossy":
+        stats = [host.tc("-s", "qdisc", "show", "dev", "eth0").stdout for host in hosts]
+        dropped = [int(text.split("dropped")[1].split()[0].rstrip(",")) for text in stats]
+        print(f"DistDGL step through tbf 1mbit: packets dropped h0 {dropped[0]}, h1 {dropped[1]}")
+        assert sum(dropped) > 0, stats
     alone = reference_machine_step(config_path, machines=[0])["after"]
     assert max(float(np.abs(alone[k] - reference["after"][k]).max()) for k in alone) > 1e-3
     for host in hosts:
