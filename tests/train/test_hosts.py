@@ -10,7 +10,15 @@ The torchrun tests run the README's two-machine command, one per host, unchanged
 ``--parts-per-step 2`` bit for bit; a rank SIGKILLed on one host, or one host's link taken
 down mid-epoch, ends the command on every host within ``--dist-timeout`` plus a margin, with one
 ``Error:`` line naming the lost host, nothing left running on either host, and ``--resume``
-ends with the weights of the uninterrupted run.
+ends with the weights of the uninterrupted run. Through a slow link that drops packets
+(``tc ... tbf``, since this kernel has no ``sch_netem``; the netem test skips here), training
+ends with the same weights.
+
+The DistDGL tests run the per-machine command (``--partitions ... --ip-config ...``) on each host
+over 2 METIS partitions: one step equals the one-process step (float64, the shared check), every
+node's features read across hosts equal the source graph's, a 6-epoch run writes only on rank
+0's host and ``evaluate --run`` reproduces its scores; a killed trainer and a cut link end the job
+on both hosts and ``--resume`` is bit-exact.
 """
 from __future__ import annotations
 
