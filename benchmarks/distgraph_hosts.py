@@ -57,6 +57,8 @@ def main() -> int:
     parser.add_argument("--degree", type=float, default=16.0)
     parser.add_argument("--epochs", type=int, default=2, help="epochs of the 2-machine run (traffic: between lines)")
     parser.add_argument("--skip-one-process", action="store_true", help="only the 2-machine run")
+    parser.add_argument("--train-arg", action="append", default=[], metavar="ARG",
+                        help="one more argument of the 2-machine run's train (repeatable), e.g. --train-arg=--eval-every")
     parser.add_argument("--out", default=str(HERE / "results" / "distgraph_hosts.json"))
     args = parser.parse_args()
     why = unavailable()
@@ -66,6 +68,7 @@ def main() -> int:
     data = ["--dataset-option", f"num_nodes={args.nodes}", "--dataset-option", f"avg_degree={args.degree}"]
     cli = [sys.executable, "-m", "revgnn_dgl"]
     model = [a if a != "1" or MODEL[i - 1] != "--epochs" else str(args.epochs) for i, a in enumerate(MODEL)]
+    model += args.train_arg
     load = Path("/proc/loadavg").read_text().split()[:3]
     result: Dict[str, object] = {"load_before": load, "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="revgnn-disthosts-") as tmp:
