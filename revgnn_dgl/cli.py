@@ -355,6 +355,22 @@ def train(
         click.echo(f"outputs in {config.out}")
 
 
+def _machines_of_run(run_dir: Optional[str]) -> Optional[List[Any]]:
+    """The nodes of each machine of a run trained by DistDGL over several machines (its evaluation
+    parts were drawn per machine), from the partition folder its config.yaml names; else None."""
+    if not run_dir:
+        return None
+    from .train import CONFIG_FILE, TrainConfig
+
+    partitions = TrainConfig.from_file(Path(run_dir) / CONFIG_FILE).partitions
+    if not partitions:
+        return None
+    from .data.partitions import PartitionedDataset
+
+    described = PartitionedDataset(partitions)
+    return described.machine_nodes() if described.parts > 1 else None
+
+
 # ------------------------------------------------------------------ tune
 #: train's options that place, resume or launch one training: a study decides those itself.
 _NOT_IN_TUNE = ("out", "resume", "as_json", "nproc", "dist_timeout", "partitions", "servers", "ip_config", "master_port")
@@ -574,10 +590,11 @@ def evaluate(
         from .train.fullgraph import parse_memory_budget
 
         budget = parse_memory_budget(memory_budget)
+    machines = _machines_of_run(run_dir)
     scores = run_evaluation(
         net, dataset, parts=config.eval_parts, views=config.eval_views, seed=config.seed, device=torch_device,
         amp=config.amp, return_logits=bool(save_predictions), config=config, full_graph=full_graph,
-        memory_budget=budget,
+        memory_budget=budget, machines=machines,
     )  # fmt: skip
     if save_predictions:
         write_predictions(save_predictions, dataset, scores.pop("logits"))

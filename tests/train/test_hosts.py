@@ -73,10 +73,7 @@ def test_hosts_are_separate_machines_and_leave_nothing(emulated_hosts) -> None:
 
 
 def test_hosts_are_removed_after_a_failure_ctrl_c_and_sigkill(tmp_path: Path) -> None:
-    from hosts import unavailable
-
-    if unavailable():
-        pytest.skip(unavailable())
+    _require_hosts()
     with pytest.raises(RuntimeError):
         with EmulatedHosts(2) as hosts:
             names = hosts.namespaces
@@ -303,6 +300,16 @@ def test_torchrun_through_a_slow_lossy_link_trains_to_the_same_weights(emulated_
 
 
 # ---------------------------------------------------------------------- helpers
+def _require_hosts() -> None:
+    """What the ``emulated_hosts`` fixture does where namespaces cannot be made: fail in CI, else skip."""
+    from hosts import unavailable
+    from suite_env import missing_requirement
+
+    why = unavailable()
+    if why:
+        missing_requirement(why, "run the suite as root on Linux with iproute2 and util-linux")
+
+
 def _netns() -> List[str]:
     done = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30)
     return [line.split()[0] for line in done.stdout.splitlines() if line.strip()]
@@ -418,10 +425,7 @@ def _machine_command(host: Host, parts: str, ip_config: Path, out: Path, *args: 
 @pytest.fixture(scope="module")
 def distdgl_straight(metis_parts: str, tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
     """The uninterrupted 6-epoch DistDGL run over two hosts (module-scoped: the fault tests resume to it)."""
-    from hosts import unavailable
-
-    if unavailable():
-        pytest.skip(unavailable())
+    _require_hosts()
     folder = tmp_path_factory.mktemp("straight2")
     with EmulatedHosts(2) as hosts:
         ip_config = _ip_config(hosts, folder)
