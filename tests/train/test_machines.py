@@ -69,3 +69,25 @@ def test_ip_config_needs_partitions_and_one_partition_per_machine(tmp_path: Path
                                  "--out", str(tmp_path / "b")])  # fmt: skip
     assert result.exit_code == 1 and "has 1 partition(s) and" in result.output and "names 2 machine(s)" in result.output
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_evaluation_parts_of_a_run_over_machines_stay_within_each_machine() -> None:
+    import numpy as np
+    import torch
+
+    from revgnn_dgl.data import load_dataset
+    from revgnn_dgl.train.data import DeviceData
+    from revgnn_dgl.train.evaluation import Evaluator
+
+    data = DeviceData.on(load_dataset("synthetic-proteins", num_nodes=300), torch.device("cpu"))
+    order = np.random.default_rng(0).permutation(300)  # a partition's original ids: any order
+    machines = [order[:140], order[140:]]
+    evaluator = Evaluator(data, 3, 2, seed=0, machines=machines)
+    assert len(evaluator.views) == 2
+    for view in evaluator.views:
+        nodes = [part.numpy() for _, part in view]
+        assert len(nodes) == 6 and sorted(np.concatenate(nodes).tolist()) == list(range(300))  # each node once
+        homes = [{int(m) for m, members in enumerate(machines) if np.isin(part, members).all()} for part in nodes]
+        assert all(len(home) == 1 for home in homes)  # a part never spans two machines
+    whole = Evaluator(data, 1, 2, seed=0, machines=machines)  # one part per machine: its nodes
+    assert [sorted(part.tolist()) for _, part in whole.views[0]] == [sorted(m.tolist()) for m in machines]
