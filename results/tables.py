@@ -1,4 +1,4 @@
-"""The results tables of docs/results.md, docs/revgat_results.md and the README, generated from the committed runs.
+"""The results tables of docs/results.md, docs/revgat_results.md and docs/results-overview.md, generated from the committed runs.
 
 Every published training number comes from a run directory under ``results/runs/`` (its
 ``config.yaml``, ``metrics.jsonl`` and ``summary.json``: no weights; results/README.md has the
@@ -26,7 +26,7 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-TARGETS = [REPO / "docs" / "results.md", REPO / "docs" / "revgat_results.md", REPO / "README.md"]
+TARGETS = [REPO / "docs" / "results.md", REPO / "docs" / "revgat_results.md", REPO / "docs" / "results-overview.md"]
 MARKER = re.compile(
     r"^(?P<indent>[ \t]*)(?P<open><!-- results:(?P<section>[\w-]+) -->\n)(?P<body>.*?)^(?P=indent)(?P<close><!-- /results -->)",
     re.S | re.M,

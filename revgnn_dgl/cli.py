@@ -237,6 +237,9 @@ def _set_threads(threads: Optional[int]) -> None:
 @cloup.option_group(
     "Output",
     click.option("--out", type=click.Path(file_okay=False), help="Output directory [default: runs/MODEL-DATASET-TIME]."),
+    click.option("--overwrite", is_flag=True,
+                 help="Replace what --out holds of the files the trainer writes (a run, summary.json, checkpoints, "
+                      "this --runs' run-K folders) [default: refuse such a folder]."),
     click.option("--logger", "logger", multiple=True, type=click.Choice(LOGGERS),
                  callback=lambda ctx, param, values: ",".join(dict.fromkeys(values)) or None,
                  help="Also log each epoch for your own tools: csv (metrics.csv) or tensorboard (event files under "
@@ -251,6 +254,7 @@ def train(
     as_json: bool,
     nproc: Optional[int],
     dist_timeout: Optional[float],
+    overwrite: bool,
     ip_config: Optional[str],
     master_port: Optional[int],
     **flags: Any,
@@ -294,6 +298,8 @@ def train(
                                    "drop --dataset.", ctx=ctx)  # fmt: skip
         given.setdefault("dataset", described.name)
         given.setdefault("dataset_options", described.meta.get("dataset_options") or {})
+    if resume and overwrite:
+        raise click.UsageError("--overwrite replaces a run, --resume continues it: give one of them.", ctx=ctx)
     if resume:
         fixed = fixed_on_resume(given, config_file)
         if fixed:
@@ -327,7 +333,7 @@ def train(
         # Every rank runs this; rank 0 settles the configuration and sends it to the others. It ends the
         # process (never through gloo's destructor, which can hang on this torch).
         train_from_env(settle_on_rank_0, resume=bool(resume), timeout_s=dist_timeout, echo=echo, command=command,
-                       on_result=report)  # fmt: skip
+                       on_result=report, overwrite=overwrite)  # fmt: skip
     config = settle()
     from .limits import check_threads
 
@@ -343,7 +349,7 @@ def train(
     try:
         with sigterm_as_interrupt():
             summary = launch(config, resume=bool(resume), timeout_s=dist_timeout, echo=echo, command=command,
-                             machines=machines)  # fmt: skip
+                             overwrite=overwrite, machines=machines)  # fmt: skip
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM: every process has stopped, the files are whole
         click.echo(f"\n{interruption_note(config)}", err=True)
         ctx.exit(interrupt_exit_code(err))
@@ -373,7 +379,8 @@ def _machines_of_run(run_dir: Optional[str]) -> Optional[List[Any]]:
 
 # ------------------------------------------------------------------ tune
 #: train's options that place, resume or launch one training: a study decides those itself.
-_NOT_IN_TUNE = ("out", "resume", "as_json", "nproc", "dist_timeout", "partitions", "servers", "ip_config", "master_port")
+_NOT_IN_TUNE = ("out", "overwrite", "resume", "as_json", "nproc", "dist_timeout", "partitions", "servers", "ip_config",
+                "master_port")
 
 
 def _fixed_train_options(f: Any) -> Any:

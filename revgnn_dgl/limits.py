@@ -28,6 +28,14 @@ MAX_MLP_LAYERS = 64
 MAX_HEADS = 64
 #: Nodes of a generated graph.
 MAX_NODES = 1 << 31
+#: Seeded runs of one ``train --runs N`` (each trains in turn; a folder each).
+MAX_RUNS = 1000
+#: Processes a command may start per core (data-parallel ranks, graph servers, tuning workers).
+PROCESSES_PER_CORE = 4
+#: Memory one of those processes takes at least once torch and DGL are loaded, for the process bound.
+PROCESS_BYTES = 256 << 20
+#: Longest time limit of the collectives (``--dist-timeout``): a week.
+MAX_DIST_TIMEOUT_S = 7 * 24 * 3600.0
 
 
 def cpu_cores() -> int:
@@ -104,3 +112,22 @@ def check_memory(what: str, nbytes: float, *, error: Type[RevGNNError] = ConfigE
             f"{what} needs about {format_bytes(nbytes)}, more than the {format_bytes(budget)} of memory this machine "
             "(or its ulimit) allows; choose smaller sizes."
         )
+
+
+def max_processes() -> int:
+    """The most processes a command may start here: :data:`PROCESSES_PER_CORE` per core, and no
+    more than :func:`memory_budget` holds at :data:`PROCESS_BYTES` each."""
+    return max(1, min(PROCESSES_PER_CORE * cpu_cores(), memory_budget() // PROCESS_BYTES))
+
+
+def check_processes(what: str, count: int, *, error: Type[RevGNNError] = ConfigError) -> int:
+    """Refuse ``count`` processes (asked for by ``what``, e.g. ``--nproc 300``) above :func:`max_processes`,
+    before any starts, with the figures."""
+    limit = max_processes()
+    if count > limit:
+        raise error(
+            f"{what} would start {count} processes, more than the {limit} this machine allows ({cpu_cores()} core(s) "
+            f"x {PROCESSES_PER_CORE}, {format_bytes(memory_budget())} of memory at {format_bytes(PROCESS_BYTES)} or "
+            "more each); give fewer."
+        )
+    return count

@@ -157,7 +157,7 @@ def benchmark() -> None:
 @click.option("--mem-cap-gb", type=float, default=8.0, show_default=True,
               help="Memory cap per configuration (0: none); larger ones give 'oom'/'skipped' rows.")
 @click.option("--mmap-threshold", default=str(DEFAULT_MMAP_THRESHOLD), show_default=True,
-              help="glibc MALLOC_MMAP_THRESHOLD_ for the children; 'dynamic' keeps glibc's default.")
+              help="glibc's MALLOC_MMAP_THRESHOLD_=BYTES for the children ('dynamic' keeps glibc's default).")
 @click.option("--breakdown", is_flag=True, help="Also list what is live at the peak (CPU).")
 @click.option("--time-budget", type=float, default=None,
               help="Stop timing a configuration after this many seconds of timed steps (at least one).")

@@ -4,9 +4,10 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+
+from ..files import whole_file
 
 __all__ = ["write_rows", "read_rows", "markdown_table", "LEADING_COLUMNS", "ENV_FIELDS"]
 
@@ -44,18 +45,14 @@ def write_rows(rows: Sequence[Dict[str, Any]], out_dir: Union[str, Path], name: 
     keys: List[str] = [k for k in LEADING_COLUMNS if any(k in r for r in rows)]
     keys += sorted({k for r in rows for k in r} - set(keys))
     paths = {"csv": out / f"{name}.csv", "json": out / f"{name}.json"}
-    tmp = paths["csv"].with_suffix(".csv.part")
-    with open(tmp, "w", newline="") as fh:
+    with whole_file(paths["csv"], "w") as fh:
         writer = csv.DictWriter(fh, fieldnames=keys)
         writer.writeheader()
         for row in rows:
             writer.writerow({k: _cell(row.get(k)) for k in keys})
-    os.replace(tmp, paths["csv"])
-    tmp = paths["json"].with_suffix(".json.part")
-    with open(tmp, "w") as fh:
+    with whole_file(paths["json"], "w") as fh:
         json.dump({"rows": list(rows)}, fh, indent=1, default=str)
         fh.write("\n")
-    os.replace(tmp, paths["json"])
     return paths
 
 

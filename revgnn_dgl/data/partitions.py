@@ -29,13 +29,14 @@ import contextlib
 import io
 import json
 import os
-import tempfile
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
 import numpy as np
 
 from ..errors import DatasetError
+from ..files import write_json
 
 if TYPE_CHECKING:
     from .base import NodeDataset
@@ -93,7 +94,7 @@ def partition_dataset(
         raise DatasetError(f"{out} is a symbolic link: revgnn-dgl never writes through a link; choose another --out.")
     if out.exists() and any(out.iterdir()):
         raise DatasetError(f"{out} is not empty; partition into a new folder (or remove this one).")
-    name = name or _graph_name(dataset.name)
+    name = check_graph_name(name or _graph_name(dataset.name), "--name")
     graph = dataset.to_graph()
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -137,6 +138,35 @@ def _graph_name(dataset: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in stem) or "graph"
 
 
+#: A graph name: DGL names the servers' files and shared memory after it.
+GRAPH_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
+
+
+def check_graph_name(name: Any, where: str) -> str:
+    """``name`` if DGL's file and shared-memory names can carry it (letters, digits, ``_``; 1 to 64)."""
+    if not isinstance(name, str) or not GRAPH_NAME.fullmatch(name):
+        raise DatasetError(f"{where}: graph name {name!r:.80} must be 1 to 64 letters, digits or underscores "
+                           "(DGL names the servers' shared memory after it).")  # fmt: skip
+    return name
+
+
+def _check_ranges(where: str, mapping: Any, parts: int, total: int, what: str) -> None:
+    """A node or edge map of DGL's configuration: one type, ``parts`` contiguous ``[start, end)`` ranges from 0
+    to ``total``, the figure of the description (the servers size their memory from it)."""
+    ranges = next(iter(mapping.values()), None) if isinstance(mapping, dict) and len(mapping) == 1 else None
+    ok = isinstance(ranges, list) and len(ranges) == parts
+    end = 0
+    for pair in ranges if ok else []:
+        if not (isinstance(pair, list) and len(pair) == 2 and all(type(v) is int for v in pair) and pair[0] == end
+                and pair[1] >= pair[0]):
+            ok = False
+            break
+        end = pair[1]
+    if not ok or end != total:
+        raise DatasetError(f"{where}: its {what}_map is not {parts} contiguous range(s) of the description's {total} "
+                           f"{what}s; partition the graph again with `revgnn-dgl partition`.")  # fmt: skip
+
+
 def _node_ranges(config_path: Path) -> List[tuple]:
     """Each partition's ``[start, end)`` of new node ids, from DGL's configuration."""
     conf = json.loads(config_path.read_text())
@@ -156,13 +186,35 @@ def _chance(dataset: "NodeDataset") -> Optional[float]:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(data, indent=2, allow_nan=False) + "\n")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_json(path, data, error=DatasetError)  # strict and whole (revgnn_dgl/files.py)
+
+
+def _check_description(config: Path, meta_path: Path, meta: Dict[str, Any], conf: Dict[str, Any]) -> None:
+    """Every figure of the description within bounds and the node and edge maps matching it (and the id
+    maps' lengths), before any server sizes its memory from them."""
+    from ..limits import MAX_NODES, MAX_WIDTH, check_count
+
+    check_graph_name(meta["graph_name"], str(meta_path))
+    bounds = {"num_outputs": (1, MAX_WIDTH), "num_node_feats": (0, MAX_WIDTH), "num_edge_feats": (0, MAX_WIDTH),
+              "species_feats": (0, MAX_WIDTH), "num_nodes": (1, MAX_NODES), "num_edges": (0, 64 * MAX_NODES),
+              "parts": (1, 1024)}  # fmt: skip
+    for key, (low, high) in bounds.items():
+        if key in meta:
+            check_count(key, meta[key], high, minimum=low, error=DatasetError, where=str(meta_path))
+    if meta["task"] not in ("multilabel", "multiclass"):
+        raise DatasetError(f"{meta_path}: task must be multilabel or multiclass, got {meta['task']!r:.60}.")
+    for what, total in (("node", meta["num_nodes"]), ("edge", meta["num_edges"])):
+        _check_ranges(str(config), conf.get(f"{what}_map"), meta["parts"], total, what)
+        if conf.get(f"num_{what}s", total) != total:
+            raise DatasetError(f"{config}: num_{what}s is not the description's {total}.")
+        ids = config.parent / f"orig_{what[0]}ids.npy"
+        if ids.is_file():
+            try:
+                length = np.load(ids, mmap_mode="r", allow_pickle=False).shape[:1]
+            except (OSError, ValueError) as err:
+                raise DatasetError(f"{ids}: unreadable ({' '.join(str(err).split())[:200]}).") from None
+            if length != (total,):
+                raise DatasetError(f"{ids} holds {length[0] if length else 0} ids, not the description's {total}.")
 
 
 class PartitionedDataset:
@@ -192,8 +244,8 @@ class PartitionedDataset:
         try:
             meta = json.loads(meta_path.read_text())
             conf = json.loads(self.config.read_text())
-        except (OSError, ValueError) as err:
-            raise DatasetError(f"--partitions {self.config}: unreadable ({err}).") from None
+        except (OSError, ValueError, RecursionError) as err:  # RecursionError: JSON nested too deep
+            raise DatasetError(f"--partitions {self.config}: unreadable ({' '.join(str(err).split())[:200]}).") from None
         required = ("graph_name", "dataset", "task", "num_outputs", "num_node_feats", "num_edge_feats", "num_nodes",
                     "num_edges", "parts")  # fmt: skip
         missing = [k for k in required if k not in meta] if isinstance(meta, dict) else list(required)
@@ -205,6 +257,7 @@ class PartitionedDataset:
                                f"not {META_FILE} beside it.")  # fmt: skip
         if not isinstance(conf, dict) or conf.get("graph_name") != meta["graph_name"] or conf.get("num_parts") != meta["parts"]:
             raise DatasetError(f"{self.config} does not match {meta_path.name} (graph name or number of parts).")
+        _check_description(self.config, meta_path, meta, conf)
         self.meta: Dict[str, Any] = meta
         self.graph_name: str = meta["graph_name"]
         self.name: str = meta["dataset"]

@@ -27,6 +27,7 @@ is not a readable torch file (and what it seems to be instead).
 """
 from __future__ import annotations
 
+import contextvars
 import io
 import json
 import math
@@ -140,7 +141,52 @@ def _rebuild_tensor(storage: Any, storage_offset: Any, size: Any, stride: Any) -
                 f"a tensor of size {size} reaches past the end of its storage ({untyped.nbytes()} bytes)"
             )
         _check_no_overlap(size, stride)
+        _count_view(untyped, storage_offset, size, stride, _ELEMENT_SIZE[storage.dtype])
     return torch.empty((0,), dtype=storage.dtype).set_(untyped, storage_offset, size, stride)
+
+
+#: How much more the tensors of a file may view than its storages hold: a tied weight and a slice of a
+#: saved tensor overlap a little; a converter copies each view, so this bounds its memory by the file's.
+_VIEW_FACTOR = 2
+
+
+class _ViewBudget:
+    """What one load's tensors ask for against what its storages hold: each view is dense and inside its
+    storage, but many views of one storage (aliases) could still ask a converter for far more memory
+    than the file holds (a 2 MB storage seen as 1,500 whole-storage tensors: 3 GB)."""
+
+    def __init__(self) -> None:
+        self.storages: set[int] = set()  # distinct storages seen (by address)
+        self.views: set[tuple[Any, ...]] = set()  # distinct views (a tied weight counts once)
+        self.view_bytes = self.held = 0
+
+    def add(self, untyped: torch.UntypedStorage, offset: int, size: tuple[int, ...], stride: tuple[int, ...],
+            element: int) -> None:  # fmt: skip
+        address = untyped.data_ptr() or id(untyped)
+        if address not in self.storages:
+            self.storages.add(address)
+            self.held += untyped.nbytes()
+        key = (address, offset, size, stride, element)
+        if key in self.views:
+            return
+        self.views.add(key)
+        self.view_bytes += math.prod(size) * element
+        held = self.held
+        if self.view_bytes > _VIEW_FACTOR * held:
+            raise _Problem(
+                f"its tensors view {self.view_bytes} bytes in all, more than {_VIEW_FACTOR} x the {held} bytes its "
+                "storages hold: tensors alias one another's storage far more than a saved state dict does"
+            )
+
+
+_VIEW_BUDGET: contextvars.ContextVar[_ViewBudget | None] = contextvars.ContextVar("_VIEW_BUDGET", default=None)
+
+
+def _count_view(untyped: torch.UntypedStorage, offset: int, size: tuple[int, ...], stride: tuple[int, ...],
+                element: int) -> None:  # fmt: skip
+    budget = _VIEW_BUDGET.get()
+    if budget is not None:
+        budget.add(untyped, offset, size, stride, element)
 
 
 def _check_no_overlap(size: tuple[int, ...], stride: tuple[int, ...]) -> None:
@@ -382,6 +428,7 @@ def _to_little_endian(raw: bytes, dtype: torch.dtype) -> bytes:
 
 def _unpickle(buf: io.BytesIO, storages: _ZipStorages | _LegacyStorages | None) -> Any:
     """Run the restricted unpickler; a refused global becomes an unsafe-file problem."""
+    token = _VIEW_BUDGET.set(_ViewBudget())  # the views of this load, bounded by its storages' bytes
     try:
         return _TorchUnpickler(buf, storages).load()
     except RefusedGlobalError as err:
@@ -390,6 +437,8 @@ def _unpickle(buf: io.BytesIO, storages: _ZipStorages | _LegacyStorages | None) 
             f"{_TorchUnpickler.allowed_description} are allowed)",
             unsafe=True,
         ) from None
+    finally:
+        _VIEW_BUDGET.reset(token)
 
 
 # ---------------------------------------------------------------- the layouts

@@ -170,7 +170,7 @@ class RevGAT(nn.Module):
                 layer.disable = disable
 
     def edge_seeds(self) -> List[Optional[Tensor]]:
-        """One seed per layer for its random edge permutation (training with edge dropout), else ``None``s.
+        """One seed per layer for its random edge permutation (training with edge dropout), else ``None`` for each.
 
         A seed, not the permutation: a reversible layer keeps its inputs for the backward pass,
         and 8 bytes a layer keep memory flat in depth where ``8 E`` bytes a layer would not.

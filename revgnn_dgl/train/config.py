@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Mapping, Optional, Union, get_type_hints
 import yaml
 
 from ..errors import ConfigError
+from ..limits import MAX_RUNS
 
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop")
@@ -244,7 +245,7 @@ class TrainConfig:
             ("eval_parts", self.eval_parts >= 1, "at least 1"),
             ("eval_views", self.eval_views >= 1, "at least 1"),
             ("eval_every", self.eval_every >= 1, "at least 1"),
-            ("runs", self.runs >= 1, "at least 1"),
+            ("runs", 1 <= self.runs <= MAX_RUNS, f"in [1, {MAX_RUNS}]"),
             ("dropout", self.dropout is None or 0 <= self.dropout < 1, "in [0, 1)"),
             ("num_layers", self.num_layers is None or self.num_layers >= 1, "at least 1"),
             ("hidden", self.hidden is None or self.hidden >= 1, "at least 1"),

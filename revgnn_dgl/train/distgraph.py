@@ -312,7 +312,9 @@ def graph_servers(config: TrainConfig, echo: Any = print, machines: Optional[Any
     from .distributed import free_port
 
     with _host_lock():
-        folder = Path(tempfile.mkdtemp(prefix="revgnn-dgl-servers-"))
+        _remove_orphaned_folders()  # a command killed by SIGKILL ran no cleanup: its folder goes now
+        folder = Path(tempfile.mkdtemp(prefix=SERVERS_PREFIX))
+        (folder / OWNER_FILE).write_text(f"{os.getpid()}\n")
         ip_config = folder / "ip_config.txt"
         if machines is None:
             ip_config.write_text(f"127.0.0.1 {free_port()}\n")
@@ -342,7 +344,7 @@ def graph_servers(config: TrainConfig, echo: Any = print, machines: Optional[Any
                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                     ))  # fmt: skip
             os.environ.update({**common, "DGL_ROLE": "client"})
-            watch = threading.Thread(target=_watch, args=(servers, logs, failed, stop), daemon=True)
+            watch = threading.Thread(target=_watch, args=(servers, logs, failed, stop, folder), daemon=True)
             watch.start()
             try:
                 yield
@@ -362,17 +364,21 @@ def graph_servers(config: TrainConfig, echo: Any = print, machines: Optional[Any
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+            _record_shared_memory(servers, folder)
             _end(servers, wait_s=10.0 if graceful else 0.0)
-            # A server stopped by a signal leaves its shared memory behind: remove what these servers made.
-            for name in _shared_memory() - shared_before:
-                if name.endswith("-kvdata-") or name.startswith(dataset.graph_name):
-                    (SHARED_MEMORY / name).unlink(missing_ok=True)
+            # A server stopped by a signal leaves its shared memory behind: remove what these servers made,
+            # by their exact names (those they mapped, new since they started), never another program's.
+            _remove_shared_memory(_recorded_names(folder) - shared_before)
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _watch(servers: List[subprocess.Popen], logs: List[Path], failed: List[str], stop: threading.Event) -> None:
-    """While the trainers run: a server that ends stops them (they would wait for it forever)."""
+def _watch(servers: List[subprocess.Popen], logs: List[Path], failed: List[str], stop: threading.Event,
+           folder: Optional[Path] = None) -> None:  # fmt: skip
+    """While the trainers run: a server that ends stops them (they would wait for it forever); the
+    shared memory the servers map is recorded in ``folder`` as it appears."""
     while not stop.wait(0.2):
+        if folder is not None:
+            _record_shared_memory(servers, folder)
         for i, server in enumerate(servers):
             code = server.poll()
             if code is None or code == 0:  # 0: it ended after every trainer said goodbye
@@ -392,6 +398,70 @@ def _last_line(path: Path) -> str:
     except OSError:
         return "no log"
     return lines[-1][:300] if lines else "no output"
+
+
+#: The servers' temporary folder (``/tmp/revgnn-dgl-servers-*``), the file naming the command that made
+#: it, and the file recording the shared memory its servers created.
+SERVERS_PREFIX, OWNER_FILE, SHM_FILE = "revgnn-dgl-servers-", "owner", "shared-memory"
+
+
+def _record_shared_memory(servers: List[subprocess.Popen], folder: Path) -> None:
+    """Append to ``folder/shared-memory`` the ``/dev/shm`` names the live servers map (from
+    ``/proc/PID/maps``) not yet recorded: their exact names, for the cleanup and for the next start
+    after a SIGKILL."""
+    known = _recorded_names(folder)
+    found = set()
+    prefix = f"{SHARED_MEMORY}/"
+    for server in servers:
+        try:
+            lines = Path(f"/proc/{server.pid}/maps").read_text(errors="replace").splitlines()
+        except OSError:  # ended, or no /proc here
+            continue
+        for line in lines:
+            path = line.split(maxsplit=5)[5] if len(line.split(maxsplit=5)) == 6 else ""
+            path = path.removesuffix(" (deleted)")
+            if path.startswith(prefix) and "/" not in path[len(prefix):]:
+                found.add(path[len(prefix):])
+    new = sorted(found - known)
+    if new:
+        with open(folder / SHM_FILE, "a", encoding="utf-8") as fh:
+            fh.write("".join(name + "\n" for name in new))
+
+
+def _recorded_names(folder: Path) -> set:
+    try:
+        return {line for line in (folder / SHM_FILE).read_text(errors="replace").splitlines() if line}
+    except OSError:
+        return set()
+
+
+def _remove_shared_memory(names: Any) -> None:
+    for name in names:
+        if name and "/" not in name and name not in (".", ".."):
+            (SHARED_MEMORY / name).unlink(missing_ok=True)
+
+
+def _remove_orphaned_folders() -> None:
+    """Remove the servers' folders (and the shared memory they recorded) of commands that are gone, as a
+    SIGKILLed command leaves them; only this user's real folders, never through a link. Under the host lock."""
+    root = Path(tempfile.gettempdir())
+    for folder in root.glob(f"{SERVERS_PREFIX}*"):
+        try:
+            if folder.is_symlink() or not folder.is_dir() or folder.stat().st_uid != os.getuid():
+                continue
+            owner = int((folder / OWNER_FILE).read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # not one of ours as this version writes them
+        try:
+            os.kill(owner, 0)
+            continue  # its command still runs (or the pid was reused): leave it
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        shm = SHARED_MEMORY
+        _remove_shared_memory(name for name in _recorded_names(folder) if (shm / name).exists())
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _shared_memory() -> set:
@@ -419,7 +489,12 @@ def _end(servers: List[subprocess.Popen], wait_s: float) -> None:
 
 @contextmanager
 def _host_lock() -> Iterator[None]:
-    with open(HOST_LOCK, "a+") as fh:
+    try:  # never through a link planted at the host lock's name
+        fd = os.open(HOST_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as err:
+        raise DistributedError(f"{HOST_LOCK} cannot be opened ({err.strerror}): revgnn-dgl never opens it through a "
+                               "link; remove it.") from None  # fmt: skip
+    with os.fdopen(fd, "a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -100,6 +100,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..signals import (  # noqa: F401  (their names here too, as before)
+    Terminated,
+    end_process,
+    end_with_parent,
+    interrupt_exit_code,
+    sigterm_as_interrupt,
+)
 from ..errors import ConfigError, DistributedError, PeerFailedError, is_user_error
 from .device import dgl_has_cuda, resolve_device
 from .settings import LAUNCHER_ENV  # what a launcher (torchrun, spawn) gives every process
@@ -323,69 +330,7 @@ class Context:
         self.active = False
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that the same cleanup runs; exit status 143."""
-
-    exit_code = 143
-
-
-def interrupt_exit_code(err: BaseException) -> int:
-    """The exit status of a command stopped by ``err``: 130 for Ctrl-C (SIGINT), 143 for SIGTERM."""
-    return getattr(err, "exit_code", 130)
-
-
-def _raise_terminated(signum: int, frame: Any) -> None:
-    raise Terminated()
-
-
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Inside the block, SIGTERM raises :class:`Terminated` (a KeyboardInterrupt), as Ctrl-C would.
-
-    Only in the main thread (signal handlers can be set nowhere else); the old handler is restored.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def end_with_parent(parent: int) -> None:
-    """Have the OS send this process SIGTERM when its parent ``parent`` dies (Linux; elsewhere nothing).
-
-    For the processes a command starts (``train --nproc``'s ranks, the DistDGL graph servers,
-    ``tune --jobs``'s workers): a parent killed by SIGKILL runs no cleanup, and they would run on
-    as orphans. With :func:`sigterm_as_interrupt` around their work they then stop as on Ctrl-C.
-    Raises :class:`Terminated` at once when the parent is already gone.
-    """
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):  # no libc to ask: the parent's own cleanup still ends us
-            pass
-    if os.getppid() != parent:  # it died before the request above
-        raise Terminated()
-
-
-def end_process(code: int) -> "NoReturn":
-    """End this rank's process with status ``code`` now: streams flushed, no interpreter shutdown.
-
-    A rank never destroys its gloo process group (see :meth:`Context.close`), and Python's own
-    shutdown would: so a rank leaves through ``os._exit`` once its files are written and closed.
-    """
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a closed or broken stream: nothing more to say
-            pass
-    os._exit(code)
+# The signal helpers live in revgnn_dgl/signals.py, the one home of signal handling.
 
 
 # ---------------------------------------------------------------------- starting a process
@@ -399,9 +344,33 @@ def timeout_seconds(timeout_s: Optional[float] = None) -> float:
         seconds = float(value)
     except ValueError:
         raise ConfigError(f"{ENV_TIMEOUT}={value!r} is not a number of seconds.") from None
-    if seconds <= 0:
-        raise ConfigError(f"the collectives' timeout must be positive, got {seconds} s.")
+    from ..limits import MAX_DIST_TIMEOUT_S
+
+    if not 0 < seconds <= MAX_DIST_TIMEOUT_S:  # also refuses nan and inf (timedelta overflows past ~1e14 s)
+        raise ConfigError(f"the collectives' timeout must be a positive number of seconds up to {MAX_DIST_TIMEOUT_S:.0f} "
+                          f"(a week), got {value!r}.")  # fmt: skip
     return seconds
+
+
+def env_count(name: str, default: Optional[str] = None, minimum: int = 0) -> int:
+    """A launcher's integer variable (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``): one line when it is not one."""
+    text = os.environ.get(name, default)
+    try:
+        value = int(str(text))
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise DistributedError(f"{name}={text!r:.40} is not an integer of at least {minimum}; a launcher (torchrun) "
+                               "sets it: start the job with torchrun or `revgnn-dgl train --nproc N`.")  # fmt: skip
+    return value
+
+
+def _env_or(pair: Tuple[str, int]) -> int:
+    """A launcher's integer variable for an error line, or the default when it is not one."""
+    try:
+        return env_count(pair[0])
+    except DistributedError:
+        return pair[1]
 
 
 def init_from_env(timeout_s: Optional[float] = None, echo: Optional[Echo] = None) -> Context:
@@ -420,8 +389,10 @@ def init_from_env(timeout_s: Optional[float] = None, echo: Optional[Echo] = None
         raise DistributedError(
             f"not started by a launcher: {', '.join(missing)} unset; use torchrun or `revgnn-dgl train --nproc N`."
         )
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    rank, world = env_count("RANK"), env_count("WORLD_SIZE", minimum=1)
+    local_rank = env_count("LOCAL_RANK", str(rank))
+    if rank >= world:
+        raise DistributedError(f"RANK={rank} is not below WORLD_SIZE={world}; a launcher (torchrun) sets them.")
     seconds = timeout_seconds(timeout_s)
     where = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
     # The store's own timeout does not cover every wait (a port held by a program that is no torch
@@ -580,8 +551,8 @@ def run_from_env(
     except KeyboardInterrupt as err:
         end_process(interrupt_exit_code(err))
     except Exception as err:  # noqa: BLE001  (reported, then exit 1)
-        rank = ctx.rank if ctx is not None else int(os.environ.get("RANK", "0"))
-        world = ctx.world_size if ctx is not None else int(os.environ.get("WORLD_SIZE", "1"))
+        rank = ctx.rank if ctx is not None else _env_or(("RANK", 0))
+        world = ctx.world_size if ctx is not None else _env_or(("WORLD_SIZE", 1))
         kind, line = classify_error(err, rank, world, ctx.hosts if ctx is not None else ())
         shared = kind == "peer" or getattr(err, "_revgnn_shared", False)
         if kind == "error" and not is_user_error(err):

@@ -1,8 +1,6 @@
 """Evaluation with the paper's protocol: fixed random partitions, logits averaged over views."""
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
@@ -16,7 +14,8 @@ from torch import Tensor, nn
 from ..data import NodeDataset, evaluate_metric
 from ..data.metrics import single_class_message, single_class_tasks
 from ..data.partitions import PartitionedDataset
-from ..errors import ConfigError, DatasetWarning
+from ..errors import DatasetWarning
+from ..files import whole_file
 from .config import TrainConfig
 from .data import DeviceData, random_parts, subgraph
 from .inputs import predict
@@ -189,24 +188,16 @@ def save_predictions(path: Union[str, Path], dataset: NodeDataset, logits: Tenso
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
-    if path.is_symlink():
-        raise ConfigError(f"{path} is a symbolic link: revgnn-dgl never writes through a link; remove it or choose another file.")
     split = np.full(dataset.graph.num_nodes(), SPLIT_CODES["none"], dtype=np.int8)
     for name, idx in (("train", dataset.train_idx), ("val", dataset.val_idx), ("test", dataset.test_idx)):
         split[idx.numpy()] = SPLIT_CODES[name]
     probs = torch.sigmoid(logits) if dataset.task == "multilabel" else torch.softmax(logits, dim=-1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp", suffix=".npz")
-    os.close(fd)
-    try:
+    with whole_file(path, "wb", suffix=".npz") as fh:  # whole, and never through a link
         np.savez(
-            tmp, node_id=np.arange(dataset.graph.num_nodes(), dtype=np.int64), split=split,
+            fh, node_id=np.arange(dataset.graph.num_nodes(), dtype=np.int64), split=split,
             logits=logits.numpy().astype(np.float32), probabilities=probs.numpy().astype(np.float32),
             labels=dataset.labels.numpy(), task=np.array(dataset.task), metric=np.array(dataset.metric_name),
         )  # fmt: skip
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return path
 
 

@@ -134,7 +134,8 @@ def full_graph_logits(model: nn.Module, data: DeviceData, config: Optional[Train
     """
     model.eval()
     plan = plan or plan_for(model, data, memory_budget_bytes)
-    with streamed_convs(model, plan.blocks):
+    # What the budget leaves beside the planned peak keeps the blocks from one layer to the next.
+    with streamed_convs(model, plan.blocks, cache_bytes=max(0, plan.budget - plan.peak_bytes)):
         logits, _ = predict(model, data.graph, data.labels, data.train_mask, config, data.dataset.num_outputs,
                             training=False)  # fmt: skip
     return logits.float()

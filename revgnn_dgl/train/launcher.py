@@ -17,9 +17,10 @@ from typing import Any, Callable, Dict, NoReturn, Optional, Union
 
 from .config import ConfigError, TrainConfig
 from .distgraph import check_step_parts, disconnect, graph_servers, under_dgl_launcher
-from .distributed import Context, Echo, run_from_env, spawn
+from .distributed import Context, Echo, env_count, run_from_env, spawn
 from .machines import Machines
 from .loop import train
+from .rundir import FreshStart
 
 ConfigSource = Union[TrainConfig, Callable[[], TrainConfig]]
 
@@ -33,6 +34,7 @@ def launch(
     echo: Echo = print,
     progress: Optional[bool] = None,
     command: Optional[str] = None,
+    overwrite: bool = False,
     machines: Optional[Machines] = None,
 ) -> Dict[str, Any]:
     """Train ``config`` with ``config.nproc`` processes on this machine (one process: in this one).
@@ -58,6 +60,8 @@ def launch(
         Rank 0's progress bar (None: when standard output is a terminal).
     command : str, optional
         The command line, recorded in ``summary.json``.
+    overwrite : bool
+        Replace what ``out`` holds of the trainer's names instead of refusing it (:func:`train`).
 
     Returns
     -------
@@ -69,47 +73,59 @@ def launch(
     DistributedError
         One line naming the failing rank and its error, after every process has stopped.
     """
+    from ..limits import check_processes
+
     threads = threads if threads is not None else config.threads
-    if machines is not None:
-        if not config.partitions:
-            raise ConfigError("--ip-config names the machines of a DistDGL job: give --partitions too (or use "
-                              "torchrun's --nnodes for data parallelism over copies of the graph).")  # fmt: skip
-        here = machines.trainers(config.nproc)
-        check_step_parts(config, here)
-        with graph_servers(config, echo, machines):
-            results = spawn(train_worker, here, config, resume, progress, command, threads=threads, timeout_s=timeout_s,
-                            echo=echo, job=(machines.first_rank(config.nproc), config.nproc, machines.master_addr,
-                                            machines.master_port))  # fmt: skip
-        return results[0]
-    if config.partitions and not under_dgl_launcher():  # one machine: this command starts the graph servers
-        check_step_parts(config, config.nproc)  # here, before any process starts: one line
-        with graph_servers(config, echo):
-            results = spawn(train_worker, config.nproc, config, resume, progress, command, threads=threads,
-                            timeout_s=timeout_s, echo=echo)  # fmt: skip
-        return results[0]
-    if config.nproc == 1:
+    if machines is not None and not config.partitions:
+        raise ConfigError("--ip-config names the machines of a DistDGL job: give --partitions too (or use "
+                          "torchrun's --nnodes for data parallelism over copies of the graph).")  # fmt: skip
+    here = machines.trainers(config.nproc) if machines is not None else config.nproc  # this machine's trainers
+    servers = config.servers if config.partitions and not under_dgl_launcher() else 0
+    # Before any process starts: the ranks and the graph servers this command would start.
+    check_processes(f"--nproc {here}" + (f" and --servers {servers}" if servers else ""), here + servers)
+    if config.nproc == 1 and not servers:
         if threads is not None:
             import torch
 
             torch.set_num_threads(threads)
-        return train(config, resume=resume, echo=echo, progress=progress, command=command)
-
-    results = spawn(
-        train_worker, config.nproc, config, resume, progress, command, threads=threads, timeout_s=timeout_s, echo=echo
-    )
+        return train(config, resume=resume, echo=echo, progress=progress, command=command, overwrite=overwrite)
+    # Only rank 0's machine writes the run directory (another machine's --out is never touched).
+    start = None if resume or (machines is not None and machines.machine != 0) else FreshStart(config)
+    try:
+        if machines is not None:  # this machine's servers and trainers, ranks machine * here on
+            check_step_parts(config, here)
+            with graph_servers(config, echo, machines):
+                results = spawn(train_worker, here, config, resume, progress, command, overwrite, threads=threads,
+                                timeout_s=timeout_s, echo=echo,
+                                job=(machines.first_rank(config.nproc), config.nproc, machines.master_addr,
+                                     machines.master_port))  # fmt: skip
+        elif servers:  # one machine: this command starts the graph servers
+            check_step_parts(config, config.nproc)  # here, before any process starts: one line
+            with graph_servers(config, echo):
+                results = spawn(train_worker, config.nproc, config, resume, progress, command, overwrite,
+                                threads=threads, timeout_s=timeout_s, echo=echo)  # fmt: skip
+        else:
+            results = spawn(train_worker, config.nproc, config, resume, progress, command, overwrite, threads=threads,
+                            timeout_s=timeout_s, echo=echo)  # fmt: skip
+    except BaseException:
+        if start is not None:  # every rank has ended: undo what a rank 0 stopped by a signal could not
+            start.undo_after_ranks(echo)
+        raise
     return results[0]
 
 
 def train_worker(
-    ctx: Context, config: ConfigSource, resume: bool, progress: Optional[bool] = None, command: Optional[str] = None
+    ctx: Context, config: ConfigSource, resume: bool, progress: Optional[bool] = None, command: Optional[str] = None,
+    overwrite: bool = False,
 ) -> Dict[str, Any]:
     """One rank's share of a job: rank 0 settles ``config`` (a TrainConfig, or a function
     returning one, called on rank 0 only), every rank trains with it, and resumes when rank 0 does."""
     with ctx.guard("settling the configuration"):
         settled = (config() if callable(config) else config) if ctx.is_main else None
-    # Rank 0's word also on resuming: across machines the others may run their first command again.
-    settled, resume = ctx.broadcast((settled, resume))
-    summary = train(settled, resume=resume, echo=ctx.echo_fn, progress=progress, command=command, dist=ctx)
+    # Rank 0's word also on resuming (and overwriting): across machines the others may run their first command again.
+    settled, resume, overwrite = ctx.broadcast((settled, resume, overwrite))
+    summary = train(settled, resume=resume, echo=ctx.echo_fn, progress=progress, command=command, dist=ctx,
+                    overwrite=overwrite)
     if settled.partitions:
         disconnect()  # every trainer is done with the graph servers, which then end
     return summary
@@ -123,6 +139,7 @@ def train_from_env(
     echo: Echo = print,
     command: Optional[str] = None,
     on_result: Optional[Callable[[Dict[str, Any]], None]] = None,
+    overwrite: bool = False,
 ) -> "NoReturn":
     """What each process started by torchrun runs: join the job, train as one rank, end the process.
 
@@ -132,7 +149,8 @@ def train_from_env(
     runs and the process exits 0; errors print one line and exit with status 1, Ctrl-C 130
     (:func:`revgnn_dgl.train.distributed.run_from_env`).
     """
-    world = int(os.environ["WORLD_SIZE"])
+    world = env_count("WORLD_SIZE", minimum=1)
+    env_count("RANK")  # one line now, not a traceback, when a launcher's variable is not a number
 
     def settle() -> TrainConfig:
         config = make_config()
@@ -147,4 +165,5 @@ def train_from_env(
             raise ConfigError(f"the configuration sets nproc {config.nproc} but torchrun started {world} processes.")
         return config.updated({"nproc": world})
 
-    run_from_env(train_worker, settle, resume, None, command, timeout_s=timeout_s, echo=echo, on_result=on_result)
+    run_from_env(train_worker, settle, resume, None, command, overwrite, timeout_s=timeout_s, echo=echo,
+                 on_result=on_result)

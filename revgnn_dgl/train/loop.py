@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import shutil
 import statistics
 import sys
 import time
@@ -49,11 +48,14 @@ from .rundir import (
     STATE_FILE,
     SUMMARY_FILE,
     LOCK_FILE,
+    FreshStart,
     RunLock,
     append_metrics,
     read_metrics,
+    refuse_existing_run,
     refuse_links,
     remove_stale_temp_files,
+    remove_trainer_files,
     run_dirs,
     truncate_metrics,
     write_json,
@@ -81,6 +83,7 @@ def train(
     command: Optional[str] = None,
     dist: Optional[Context] = None,
     on_epoch: Optional[EpochHook] = None,
+    overwrite: bool = False,
 ) -> Dict[str, Any]:
     """Train ``config.runs`` runs and write their outputs and ``summary.json`` to ``config.out``.
 
@@ -111,6 +114,9 @@ def train(
         and prunes). What it raises stops the training and propagates; the run directory is then
         an interrupted run, which ``resume`` continues from its last state (every epoch with the
         default ``save_every``). One process only.
+    overwrite : bool
+        Replace what ``out`` holds of the trainer's names (a run, ``summary.json``, checkpoints,
+        the ``run-K`` folders of this config) instead of refusing it.
 
     Returns
     -------
@@ -120,7 +126,8 @@ def train(
     Raises
     ------
     ConfigError
-        When ``out`` is missing, already holds a run and ``resume`` is False, is locked by
+        When ``out`` is missing, already holds a run or files of the trainer's names and neither
+        ``resume`` nor ``overwrite`` is set, is locked by
         another process, or when a setting is invalid, or ``config.nproc`` is not the number of
         processes running it; :class:`TrainingDiverged` when the loss or a gradient becomes
         non-finite.
@@ -129,19 +136,23 @@ def train(
     echo = echo if ctx.is_main else ctx.echo_fn
     if on_epoch is not None and ctx.active:
         raise ConfigError("on_epoch is for one-process training: rank 0 alone would stop.")
-    out = _check_config(config, resume, ctx)
+    out = _check_config(config, resume, ctx, overwrite)
     device, dataset, overrides, changes = _check_data_and_model(config, ctx)
     _announce(config, ctx, device, dataset.name, changes, echo)
-    fresh = ctx.is_main and not resume and not out.exists()  # this command creates out: a failed start removes it
+    # What out held before anything was written: a failed start removes only what it created.
+    start = FreshStart(config) if ctx.is_main and not resume else None
+    results: List[Dict[str, Any]] = []
     with ExitStack() as held:
         try:
-            data = _open_run_directory(config, out, resume, held, ctx, echo, dataset, device, overrides)
-            results = [_Run.start(run_config, data, overrides, device, resume, echo, ctx).train(progress, on_epoch)
-                       for run_config in _run_configs(config)]  # fmt: skip
+            data = _open_run_directory(config, out, resume, held, ctx, echo, dataset, device, overrides, start, overwrite)
+            for run_config in _run_configs(config):
+                results.append(_Run.start(run_config, data, overrides, device, resume, echo, ctx).train(progress, on_epoch))
             summary = _write_summary(out, results, dataset.metric_name, device, command, ctx)
         except BaseException:
-            if ctx.is_main and not resume:
-                _undo_failed_start(config, out, fresh, echo)
+            if ctx.is_main and results and len(results) < config.runs:
+                _write_partial_summary(config, out, results, dataset.metric_name, device, command, echo)
+            if start is not None and start.locked:  # never after a refusal by the lock: the files are the holder's
+                start.undo(echo)
             raise
     for split in ("val", "test"):
         stats = summary[split]
@@ -150,7 +161,7 @@ def train(
 
 
 # ---------------------------------------------------------------------- the steps of train(), in order
-def _check_config(config: TrainConfig, resume: bool, ctx: Context) -> Path:
+def _check_config(config: TrainConfig, resume: bool, ctx: Context, overwrite: bool = False) -> Path:
     """The output directory, once the job's size and ``out`` are right for this config."""
     if config.nproc != ctx.world_size:
         where = f"{ctx.world_size} processes run it" if ctx.active else "this is one process"
@@ -165,13 +176,8 @@ def _check_config(config: TrainConfig, resume: bool, ctx: Context) -> Path:
         if ctx.is_main:
             refuse_links(config)
         if ctx.is_main and not resume:
-            _refuse_existing_run(out)
+            refuse_existing_run(config, overwrite)
     return out
-
-
-def _refuse_existing_run(out: Path) -> None:
-    if (out / CONFIG_FILE).exists() or (out / METRICS_FILE).exists():
-        raise ConfigError(f"{out} already holds a run; continue it with --resume {out} or choose another --out.")
 
 
 def _check_data_and_model(config: TrainConfig, ctx: Context) -> Tuple[torch.device, Any, Dict[str, Any], List[str]]:
@@ -247,7 +253,7 @@ def _announce(config: TrainConfig, ctx: Context, device: torch.device, dataset: 
 
 def _open_run_directory(
     config: TrainConfig, out: Path, resume: bool, held: ExitStack, ctx: Context, echo: Echo, dataset: Any,
-    device: torch.device, overrides: Dict[str, Any],
+    device: torch.device, overrides: Dict[str, Any], start: Optional[FreshStart] = None, overwrite: bool = False,
 ) -> DeviceData:
     """Lock ``out`` (rank 0, for the whole training), check a resume, write config.yaml; the data on its device.
 
@@ -259,7 +265,7 @@ def _open_run_directory(
             lock = held.enter_context(RunLock(out, sign=False))
             try:
                 if not resume:
-                    _refuse_existing_run(out)  # again, under the lock
+                    refuse_existing_run(config, overwrite)  # again, under the lock
                 else:
                     _check_nproc(config)
                     _check_resume(config, overrides)
@@ -269,6 +275,11 @@ def _open_run_directory(
                     (out / LOCK_FILE).unlink(missing_ok=True)
                 raise
             lock.sign()
+            if start is not None:
+                start.locked = True  # from here on, what the trainer's names hold in out is this command's
+            if overwrite and not resume:
+                for path in remove_trainer_files(config):
+                    echo(f"--overwrite: removed {path}")
             for folder in [out] + run_dirs(config):
                 for path in remove_stale_temp_files(folder):
                     echo(f"removed {path.name}, left by an interrupted write")
@@ -278,22 +289,19 @@ def _open_run_directory(
         return DeviceData.on(dataset, device)
 
 
-def _undo_failed_start(config: TrainConfig, out: Path, fresh: bool, echo: Echo) -> None:
-    """After a fresh run failed: remove what it wrote if no epoch finished, so the same command
-    can run again; else leave it resumable and say how."""
-    if any(read_metrics(run_dir) for run_dir in run_dirs(config) if (run_dir / METRICS_FILE).is_file()):
-        echo(f"{out} keeps the epochs that finished; continue with: revgnn-dgl train --resume {out}")
-        return
-    if fresh:
-        shutil.rmtree(out, ignore_errors=True)
-        return
-    for run_dir in run_dirs(config) if config.runs > 1 else []:
-        if run_dir.is_dir() and not run_dir.is_symlink():
-            shutil.rmtree(run_dir, ignore_errors=True)
-    for name in (CONFIG_FILE, METRICS_FILE, LOCK_FILE):
-        path = out / name
-        if path.is_file() and not path.is_symlink():
-            path.unlink()
+def _write_partial_summary(config: TrainConfig, out: Path, results: List[Dict[str, Any]], metric: str,
+                           device: torch.device, command: Optional[str], echo: Echo) -> None:
+    """An interrupted or failed ``--runs N``: the summary of the seeds that finished (``"runs_planned"`` says
+    how many were asked for); ``--resume`` finishes the others and rewrites it."""
+    try:
+        summary = {**summarize(results, metric), "runs_planned": config.runs}
+        summary["environment"] = {k: v for k, v in environment(device).items() if k != "load_avg_1m"}
+        if command:
+            summary["command"] = command
+        write_json(out / SUMMARY_FILE, summary)
+        echo(f"{out / SUMMARY_FILE}: the {len(results)} of {config.runs} run(s) that finished")
+    except (OSError, ValueError, ConfigError) as err:  # the error that stopped the runs matters more
+        echo(f"warning: no summary of the finished runs: {err}")
 
 
 def _run_configs(config: TrainConfig) -> List[TrainConfig]:

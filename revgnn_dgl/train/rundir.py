@@ -10,17 +10,15 @@ before anything is written, and the files it appends to or locks are opened with
 """
 from __future__ import annotations
 
-import errno
 import json
-import math
 import os
-import tempfile
+import shutil
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
-import yaml
 
 from ..faults import fault_point
+from ..files import acquire_lock, open_nofollow, to_json, write_json, write_whole, write_yaml  # noqa: F401  (the trainer imports them from here)
 from .config import ConfigError, TrainConfig
 
 CONFIG_FILE = "config.yaml"
@@ -67,16 +65,6 @@ def refuse_links(config: TrainConfig) -> None:
                 )
 
 
-def _open_nofollow(path: Path, flags: int) -> int:
-    """``os.open`` that refuses a symbolic link at ``path`` (one line, never writing through it)."""
-    try:
-        return os.open(path, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
-    except OSError as err:
-        if err.errno == errno.ELOOP:
-            raise ConfigError(f"{path} is a symbolic link: revgnn-dgl never writes through a link; remove it.") from None
-        raise
-
-
 # ------------------------------------------------------------------ the lock
 class RunLock:
     """An exclusive lock on a run directory, held for a whole ``train`` or ``--resume``.
@@ -97,21 +85,20 @@ class RunLock:
         self._sign = sign  # False: the caller signs once its checks passed (a refused command writes nothing)
 
     def __enter__(self) -> "RunLock":
-        import fcntl
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.created = not os.path.lexists(self.path)
-        fd = _open_nofollow(self.path, os.O_RDWR | os.O_CREAT)
+        fd = open_nofollow(self.path, os.O_RDWR | os.O_CREAT)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            acquire_lock(fd, blocking=False)
+        except BlockingIOError:
+            holder = (os.pread(fd, 32, 0).decode(errors="replace").split() or ["unknown"])[0]
             os.close(fd)
-            if err.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise ConfigError(
-                    f"{self.path.parent} is in use by another revgnn-dgl process (pid {holder}); "
-                    "wait for it to finish or choose another --out."
-                ) from None
+            raise ConfigError(
+                f"{self.path.parent} is in use by another revgnn-dgl process (pid {holder}); "
+                "wait for it to finish or choose another --out."
+            ) from None
+        except BaseException:
+            os.close(fd)
             raise
         self._fd = fd
         if self._sign:
@@ -123,7 +110,9 @@ class RunLock:
         command is known to go ahead, so that a refused command leaves the directory as it was."""
         assert self._fd is not None
         os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+        # The holder, then the process that started it (a ``train --nproc`` command, for rank 0):
+        # that command may clean up a failed start its killed rank 0 could not (FreshStart.undo).
+        os.pwrite(self._fd, f"{os.getpid()}\n{os.getppid()}\n".encode(), 0)
 
     def __exit__(self, *exc: Any) -> None:
         if self._fd is not None:
@@ -131,56 +120,127 @@ class RunLock:
             self._fd = None
 
 
-# ------------------------------------------------------------------ whole-file writes
-def write_atomic(path: PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` whole or not at all: a temporary file, fsynced, renamed over it.
+# ------------------------------------------------------------------ a fresh start, and undoing it
+def trainer_files(config: TrainConfig) -> List[Path]:
+    """What a fresh ``train`` would write over in ``config.out``: the entries of the trainer's own
+    names there (the lock aside) and, with several runs, each ``run-K`` folder it would use."""
+    out = Path(config.out)
+    found = [out / name for name in RUN_FILES if name != LOCK_FILE and os.path.lexists(out / name)]
+    if config.runs > 1:
+        found += [folder for folder in run_dirs(config) if os.path.lexists(folder)]
+    return found
 
-    The temporary file is created exclusively (``mkstemp``), and the rename replaces a link at
-    ``path`` rather than writing where it points; a link there is refused all the same.
+
+def refuse_existing_run(config: TrainConfig, overwrite: bool = False) -> None:
+    """Refuse a fresh ``train`` into a folder that holds a run, or files of the names the trainer
+    writes (someone's ``summary.json`` or checkpoints, a finished ``run-K``), unless ``overwrite``.
+
+    Raises
+    ------
+    ConfigError
+        Naming the folder, what it holds, and the ways on.
     """
-    path = Path(path)
-    if path.is_symlink():
-        raise ConfigError(f"{path} is a symbolic link: revgnn-dgl never writes through a link; remove it.")
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except OSError as err:  # no space, read-only: name the file the user knows, not the temporary one
-        err.filename = str(path)
-        raise
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
+    found = [] if overwrite else trainer_files(config)
+    if not found:
+        return
+    out = Path(config.out)
+    names = ", ".join(str(path.relative_to(out)) for path in found[:4]) + (", ..." if len(found) > 4 else "")
+    if any(path.name in (CONFIG_FILE, METRICS_FILE) or path.parent != out or path.name.startswith("run-") for path in found):
+        raise ConfigError(f"{out} already holds a run ({names}); continue it with --resume {out}, choose another "
+                          "--out, or give --overwrite to replace it.")  # fmt: skip
+    raise ConfigError(f"{out} holds files of the names the trainer writes ({names}); choose another --out, or give "
+                      "--overwrite to replace them.")  # fmt: skip
 
 
-def write_yaml(path: PathLike, data: Mapping[str, Any]) -> None:
-    write_atomic(path, yaml.safe_dump(dict(data), sort_keys=False))
+def _remove_entry(path: Path) -> None:
+    """Remove a file, or a folder with what it holds; a link is removed itself, never followed."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
-def to_json(data: Any, **kwargs: Any) -> str:
-    """Strict JSON: a non-finite number is an error here, never a ``NaN`` token in a file."""
-    try:
-        return json.dumps(data, allow_nan=False, **kwargs)
-    except ValueError:
-        raise ValueError(f"refusing to write non-finite numbers as JSON: {_first_non_finite(data)}") from None
+def remove_trainer_files(config: TrainConfig) -> List[Path]:
+    """``--overwrite``: remove what :func:`refuse_existing_run` would refuse (under the run's lock)."""
+    found = trainer_files(config)
+    for path in found:
+        _remove_entry(path)
+    return found
 
 
-def write_json(path: PathLike, data: Any) -> None:
-    write_atomic(path, to_json(data, indent=2) + "\n")
+class FreshStart:
+    """What a fresh ``train`` found in ``config.out`` before it wrote anything, so that undoing a
+    failed start removes only what the command created.
+
+    A fresh start refuses a folder holding the trainer's names (or removes them under its lock, with
+    ``--overwrite``), so every such name there was written by the process holding the signed lock:
+    the undo removes them, the lock file if the command created it and ``out`` if it made it, and
+    nothing else (a user's own files stay). It never runs for a command the lock refused: the
+    holder's files are the holder's.
+    """
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        self.out = Path(config.out)
+        self.out_existed = os.path.lexists(self.out)
+        self.lock_existed = os.path.lexists(self.out / LOCK_FILE)
+        #: Set once this process holds the run's lock and has signed it: only then has it written anything.
+        self.locked = False
+
+    def undo(self, echo: Any, files: bool = True) -> None:
+        """Remove what the start created, unless an epoch finished (then say how to continue).
+
+        Only with the run's lock held by this command (its own process, or :meth:`undo_after_ranks`).
+        """
+        finished = False
+        for run_dir in run_dirs(self.config):
+            try:
+                finished = finished or (not (run_dir / METRICS_FILE).is_symlink() and bool(read_metrics(run_dir)))
+            except ConfigError:  # a damaged metrics file: keep it for the user to look at
+                finished = True
+        if finished:
+            echo(f"{self.out} keeps the epochs that finished; continue with: revgnn-dgl train --resume {self.out}")
+            return
+        for path in trainer_files(self.config) if files else []:
+            _remove_entry(path)
+        lock = self.out / LOCK_FILE
+        if not self.lock_existed and lock.is_file() and not lock.is_symlink():
+            lock.unlink()
+        if not self.out_existed:
+            try:
+                self.out.rmdir()  # only if empty: a file someone put there meanwhile stays
+            except OSError:
+                pass
+
+    def undo_after_ranks(self, echo: Any) -> None:
+        """Undo a failed ``train --nproc`` start from the command, once all its ranks have ended
+        (a rank 0 stopped by a signal cannot): only when the lock is free and was signed by a rank
+        this process started, or never signed."""
+        if not self.out.is_dir() or self.out.is_symlink():
+            return
+        try:
+            fd = os.open(self.out / LOCK_FILE, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        except OSError:  # no lock (rank 0 never took it) or a link: nothing of this command's but maybe ``out``
+            if not os.path.lexists(self.out / LOCK_FILE):
+                self.undo(echo, files=False)
+            return
+        try:
+            try:
+                acquire_lock(fd, blocking=False)
+            except OSError:  # another process holds the run: its files are its own
+                return
+            signed = os.pread(fd, 64, 0).decode(errors="replace").split()
+            if not signed:  # taken but never signed: nothing was written under it
+                self.undo(echo, files=False)
+            elif len(signed) >= 2 and signed[1] == str(os.getpid()):
+                self.undo(echo)
+        finally:
+            os.close(fd)
 
 
-def _first_non_finite(data: Any, where: str = "") -> str:
-    if isinstance(data, float) and not math.isfinite(data):
-        return f"{where or 'value'} = {data}"
-    items = data.items() if isinstance(data, Mapping) else enumerate(data) if isinstance(data, (list, tuple)) else ()
-    for key, value in items:
-        found = _first_non_finite(value, f"{where}.{key}" if where else str(key))
-        if found:
-            return found
-    return ""
+# ------------------------------------------------------------------ whole-file writes
+# One home for them all (revgnn_dgl/files.py); the names the training modules use.
+write_atomic = write_whole
 
 
 # ------------------------------------------------------------------ metrics.jsonl
@@ -188,7 +248,7 @@ def append_metrics(path: PathLike, record: Mapping[str, Any]) -> None:
     """Append one epoch's record as a line, flushed to disk."""
     line = to_json(dict(record)) + "\n"
     try:
-        with os.fdopen(_open_nofollow(Path(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a", encoding="utf-8") as fh:
+        with os.fdopen(open_nofollow(Path(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a", encoding="utf-8") as fh:
             half = len(line) // 2
             fh.write(line[:half])
             fh.flush()
@@ -263,7 +323,8 @@ def remove_stale_temp_files(folder: PathLike) -> List[Path]:
 
 def interruption_note(config: TrainConfig) -> str:
     """What an interrupted run kept and lost, and how to go on: for the line a stopped command prints."""
-    if not Path(config.out).exists():  # a fresh run stopped before its first epoch removes its folder
+    out = Path(config.out)
+    if not out.exists() or not trainer_files(config):  # a fresh run stopped before its first epoch removes its files
         return "Interrupted before the first epoch finished: nothing was kept (the same command starts again)."
     parts = []
     for run_dir in run_dirs(config):

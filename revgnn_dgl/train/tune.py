@@ -137,6 +137,7 @@ class SearchSpace:
                         base.updated({param.key: value}, "the search space")
                         if param.key == "model":
                             check_names(str(value), None)
+                    _check_size(param.key, value)
                 except RevGNNError as err:
                     raise ConfigError(f"--space {param.describe()}: {err}") from None
 
@@ -147,6 +148,18 @@ class SearchSpace:
         if extra:
             plain["model_args"] = {**base.model_args, **extra}
         return base.updated(plain, source)
+
+
+def _check_size(key: str, value: Any) -> None:
+    """A searched size (``num_layers``, ``hidden``, ``model_args.heads``...) within the model's bounds,
+    so that a range past them is one line before the first trial, not a failure of every trial."""
+    from ..limits import check_count
+    from ..zoo.architectures import SIZE_ARGUMENTS
+
+    name = key[len(MODEL_ARG):] if key.startswith(MODEL_ARG) else key
+    if name in SIZE_ARGUMENTS and value is not None:
+        low, high = SIZE_ARGUMENTS[name]
+        check_count(name, value, high, minimum=low)
 
 
 def parse_space(items: Sequence[str], source: str = "--space") -> SearchSpace:
@@ -216,7 +229,10 @@ def _parse_param(key: str, spec: str, where: str) -> Param:
     kind = kind.strip()
     _check_kind(kind, where)
     if kind == "choice":
-        return _make_param(key, kind, where, choices=[yaml.safe_load(v) for v in rest.split(",") if v.strip()])
+        from .config import load_yaml  # the project's strict loader: no tags, aliases or deep nesting
+
+        choices = [load_yaml(v, f"{where}: the choice {v.strip()!r}") for v in rest.split(",") if v.strip()]
+        return _make_param(key, kind, where, choices=choices)
     bounds = rest.split(":")
     if len(bounds) not in (2, 3) or (len(bounds) == 3 and kind != "int"):
         form = f"{kind}:LOW:HIGH" + ("[:STEP]" if kind == "int" else "")
@@ -359,10 +375,12 @@ def tune(base: TrainConfig, space: SearchSpace, settings: TuneSettings, echo: Ec
     tic = time.perf_counter()
     # Wall-clock time, the same in every worker process: the budget counts from the command's start.
     deadline = None if settings.timeout is None else time.time() + settings.timeout
+    _check_settings(settings, base)
     space.check(base)
     _check_setup(base)
     base = _pin_threads(base, settings.jobs)
     _optuna()
+    refuse_study_links(settings.out)  # before anything is written in the study folder
     Path(settings.out, TRIALS_DIR).mkdir(parents=True, exist_ok=True)
     with _flock(Path(settings.out) / ASK_LOCK):  # two processes creating one SQLite schema at once collide
         study = _open_study(base, space, settings, _storage(settings), create=True)
@@ -375,6 +393,102 @@ def tune(base: TrainConfig, space: SearchSpace, settings: TuneSettings, echo: Ec
         _run_workers(job, echo)
     study = _open_study(base, space, settings, _storage(settings))
     return _finish(study, base, space, settings, time.perf_counter() - tic, echo)
+
+
+#: The seeds TPE takes (numpy's) less the offsets of the workers and streams (:func:`_sampler_seed`).
+MAX_SAMPLER_SEED = 2**31 - 1
+#: The names a study writes in its folder (and may therefore never be links), besides the trials.
+STUDY_FILES = (STUDY_DB, f"{STUDY_DB}-journal", f"{STUDY_DB}-wal", f"{STUDY_DB}-shm", BEST_CONFIG, TRIALS_CSV,
+               ASK_LOCK, "optimization_history.png", "param_importances.png", "intermediate_values.png")  # fmt: skip
+
+
+def _check_settings(settings: TuneSettings, base: TrainConfig) -> None:
+    """Refuse, before anything starts, a worker count above the machine's process bound, a sampler seed
+    out of range, and a storage that lives in one process's memory (the workers and the end of the
+    command would not see the study)."""
+    from ..limits import check_count, check_processes
+
+    check_processes(f"--jobs {settings.jobs}", settings.jobs * base.nproc)
+    check_count("--sampler-seed", settings.sampler_seed, MAX_SAMPLER_SEED)
+    url = settings.storage_url()
+    if url.startswith("sqlite"):
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            database = make_url(url).database or ""
+        except ArgumentError:
+            return  # _storage says what is wrong with it
+        if database in ("", ":memory:") or "mode=memory" in url:
+            raise ConfigError(f"--storage {url}: an in-memory database lives in one process only, and the study would "
+                              "be lost; give a file (sqlite:///PATH) or leave --storage out.")  # fmt: skip
+
+
+def refuse_study_links(out: str) -> None:
+    """Refuse a study folder where the tuner would write through a symbolic link: its own files,
+    ``trials``, each ``trials/trial-NNNN`` and the files a trial writes there (its log, its lock and
+    the trainer's). One line, before anything is written.
+
+    Raises
+    ------
+    ConfigError
+        Naming the first link and where it points.
+    """
+    from .rundir import RUN_FILES
+
+    folder = Path(out)
+    trials = folder / TRIALS_DIR
+    candidates = [folder / name for name in STUDY_FILES] + [trials]
+    if trials.is_dir() and not trials.is_symlink():
+        for trial in sorted(trials.iterdir()):
+            candidates.append(trial)
+            if trial.is_dir() and not trial.is_symlink():
+                candidates += [trial / name for name in ("train.log", TRIAL_LOCK, *RUN_FILES)]
+    for path in candidates:
+        _refuse_link(path)
+
+
+def _refuse_link(path: Path) -> None:
+    if path.is_symlink():
+        raise ConfigError(f"{path} is a symbolic link (to {os.readlink(path)}): revgnn-dgl never writes through a "
+                          "link; remove it, or choose another --out.")  # fmt: skip
+
+
+def _trial_dir(settings: TuneSettings, number: int) -> Path:
+    """A new trial's run directory, checked for links before and after it is resolved: never outside
+    the study's ``trials`` folder."""
+    trials = Path(settings.out, TRIALS_DIR)
+    _refuse_link(trials)
+    path = trials / f"trial-{number:04d}"
+    _refuse_link(path)
+    resolved = path.resolve()
+    if resolved.parent != trials.resolve():
+        raise ConfigError(f"{path} resolves to {resolved}, outside {trials}: revgnn-dgl never writes through a link.")
+    resolved.mkdir(parents=True, exist_ok=True)
+    _refuse_link(resolved)
+    for name in ("train.log", TRIAL_LOCK):
+        _refuse_link(resolved / name)
+    return resolved
+
+
+def _sampler_seed(settings: TuneSettings, index: int, trials: int, stream: int) -> int:
+    """The TPE seed of a worker: the first stream of a study keeps the historic seed (``sampler_seed + 1000 *
+    worker + trials so far``); every later stream opened on the study (another worker, another process
+    on the same study, a re-run) draws its own, so that processes sharing a study do not repeat points."""
+    seed = settings.sampler_seed + 1000 * index + trials
+    if stream:
+        import numpy as np
+
+        seed = int(np.random.SeedSequence([settings.sampler_seed, index, trials, stream]).generate_state(1)[0])
+    return seed % 2**32
+
+
+def _claim_stream(study: Any) -> int:
+    """The number of sampler streams opened on the study before this one, counted in the study (called
+    under the study folder's ask lock, so that two processes of this machine never claim the same)."""
+    claimed = int(study.user_attrs.get("sampler_streams", 0) or 0)
+    study.set_user_attr("sampler_streams", claimed + 1)
+    return claimed
 
 
 def _check_setup(base: TrainConfig) -> None:
@@ -420,7 +534,8 @@ def _storage(settings: TuneSettings) -> Any:
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     try:
         return _optuna().storages.RDBStorage(url, engine_kwargs=engine)
-    except (ImportError, SQLAlchemyError) as err:  # a malformed URL, a missing driver, a server not reached
+    except (ImportError, SQLAlchemyError, RuntimeError, ValueError) as err:  # a malformed URL, a missing driver, a
+        # server not reached, a database whose schema version this optuna does not know
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"--storage {_shown_url(settings)}: {first}") from None
 
@@ -531,8 +646,9 @@ def _work(job: _Job, index: int, echo: Echo) -> None:
     with _flock(Path(settings.out) / ASK_LOCK):
         storage = _storage(settings)
         probe = _open_study(base, space, settings, storage)
-        # Another seed per worker and per continuation: a re-run does not redraw the first run's points.
-        sampler = optuna.samplers.TPESampler(seed=settings.sampler_seed + 1000 * index + len(probe.trials))
+        # Another seed per worker, per process on the study and per continuation: no stream redraws another's points.
+        seed = _sampler_seed(settings, index, len(probe.trials), _claim_stream(probe))
+        sampler = optuna.samplers.TPESampler(seed=seed)
         study = _open_study(base, space, settings, storage, sampler=sampler, pruner=_make_pruner(settings, base, space))
     distributions = space.distributions()
     while True:
@@ -546,8 +662,7 @@ def _work(job: _Job, index: int, echo: Echo) -> None:
                 if job.deadline is not None and time.time() >= job.deadline:
                     return
                 trial = study.ask(fixed_distributions=distributions)
-                run_dir = Path(settings.out, TRIALS_DIR, f"trial-{trial.number:04d}").resolve()
-                run_dir.mkdir(parents=True, exist_ok=True)
+                run_dir = _trial_dir(settings, trial.number)
                 trial_lock.enter_context(_flock(run_dir / TRIAL_LOCK))  # released once the study knows the end
                 trial.set_user_attr("lock", str(run_dir / TRIAL_LOCK))
                 trial.set_user_attr("run_dir", str(run_dir))
@@ -560,7 +675,9 @@ def _flock(path: Path) -> Iterator[None]:
     """An exclusive ``flock`` on ``path`` (waiting for it); the kernel drops it however the process ends."""
     import fcntl
 
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    from .rundir import open_nofollow
+
+    fd = open_nofollow(path, os.O_RDWR | os.O_CREAT)  # a planted link is refused, never written through
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -613,7 +730,7 @@ def _fail_dead_trials(study: Any, storage: Any, echo: Echo) -> None:
     study_id = None
     for trial in study.get_trials(deepcopy=False, states=(state.RUNNING,)):
         lock = trial.user_attrs.get("lock")
-        if not lock or not Path(lock).exists() or _held(Path(lock)):
+        if not isinstance(lock, str) or not lock or not Path(lock).is_file() or Path(lock).is_symlink() or _held(Path(lock)):
             continue
         study_id = study_id if study_id is not None else storage.get_study_id_from_name(study.study_name)
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
@@ -630,7 +747,7 @@ def _held(path: Path) -> bool:
     """Whether a process holds the flock on ``path`` (taking it for a moment to see)."""
     import fcntl
 
-    fd = os.open(path, os.O_RDWR)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))  # a path from the study: no link followed
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as err:
@@ -696,7 +813,10 @@ def _train_trial(trial: Any, config: TrainConfig, run_dir: Path) -> Dict[str, An
             echo(f"pruned by the study {why}: an interrupted run, which train --resume would continue")
             raise optuna.TrialPruned(why)
 
-    with open(run_dir / "train.log", "a", encoding="utf-8") as log, warnings.catch_warnings():
+    from .rundir import open_nofollow
+
+    log_fd = open_nofollow(run_dir / "train.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    with os.fdopen(log_fd, "a", encoding="utf-8") as log, warnings.catch_warnings():
 
         def echo(line: str) -> None:
             log.write(line + "\n")
@@ -729,6 +849,7 @@ def _finish(study: Any, base: TrainConfig, space: SearchSpace, settings: TuneSet
     if not done:
         echo("no trial has finished yet: no best config.")
         return summary
+    _check_attributes(done, settings)
     metric = done[0].user_attrs.get("metric", "val")
     rows = [("trial", f"val {metric}", "test", *study.best_trial.params.keys(), "run")]
     for t in done[: settings.top]:
@@ -739,7 +860,7 @@ def _finish(study: Any, base: TrainConfig, space: SearchSpace, settings: TuneSet
     for row in rows:
         echo("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
     best = done[0]
-    from .rundir import CONFIG_FILE, write_yaml
+    from .rundir import CONFIG_FILE, write_atomic, write_yaml
 
     saved = Path(best.user_attrs["run_dir"]) / CONFIG_FILE
     # The trial's own config.yaml (its thread count included), unless it ran on another machine.
@@ -752,10 +873,23 @@ def _finish(study: Any, base: TrainConfig, space: SearchSpace, settings: TuneSet
     for column in ("user_attrs_run_dir", "user_attrs_lock"):  # the storage keeps absolute paths; the table is shared
         if column in frame:
             frame[column] = [_relative(p) if isinstance(p, str) else p for p in frame[column]]
-    frame.to_csv(out / TRIALS_CSV, index=False)
+    write_atomic(out / TRIALS_CSV, frame.to_csv(index=False))  # whole, and never through a link
     summary["plots"] = _plots(study, out, echo)
     echo(f"best config (trial {best.number}) in {out / BEST_CONFIG}: revgnn-dgl train --config {out / BEST_CONFIG}")
     return summary
+
+
+def _check_attributes(done: Sequence[Any], settings: TuneSettings) -> None:
+    """Refuse, in one line, finished trials whose recorded attributes are not what the tuner writes (an
+    edited database): a run directory as text, a finite test score, a metric name."""
+    for t in done:
+        attrs = t.user_attrs
+        test = attrs.get("test", 0.0)
+        if (not isinstance(attrs.get("run_dir"), str) or not isinstance(attrs.get("metric", "val"), str)
+                or isinstance(test, bool) or not isinstance(test, (int, float)) or not math.isfinite(test)):
+            raise ConfigError(f"study {settings.study_name!r} in {_shown_url(settings)}: trial {t.number}'s recorded "
+                              "run_dir, test or metric is not what revgnn-dgl writes (an edited database); start "
+                              "another study with --out DIR or --study-name NAME.")  # fmt: skip
 
 
 def _relative(path: str) -> str:
@@ -782,7 +916,11 @@ def _fit_legend(axes: Any) -> None:
 
 def _plots(study: Any, out: Path, echo: Echo) -> List[str]:
     """Optuna's optimization history, parameter importances and intermediate values, as PNGs."""
+    import io
+
     import matplotlib
+
+    from .rundir import write_atomic
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -800,7 +938,9 @@ def _plots(study: Any, out: Path, echo: Echo) -> List[str]:
             figure = getattr(axes, "figure", None) or axes.flat[0].figure
             _fit_legend(axes)
             figure.tight_layout()
-            figure.savefig(path, dpi=100, bbox_inches="tight")  # the legend sits outside the axes
+            image = io.BytesIO()
+            figure.savefig(image, format="png", dpi=100, bbox_inches="tight")  # the legend sits outside the axes
+            write_atomic(path, image.getvalue())  # whole, and never through a link
             plt.close(figure)
             written.append(str(path))
         except (ValueError, RuntimeError) as err:  # e.g. importances of fewer than two finished trials

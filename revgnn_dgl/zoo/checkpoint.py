@@ -30,7 +30,6 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, Mapping, Optional, Tuple, Union
@@ -39,6 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from ..faults import fault_point
+from ..files import whole_file
 from ..errors import CheckpointError, ZooError
 from ..limits import format_bytes
 from .architectures import build_from_config, check_sizes, estimate_state_bytes
@@ -186,19 +186,8 @@ def write_safetensors(path: Path, tensors: Mapping[str, Tensor], metadata: Mappi
     path.parent.mkdir(parents=True, exist_ok=True)
     data = save(dict(tensors), metadata=dict(metadata))
     # The temporary name matches the repository's ignore pattern ``*.safetensors.tmp*``.
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp_name, 0o644)  # mkstemp makes the file private; these are ordinary files
-        if fault:
-            fault_point(fault)
-        os.replace(tmp_name, path)
-    finally:  # also on KeyboardInterrupt: never leave the temporary file behind
-        Path(tmp_name).unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    with whole_file(path, "wb", error=CheckpointError, before_rename=(lambda: fault_point(fault)) if fault else None) as fh:
+        fh.write(data)
 
 
 def _storable_state_dict(state: Mapping[str, Any]) -> Dict[str, Tensor]:
@@ -237,25 +226,6 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (set, frozenset, tuple)):
         return sorted(value) if isinstance(value, (set, frozenset)) else list(value)
     raise TypeError(f"{type(value).__name__} {value!r} is not JSON-serialisable")
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as fh:
-        os.fsync(fh.fileno())
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename durable; best effort (not every platform can open a directory)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ------------------------------------------------------------------ loading

@@ -33,7 +33,9 @@ from typing import Any, Dict, Iterator, Mapping, Optional, Tuple, Union
 from torch import Tensor, nn
 
 from ..data.safe_torch import TorchFileError, load_torch_file
+from ..files import file_lock
 from ..errors import CheckpointError, ZooError
+from ..limits import format_bytes
 from .checkpoint import save_checkpoint, sha256_file
 from .architectures import build_from_config
 from .factory import create_model
@@ -273,6 +275,7 @@ def import_official_checkpoint(
     raw = _safe_torch_load(path)
     state, info = _unwrap(raw, path)
     state = _strip_prefix(state, "module.")
+    _check_conversion_memory(path, state)
     if model is None:
         inferred = {**infer_official_arguments(state), **overrides}
         model = next((n for n in ("revgnn-deep", "revgnn-wide") if _card_matches(n, inferred)), None)
@@ -327,16 +330,14 @@ def import_official_checkpoint(
 def _exclusive(dest: Path) -> Iterator[None]:
     """One import at a time into ``dest``'s folder: an advisory lock on the folder itself (no
     lock file is left in the cache; the kernel releases the lock when the process ends)."""
-    import fcntl
-
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(dest.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError as err:
         raise CheckpointError(f"cannot lock {dest.parent}: {err.strerror or err}") from None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # waits for another import into the same file
-        yield
+        with file_lock(fd):  # waits for another import into the same file
+            yield
     finally:
         os.close(fd)
 
@@ -372,6 +373,16 @@ def _target_model(model: Union[str, Mapping[str, Any], nn.Module], overrides: Ma
     if isinstance(model, Mapping) and "architecture" in model:
         return build_from_config(model["architecture"], {**(model.get("arguments") or {}), **overrides})
     raise TypeError(f"model must be a name, a card-like mapping or an nn.Module, not {type(model).__name__}.")
+
+
+def _check_conversion_memory(path: Path, state: Mapping[str, Tensor]) -> None:
+    """Refuse, before the model is built, a conversion whose peak does not fit: the file's tensors (loaded),
+    the model holding a copy, and the serialised buffer of the checkpoint written, about as much again."""
+    from ..limits import check_memory
+
+    weights = sum(t.numel() * t.element_size() for t in state.values())
+    check_memory(f"converting {path.name} ({len(state)} tensors, {format_bytes(weights)})", 3 * weights,
+                 error=CheckpointError)  # fmt: skip
 
 
 def _strip_prefix(state: Mapping[str, Any], prefix: str) -> Dict[str, Any]:

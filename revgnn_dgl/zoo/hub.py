@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 from ..errors import CheckpointError
-from .checkpoint import _fsync_dir, sha256_file
+from ..files import whole_file
+from .checkpoint import sha256_file
 from .registry import CARDS_DIR
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -192,20 +192,13 @@ def download(url: str, dest: PathLike, sha256: Optional[str] = None, *, timeout:
         hash mismatch.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.is_symlink():
-        raise CheckpointError(f"{dest} is a symbolic link: revgnn-dgl never writes through a link; remove it.")
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.tmp", suffix=".part")
-    tmp = Path(tmp_name)
     digest = hashlib.sha256()
-    try:
+    with whole_file(dest, "wb", error=CheckpointError, suffix=".part") as out:
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
                 for block in iter(lambda: response.read(_CHUNK), b""):
                     digest.update(block)
                     out.write(block)
-                out.flush()
-                os.fsync(out.fileno())
         except (urllib.error.URLError, OSError, ValueError) as err:
             reason = getattr(err, "reason", None) or err
             raise CheckpointError(
@@ -213,15 +206,9 @@ def download(url: str, dest: PathLike, sha256: Optional[str] = None, *, timeout:
                 f"put it at {dest}."
             ) from None
         actual = digest.hexdigest()
-        if sha256 and actual != str(sha256).lower():
+        if sha256 and actual != str(sha256).lower():  # raised inside: nothing replaces dest
             raise CheckpointError(
                 f"the file downloaded from {url} has sha256 {actual}, expected {sha256}; it was discarded "
                 f"and nothing was written to {dest}."
             )
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(dest.parent)
     return dest

@@ -89,3 +89,22 @@ def test_the_model_gets_its_convolutions_back_even_after_an_error() -> None:
             assert isinstance(model.conv, StreamedConv)
             raise RuntimeError("boom")
     assert model.conv is conv
+
+
+def test_cached_blocks_give_the_same_rows_and_the_cache_keeps_to_its_size() -> None:
+    from revgnn_dgl.nn.streaming import BlockCache
+
+    g = awkward_graph()
+    conv = GENConv(6, 6, aggregator="softmax").double().eval()
+    x = torch.randn(g.num_nodes(), 6, dtype=torch.float64)
+    blocks = blockings(g.num_nodes())["uneven"]
+    with torch.no_grad():
+        plain = StreamedConv(conv, blocks)(g, x)
+        cache = BlockCache(max_bytes=10**9)
+        cached = StreamedConv(conv, blocks, cache)
+        assert torch.equal(cached(g, x), plain) and torch.equal(cached(g, x), plain)  # built, then reused
+    assert len(cache.blocks) == len(blocks) and 0 < cache.used <= cache.max_bytes
+    small = BlockCache(max_bytes=1)
+    with torch.no_grad():
+        assert torch.equal(StreamedConv(conv, blocks, small)(g, x), plain)
+    assert not small.blocks and small.used == 0
