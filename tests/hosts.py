@@ -111,10 +111,11 @@ def _kill_namespace(name: str) -> None:
 
 
 def sweep(prefix: str = PREFIX) -> List[str]:
-    """Remove the namespaces with ``prefix`` whose creating process (the pid in the name) is gone.
+    """Remove the namespaces with ``prefix`` whose creating process (the pid in the name) is gone,
+    and their folders in the temporary directory.
 
     They are what a run killed before its teardown (SIGKILL, a lost machine) left behind. Returns
-    their names.
+    the namespaces' names.
     """
     removed = []
     for name in _namespaces():
@@ -124,6 +125,10 @@ def sweep(prefix: str = PREFIX) -> List[str]:
         _kill_namespace(name)
         _ip("netns", "del", name, check=False)
         removed.append(name)
+    for folder in Path(tempfile.gettempdir()).glob(f"{prefix}-*"):  # the hosts' folders (TMPDIR, /etc/hosts)
+        parts = folder.name.split("-")
+        if folder.is_dir() and not folder.is_symlink() and parts[1].isdigit() and not _pid_alive(int(parts[1])):
+            shutil.rmtree(folder, ignore_errors=True)
     return removed
 
 

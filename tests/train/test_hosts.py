@@ -27,6 +27,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
@@ -100,6 +101,7 @@ def test_hosts_are_removed_after_a_failure_ctrl_c_and_sigkill(tmp_path: Path) ->
     removed = sweep()
     assert len([n for n in removed if n.startswith(prefix)]) == 3
     assert not [n for n in _netns() if n.startswith(prefix)] and not _sleepers(proc.pid)
+    assert not list(Path(tempfile.gettempdir()).glob(f"{prefix}*"))  # its folders too
 
 
 def test_where_namespaces_cannot_be_made_the_test_skips_or_fails_in_ci(tmp_path: Path) -> None:
