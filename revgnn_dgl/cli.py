@@ -228,6 +228,11 @@ def _set_threads(threads: Optional[int]) -> None:
     click.option("--servers", type=click.IntRange(min=1),
                   help="Graph servers this command starts for --partitions (one main, the rest its backups). "
                        + _default("servers")),
+    click.option("--ip-config", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+                  help="DGL's ip_config ('IP PORT' per machine): with --partitions, this machine's share of a job over "
+                       "the machines it names (run the same command on each; --nproc counts all their trainers)."),
+    click.option("--master-port", type=click.IntRange(min=1, max=65535), metavar="PORT",
+                  help="With --ip-config: the port of the job's rendezvous on the first machine [default: 29500]."),
 )
 @cloup.option_group(
     "Output",
@@ -250,6 +255,8 @@ def train(
     nproc: Optional[int],
     dist_timeout: Optional[float],
     overwrite: bool,
+    ip_config: Optional[str],
+    master_port: Optional[int],
     **flags: Any,
 ) -> None:
     """Train a zoo model the paper's way: random node partitions, one optimizer step per part.
@@ -268,6 +275,16 @@ def train(
     from .train.settings import fixed_on_resume, resolve_train_config
 
     launched = under_launcher()  # a rank of a job torchrun started
+    if master_port is not None and ip_config is None:
+        raise click.UsageError("--master-port goes with --ip-config (a DistDGL job over several machines).", ctx=ctx)
+    if ip_config is not None and launched:
+        raise click.UsageError("--ip-config starts this machine's servers and trainers itself: run it without "
+                               "torchrun.", ctx=ctx)  # fmt: skip
+    machines = None
+    if ip_config is not None:
+        from .train.machines import DEFAULT_MASTER_PORT, Machines
+
+        machines = Machines.from_file(ip_config, master_port=master_port or DEFAULT_MASTER_PORT)
     if launched and nproc is not None:
         raise click.UsageError("--nproc starts processes on this machine; under torchrun the job's size comes "
                                "from torchrun: drop --nproc.", ctx=ctx)  # fmt: skip
@@ -332,19 +349,38 @@ def train(
     try:
         with sigterm_as_interrupt():
             summary = launch(config, resume=bool(resume), timeout_s=dist_timeout, echo=echo, command=command,
-                             overwrite=overwrite)
+                             overwrite=overwrite, machines=machines)  # fmt: skip
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM: every process has stopped, the files are whole
         click.echo(f"\n{interruption_note(config)}", err=True)
         ctx.exit(interrupt_exit_code(err))
-    if as_json:
+    if machines is not None and machines.machine != 0:  # rank 0's machine writes the run directory
+        click.echo(f"done: rank 0's machine ({machines.master_addr}) wrote the run directory")
+    elif as_json:
         click.echo(json.dumps({"out": config.out, **summary}))
     else:
         click.echo(f"outputs in {config.out}")
 
 
+def _machines_of_run(run_dir: Optional[str]) -> Optional[List[Any]]:
+    """The nodes of each machine of a run trained by DistDGL over several machines (its evaluation
+    parts were drawn per machine), from the partition folder its config.yaml names; else None."""
+    if not run_dir:
+        return None
+    from .train import CONFIG_FILE, TrainConfig
+
+    partitions = TrainConfig.from_file(Path(run_dir) / CONFIG_FILE).partitions
+    if not partitions:
+        return None
+    from .data.partitions import PartitionedDataset
+
+    described = PartitionedDataset(partitions)
+    return described.machine_nodes() if described.parts > 1 else None
+
+
 # ------------------------------------------------------------------ tune
 #: train's options that place, resume or launch one training: a study decides those itself.
-_NOT_IN_TUNE = ("out", "overwrite", "resume", "as_json", "nproc", "dist_timeout", "partitions", "servers")
+_NOT_IN_TUNE = ("out", "overwrite", "resume", "as_json", "nproc", "dist_timeout", "partitions", "servers", "ip_config",
+                "master_port")
 
 
 def _fixed_train_options(f: Any) -> Any:
@@ -561,10 +597,11 @@ def evaluate(
         from .train.fullgraph import parse_memory_budget
 
         budget = parse_memory_budget(memory_budget)
+    machines = _machines_of_run(run_dir)
     scores = run_evaluation(
         net, dataset, parts=config.eval_parts, views=config.eval_views, seed=config.seed, device=torch_device,
         amp=config.amp, return_logits=bool(save_predictions), config=config, full_graph=full_graph,
-        memory_budget=budget,
+        memory_budget=budget, machines=machines,
     )  # fmt: skip
     if save_predictions:
         write_predictions(save_predictions, dataset, scores.pop("logits"))

@@ -65,3 +65,30 @@ def _one_thread_again():
     yield
     if torch.get_num_threads() != 1:
         torch.set_num_threads(1)
+
+
+@pytest.fixture
+def emulated_hosts(request: pytest.FixtureRequest, tmp_path: Path):
+    """``emulated_hosts(n=2)``: ``n`` emulated hosts (``tests/hosts.py``: a network namespace each,
+    joined by a bridge, each with its own /dev/shm and hostname), torn down when the test ends,
+    also when it fails. Where namespaces cannot be made, the test fails in CI and skips elsewhere,
+    with the reason in one line."""
+    from hosts import EmulatedHosts, unavailable
+
+    why = unavailable()
+    if why:
+        from suite_env import missing_requirement
+
+        missing_requirement(why, "run the suite as root on Linux with iproute2 and util-linux")
+    made = []
+
+    def make(n: int = 2) -> EmulatedHosts:
+        hosts = EmulatedHosts(n, folder=tmp_path / f"hosts{len(made)}")
+        made.append(hosts)
+        return hosts.__enter__()
+
+    try:
+        yield make
+    finally:
+        for hosts in made:
+            hosts.close()

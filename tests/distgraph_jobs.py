@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict
+from typing import Any, Dict, Optional
 
 import dgl
 import numpy as np
@@ -35,8 +35,8 @@ def float64_dataset() -> NodeDataset:
     return ds
 
 
-def make_partition(folder: Path) -> str:
-    return partition_dataset(float64_dataset(), 1, folder, method="random")["config"]
+def make_partition(folder: Path, parts: int = 1, method: str = "random") -> str:
+    return partition_dataset(float64_dataset(), parts, folder, method=method)["config"]
 
 
 def _model(dataset: object) -> torch.nn.Module:
@@ -94,3 +94,81 @@ def reference_step(config_path: str) -> Dict[str, Dict[str, np.ndarray]]:
     data = DeviceData.on(dataset, torch.device("cpu"))
     train_epoch(model, optimizer, data, PARTS, rng, grad_clip=0.0, config=STEP, parts_per_step=PARTS)
     return {"before": before, "after": _params(model)}
+
+
+# ---------------------------------------------------------------------- one host of two (tests/train/test_hosts.py)
+def host_step(ctx: Context, config_path: str) -> Dict[str, Any]:
+    """One SGD step (lr 1) of a trainer on its machine's whole partition (one part per machine), and
+    every node's features as this trainer reads them through the DistGraph (most from the other host)."""
+    described = PartitionedDataset(config_path)
+    data = DistData.connect(described, ctx.rank, ctx.world_size, torch.device("cpu"))
+    features = data.graph.ndata["feat"][torch.arange(described.num_nodes)].numpy().copy()
+    model = _model(described)
+    ctx.use_device("cpu")
+    net = ctx.wrap(model)
+    before = _params(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    rng = np.random.default_rng([0, TRAIN_STREAM, 1])
+    train_epoch(net, optimizer, data, 1, rng, grad_clip=0.0, config=STEP, parts_per_step=1, dist=ctx)
+    nodes = data.nodes.numpy().copy()
+    disconnect()
+    return {"before": before, "after": _params(model), "features": features, "nodes": nodes, "machine": data.machine,
+            "host": ctx.hosts[ctx.rank]}
+
+
+def reference_machine_step(config_path: str, machines: Optional[list] = None) -> Dict[str, Any]:
+    """The step of :func:`host_step` in one process holding the graph: the parts are the
+    partitions' node ranges (``machines``: only those), each with the seed its machine draws,
+    the loss their mean."""
+    from revgnn_dgl.train.loop import _part_loss, _seeded
+
+    described = PartitionedDataset(config_path)
+    ids = described.original_ids()
+    dataset = renumbered(float64_dataset(), ids["nodes"], ids["edges"])
+    model = _model(dataset)
+    before = _params(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    seed = int(np.random.default_rng([0, TRAIN_STREAM, 1]).integers(2**63 - 1, size=1)[0])
+    data = DeviceData.on(dataset, torch.device("cpu"))
+    ranges = [r for m, r in enumerate(node_ranges(config_path)) if machines is None or m in machines]
+    optimizer.zero_grad(set_to_none=True)
+    model.train()
+    for start, stop in ranges:
+        with _seeded(seed, torch.device("cpu")):
+            loss = _part_loss(model, data, np.arange(start, stop), STEP, None)
+            (loss / len(ranges)).backward()
+    optimizer.step()
+    return {"before": before, "after": _params(model), "features": dataset.graph.ndata["feat"].numpy()}
+
+
+def node_ranges(config_path: str) -> list:
+    """Each partition's node ids (new numbering: contiguous ranges), from DGL's partition config."""
+    import json
+
+    meta = json.loads(Path(config_path).read_text())
+    node_map = meta["node_map"]
+    ranges = next(iter(node_map.values())) if isinstance(node_map, dict) else node_map
+    return [(int(a), int(b)) for a, b in ranges]
+
+
+def run_host_step(config_path: str, ip_config: str, result: str, nproc: int) -> None:
+    """What each host runs: its graph server and its trainers (``nproc`` in the job), the results pickled."""
+    import pickle
+
+    from revgnn_dgl.train.distgraph import graph_servers
+    from revgnn_dgl.train.distributed import spawn
+    from revgnn_dgl.train.machines import Machines
+
+    machines = Machines.from_file(ip_config, master_port=29500)
+    job = TrainConfig(partitions=config_path, nproc=nproc, servers=1)
+    with graph_servers(job, machines=machines):
+        ranks = spawn(host_step, machines.trainers(nproc), config_path, threads=1, timeout_s=120,
+                      job=(machines.first_rank(nproc), nproc, machines.master_addr, machines.master_port))
+    Path(result).write_bytes(pickle.dumps(ranks))
+
+
+if __name__ == "__main__":  # python tests/distgraph_jobs.py host-step CONFIG IP_CONFIG RESULT NPROC
+    import sys
+
+    assert sys.argv[1] == "host-step", sys.argv
+    run_host_step(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))

@@ -277,6 +277,12 @@ class PartitionedDataset:
     def metric_name(self) -> str:
         return "accuracy" if self.task == "multiclass" else "rocauc"
 
+    def machine_nodes(self) -> List[np.ndarray]:
+        """Each partition's nodes (served by machine m) as original ids, in the order of their new ids:
+        the nodes whose evaluation parts a DistDGL job's machine m draws."""
+        orig = self.original_ids()["nodes"]
+        return [orig[lo:hi] for lo, hi in _node_ranges(self.config)]
+
     def original_ids(self) -> Dict[str, np.ndarray]:
         """``{'nodes': orig_nids, 'edges': orig_eids}``: the original id of each new id."""
         folder = self.config.parent

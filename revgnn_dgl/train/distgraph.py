@@ -138,7 +138,15 @@ class DistData:
                 f"the graph servers hold {graph.num_nodes()} nodes and {graph.num_edges()} edges, not the "
                 f"{dataset.num_nodes} and {dataset.num_edges} of {dataset.config}."
             )
-        return cls(dataset, graph, rank, world, device)
+        data = cls(dataset, graph, rank, world, device)
+        found = int(dgl.distributed.rpc.get_machine_id())  # DGL's, from this machine's address in ip_config
+        if found != data.machine:  # its local partition (shared memory) would not be the nodes it trains on
+            raise DistributedError(
+                f"rank {rank} of {world} trains on partition {data.machine} but runs on machine {found} of "
+                f"{os.environ['DGL_IP_CONFIG']} (found by its address): start machine m's trainers (ranks "
+                f"m*{data.trainer_slots} to m*{data.trainer_slots}+{data.trainer_slots - 1}) on the machine of line m+1."
+            )
+        return data
 
     @property
     def num_nodes(self) -> int:
@@ -275,21 +283,31 @@ def disconnect() -> None:
 
 # ---------------------------------------------------------------------- servers on this machine
 @contextmanager
-def graph_servers(config: TrainConfig, echo: Any = print) -> Iterator[None]:
+def graph_servers(config: TrainConfig, echo: Any = print, machines: Optional[Any] = None) -> Iterator[None]:
     """Start ``config.servers`` graph servers of ``config.partitions`` on 127.0.0.1 for ``config.nproc``
     trainers started in the block (they inherit the ``DGL_*`` variables set here).
+
+    With ``machines`` (a :class:`~revgnn_dgl.train.machines.Machines`: this machine is one of
+    the job's), the servers are this machine's (DGL ids ``m*S`` to ``m*S+S-1``, serving partition
+    m) at its address in the job's ip_config, for the job's ``config.nproc`` trainers on all machines.
 
     When a server ends before the trainers, the trainers are stopped and one line says which
     server and why. On leaving, every server has ended (the trainers' :func:`disconnect` ends
     them; any left are terminated, then killed), and the temporary files are gone.
     """
     dataset = PartitionedDataset(config.partitions)
-    if dataset.parts != 1:
+    if machines is not None and dataset.parts != machines.count:
+        raise ConfigError(
+            f"{dataset.config} has {dataset.parts} partition(s) and {machines.ip_config} names {machines.count} "
+            "machine(s): DGL serves one partition per machine; partition with --parts "
+            f"{machines.count} or name {dataset.parts} machine(s)."
+        )
+    if dataset.parts != 1 and machines is None:
         raise ConfigError(
             f"{dataset.config} has {dataset.parts} partitions, and DGL serves one partition per machine (it tells "
             "machines apart by their IP address, and names a partition's shared memory after its features only); "
-            "on one machine partition with --parts 1, or start the servers of each partition on its own machine "
-            "with DGL's tools/launch.py (docs/distributed.md)."
+            "on one machine partition with --parts 1, or run the command on each machine with --ip-config "
+            "(docs/distributed.md)."
         )
     from .distributed import free_port
 
@@ -298,7 +316,11 @@ def graph_servers(config: TrainConfig, echo: Any = print) -> Iterator[None]:
         folder = Path(tempfile.mkdtemp(prefix=SERVERS_PREFIX))
         (folder / OWNER_FILE).write_text(f"{os.getpid()}\n")
         ip_config = folder / "ip_config.txt"
-        ip_config.write_text(f"127.0.0.1 {free_port()}\n")
+        if machines is None:
+            ip_config.write_text(f"127.0.0.1 {free_port()}\n")
+        else:  # the job's, the same on every machine
+            shutil.copyfile(machines.ip_config, ip_config)
+        server_ids = list(range(config.servers)) if machines is None else machines.server_ids(config.servers)
         common = {
             "DGL_DIST_MODE": "distributed", "DGL_IP_CONFIG": str(ip_config), "DGL_NUM_SERVER": str(config.servers),
             "DGL_NUM_CLIENT": str(config.nproc), "DGL_CONF_PATH": str(Path(dataset.config).resolve()),
@@ -312,7 +334,7 @@ def graph_servers(config: TrainConfig, echo: Any = print) -> Iterator[None]:
         failed: List[str] = []
         stop = threading.Event()
         try:
-            for i in range(config.servers):
+            for i in server_ids:
                 logs.append(folder / f"server-{i}.log")
                 env = {**os.environ, **common, "DGL_ROLE": "server", "DGL_SERVER_ID": str(i), "OMP_NUM_THREADS": "1",
                        PARENT_ENV: str(os.getpid())}  # fmt: skip

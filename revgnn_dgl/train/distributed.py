@@ -85,6 +85,7 @@ Test hook
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import socket
@@ -156,6 +157,8 @@ class Context:
         self.active = False
         #: The group DDP reduces gradients over (None: the default gloo group).
         self.grad_group: Optional[Any] = None
+        #: Each rank's host, ``(hostname, address)``, by rank (set on joining a job; names a lost host).
+        self.hosts: List[Tuple[str, str]] = []
         self._device_spec: Optional[str] = None
 
     def __repr__(self) -> str:
@@ -411,7 +414,20 @@ def init_from_env(timeout_s: Optional[float] = None, echo: Optional[Echo] = None
         watchdog.cancel()
     ctx = Context(rank, world, local_rank, echo=echo, timeout_s=seconds)
     ctx.active = True
+    hosts: List[Any] = [None] * world
+    dist.all_gather_object(hosts, this_host())  # once: so that a lost contact can name the host
+    ctx.hosts = [tuple(h) for h in hosts]
     return ctx
+
+
+def this_host() -> Tuple[str, str]:
+    """``(hostname, address)`` of this machine: the address its hostname resolves to, the one gloo offers its peers."""
+    name = socket.gethostname()
+    try:
+        address = socket.gethostbyname(name)
+    except OSError:
+        address = "?"
+    return name, address
 
 
 def _check_port_free(port: int, where: str) -> None:
@@ -463,18 +479,48 @@ def _is_comm_error(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and any(n in text for n in needles)
 
 
-def classify_error(err: BaseException, rank: int, world: int) -> Tuple[str, str]:
+def classify_error(err: BaseException, rank: int, world: int, hosts: Sequence[Tuple[str, str]] = ()) -> Tuple[str, str]:
     """``(kind, line)`` for a rank's failure: ``error`` (its own), ``peer`` (another rank's,
-    shared by :meth:`Context.check`) or ``lost`` (a collective failed: a peer probably died)."""
+    shared by :meth:`Context.check`) or ``lost`` (a collective failed: a peer probably died, or
+    its host was cut off). With ``hosts`` (each rank's, :attr:`Context.hosts`) a lost contact
+    names the host: the one whose address the error gives, else every other host of the job."""
     if isinstance(err, PeerFailedError):
         return "peer", str(err)
     if _is_comm_error(err):
         first = " ".join(str(err).split())[:300]
         return "lost", (
-            f"rank {rank} of {world} lost contact with the other processes ({first}); "
+            f"rank {rank} of {world} lost contact with {lost_peers(first, rank, hosts)} ({first}); "
             "another rank probably failed first (see its error)"
         )
     return "error", f"rank {rank} of {world}: {describe_error(err)}"
+
+
+def lost_peers(message: str, rank: int, hosts: Sequence[Tuple[str, str]]) -> str:
+    """Who a rank lost contact with: ``rank 1 on host h1 (10.213.0.2)``, or ``the other processes``.
+
+    The peer is the one whose address gloo's message names (``Read error [10.213.0.2]:46787``);
+    a timeout names none, and then every rank on another host is named (on one host: nobody).
+
+    >>> hosts = [("h0", "10.0.0.1"), ("h1", "10.0.0.2")]
+    >>> lost_peers("Read error [10.0.0.2]:4678: Connection reset by peer", 0, hosts)
+    'rank 1 on host h1 (10.0.0.2)'
+    >>> lost_peers("Timed out waiting 20000ms for recv operation to complete", 1, hosts)
+    'rank 0 on host h0 (10.0.0.1)'
+    >>> lost_peers("Read error [127.0.0.1]:4678", 0, [("vm", "127.0.0.1")] * 2)
+    'the other processes'
+    """
+    if len(hosts) <= rank:
+        return "the other processes"
+    found = re.search(r"\[([0-9A-Fa-f.:]+)\]:\d+", message)
+    if found:
+        ranks = [r for r, (_, address) in enumerate(hosts) if address == found.group(1) and r != rank]
+    else:
+        ranks = [r for r, host in enumerate(hosts) if host != hosts[rank]]
+    if all(hosts[r] == hosts[rank] for r in ranks):  # one host: its address tells no rank apart
+        return "the other processes"
+    names = ", ".join(dict.fromkeys(f"{hosts[r][0]} ({hosts[r][1]})" for r in ranks))
+    which = f"rank {ranks[0]}" if len(ranks) == 1 else "ranks " + ", ".join(map(str, ranks))
+    return f"{which} on host {names}" if "," not in names else f"{which} on hosts {names}"
 
 
 def run_from_env(
@@ -507,7 +553,7 @@ def run_from_env(
     except Exception as err:  # noqa: BLE001  (reported, then exit 1)
         rank = ctx.rank if ctx is not None else _env_or(("RANK", 0))
         world = ctx.world_size if ctx is not None else _env_or(("WORLD_SIZE", 1))
-        kind, line = classify_error(err, rank, world)
+        kind, line = classify_error(err, rank, world, ctx.hosts if ctx is not None else ())
         shared = kind == "peer" or getattr(err, "_revgnn_shared", False)
         if kind == "error" and not is_user_error(err):
             traceback.print_exc()
@@ -524,6 +570,7 @@ def spawn(
     threads: Optional[int] = None,
     timeout_s: Optional[float] = None,
     echo: Optional[Echo] = None,
+    job: Optional[Tuple[int, int, str, int]] = None,
 ) -> List[Any]:
     """Run ``fn(ctx, *args)`` in ``nproc`` new processes on this machine, as the ranks of one job.
 
@@ -544,6 +591,11 @@ def spawn(
         The collectives' time limit (:func:`timeout_seconds`).
     echo : callable, optional
         Receives rank 0's progress lines (``ctx.echo_fn``) in this process; default ``print``.
+    job : (first_rank, world_size, master_addr, master_port), optional
+        These processes are ranks ``first_rank`` to ``first_rank+nproc-1`` of a job of
+        ``world_size`` ranks over several machines, whose rank 0 hosts the rendezvous at
+        ``master_addr:master_port`` (:mod:`revgnn_dgl.train.machines`); default: the whole job,
+        on 127.0.0.1 at a free port.
 
     Returns
     -------
@@ -564,7 +616,7 @@ def spawn(
     if threads is None:
         threads = max(1, torch.get_num_threads() // nproc)
     echo = echo if echo is not None else print
-    port = free_port()
+    first, world, master, port = job if job is not None else (0, nproc, "127.0.0.1", free_port())
     # One pipe per rank, each with a single writer: no lock, so no semaphore that an interrupted
     # job could leave behind (a SimpleQueue's locks did).
     pipes = [mp.get_context("spawn").Pipe(duplex=False) for _ in range(nproc)]
@@ -576,7 +628,7 @@ def spawn(
     os.environ["OMP_NUM_THREADS"] = str(threads)
     try:
         procs = mp.start_processes(
-            _spawned, args=(nproc, port, [writer for _, writer in pipes], fn, args, threads, timeout_seconds(timeout_s),
+            _spawned, args=((first, world, master), port, [writer for _, writer in pipes], fn, args, threads, timeout_seconds(timeout_s),
                             os.getpid()),
             nprocs=nproc, join=False, start_method="spawn",
         )  # fmt: skip
@@ -620,7 +672,7 @@ def spawn(
         drain()
         if any(process.exitcode == 130 for process in procs.processes):
             raise KeyboardInterrupt from None  # Ctrl-C reached the processes first
-        raise DistributedError(_failure_line(err, procs.processes, failures, nproc)) from None
+        raise DistributedError(_failure_line(err, procs.processes, failures, world, first)) from None
     except BaseException:  # KeyboardInterrupt or Terminated: stop the workers, then let it through
         for process in procs.processes:
             if process.is_alive():
@@ -634,7 +686,8 @@ def spawn(
     return results
 
 
-def _failure_line(err: Exception, processes: Sequence[Any], failures: Sequence[Tuple[float, str, int, str]], nproc: int) -> str:
+def _failure_line(err: Exception, processes: Sequence[Any], failures: Sequence[Tuple[float, str, int, str]], nproc: int,
+                  first: int = 0) -> str:  # fmt: skip
     """The first failure: a rank's own error, else a rank killed by a signal, else a lost contact."""
     own = sorted(f for f in failures if f[1] == "error")
     if own:
@@ -644,7 +697,7 @@ def _failure_line(err: Exception, processes: Sequence[Any], failures: Sequence[T
         for rank, process in enumerate(processes):
             code = process.exitcode
             if code is not None and code < 0 and -code not in follow_up:
-                return f"rank {rank} of {nproc} was killed by signal {signal.Signals(-code).name}"
+                return f"rank {first + rank} of {nproc} was killed by signal {signal.Signals(-code).name}"
     for kind in ("peer", "lost"):
         found = sorted(f for f in failures if f[1] == kind)
         if found:
@@ -654,7 +707,7 @@ def _failure_line(err: Exception, processes: Sequence[Any], failures: Sequence[T
 
 def _spawned(
     local_rank: int,
-    nproc: int,
+    job: Tuple[int, int, str],
     port: int,
     writers: Sequence[Any],
     fn: Callable[..., Any],
@@ -663,10 +716,12 @@ def _spawned(
     timeout_s: float,
     parent: int,
 ) -> None:
-    """The body of a process started by :func:`spawn`; it ends when the launcher ``parent`` dies."""
+    """The body of a process started by :func:`spawn`; it ends when the launcher ``parent`` dies.
+    ``job``: the rank of this machine's first process, the job's size and rank 0's address."""
+    first, nproc, master = job
     os.environ.update(
-        RANK=str(local_rank), LOCAL_RANK=str(local_rank), WORLD_SIZE=str(nproc), LOCAL_WORLD_SIZE=str(nproc),
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+        RANK=str(first + local_rank), LOCAL_RANK=str(local_rank), WORLD_SIZE=str(nproc),
+        LOCAL_WORLD_SIZE=str(len(writers)), MASTER_ADDR=master, MASTER_PORT=str(port),
     )  # fmt: skip
     torch.set_num_threads(threads)
     # Only rank 0 draws a progress bar: a thread lock will do, instead of tqdm's default named
@@ -685,7 +740,7 @@ def _spawned(
     except KeyboardInterrupt:
         end_process(130)
     except Exception as err:  # noqa: BLE001  (reported to the parent, then exit 1)
-        kind, line = classify_error(err, local_rank, nproc)
+        kind, line = classify_error(err, first + local_rank, nproc, ctx.hosts if ctx is not None else ())
         if kind == "error" and not is_user_error(err):
             traceback.print_exc()
         out.send(("failure", local_rank, time.time(), kind, line))

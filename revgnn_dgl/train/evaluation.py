@@ -43,15 +43,32 @@ class Evaluator:
         Run under float16 autocast (CUDA only).
     config : TrainConfig, optional
         Its label-reuse settings apply (every training node shows its label).
+    machines : list of arrays, optional
+        The nodes of each machine of a DistDGL job over several (original ids, in the order of
+        the partition's ids: :meth:`~revgnn_dgl.data.partitions.PartitionedDataset.machine_nodes`):
+        then the protocol of :class:`~revgnn_dgl.train.distgraph.DistEvaluator`, each machine's
+        nodes cut into its own random parts, so that a run's scores are reproduced in one process.
     """
 
     def __init__(
-        self, data: DeviceData, parts: int, views: int, seed: int, amp: bool = False, config: Optional[TrainConfig] = None
+        self, data: DeviceData, parts: int, views: int, seed: int, amp: bool = False, config: Optional[TrainConfig] = None,
+        machines: Optional[List[np.ndarray]] = None,
     ) -> None:
         self.data, self.amp, self.config = data, amp, config
         graph = data.graph
         _warn_single_class_tasks(data.dataset)
-        if parts == 1:
+        if machines is not None and len(machines) > 1:
+            drawn = []
+            for m, nodes in enumerate(machines):  # as DistEvaluator on machine m: its stream, its nodes
+                rng = np.random.default_rng([seed, EVAL_STREAM, m])
+                if parts == 1:
+                    drawn.append([[nodes]])
+                else:
+                    drawn.append([[nodes[ids] for ids in random_parts(nodes.size, parts, rng) if ids.size]
+                                  for _ in range(views)])  # fmt: skip
+            count = 1 if parts == 1 else views
+            self.views = [[subgraph(graph, ids) for machine in drawn for ids in machine[v]] for v in range(count)]
+        elif parts == 1:
             views = 1  # every view of an uncut graph is the same
             self.views: List[List[Tuple[dgl.DGLGraph, Optional[Tensor]]]] = [[(graph, None)]]
         else:
@@ -123,6 +140,7 @@ def evaluate(
     config: Optional[TrainConfig] = None,
     full_graph: bool = False,
     memory_budget: Optional[int] = None,
+    machines: Optional[List[np.ndarray]] = None,
 ) -> Dict[str, Any]:
     """Validation and test scores of a model, with the training runs' evaluation protocol.
 
@@ -140,7 +158,7 @@ def evaluate(
     device = torch.device(device)
     model = model.to(device)
     data = DeviceData.on(dataset, device)
-    evaluator = Evaluator(data, parts, views, seed, amp=amp, config=config)
+    evaluator = Evaluator(data, parts, views, seed, amp=amp, config=config, machines=machines)
     logits = evaluator.logits(model).cpu()
     result: Dict[str, Any] = {"metric": dataset.metric_name, **evaluator.scores(logits)}
     if full_graph:

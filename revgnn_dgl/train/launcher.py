@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, NoReturn, Optional, Union
 from .config import ConfigError, TrainConfig
 from .distgraph import check_step_parts, disconnect, graph_servers, under_dgl_launcher
 from .distributed import Context, Echo, env_count, run_from_env, spawn
+from .machines import Machines
 from .loop import train
 from .rundir import FreshStart
 
@@ -34,8 +35,13 @@ def launch(
     progress: Optional[bool] = None,
     command: Optional[str] = None,
     overwrite: bool = False,
+    machines: Optional[Machines] = None,
 ) -> Dict[str, Any]:
     """Train ``config`` with ``config.nproc`` processes on this machine (one process: in this one).
+
+    With ``machines`` (``--ip-config``, for ``--partitions``), this machine's share of a job over
+    several: its graph servers and its ``nproc / machines.count`` trainers, ranks
+    ``machine * T`` on (:mod:`revgnn_dgl.train.machines`); the same call runs on every machine.
 
     Parameters
     ----------
@@ -70,18 +76,30 @@ def launch(
     from ..limits import check_processes
 
     threads = threads if threads is not None else config.threads
+    if machines is not None and not config.partitions:
+        raise ConfigError("--ip-config names the machines of a DistDGL job: give --partitions too (or use "
+                          "torchrun's --nnodes for data parallelism over copies of the graph).")  # fmt: skip
+    here = machines.trainers(config.nproc) if machines is not None else config.nproc  # this machine's trainers
     servers = config.servers if config.partitions and not under_dgl_launcher() else 0
     # Before any process starts: the ranks and the graph servers this command would start.
-    check_processes(f"--nproc {config.nproc}" + (f" and --servers {servers}" if servers else ""), config.nproc + servers)
+    check_processes(f"--nproc {here}" + (f" and --servers {servers}" if servers else ""), here + servers)
     if config.nproc == 1 and not servers:
         if threads is not None:
             import torch
 
             torch.set_num_threads(threads)
         return train(config, resume=resume, echo=echo, progress=progress, command=command, overwrite=overwrite)
-    start = None if resume else FreshStart(config)
+    # Only rank 0's machine writes the run directory (another machine's --out is never touched).
+    start = None if resume or (machines is not None and machines.machine != 0) else FreshStart(config)
     try:
-        if servers:  # one machine: this command starts the graph servers
+        if machines is not None:  # this machine's servers and trainers, ranks machine * here on
+            check_step_parts(config, here)
+            with graph_servers(config, echo, machines):
+                results = spawn(train_worker, here, config, resume, progress, command, overwrite, threads=threads,
+                                timeout_s=timeout_s, echo=echo,
+                                job=(machines.first_rank(config.nproc), config.nproc, machines.master_addr,
+                                     machines.master_port))  # fmt: skip
+        elif servers:  # one machine: this command starts the graph servers
             check_step_parts(config, config.nproc)  # here, before any process starts: one line
             with graph_servers(config, echo):
                 results = spawn(train_worker, config.nproc, config, resume, progress, command, overwrite,
@@ -101,10 +119,11 @@ def train_worker(
     overwrite: bool = False,
 ) -> Dict[str, Any]:
     """One rank's share of a job: rank 0 settles ``config`` (a TrainConfig, or a function
-    returning one, called on rank 0 only), every rank trains with it."""
+    returning one, called on rank 0 only), every rank trains with it, and resumes when rank 0 does."""
     with ctx.guard("settling the configuration"):
         settled = (config() if callable(config) else config) if ctx.is_main else None
-    settled = ctx.broadcast(settled)
+    # Rank 0's word also on resuming (and overwriting): across machines the others may run their first command again.
+    settled, resume, overwrite = ctx.broadcast((settled, resume, overwrite))
     summary = train(settled, resume=resume, echo=ctx.echo_fn, progress=progress, command=command, dist=ctx,
                     overwrite=overwrite)
     if settled.partitions:
