@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+import subprocess  # noqa: F401  (the type of interrupt_group_when's process)
 from typing import NoReturn
 
 import pytest
@@ -59,3 +60,25 @@ def missing_requirement(what: str, fix: str) -> NoReturn:
     if why:
         pytest.fail(f"{what}, and {why}: CI must provide it ({fix}).", pytrace=False)
     pytest.skip(f"{what} ({fix})")
+
+
+def interrupt_group_when(proc: "subprocess.Popen[str]", path: Path, *, within_s: float, wait_s: float) -> str:
+    """SIGINT to ``proc``'s process group (as a terminal's Ctrl-C) once ``path`` exists; its stderr.
+
+    ``proc`` must have been started with ``start_new_session=True``; whatever happens, nothing of
+    the group outlives the call (SIGKILL after ``wait_s``)."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + within_s
+    try:
+        while not path.exists():
+            assert proc.poll() is None, proc.communicate()[1][-2000:]
+            assert time.monotonic() < deadline, f"{path} never appeared"
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGINT)
+        return proc.communicate(timeout=wait_s)[1]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()

@@ -18,11 +18,11 @@ import pytest
 from click.testing import CliRunner
 
 from ddp_jobs import subprocess_env
+from suite_env import interrupt_group_when
 from revgnn_dgl.cli import cli
 from revgnn_dgl.data import load_dataset
 from revgnn_dgl.data.partitions import META_FILE, PartitionedDataset, partition_dataset
 from revgnn_dgl.errors import DatasetError, DistributedError
-from revgnn_dgl.train import TrainConfig
 from revgnn_dgl.train import distgraph
 from revgnn_dgl.train.distgraph import OWNER_FILE, SERVERS_PREFIX, SHM_FILE
 
@@ -176,7 +176,6 @@ def test_decoys_named_after_the_graph_survive_a_distdgl_run(parts: Path, tmp_pat
 def test_ctrl_c_before_epoch_1_of_partitions_leaves_nothing_that_blocks_the_same_command(tmp_path: Path) -> None:
     """Issue 33: Ctrl-C (SIGINT to the process group) once rank 0 has written config.yaml, in a first epoch that
     takes seconds: exit 130 with one line, no process, no folder that refuses the same command."""
-    import signal
 
     ds = load_dataset("synthetic-proteins", num_nodes=30000)
     config = partition_dataset(ds, 1, tmp_path / "parts", method="random", dataset_options={"num_nodes": 30000})["config"]
@@ -186,17 +185,7 @@ def test_ctrl_c_before_epoch_1_of_partitions_leaves_nothing_that_blocks_the_same
             "1", "--threads", "1", "--device", "cpu", "--dist-timeout", "60", "--out", str(out)]  # fmt: skip
     proc = subprocess.Popen(args, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 240
-        while not (out / "config.yaml").exists():
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
-            time.sleep(0.02)
-        os.killpg(proc.pid, signal.SIGINT)
-        _, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+    stderr = interrupt_group_when(proc, out / "config.yaml", within_s=240, wait_s=120)
     assert proc.returncode == 130, stderr[-2000:]
     lines = [line for line in stderr.splitlines() if line.strip()]
     # DGL's RPC layer prints its own lines on Ctrl-C in the trainers ("User pressed Ctrl+C, Exiting", from C++);

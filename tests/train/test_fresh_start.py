@@ -26,6 +26,7 @@ from click.testing import CliRunner
 from revgnn_dgl.cli import cli
 from revgnn_dgl.train import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, TrainConfig, read_metrics, train
 from revgnn_dgl.train.rundir import LOCK_FILE, FreshStart, RunLock
+from suite_env import interrupt_group_when
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--model", "wide", "--num-layers", "2", "--hidden", "8", "--train-parts", "2", "--eval-parts", "1",
@@ -234,18 +235,7 @@ def test_ctrl_c_before_epoch_1_of_nproc_2_leaves_nothing_that_blocks_the_same_co
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)  # fmt: skip
-    deadline = time.monotonic() + 180
-    try:
-        while not (out / CONFIG_FILE).exists():
-            assert proc.poll() is None, proc.communicate()[1][-2000:]
-            assert time.monotonic() < deadline, "rank 0 never wrote config.yaml"
-            time.sleep(0.02)
-        os.killpg(proc.pid, signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+    stderr = interrupt_group_when(proc, out / CONFIG_FILE, within_s=180, wait_s=60)
     assert proc.returncode == 130, stderr[-2000:]
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in stderr, stderr[-2000:]
