@@ -34,7 +34,6 @@ Starting it
 """
 from __future__ import annotations
 
-import fcntl
 import multiprocessing
 import os
 import shutil
@@ -57,6 +56,7 @@ from torch import Tensor, nn
 from ..data import evaluate_metric
 from ..data.partitions import PartitionedDataset
 from ..errors import ConfigError, DistributedError
+from ..files import acquire_lock, open_nofollow, release_lock
 from .config import TrainConfig
 from .data import random_parts
 from .inputs import predict
@@ -489,15 +489,11 @@ def _end(servers: List[subprocess.Popen], wait_s: float) -> None:
 
 @contextmanager
 def _host_lock() -> Iterator[None]:
-    try:  # never through a link planted at the host lock's name
-        fd = os.open(HOST_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
-    except OSError as err:
-        raise DistributedError(f"{HOST_LOCK} cannot be opened ({err.strerror}): revgnn-dgl never opens it through a "
-                               "link; remove it.") from None  # fmt: skip
-    with os.fdopen(fd, "a+") as fh:
+    fd = open_nofollow(HOST_LOCK, os.O_RDWR | os.O_CREAT, error=DistributedError)  # never through a planted link
+    try:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+            acquire_lock(fd, blocking=False)
+        except BlockingIOError:
             raise DistributedError(
                 f"another DistDGL job of revgnn-dgl runs on this machine ({HOST_LOCK} is locked): DGL names its "
                 "servers' shared memory after the data, so two jobs on one machine would read each other's; wait "
@@ -506,7 +502,9 @@ def _host_lock() -> Iterator[None]:
         try:
             yield
         finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            release_lock(fd)
+    finally:
+        os.close(fd)
 
 
 if __name__ == "__main__":  # a graph server started by graph_servers()

@@ -86,7 +86,7 @@ def test_the_host_lock_is_never_opened_through_a_link(tmp_path: Path, monkeypatc
     link = tmp_path / "revgnn-dgl-distgraph.lock"
     link.symlink_to(victim)
     monkeypatch.setattr(distgraph, "HOST_LOCK", link)
-    with pytest.raises(DistributedError, match="never opens it through a link"):
+    with pytest.raises(DistributedError, match="never writes through a link"):
         with distgraph._host_lock():
             pass
     dangling = tmp_path / "dangling.lock"
