@@ -229,6 +229,11 @@ def _set_threads(threads: Optional[int]) -> None:
                  help="Also log each epoch for your own tools: csv (metrics.csv) or tensorboard (event files under "
                       "tensorboard/; pip install 'revgnn_dgl[tensorboard]'). Repeatable."),
     click.option("--json", "as_json", is_flag=True, help="Print only the summary, as one JSON object (progress goes to stderr)."),
+    click.option("--baseline/--no-baseline", default=None,
+                 help="After the runs, also fit logistic regression on the features and a 2-layer GCN (gcn-2, 100 "
+                      "epochs) on the same split, record them in summary.json and warn if the deep model is below "
+                      "either [default: on for a run of at least 100 epochs on a dataset its model card was not "
+                      "trained on; one process only]."),
 )
 @click.pass_context
 def train(
@@ -238,6 +243,7 @@ def train(
     as_json: bool,
     nproc: Optional[int],
     dist_timeout: Optional[float],
+    baseline: Optional[bool],
     **flags: Any,
 ) -> None:
     """Train a zoo model the paper's way: random node partitions, one optimizer step per part.
@@ -317,7 +323,8 @@ def train(
 
     try:
         with sigterm_as_interrupt():
-            summary = launch(config, resume=bool(resume), timeout_s=dist_timeout, echo=echo, command=command)
+            summary = launch(config, resume=bool(resume), timeout_s=dist_timeout, echo=echo, command=command,
+                             baseline=baseline)  # fmt: skip
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM: every process has stopped, the files are whole
         click.echo(f"\n{interruption_note(config)}", err=True)
         ctx.exit(interrupt_exit_code(err))
@@ -329,7 +336,7 @@ def train(
 
 # ------------------------------------------------------------------ tune
 #: train's options that place, resume or launch one training: a study decides those itself.
-_NOT_IN_TUNE = ("out", "resume", "as_json", "nproc", "dist_timeout", "partitions", "servers")
+_NOT_IN_TUNE = ("out", "resume", "as_json", "nproc", "dist_timeout", "partitions", "servers", "baseline")
 
 
 def _fixed_train_options(f: Any) -> Any:

@@ -32,6 +32,7 @@ def launch(
     echo: Echo = print,
     progress: Optional[bool] = None,
     command: Optional[str] = None,
+    baseline: Optional[bool] = False,
 ) -> Dict[str, Any]:
     """Train ``config`` with ``config.nproc`` processes on this machine (one process: in this one).
 
@@ -52,6 +53,8 @@ def launch(
         Rank 0's progress bar (None: when standard output is a terminal).
     command : str, optional
         The command line, recorded in ``summary.json``.
+    baseline : bool, optional
+        Fit the shallow baselines beside a one-process run (see :func:`revgnn_dgl.train.train`).
 
     Returns
     -------
@@ -75,7 +78,7 @@ def launch(
             import torch
 
             torch.set_num_threads(threads)
-        return train(config, resume=resume, echo=echo, progress=progress, command=command)
+        return train(config, resume=resume, echo=echo, progress=progress, command=command, baseline=baseline)
 
     results = spawn(
         train_worker, config.nproc, config, resume, progress, command, threads=threads, timeout_s=timeout_s, echo=echo

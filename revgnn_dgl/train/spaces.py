@@ -44,7 +44,7 @@ def feature_kind(feat: Any) -> Tuple[str, float, bool]:
     (('sparse', 0.05), ('dense', 1.0))
     """
     rows = feat[:SAMPLE_ROWS].float()
-    density = float((rows != 0).float().mean()) if rows.numel() else 0.0
+    density = round(float((rows != 0).double().mean()), 4) if rows.numel() else 0.0
     binary = bool(((rows == 0) | (rows == 1)).all()) if rows.numel() else False
     kind = "sparse" if binary or density <= SPARSE_DENSITY else "dense"
     return kind, density, binary
