@@ -142,3 +142,19 @@ def test_the_diagnosis_is_for_runs_near_chance_only() -> None:
     assert line is not None and "a lower --lr (now 0.01)" in line and "weight decay" not in line
     assert diagnosis_epoch(TrainConfig(epochs=19)) is None
     assert chance_diagnosis(TrainConfig(epochs=19), "accuracy", 0.3, 0.3, 1) is None
+
+
+def test_the_sparse_first_layer_is_gcn_2s_own_forward() -> None:
+    """The GCN baseline's sparse product (bags of words) computes what gcn-2's forward does."""
+    from revgnn_dgl.train.baselines import _sparse_first_layer
+    from revgnn_dgl.zoo import create_model
+
+    torch.manual_seed(0)
+    graph = dgl.rand_graph(50, 300)
+    feat = (torch.rand(50, 200) < 0.03).float()
+    model = create_model("gcn-2", in_feats=200, out_feats=3).eval()
+    run = _sparse_first_layer(model, feat)
+    assert run is not None
+    graph.ndata["feat"] = feat
+    torch.testing.assert_close(run(graph), model(graph, feat), rtol=1e-5, atol=1e-6)
+    assert _sparse_first_layer(model, torch.randn(50, 200)) is None  # dense features: the model's own forward
