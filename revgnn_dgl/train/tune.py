@@ -722,7 +722,7 @@ def _train_trial(trial: Any, config: TrainConfig, run_dir: Path, stop_at: Option
         if stop_at is not None and time.time() >= stop_at:  # every seed's evaluations: the budget is wall time
             why = f"at epoch {record['epoch']} of seed {record['seed']}: the budget ended"
             trial.set_user_attr("budget", True)
-            echo(f"stopped by the study's budget {why}: an interrupted run, which train --resume would continue")
+            echo(f"stopped {why}: an interrupted run, which train --resume would continue")
             raise optuna.TrialPruned(why)
         if record["seed"] != config.seed:  # the first seed's epochs are the steps
             return
