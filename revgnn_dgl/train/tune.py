@@ -792,7 +792,7 @@ def _finish(study: Any, base: TrainConfig, space: SearchSpace, settings: TuneSet
     frame.to_csv(out / TRIALS_CSV, index=False)
     summary["plots"] = _plots(study, out, echo)
     shown = ", ".join(f"{k}={_short(v)}" for k, v in best.params.items())
-    echo(f"best config (trial {best.number}, val {metric} {best.value:.4f}): {shown}; written to {out / BEST_CONFIG}")
+    echo(f"best config (trial {best.number}): {shown} (val {metric} {best.value:.4f}); written to {out / BEST_CONFIG}")
     retrain = f"revgnn-dgl train --config {out / BEST_CONFIG} --runs 3 --out {_retrain_dir(out)}"
     summary["retrain"] = retrain
     echo(f"train it for 3 seeds: {retrain}")
