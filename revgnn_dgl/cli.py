@@ -245,6 +245,11 @@ def _set_threads(threads: Optional[int]) -> None:
                  help="Also log each epoch for your own tools: csv (metrics.csv) or tensorboard (event files under "
                       "tensorboard/; pip install 'revgnn_dgl[tensorboard]'). Repeatable."),
     click.option("--json", "as_json", is_flag=True, help="Print only the summary, as one JSON object (progress goes to stderr)."),
+    click.option("--baseline/--no-baseline", default=None,
+                 help="After the runs, also fit logistic regression on the features and a 2-layer GCN (gcn-2, 100 "
+                      "epochs) on the same split, record them in summary.json and warn if the deep model is below "
+                      "either [default: on for a run of at least 100 epochs on a dataset its model card was not "
+                      "trained on; one process only]."),
 )
 @click.pass_context
 def train(
@@ -257,6 +262,7 @@ def train(
     overwrite: bool,
     ip_config: Optional[str],
     master_port: Optional[int],
+    baseline: Optional[bool],
     **flags: Any,
 ) -> None:
     """Train a zoo model the paper's way: random node partitions, one optimizer step per part.
@@ -349,7 +355,7 @@ def train(
     try:
         with sigterm_as_interrupt():
             summary = launch(config, resume=bool(resume), timeout_s=dist_timeout, echo=echo, command=command,
-                             overwrite=overwrite, machines=machines)  # fmt: skip
+                             overwrite=overwrite, machines=machines, baseline=baseline)  # fmt: skip
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM: every process has stopped, the files are whole
         click.echo(f"\n{interruption_note(config)}", err=True)
         ctx.exit(interrupt_exit_code(err))
@@ -380,7 +386,7 @@ def _machines_of_run(run_dir: Optional[str]) -> Optional[List[Any]]:
 # ------------------------------------------------------------------ tune
 #: train's options that place, resume or launch one training: a study decides those itself.
 _NOT_IN_TUNE = ("out", "overwrite", "resume", "as_json", "nproc", "dist_timeout", "partitions", "servers", "ip_config",
-                "master_port")
+                "master_port", "baseline")
 
 
 def _fixed_train_options(f: Any) -> Any:
@@ -423,18 +429,27 @@ def _fixed_train_options(f: Any) -> Any:
     click.option("--trials", type=click.IntRange(min=1), help="Trials the study should hold (a re-run continues up to N)."),
     click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
                  help="Start no new trial after this time (running ones finish)."),
+    click.option("--budget", type=click.FloatRange(min=0, min_open=True), metavar="MINUTES",
+                 help="Wall time of the whole study: no trial starts after it, and a trial still running then is "
+                      "stopped at its next evaluation (recorded as pruned; train --resume would finish it)."),
     click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
                  help="Trials at once, each in its own process (threads each: the free cores / N, or --threads)."),
     click.option("--storage", metavar="URL", help="Optuna RDB storage, any SQLAlchemy URL, shared by every process "
                  "that tunes the same study [default: sqlite:///OUT/study.db]."),
     click.option("--study-name", default="tune", show_default=True, help="The study's name in the storage."),
-    click.option("--pruner", type=click.Choice(["median", "hyperband", "none"]), default="median", show_default=True,
-                 help="Stop unpromising trials early from their per-epoch validation scores."),
+    click.option("--pruner", type=click.Choice(["patient", "median", "hyperband", "none"]), default="patient",
+                 show_default=True,
+                 help="Stop unpromising trials early from their per-epoch validation scores. patient: only a trial "
+                      "whose best score has stopped rising for --prune-patience epochs and is below the median; "
+                      "median: below the median at the same epoch."),
     click.option("--prune-startup", type=click.IntRange(min=0), default=4, show_default=True, metavar="N",
-                 help="Trials never pruned (median), the pruner's baseline."),
+                 help="Trials never pruned (patient, median), the pruner's baseline."),
     click.option("--prune-warmup", type=click.IntRange(min=0), metavar="EPOCHS",
                  help="Epochs of each trial before it may be pruned (hyperband: its minimum resource) [default: "
                       "--warmup-epochs or a tenth of --epochs, whichever is longer]."),
+    click.option("--prune-patience", type=click.IntRange(min=1), metavar="EPOCHS",
+                 help="patient: epochs without progress before a trial may be pruned [default: a tenth of --epochs, "
+                      "at least 5]."),
     click.option("--sampler-seed", type=int, default=0, show_default=True, help="Seed of the TPE sampler."),
     click.option("--top", type=click.IntRange(min=1), default=5, show_default=True, help="Rows of the best-trials table."),
 )
@@ -447,12 +462,14 @@ def tune(
     out: Optional[str],
     trials: Optional[int],
     timeout: Optional[float],
+    budget: Optional[float],
     jobs: int,
     storage: Optional[str],
     study_name: str,
     pruner: str,
     prune_startup: int,
     prune_warmup: Optional[int],
+    prune_patience: Optional[int],
     sampler_seed: int,
     top: int,
     config_file: Optional[str],
@@ -460,25 +477,28 @@ def tune(
 ) -> None:
     """Search hyper-parameters with Optuna: each trial a normal training run, pruned from its epochs.
 
-    The objective is the best validation score (mean over --runs). At the end: a table of the best
-    trials, best.yaml (for train --config), trials.csv, and optimization_history.png,
-    param_importances.png and intermediate_values.png. Needs pip install 'revgnn_dgl[tune]'.
+    The objective is the best validation score (mean over --runs). Without --space, a default
+    space for the model and the kind of graph (printed). At the end: a table of the best trials,
+    the best config and its 3-seed training command, best.yaml (for train --config), trials.csv,
+    and optimization_history.png, param_importances.png and intermediate_values.png. Needs pip
+    install 'revgnn_dgl[tune]'.
     """
     from .train.settings import resolve_train_config
     from .train.tune import TuneSettings, default_study_dir, parse_space, read_space_file
     from .train.tune import tune as run_study
 
-    if trials is None and timeout is None:
-        raise click.UsageError("give --trials N, --timeout SECONDS or both: a study needs an end.", ctx=ctx)
+    if trials is None and timeout is None and budget is None:
+        raise click.UsageError("give --trials N, --timeout SECONDS or both, or --budget MINUTES: a study needs an end.",
+                               ctx=ctx)  # fmt: skip
     search = parse_space(space_items)
     if space_file:
         read_space_file(space_file, search)
     given = {k: v for k, v in flags.items() if v is not None and v != {}}
     base = resolve_train_config(given, config_file=config_file, jobs=jobs, echo=click.echo)
     settings = TuneSettings(
-        out=out or default_study_dir(base), trials=trials, timeout=timeout, jobs=jobs, storage=storage,
+        out=out or default_study_dir(base), trials=trials, timeout=timeout, budget=budget, jobs=jobs, storage=storage,
         study_name=study_name, pruner=pruner, prune_startup=prune_startup, prune_warmup=prune_warmup,
-        sampler_seed=sampler_seed, top=top,
+        prune_patience=prune_patience, sampler_seed=sampler_seed, top=top,
     )  # fmt: skip
     from .train.distributed import interrupt_exit_code, sigterm_as_interrupt
 

@@ -36,6 +36,7 @@ def launch(
     command: Optional[str] = None,
     overwrite: bool = False,
     machines: Optional[Machines] = None,
+    baseline: Optional[bool] = False,
 ) -> Dict[str, Any]:
     """Train ``config`` with ``config.nproc`` processes on this machine (one process: in this one).
 
@@ -62,6 +63,8 @@ def launch(
         The command line, recorded in ``summary.json``.
     overwrite : bool
         Replace what ``out`` holds of the trainer's names instead of refusing it (:func:`train`).
+    baseline : bool, optional
+        Fit the shallow baselines beside a one-process run (see :func:`revgnn_dgl.train.train`).
 
     Returns
     -------
@@ -88,7 +91,8 @@ def launch(
             import torch
 
             torch.set_num_threads(threads)
-        return train(config, resume=resume, echo=echo, progress=progress, command=command, overwrite=overwrite)
+        return train(config, resume=resume, echo=echo, progress=progress, command=command, overwrite=overwrite,
+                     baseline=baseline)
     # Only rank 0's machine writes the run directory (another machine's --out is never touched).
     start = None if resume or (machines is not None and machines.machine != 0) else FreshStart(config)
     try:

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from ..env import environment, load_average, thread_note
 from ..zoo import create_model, get_config
 from ..zoo.checkpoint import save_checkpoint
-from ..errors import ConfigError, TrainingDiverged
+from ..errors import ConfigError, RevGNNError, TrainingDiverged
 from .config import RESUMABLE_KEYS, TrainConfig
 from ..models.revgat_loss import log_ce_loss, self_kd_loss
 from .data import DeviceData, check_parts, load_dataset_for, model_overrides, random_parts
@@ -39,6 +39,8 @@ from .device import seed_everything
 from ..faults import fault_point
 from .distributed import Context
 from .evaluation import Evaluator, chance_level
+from .baselines import below, fit_baselines, report_lines, wants_baselines
+from .diagnosis import chance_diagnosis, node_features
 from .recipe import drop_edges, drop_input, lr_at, make_optimizer, set_lr
 from .rundir import (
     BEST_FILE,
@@ -84,6 +86,7 @@ def train(
     dist: Optional[Context] = None,
     on_epoch: Optional[EpochHook] = None,
     overwrite: bool = False,
+    baseline: Optional[bool] = False,
 ) -> Dict[str, Any]:
     """Train ``config.runs`` runs and write their outputs and ``summary.json`` to ``config.out``.
 
@@ -117,6 +120,13 @@ def train(
     overwrite : bool
         Replace what ``out`` holds of the trainer's names (a run, ``summary.json``, checkpoints,
         the ``run-K`` folders of this config) instead of refusing it.
+    baseline : bool, optional
+        Also fit the shallow baselines (:mod:`revgnn_dgl.train.baselines`: logistic regression on
+        the features, a 2-layer GCN) on the same split after the runs, record them in
+        ``summary.json`` and print the run's mean beside them, warning when it is below either.
+        None: when the dataset has no card recipe and the run is long enough
+        (:func:`~revgnn_dgl.train.baselines.wants_baselines`; ``revgnn-dgl train``'s default).
+        One process only (a data-parallel job fits none).
 
     Returns
     -------
@@ -147,7 +157,9 @@ def train(
             data = _open_run_directory(config, out, resume, held, ctx, echo, dataset, device, overrides, start, overwrite)
             for run_config in _run_configs(config):
                 results.append(_Run.start(run_config, data, overrides, device, resume, echo, ctx).train(progress, on_epoch))
-            summary = _write_summary(out, results, dataset.metric_name, device, command, ctx)
+            fit = ctx.is_main and not ctx.active and wants_baselines(config, baseline)
+            baselines = _fit_baselines(data, config, echo) if fit else None
+            summary = _write_summary(out, results, dataset.metric_name, device, command, ctx, baselines)
         except BaseException:
             if ctx.is_main and results and len(results) < config.runs:
                 _write_partial_summary(config, out, results, dataset.metric_name, device, command, echo)
@@ -157,6 +169,8 @@ def train(
     for split in ("val", "test"):
         stats = summary[split]
         echo(f"{split} {summary['metric']}: {stats['mean']:.4f} ± {stats['std']:.4f} ({len(results)} run(s))")
+    for line in report_lines(summary, config.model):
+        echo(line)
     return summary
 
 
@@ -312,10 +326,24 @@ def _run_configs(config: TrainConfig) -> List[TrainConfig]:
     ]
 
 
+def _fit_baselines(data: DeviceData, config: TrainConfig, echo: Echo) -> Optional[Dict[str, Any]]:
+    """The shallow baselines on the run's split (None, said, when they cannot be fitted: the runs are kept)."""
+    echo("fitting the baselines on the same split: logistic regression on the features, a 2-layer GCN ...")
+    try:
+        return fit_baselines(data, config.seed)
+    except (ValueError, RuntimeError, ImportError, RevGNNError) as err:
+        echo(f"note: no baselines: {' '.join(str(err).split())[:300]}")
+        return None
+
+
 def _write_summary(
-    out: Path, results: List[Dict[str, Any]], metric: str, device: torch.device, command: Optional[str], ctx: Context
+    out: Path, results: List[Dict[str, Any]], metric: str, device: torch.device, command: Optional[str], ctx: Context,
+    baselines: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     summary = summarize(results, metric)
+    if baselines:
+        summary["baselines"] = baselines
+        summary["below_baselines"] = below(summary["val"]["mean"], baselines)
     # Where the numbers come from: they reproduce bit for bit only on the same CPU and threads.
     summary["environment"] = {k: v for k, v in environment(device).items() if k != "load_avg_1m"}
     if command:
@@ -570,6 +598,9 @@ class _Run:
             self.since_best += 1
         chance = self.chance
         self.at_chance = self.at_chance + 1 if chance is not None and record["val"] <= chance + 0.005 else 0
+        diagnosis = chance_diagnosis(config, self.metric, chance, self.best["val"], epoch, node_features(self.data))
+        if diagnosis:
+            self.echo(diagnosis)
         if config.chance_patience and self.at_chance == config.chance_patience:
             self.echo(
                 f"warning: the validation {self.metric} ({record['val']:.4f} at epoch {epoch}) has stayed at or "

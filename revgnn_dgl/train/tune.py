@@ -319,6 +319,11 @@ class TuneSettings:
         re-running the command continues up to it.
     timeout : float, optional
         Start no new trial this many seconds after the study started (running trials finish).
+    budget : float, optional
+        Minutes of wall time from the command's start: no trial starts after them, and a trial
+        still running when they end is stopped at its next evaluated epoch, recorded as pruned
+        (user attribute ``budget``: its directory is an interrupted run that ``train --resume``
+        would finish). With ``timeout`` too, new trials stop at the earlier of the two.
     jobs : int
         Trials at once, each in its own worker process.
     storage : str, optional
@@ -326,11 +331,16 @@ class TuneSettings:
     study_name : str
         The study's name in the storage.
     pruner : str
-        ``median`` (Optuna's MedianPruner), ``hyperband`` or ``none``.
+        ``patient`` (:class:`~revgnn_dgl.train.pruners.ProgressPruner`: a trial is pruned only when
+        its best validation score has stopped rising for ``prune_patience`` epochs and it is below
+        the other trials' median), ``median`` (Optuna's MedianPruner), ``hyperband`` or ``none``.
     prune_startup, prune_warmup : int
-        Trials that are never pruned, and epochs of each trial before pruning may start (median;
-        hyperband: its minimum resource). ``prune_warmup`` None: the learning-rate warm-up or a tenth
-        of the epochs, whichever is longer (:func:`prune_warmup_epochs`).
+        Trials that are never pruned, and epochs of each trial before pruning may start (patient,
+        median; hyperband: its minimum resource). ``prune_warmup`` None: the learning-rate warm-up
+        or a tenth of the epochs, whichever is longer (:func:`prune_warmup_epochs`).
+    prune_patience : int, optional
+        ``patient``: epochs without progress before a trial may be pruned; None: a tenth of the
+        epochs, at least 5 (:func:`~revgnn_dgl.train.pruners.default_patience`).
     sampler_seed : int
         Seed of the TPE sampler (offset by the worker and the trials already in the study).
     top : int
@@ -340,12 +350,14 @@ class TuneSettings:
     out: str
     trials: Optional[int] = None
     timeout: Optional[float] = None
+    budget: Optional[float] = None
     jobs: int = 1
     storage: Optional[str] = None
     study_name: str = "tune"
-    pruner: str = "median"
+    pruner: str = "patient"
     prune_startup: int = 4
     prune_warmup: Optional[int] = None
+    prune_patience: Optional[int] = None
     sampler_seed: int = 0
     top: int = 5
 
@@ -370,11 +382,18 @@ def tune(base: TrainConfig, space: SearchSpace, settings: TuneSettings, echo: Ec
     ConfigError
         A bad search space or setting, a study started with other settings, or a missing optuna.
     """
-    if settings.trials is None and settings.timeout is None:
-        raise ConfigError("give --trials N, --timeout SECONDS or both: a study needs an end.")
+    if settings.trials is None and settings.timeout is None and settings.budget is None:
+        raise ConfigError("give --trials N, --timeout SECONDS or both, or --budget MINUTES: a study needs an end.")
+    if settings.budget is not None and not (settings.budget > 0 and math.isfinite(settings.budget)):
+        raise ConfigError(f"--budget must be a positive number of minutes, got {settings.budget!r}.")
     tic = time.perf_counter()
     # Wall-clock time, the same in every worker process: the budget counts from the command's start.
-    deadline = None if settings.timeout is None else time.time() + settings.timeout
+    now = time.time()
+    ends = [now + settings.timeout] if settings.timeout is not None else []
+    stop_at = None if settings.budget is None else now + 60 * settings.budget
+    deadline = min(ends + ([stop_at] if stop_at is not None else []), default=None)
+    if not space.params:
+        space = _default_space(base, echo)
     _check_settings(settings, base)
     space.check(base)
     _check_setup(base)
@@ -386,7 +405,10 @@ def tune(base: TrainConfig, space: SearchSpace, settings: TuneSettings, echo: Ec
         study = _open_study(base, space, settings, _storage(settings), create=True)
     echo(f"study {settings.study_name!r} in {_shown_url(settings)}: {len(study.trials)} trial(s) so far; "
          f"{settings.jobs} job(s), {base.threads} thread(s) each; searching {', '.join(space.to_dict().values())}")  # fmt: skip
-    job = _Job(base.to_dict(), space, settings, deadline)
+    if stop_at is not None:
+        echo(f"budget: {settings.budget:g} min, until {time.strftime('%H:%M:%S', time.localtime(stop_at))}; no trial "
+             "starts after it, and a trial still running then is stopped at its next evaluation (recorded as pruned)")
+    job = _Job(base.to_dict(), space, settings, deadline, stop_at)
     if settings.jobs == 1:
         _work(job, 0, echo)
     else:
@@ -587,6 +609,7 @@ class _Job:
     space: SearchSpace
     settings: TuneSettings
     deadline: Optional[float] = None  # time.time() after which no trial starts
+    stop_at: Optional[float] = None  # time.time() after which a running trial stops (--budget)
 
 
 def _run_workers(job: _Job, echo: Echo) -> None:
@@ -667,7 +690,7 @@ def _work(job: _Job, index: int, echo: Echo) -> None:
                 trial.set_user_attr("lock", str(run_dir / TRIAL_LOCK))
                 trial.set_user_attr("run_dir", str(run_dir))
                 trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-            _run_trial(study, trial, base, space, run_dir, echo)
+            _run_trial(study, trial, base, space, run_dir, echo, job.stop_at)
 
 
 @contextmanager
@@ -701,6 +724,11 @@ def _make_pruner(settings: TuneSettings, base: TrainConfig, space: SearchSpace) 
     """The pruner; its steps are the epochs (those evaluated)."""
     optuna = _optuna()
     warmup = prune_warmup_epochs(settings, base)
+    if settings.pruner == "patient":
+        from .pruners import ProgressPruner, default_patience
+
+        patience = settings.prune_patience if settings.prune_patience is not None else default_patience(base.epochs)
+        return ProgressPruner(patience, n_startup_trials=settings.prune_startup, n_warmup_steps=warmup)
     if settings.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=settings.prune_startup, n_warmup_steps=warmup)
     if settings.pruner == "hyperband":
@@ -708,7 +736,7 @@ def _make_pruner(settings: TuneSettings, base: TrainConfig, space: SearchSpace) 
         return optuna.pruners.HyperbandPruner(min_resource=max(1, warmup), max_resource=most)
     if settings.pruner == "none":
         return optuna.pruners.NopPruner()
-    raise ConfigError(f"unknown pruner {settings.pruner!r}; valid: median, hyperband, none.")
+    raise ConfigError(f"unknown pruner {settings.pruner!r}; valid: patient, median, hyperband, none.")
 
 
 def _counted(study: Any) -> int:
@@ -759,7 +787,8 @@ def _held(path: Path) -> bool:
     return False
 
 
-def _run_trial(study: Any, trial: Any, base: TrainConfig, space: SearchSpace, run_dir: Path, echo: Echo) -> None:
+def _run_trial(study: Any, trial: Any, base: TrainConfig, space: SearchSpace, run_dir: Path, echo: Echo,
+               stop_at: Optional[float] = None) -> None:  # fmt: skip
     """One trial, in its locked run directory: trained with pruning, and told to the study.
 
     A point the trainer refuses or that diverges fails alone (the study goes on); anything else
@@ -772,7 +801,7 @@ def _run_trial(study: Any, trial: Any, base: TrainConfig, space: SearchSpace, ru
     try:
         # min_lr above a sampled lr, a conv that cannot read the edge features, a diverged run: bad points.
         config = dataclasses.replace(space.apply(base, trial.params, f"trial {trial.number}"), out=str(run_dir))
-        summary = _train_trial(trial, config, run_dir)
+        summary = _train_trial(trial, config, run_dir, stop_at)
     except optuna.TrialPruned as pruned:
         study.tell(trial, state=state.PRUNED)
         echo(f"{shown}: pruned {pruned} ({time.perf_counter() - tic:.1f} s)")
@@ -795,16 +824,24 @@ def _run_trial(study: Any, trial: Any, base: TrainConfig, space: SearchSpace, ru
          f"({time.perf_counter() - tic:.1f} s)")  # fmt: skip
 
 
-def _train_trial(trial: Any, config: TrainConfig, run_dir: Path) -> Dict[str, Any]:
+def _train_trial(trial: Any, config: TrainConfig, run_dir: Path, stop_at: Optional[float] = None) -> Dict[str, Any]:
     """Train the trial's run; its output goes to ``RUN_DIR/train.log``; every evaluation reports the
-    best validation score so far (the objective) to the pruner."""
+    best validation score so far (the objective) to the pruner. Past ``stop_at`` (``time.time()``,
+    the end of ``--budget``) the trial stops at its next evaluation, as a pruned one."""
     optuna = _optuna()
     from .loop import train
 
     best: Dict[str, float] = {}
 
     def on_epoch(record: Dict[str, Any]) -> None:
-        if record["val"] is None or record["seed"] != config.seed:  # the first seed's epochs are the steps
+        if record["val"] is None:
+            return
+        if stop_at is not None and time.time() >= stop_at:  # every seed's evaluations: the budget is wall time
+            why = f"at epoch {record['epoch']} of seed {record['seed']}: the budget ended"
+            trial.set_user_attr("budget", True)
+            echo(f"stopped {why}: an interrupted run, which train --resume would continue")
+            raise optuna.TrialPruned(why)
+        if record["seed"] != config.seed:  # the first seed's epochs are the steps
             return
         best["val"] = max(best.get("val", -math.inf), record["val"])
         trial.report(best["val"], record["epoch"])
@@ -875,7 +912,11 @@ def _finish(study: Any, base: TrainConfig, space: SearchSpace, settings: TuneSet
             frame[column] = [_relative(p) if isinstance(p, str) else p for p in frame[column]]
     write_atomic(out / TRIALS_CSV, frame.to_csv(index=False))  # whole, and never through a link
     summary["plots"] = _plots(study, out, echo)
-    echo(f"best config (trial {best.number}) in {out / BEST_CONFIG}: revgnn-dgl train --config {out / BEST_CONFIG}")
+    shown = ", ".join(f"{k}={_short(v)}" for k, v in best.params.items())
+    echo(f"best config (trial {best.number}): {shown} (val {metric} {best.value:.4f}); written to {out / BEST_CONFIG}")
+    retrain = f"revgnn-dgl train --config {out / BEST_CONFIG} --runs 3 --out {_retrain_dir(out)}"
+    summary["retrain"] = retrain
+    echo(f"train it for 3 seeds: {retrain}")
     return summary
 
 
@@ -890,6 +931,23 @@ def _check_attributes(done: Sequence[Any], settings: TuneSettings) -> None:
             raise ConfigError(f"study {settings.study_name!r} in {_shown_url(settings)}: trial {t.number}'s recorded "
                               "run_dir, test or metric is not what revgnn-dgl writes (an edited database); start "
                               "another study with --out DIR or --study-name NAME.")  # fmt: skip
+
+
+def _retrain_dir(out: Path) -> str:
+    """Where the printed 3-seed command trains the best config: beside the study folder."""
+    return str(out.parent / f"{out.name}-best")
+
+
+def _default_space(base: TrainConfig, echo: Echo) -> SearchSpace:
+    """No ``--space``: the default space of this model on this kind of graph (:mod:`.spaces`), said in one line."""
+    from .data import load_dataset_for
+    from .spaces import default_space_items
+
+    items, kind = default_space_items(base, load_dataset_for(base))
+    space = parse_space(items, "the default search space")
+    echo(f"no --space given: searching the default space for {kind}: {', '.join(space.to_dict().values())} "
+         "(--space or --space-file to choose)")
+    return space
 
 
 def _relative(path: str) -> str:

@@ -361,8 +361,10 @@ def test_pruning_waits_for_the_lr_warmup_or_a_tenth_of_the_epochs() -> None:
     assert prune_warmup_epochs(TuneSettings(out="x"), base) == 15
     assert prune_warmup_epochs(TuneSettings(out="x"), TrainConfig(epochs=50, warmup_epochs=10)) == 10
     assert prune_warmup_epochs(TuneSettings(out="x", prune_warmup=0), base) == 0  # given: as given
-    pruner = _make_pruner(TuneSettings(out="x"), base, SearchSpace())
+    pruner = _make_pruner(TuneSettings(out="x", pruner="median"), base, SearchSpace())
     assert pruner._n_warmup_steps == 15
+    patient = _make_pruner(TuneSettings(out="x"), base, SearchSpace())  # the default
+    assert (patient.n_warmup_steps, patient.patience, patient.n_startup_trials) == (15, 15, 4)
 
 
 def test_a_long_legend_is_folded_into_columns_inside_the_saved_figure() -> None:
@@ -409,3 +411,131 @@ def test_jobs_share_the_free_cores_when_threads_are_not_given(monkeypatch, tmp_p
     assert seen["base"].threads == threads
     # the Python API's default, for a base without a thread count
     assert _pin_threads(seen["base"].updated({"threads": None}), jobs).threads == threads
+
+
+# ---------------------------------------------------------------------- issue 39: pruning by progress, budgets
+def _curve(values: Dict[int, float]) -> Dict[int, float]:
+    """A best-so-far curve, as tune reports it."""
+    best, out = float("-inf"), {}
+    for step in sorted(values):
+        best = max(best, values[step])
+        out[step] = best
+    return out
+
+
+def _study_with_finished_trials(pruner: Any) -> Any:
+    """Four finished trials that rise fast and plateau at 0.70 from epoch 20 (what the early leaders do)."""
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    for k in range(4):
+        trial = study.ask()
+        for step, value in _curve({s: min(0.70, 0.55 + 0.015 * s) + 0.001 * k for s in range(2, 101, 2)}).items():
+            trial.report(value, step)
+        study.tell(trial, 0.70 + 0.001 * k)
+    return study
+
+
+def _late_peaker(step: int) -> float:
+    """Behind everyone early (0.52 at epoch 10), still rising at 0.002 an epoch, above them all by epoch 100."""
+    return 0.50 + 0.002 * step + 0.0005 * (step % 4 == 0)
+
+
+def test_the_patient_pruner_keeps_a_trial_behind_early_but_improving_and_prunes_a_stalled_one() -> None:
+    from revgnn_dgl.train.pruners import ProgressPruner
+
+    # Optuna's MedianPruner at a fixed early epoch cuts the late peaker: the behaviour issue 39 replaces.
+    median = _study_with_finished_trials(optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=10))
+    trial = median.ask()
+    for step in range(2, 11, 2):
+        trial.report(_late_peaker(step), step)
+    assert trial.should_prune()
+
+    study = _study_with_finished_trials(ProgressPruner(patience=10, n_startup_trials=4, n_warmup_steps=10))
+    rising = study.ask()
+    curve = _curve({s: _late_peaker(s) for s in range(2, 101, 2)})
+    for step, value in curve.items():
+        rising.report(value, step)
+        assert not rising.should_prune(), f"pruned at epoch {step} while still improving ({value:.3f})"
+    assert curve[10] < 0.6 < 0.70 < curve[100]  # behind at the early epoch, ahead at the end
+    study.tell(rising, curve[100])
+
+    stuck = study.ask()  # at chance from the start: nothing to wait for
+    pruned_at = None
+    for step in range(2, 101, 2):
+        stuck.report(0.5, step)
+        if stuck.should_prune():
+            pruned_at = step
+            break
+    assert pruned_at == 12  # the warm-up (10), then 10 epochs without progress: judged, and behind
+
+    leader = study.ask()  # stalled but ahead of the others' median: kept
+    for step, value in _curve({s: min(0.75, 0.60 + 0.02 * s) for s in range(2, 101, 2)}).items():
+        leader.report(value, step)
+        assert not leader.should_prune()
+
+
+def test_tune_budget_starts_no_trial_after_it(tmp_path: Path, monkeypatch) -> None:
+    """A 0.1-minute budget and trials that each take longer: the study ends with the trials that started
+    inside the budget, the one running at its end stopped at its next evaluation and recorded as pruned."""
+    from revgnn_dgl.train import tune as tune_module
+
+    starts: List[float] = []
+    real_run_trial = tune_module._run_trial
+
+    def timed(study, trial, *args, **kwargs):
+        starts.append(time.time())
+        return real_run_trial(study, trial, *args, **kwargs)
+
+    monkeypatch.setattr(tune_module, "_run_trial", timed)
+    budget_s = 6.0
+    out = tmp_path / "study"
+    tic = time.time()
+    result = run_cli(["tune", "--out", str(out), "--budget", str(budget_s / 60), "--epochs", "2000", "--pruner", "none",
+                      *SPACE, *TINY])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "budget: 0.1 min" in result.output
+    trials = load_trials(out)
+    assert len(starts) == len(trials) >= 1
+    assert all(start < tic + budget_s for start in starts)  # none started after the budget
+    last = trials[-1]
+    assert last.state == optuna.trial.TrialState.PRUNED and last.user_attrs["budget"] is True
+    assert "the budget ended" in result.output
+    assert time.time() - tic < budget_s + 60  # stopped, not trained to its 2000th epoch
+
+
+def test_no_space_searches_the_default_space_of_the_graph_and_prints_the_retraining_command(tmp_path: Path) -> None:
+    out = tmp_path / "study"
+    result = run_cli(["tune", "--out", str(out), "--trials", "2", "--epochs", "2", "--pruner", "none", *TINY])
+    assert result.exit_code == 0, result.output
+    # synthetic-proteins: dense features with edge features and GENConv: its aggregator is searched
+    assert "no --space given: searching the default space for a graph with 8-dim dense node features" in result.output
+    assert "model_args.aggregator=choice:max,softmax,mean" in result.output
+    assert "weight_decay=loguniform:1e-06:0.01" in result.output and "input_dropout" not in result.output
+    lines = result.output.strip().splitlines()
+    assert lines[-1] == f"train it for 3 seeds: revgnn-dgl train --config {out / 'best.yaml'} --runs 3 --out {out}-best"
+    assert lines[-2].startswith("best config (trial ") and "lr=" in lines[-2] and "model_args.aggregator=" in lines[-2]
+
+
+def test_default_spaces_follow_the_kind_of_graph() -> None:
+    import torch
+
+    from revgnn_dgl.train.spaces import default_space_items
+
+    class Graph:
+        def __init__(self, feat: torch.Tensor) -> None:
+            self.ndata = {"feat": feat}
+
+    class Data:
+        def __init__(self, feat: torch.Tensor, edge_feats: int, task: str) -> None:
+            self.graph, self.num_edge_feats, self.task = Graph(feat), edge_feats, task
+            self.num_node_feats, self.num_outputs = feat.shape[1], 3
+
+    bags = (torch.rand(100, 50) < 0.02).float()
+    items, kind = default_space_items(TrainConfig(model="revgnn-112"), Data(bags, 0, "multiclass"))
+    assert "input_dropout=float:0:0.6" in items and "model_args.conv=choice:gen,gcn,sage" in items
+    assert "sparse" in kind and "no edge features" in kind
+    fixed = TrainConfig(model="revgnn-112", model_args={"conv": "gcn"})
+    assert not any(i.startswith("model_args.conv") for i in default_space_items(fixed, Data(bags, 0, "multiclass"))[0])
+    dense = torch.randn(100, 8)
+    items, kind = default_space_items(TrainConfig(model="revgnn-112"), Data(dense, 4, "multilabel"))
+    assert "model_args.aggregator=choice:max,softmax,mean" in items and "input_dropout=float:0:0.6" not in items
+    assert "dense" in kind and "4-dim edge features" in kind and "multi-label" in kind
