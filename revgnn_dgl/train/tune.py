@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import errno
 import math
 import os
 import socket
@@ -38,7 +37,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-import yaml
 
 from ..errors import ConfigError, RevGNNError
 from .config import TrainConfig
@@ -696,16 +694,14 @@ def _work(job: _Job, index: int, echo: Echo) -> None:
 @contextmanager
 def _flock(path: Path) -> Iterator[None]:
     """An exclusive ``flock`` on ``path`` (waiting for it); the kernel drops it however the process ends."""
-    import fcntl
-
-    from .rundir import open_nofollow
+    from ..files import file_lock, open_nofollow
 
     fd = open_nofollow(path, os.O_RDWR | os.O_CREAT)  # a planted link is refused, never written through
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        with file_lock(fd):
+            yield
     finally:
-        os.close(fd)  # closing releases the lock
+        os.close(fd)
 
 
 def prune_warmup_epochs(settings: TuneSettings, base: TrainConfig) -> int:
@@ -773,15 +769,13 @@ def _fail_dead_trials(study: Any, storage: Any, echo: Echo) -> None:
 
 def _held(path: Path) -> bool:
     """Whether a process holds the flock on ``path`` (taking it for a moment to see)."""
-    import fcntl
+    from ..files import acquire_lock
 
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))  # a path from the study: no link followed
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as err:
-        if err.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-            return True
-        raise
+        acquire_lock(fd, blocking=False)
+    except BlockingIOError:
+        return True
     finally:
         os.close(fd)  # closing releases a lock we took
     return False
