@@ -65,7 +65,7 @@ def network_timeout(seconds: float = DOWNLOAD_TIMEOUT_S) -> Iterator[None]:
 
 def missing_ogb_message(ogb_name: str, root: Path, reason: str) -> str:
     """The one-line answer when an OGB dataset is not under ``root``, in the command line's terms
-    (the Python names in brackets), the same for every OGB loader."""
+    (``--root``, ``--dataset-option``), the same for every OGB loader."""
     from .paths import DATA_ENV_VAR
 
     folder = ogb_name.replace("-", "_")
@@ -73,8 +73,7 @@ def missing_ogb_message(ogb_name: str, root: Path, reason: str) -> str:
     zipped = ogb_name.split("-", 1)[1]
     return (
         f"{ogb_name} is not under {root} ({reason}). With network access OGB downloads it by default "
-        f"(--dataset-option download=false, download=False in Python, turns that off); offline, download "
-        f"{url}, unzip it and rename the folder '{zipped}' to {root / folder}; or pass --root DIR (root=DIR "
-        f"in Python) or set {DATA_ENV_VAR}=DIR, DIR being the folder that holds {folder}/. Offline "
-        "alternatives: 'synthetic-proteins', or the path of a DGL graph file"
+        f"(--dataset-option download=false turns that off); offline, download {url}, unzip it and rename the "
+        f"folder '{zipped}' to {root / folder}; or pass --root DIR or set {DATA_ENV_VAR}=DIR, DIR being the "
+        f"folder that holds {folder}/. Offline alternatives: 'synthetic-proteins', or the path of a DGL graph file"
     )

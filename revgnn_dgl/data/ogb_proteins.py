@@ -69,7 +69,7 @@ def load_ogbn_proteins(root: str | Path | None = None, download: bool = True) ->
             "folder to download afresh, or replace it with the unzipped proteins.zip"
         )
     if not have_data and not download:
-        raise DatasetError(_missing_message(root, "downloads are off: download=false"))
+        raise DatasetError(_missing_message(root, "the option download=false turns downloads off"))
     try:
         with network_timeout(DOWNLOAD_TIMEOUT_S):
             ogb_data = DglNodePropPredDataset(name=OGB_NAME, root=str(root))

@@ -65,7 +65,7 @@ def load_ogbn_arxiv(root: str | Path | None = None, download: bool = True, self_
             "replace it with the unzipped arxiv.zip"
         )
     if not have_data and not download:
-        raise DatasetError(_missing_message(root, "downloads are off: download=false"))
+        raise DatasetError(_missing_message(root, "the option download=false turns downloads off"))
     try:
         with network_timeout(DOWNLOAD_TIMEOUT_S):
             ogb_data = DglNodePropPredDataset(name=OGB_NAME, root=str(root))
