@@ -23,7 +23,7 @@ leave-one-graph-out fit of the auto recipe and the committed runs.
 """
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import dgl
 import numpy as np
@@ -59,18 +59,18 @@ def make_family_graph(
     family: str = "citation",
     seed: int = 0,
     num_nodes: int = 2000,
-    features: str = "",
-    feature_dim: int = 0,
-    feature_scale: float = 0.0,
-    labels: str = "",
-    num_labels: int = 0,
-    homophily: float = -1.0,
-    isolated: float = -1.0,
-    avg_degree: float = 0.0,
-    edge_feats: int = -1,
+    features: Optional[str] = None,
+    feature_dim: Optional[int] = None,
+    feature_scale: Optional[float] = None,
+    labels: Optional[str] = None,
+    num_labels: Optional[int] = None,
+    homophily: Optional[float] = None,
+    isolated: Optional[float] = None,
+    avg_degree: Optional[float] = None,
+    edge_feats: Optional[int] = None,
     feature_noise: float = 2.0,
 ) -> NodeDataset:
-    """Generate one graph of a family; any statistic given (non-default) overrides the preset's.
+    """Generate one graph of a family; any statistic given (not None) overrides the preset's.
 
     Parameters
     ----------
@@ -111,8 +111,7 @@ def make_family_graph(
     given = dict(features=features, feature_dim=feature_dim, feature_scale=feature_scale, labels=labels,
                  num_labels=num_labels, homophily=homophily, isolated=isolated, avg_degree=avg_degree,
                  edge_feats=edge_feats)  # fmt: skip
-    unset = {"": None, 0: None, 0.0: None, -1: None, -1.0: None}
-    p.update({k: v for k, v in given.items() if not (isinstance(v, (str, int, float)) and v in unset and unset[v] is None)})
+    p.update({k: v for k, v in given.items() if v is not None})
     if num_nodes < 20:
         raise DatasetError(f"synthetic-family needs num_nodes >= 20, got {num_nodes}")
     check_count("num_nodes", num_nodes, MAX_NODES, error=DatasetError, where="synthetic-family")
