@@ -79,10 +79,12 @@ RECIPES: Dict[str, Dict[str, Any]] = {
         "train": {"dropout": 0.6, "input_dropout": 0.6, "lr": 0.01, "weight_decay": 5e-3, "layer_weight_decay": 0.01,
                   "grad_clip": 0.0, "epochs": 600, "patience": 100},
     },
-    # Dense, low-dimensional features: the same block with light regularisation and a warm-up.
+    # Dense, low-dimensional features: the same block with light regularisation, a warm-up and
+    # the head started at zero (the first loss the same at any depth).
     "dense": {
         "model": "revgnn-cora-64",
-        "model_args": {"conv": "gcnii", "norm": "none", "stream_init": "zero", "block_dropout": "independent"},
+        "model_args": {"conv": "gcnii", "norm": "none", "stream_init": "zero", "block_dropout": "independent",
+                       "zero_init_head": True},
         "train": {"dropout": 0.2, "input_dropout": 0.0, "lr": 0.005, "weight_decay": 0.0, "layer_weight_decay": None,
                   "grad_clip": 1.0, "schedule": "cosine", "warmup_epochs": 10, "epochs": 300, "patience": 100},
     },
