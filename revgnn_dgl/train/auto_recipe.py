@@ -129,8 +129,8 @@ RECIPE_BY_CELL: Dict[str, str] = {
     "edge-features/dense/homophilous/low-degree": "proteins",
     "no-edge-features/sparse/homophilous/low-degree": "citation",
     "no-edge-features/sparse/homophilous/high-degree": "copurchase",
-    "no-edge-features/dense/homophilous/low-degree": "dense",
-    "no-edge-features/dense/heterophilous/low-degree": "dense",
+    "no-edge-features/dense/homophilous/low-degree": "copurchase",
+    "no-edge-features/dense/heterophilous/low-degree": "copurchase",
 }
 
 _OPS: Dict[str, Callable[[Any, Any], bool]] = {
