@@ -6,9 +6,9 @@ statistics) and, for each candidate recipe of :data:`~revgnn_dgl.train.auto_reci
 measured on it, the test score of a 16-layer model trained with that recipe (seed 0 of a
 committed run, :data:`RUNS`). The fit, on a set of graphs, gives each cell seen in the set the
 recipe with the best mean *relative* score over that cell's graphs (score divided by the
-graph's best candidate score, so graphs of different metrics and difficulty weigh alike); a
-recipe not measured on a graph counts as missing, and a recipe must be measured on every graph of
-the cell to be chosen. A cell not seen takes the nearest fitted cell's recipe
+graph's best candidate score, so graphs of different metrics and difficulty weigh alike) over
+the cell's graphs with at least two candidates measured (one alone compares nothing); a recipe
+must be measured on every such graph of the cell to be chosen. A cell not seen takes the nearest fitted cell's recipe
 (:func:`~revgnn_dgl.train.auto_recipe.recipe_for_cell`).
 
 Leave-one-graph-out: for every graph G, the table fitted without G, its choice for G's cell,
@@ -66,7 +66,10 @@ def candidate_run(graph: str, recipe: str, auto: str) -> str:
         return RUNS[(graph, recipe)]
     prefix = GRAPHS[graph][2]
     name = f"{prefix}-revgnn-{SHAPE[recipe]}-16x64"
-    return f"{name}-auto" if recipe == auto else f"{name}-probe-{recipe}"
+    probe = f"{name}-probe-{recipe}"
+    if recipe != auto or (ROOT / "results" / "runs" / probe / "summary.json").is_file():
+        return probe  # a seed-0 probe (or a 3-seed run of a recipe auto chose before the fit)
+    return f"{name}-auto"
 
 
 def stats_of(graph: str) -> Any:
@@ -86,6 +89,8 @@ def seed0_test(run: str) -> Optional[float]:
 def fit(graphs: List[str], cells: Dict[str, str], scores: Dict[str, Dict[str, Optional[float]]]) -> Dict[str, str]:
     """cell -> the recipe of best mean relative score over the cell's graphs among ``graphs``."""
     table: Dict[str, str] = {}
+    # A graph with one candidate measured says nothing about which recipe is better: left out.
+    graphs = [g for g in graphs if sum(v is not None for v in scores[g].values()) >= 2]
     for cell in sorted({cells[g] for g in graphs}):
         members = [g for g in graphs if cells[g] == cell]
         best, best_score = None, -1.0

@@ -66,7 +66,9 @@ def main() -> int:
         def verdict(ok: Optional[bool]) -> str:
             return "-" if ok is None else ("yes" if ok else "**no**")
 
-        beats = verdict(None if m16 is None or len(base) < 3 else m16 >= max(base))
+        beats = verdict(None if m16 is None or not base else m16 >= max(base))
+        if base and len(base) < 3 and m16 is not None:
+            beats += f" (of {len(base)} run)"
         depth = verdict(None if m16 is None or s4 is None else m16 >= s4["test"]["mean"] - s4["test"]["std"])
         above = verdict(None if m16 is None else m16 >= ch + 0.02)
         print(f"| {graph} | {fmt(s16)} | {fmt(s4)} | {f'{lr:.3f}' if lr is not None else 'not run'} | {fmt(sm)} | {fmt(sg)} | "
