@@ -9,11 +9,11 @@ width and depth, input normalisation, GCNII's initial residual, optimisation rec
 of rows ``(condition, value, reason)`` read top-down, the first row whose condition holds giving
 the value. Every choice comes with one printed line naming the statistic behind it.
 
-The optimisation recipe (and with it the block) is the one choice fitted to data: the cell of
-:data:`RECIPE_BY_CELL` (edge features, feature kind, degree, homophily) names one of
-:data:`RECIPES`, chosen by leave-one-graph-out over the local real graphs and the generated
-families (``benchmarks/auto_recipe_logo.py``; the table and its scores are in
-``docs/deep_recipe.md``). The other choices follow from the causes found in issue 39 and are
+The optimisation recipe (and with it the block) is the one choice set from measured scores:
+the cell of :data:`RECIPE_BY_CELL` (edge features, feature kind, homophily, degree) names one of
+:data:`RECIPES`; ``benchmarks/auto_recipe_logo.py`` scores every candidate on the local real
+graphs and the generated families, fits the table with each graph left out in turn, and
+``--check`` says whether the committed table is the fit on all graphs (``docs/deep_recipe.md``). The other choices follow from the causes found in issue 39 and are
 tested on generated graphs (``tests/train/test_auto_recipe.py``).
 
 This module imports numpy and torch only when :func:`measure` runs; the table itself is data.
