@@ -130,6 +130,7 @@ def cell_of(stats: GraphStats) -> Dict[str, str]:
 #: listed cell that agrees with it on the most keys, earlier keys of CELL_KEYS first.
 RECIPE_BY_CELL: Dict[str, str] = {
     "edge-features/dense/homophilous/low-degree": "proteins",
+    "edge-features/dense/homophilous/high-degree": "proteins",
     "no-edge-features/sparse/homophilous/low-degree": "citation",
     "no-edge-features/sparse/homophilous/high-degree": "copurchase",
     "no-edge-features/dense/homophilous/low-degree": "copurchase",

@@ -209,3 +209,16 @@ def test_sixteen_layers_do_not_start_worse_than_four(stats):
                 total += F.binary_cross_entropy_with_logits(logits, ds.labels).item() / 3
             losses[depth] = total
         assert losses[16] <= losses[4] + slack and losses[64] <= losses[4] + slack, (recipe, losses)
+
+
+def test_the_committed_table_is_the_fit_on_the_committed_runs(shared_data_dir):
+    """``RECIPE_BY_CELL`` is what benchmarks/auto_recipe_logo.py fits on every graph's committed
+    candidate runs (so a new run that changes the fit fails here until the table follows)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).parents[2]
+    result = subprocess.run([sys.executable, str(repo / "benchmarks" / "auto_recipe_logo.py"), "--check"],
+                            capture_output=True, text=True, cwd=repo, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
