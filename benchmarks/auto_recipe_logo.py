@@ -40,11 +40,11 @@ GRAPHS: Dict[str, Tuple[str, Dict[str, Any], str]] = {
     "HumLoc": ("humloc", {}, "humloc"),
     "Amazon Computers": ("amazon-computers", {}, "amazon-computers"),
     "Coauthor CS": ("coauthor-cs", {}, "coauthor-cs"),
-    "family citation": ("synthetic-family", {"family": "citation", "num_nodes": 1000}, "family-citation"),
-    "family protein": ("synthetic-family", {"family": "protein", "num_nodes": 1000}, "family-protein"),
-    "family protein-edges": ("synthetic-family", {"family": "protein-edges", "num_nodes": 1000}, "family-protein-edges"),
-    "family heterophilous": ("synthetic-family", {"family": "heterophilous", "num_nodes": 1000}, "family-heterophilous"),
-    "family copurchase": ("synthetic-family", {"family": "copurchase", "num_nodes": 1000}, "family-copurchase"),
+    "family citation": ("synthetic-family", {"family": "citation", "num_nodes": 1000}, "synthetic-family-citation"),
+    "family protein": ("synthetic-family", {"family": "protein", "num_nodes": 1000}, "synthetic-family-protein"),
+    "family protein-edges": ("synthetic-family", {"family": "protein-edges", "num_nodes": 1000}, "synthetic-family-protein-edges"),
+    "family heterophilous": ("synthetic-family", {"family": "heterophilous", "num_nodes": 1000}, "synthetic-family-heterophilous"),
+    "family copurchase": ("synthetic-family", {"family": "copurchase", "num_nodes": 1000}, "synthetic-family-copurchase"),
 }
 
 #: (graph, recipe) -> the committed run (results/runs/NAME) whose seed 0 scores that recipe at 16 layers.

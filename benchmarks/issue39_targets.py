@@ -27,8 +27,8 @@ GRAPHS: Dict[str, Tuple[str, str, str, str, str]] = {
 }
 for _f, _b in (("citation", "gcnii"), ("protein", "gcnii"), ("heterophilous", "gcnii"), ("copurchase", "gcn"),
                ("protein-edges", "gen")):
-    GRAPHS[f"{_f} family"] = (f"synthetic-family:family={_f},num_nodes=1000", f"family-{_f}-revgnn-{_b}-16x64-auto",
-                              f"family-{_f}-revgnn-{_b}-4x64-auto", f"family-{_f}-mlp-auto", f"family-{_f}-gcn-2-auto")
+    GRAPHS[f"{_f} family"] = (f"synthetic-family:family={_f},num_nodes=1000", f"synthetic-family-{_f}-revgnn-{_b}-16x64-auto",
+                              f"synthetic-family-{_f}-revgnn-{_b}-4x64-auto", f"synthetic-family-{_f}-mlp-auto", f"synthetic-family-{_f}-gcn-2-auto")
 
 
 def run(name: str) -> Optional[Dict[str, Any]]:
