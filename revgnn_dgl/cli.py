@@ -132,6 +132,12 @@ def _set_threads(threads: Optional[int]) -> None:
 @cli.command(cls=cloup.Command)
 @cloup.option_group(
     "Model",
+    click.option("--recipe", type=click.Choice(["auto", "card"]),
+                 help="auto: measure the graph (feature kind and scale, labels, edge features, degrees, isolated nodes, "
+                      "training-split homophily) and choose the model, depth, width, input normalisation and "
+                      "optimisation from docs/deep_recipe.md's table, one printed line per choice; card: the --model "
+                      "card's recipe [default: auto without --model/--config for a dataset no zoo card was trained on, "
+                      "else card]."),
     click.option("--model", help="Zoo model name or alias (see `revgnn-dgl zoo list`); a named card brings its own "
                  "training recipe (its dataset, lr, epochs, parts, weight decay, ...; printed), which any flag overrides. "
                  + _default("model")),
@@ -256,6 +262,7 @@ def train(
     ctx: click.Context,
     config_file: Optional[str],
     resume: Optional[str],
+    recipe: Optional[str],
     as_json: bool,
     nproc: Optional[int],
     dist_timeout: Optional[float],
@@ -278,7 +285,7 @@ def train(
         serve_if_server()
         return
     # Light modules only until the configuration is known to be valid: errors answer at once.
-    from .train.settings import fixed_on_resume, resolve_train_config
+    from .train.settings import default_recipe, fixed_on_resume, resolve_train_config
 
     launched = under_launcher()  # a rank of a job torchrun started
     if master_port is not None and ip_config is None:
@@ -319,7 +326,10 @@ def train(
 
     def settle() -> Any:
         """The run's TrainConfig (under torchrun: on rank 0 only, which alone need see --resume's directory)."""
-        return resolve_train_config(given, config_file=config_file, resume=resume, nproc=nproc, echo=echo)
+        kind = recipe or default_recipe(given, config_file, resume)
+        if kind == "auto" and resume:
+            raise click.UsageError("--resume continues a run with its saved settings; drop --recipe.", ctx=ctx)
+        return resolve_train_config(given, config_file=config_file, resume=resume, nproc=nproc, echo=echo, recipe=kind)
 
     command = " ".join(["revgnn-dgl", *map(shlex.quote, sys.argv[1:])]) if sys.argv[1:2] == ["train"] else None
     if launched:

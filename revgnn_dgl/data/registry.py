@@ -20,11 +20,13 @@ from .ogbn_arxiv import load_ogbn_arxiv
 from .options import coerce_options
 from .paths import is_graph_file_path
 from .planetoid import load_planetoid
+from .families import make_family_graph
 from .synthetic import make_synthetic_proteins
 
 #: name -> loader; its keyword parameters are the options it accepts.
 LOADERS: dict[str, Callable[..., NodeDataset]] = {
     "synthetic-proteins": make_synthetic_proteins,
+    "synthetic-family": make_family_graph,
     "ogbn-proteins": load_ogbn_proteins,
     "ogbn-arxiv": load_ogbn_arxiv,
     "cora": functools.partial(load_planetoid, "cora"),
@@ -53,7 +55,10 @@ def load_dataset(name: str, root: str | Path | None = None, **options: Any) -> N
     ----------
     name : str
         ``'synthetic-proteins'`` (generated offline; options ``seed``,
-        ``num_nodes``, ``avg_degree``, ...), ``'ogbn-proteins'`` (through
+        ``num_nodes``, ``avg_degree``, ...), ``'synthetic-family'`` (generated
+        graph families that differ in feature kind, label kind, homophily and
+        isolated nodes; option ``family`` and the statistics, see
+        :mod:`revgnn_dgl.data.families`), ``'ogbn-proteins'`` (through
         OGB; option ``download``), ``'ogbn-arxiv'`` (through OGB, with the
         released RevGAT preprocessing; options ``download``, off by default,
         and ``self_loops``), ``'cora'``, ``'citeseer'`` (``self_loops``), ``'humloc'``

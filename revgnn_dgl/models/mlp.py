@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..nn import GraphInputError, make_norm
+from ..nn.norm import make_input_norm
 
 
 class MLP(nn.Module):
@@ -31,6 +32,8 @@ class MLP(nn.Module):
         Drop probability before every linear layer after the encoder.
     edge_feats : int
         Accepted for interface compatibility with the GNN cards, and ignored.
+    input_norm : str
+        ``none`` or ``standardize`` (:func:`~revgnn_dgl.nn.norm.make_input_norm`).
     """
 
     def __init__(
@@ -43,9 +46,14 @@ class MLP(nn.Module):
         norm: str = "layer",
         dropout: float = 0.1,
         edge_feats: int = 0,
+        input_norm: str = "none",
     ) -> None:
         super().__init__()
         self.in_feats, self.species_feats, self.dropout = in_feats, species_feats, dropout
+        if input_norm != "none":
+            self.input_norm = make_input_norm(input_norm, in_feats)
+        else:
+            make_input_norm(input_norm, in_feats)  # refuses an unknown kind
         self.species_encoder = nn.Linear(species_feats, species_feats) if species_feats else None
         self.node_encoder = nn.Linear(in_feats + species_feats, hidden)
         self.norms = nn.ModuleList(make_norm(norm, hidden) for _ in range(num_layers + 1))
@@ -57,6 +65,8 @@ class MLP(nn.Module):
     ) -> Tensor:
         if feat.dim() != 2 or feat.shape[-1] != self.in_feats:
             raise GraphInputError(f"MLP expects node features of width {self.in_feats}, got shape {tuple(feat.shape)}.")
+        if hasattr(self, "input_norm"):
+            feat = self.input_norm(feat)
         if self.species_encoder is not None:
             if species is None:
                 raise GraphInputError("MLP was built with species_feats > 0 but forward() got no species one-hot.")

@@ -21,6 +21,7 @@ _EXPORTS = {
     "ResBlock": "blocks",
     "SharedDropout": "dropout",
     "keep_outputs": "grouprevres",
+    "make_input_norm": "norm",
     "make_norm": "norm",
 }
 

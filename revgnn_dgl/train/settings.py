@@ -21,8 +21,12 @@ __all__ = [
     "LAUNCHER_ENV",
     "NOT_RECIPE",
     "RESUMABLE_OPTIONS",
+    "RECIPES",
+    "auto_settings",
     "card_recipe",
+    "dataset_has_card",
     "default_out",
+    "default_recipe",
     "evaluation_target",
     "fixed_on_resume",
     "resolve_train_config",
@@ -42,6 +46,48 @@ _CHECKPOINT_EVAL_KEYS = ("dataset", "dataset_options", "eval_parts", "eval_views
 #: Keys of a card's ``training`` section that are not its recipe: the run's bookkeeping, this
 #: machine's settings, and the teacher (a run of the card's author, named by its card).
 NOT_RECIPE = ("seed", "runs", "out", "device", "threads", "nproc", "teacher")
+
+
+#: What ``train --recipe`` takes: ``auto`` (measured from the graph, :mod:`.auto_recipe`) or ``card``
+#: (the named model card's recipe, or the ogbn-proteins defaults without a model).
+RECIPES = ("auto", "card")
+
+
+def dataset_has_card(dataset: Optional[str]) -> bool:
+    """Whether some zoo card was trained on ``dataset`` (then its recipe, not auto, is the default)."""
+    from ..zoo.registry import get_config, list_models
+
+    return dataset is not None and any(get_config(name).get("dataset") == dataset for name in list_models())
+
+
+def default_recipe(given: Mapping[str, Any], config_file: Optional[str], resume: Optional[str]) -> str:
+    """``auto`` when nothing names a recipe (no ``--model``, ``--config`` or ``--resume``) for a dataset
+    that no zoo card was trained on; else ``card`` (the behaviour before issue 39)."""
+    if resume or config_file or given.get("model") or given.get("partitions"):
+        return "card"
+    return "card" if dataset_has_card(given.get("dataset", TrainConfig().dataset)) else "auto"
+
+
+def auto_settings(given: Mapping[str, Any], echo: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
+    """The settings ``--recipe auto`` chooses for ``given``'s dataset (:func:`.auto_recipe.choose`).
+
+    The dataset is loaded and measured (features, edges, training labels only); one line per
+    choice goes to ``echo``. ``given``'s depth sets GCNII's step.
+    """
+    from ..data import load_dataset
+    from .auto_recipe import choose, measure
+
+    if given.get("model"):
+        raise ConfigError("--recipe auto chooses the model from the graph; drop --model (or use --recipe card).")
+    dataset = given.get("dataset", TrainConfig().dataset)
+    check_names(TrainConfig().model, dataset)
+    options = dict(given.get("dataset_options") or {})
+    loaded = load_dataset(dataset, root=given.get("root"), **options)
+    choice = choose(measure(loaded, seed=int(given.get("seed", 0))), depth=given.get("num_layers"))
+    if echo is not None:
+        for line in choice.lines():
+            echo(line)
+    return choice.settings
 
 
 #: A card's evaluation protocol, which belongs to its dataset (see :func:`card_recipe`).
@@ -116,8 +162,13 @@ def resolve_train_config(
     nproc: Optional[int] = None,
     jobs: int = 1,
     echo: Optional[Callable[[str], None]] = None,
+    recipe: str = "card",
 ) -> TrainConfig:
     """The run's TrainConfig from the options given (``None`` values left out).
+
+    ``recipe='auto'`` (``train --recipe auto``): the recipe layer is the one
+    :func:`auto_settings` measures from the dataset (model, depth, width, block, input
+    normalisation, optimisation), under the chosen card's, and the given options override it.
 
     Layers, each overriding the one before: TrainConfig's defaults (the paper's ogbn-proteins
     recipe), the training recipe of the model's card when a model is named (``--model`` or the
@@ -147,6 +198,9 @@ def resolve_train_config(
         A bad setting, a directory that holds no run, or ``nproc`` other than the resumed run's.
     """
     given = dict(given)
+    use_auto = recipe == "auto"
+    if recipe not in RECIPES:
+        raise ConfigError(f"recipe must be {' or '.join(RECIPES)}, got {recipe!r}.")
     notes: List[str] = []
     if resume:
         folder = Path(resume)
@@ -165,12 +219,22 @@ def resolve_train_config(
         from_file = read_config_file(config_file) if config_file else {}
         from_file = {str(k).replace("-", "_"): v for k, v in from_file.items()}
         model = given.get("model") or from_file.get("model")
+        auto: Dict[str, Any] = {}
+        if use_auto:
+            if config_file:
+                raise ConfigError("--recipe auto chooses the settings from the graph; drop --config (or use --recipe card).")
+            auto = auto_settings(given, echo)
+            model = auto.pop("model")
+            given = {**given, "model": model}
         recipe: Dict[str, Any] = {}
         base = TrainConfig()
         if model:
             check_names(model, None)
             recipe = card_recipe(model, given.get("dataset") or from_file.get("dataset"))
             base = base.updated(recipe, f"the training recipe of model card {model!r}")
+        if auto:
+            base = base.updated(auto, "the auto recipe")
+            recipe = {}  # auto's lines said what it chose
         if config_file:
             if from_file.get("dataset_options") and "dataset_options" in recipe:
                 from_file["dataset_options"] = {**recipe["dataset_options"], **from_file["dataset_options"]}

@@ -60,7 +60,7 @@ def test_real_data_marked_available(shared_data_dir):
 
 
 def test_unknown_name():
-    with pytest.raises(DatasetError, match="unknown dataset 'cor': valid names are synthetic-proteins, ogbn-proteins, ogbn-arxiv, cora"):
+    with pytest.raises(DatasetError, match="unknown dataset 'cor': valid names are synthetic-proteins, synthetic-family, ogbn-proteins, ogbn-arxiv, cora"):
         dataset_info("cor")
 
 
@@ -92,3 +92,4 @@ def test_facts_match_synthetic_defaults():
     from revgnn_dgl.data import load_dataset
 
     _check_facts(load_dataset("synthetic-proteins"), "synthetic-proteins")
+    _check_facts(load_dataset("synthetic-family"), "synthetic-family")
