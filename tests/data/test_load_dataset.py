@@ -13,6 +13,7 @@ def test_unknown_name_lists_valid_names():
         load_dataset("ogbn-protein")
     names = {
         "synthetic-proteins",
+        "synthetic-family",
         "ogbn-proteins",
         "ogbn-arxiv",
         "cora",
