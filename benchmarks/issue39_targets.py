@@ -26,10 +26,13 @@ GRAPHS: Dict[str, Tuple[str, str, str, str, str]] = {
     "Coauthor CS": ("coauthor-cs", "coauthor-cs-revgnn-gcnii-16x64-auto", "coauthor-cs-revgnn-gcnii-4x64-auto",
                     "coauthor-cs-mlp-auto", "coauthor-cs-gcn-2-auto"),
 }
-for _f, _b in (("citation", "gcnii"), ("protein", "gcn"), ("heterophilous", "gcn"), ("copurchase", "gcn"),
-               ("protein-edges", "gen")):
-    GRAPHS[f"{_f} family"] = (f"synthetic-family:family={_f},num_nodes=1000", f"synthetic-family-{_f}-revgnn-{_b}-16x64-auto",
-                              f"synthetic-family-{_f}-revgnn-{_b}-4x64-auto", f"synthetic-family-{_f}-mlp-auto", f"synthetic-family-{_f}-gcn-2-auto")
+#: The generated families: family -> the block auto chose for it.
+FAMILIES = {"citation": "gcnii", "protein": "gcn", "heterophilous": "gcn", "copurchase": "gcn", "protein-edges": "gen"}
+GRAPHS = {**GRAPHS, **{
+    f"{f} family": (f"synthetic-family:family={f},num_nodes=1000", f"synthetic-family-{f}-revgnn-{b}-16x64-auto",
+                    f"synthetic-family-{f}-revgnn-{b}-4x64-auto", f"synthetic-family-{f}-mlp-auto", f"synthetic-family-{f}-gcn-2-auto")
+    for f, b in FAMILIES.items()
+}}  # fmt: skip
 
 
 def run(names: str) -> Optional[Dict[str, Any]]:
