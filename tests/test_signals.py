@@ -1,6 +1,7 @@
 """Ctrl-C never lands inside an import: it is raised once the import in progress has finished."""
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -60,14 +61,19 @@ def test_ctrl_c_at_any_early_moment_of_train(tmp_path: Path, delay: float) -> No
     out = tmp_path / "run"
     command = [sys.executable, "-m", "revgnn_dgl", "train", "--model", "wide", "--dataset", "synthetic-proteins",
                "--num-layers", "2", "--hidden", "8", "--epochs", "1", "--threads", "1", "--out", str(out)]  # fmt: skip
-    # The interpreter's own start-up (before any line of the project runs) is not ours to handle.
+    # The interpreter's own start-up (before any line of the project runs) is not ours to handle: a
+    # signal that lands there (Python's "init_import_site" error, on a busy machine) is tried later.
     started = time.monotonic()
     subprocess.run([sys.executable, "-c", "pass"], check=True, timeout=60)
     startup = time.monotonic() - started
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(startup + delay)
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=120)
+    for attempt in range(5):
+        shutil.rmtree(out, ignore_errors=True)
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(startup + delay + 0.2 * attempt)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+        if "init_import_site" not in stderr:
+            break
     if proc.returncode == 0:
         pytest.skip(f"the run finished within {delay} s: nothing to interrupt")  # a very fast machine
     assert proc.returncode == 130, stderr[-3000:]
