@@ -1,4 +1,5 @@
 """Test-session settings shared by tests/ and the doctests in revgnn_dgl/."""
+
 import os
 
 # OGB checks PyPI for a newer version at import; offline that only produces a warning.

@@ -4,6 +4,7 @@ The repository's top-level ``zoo/`` (model cards and bundled weights, browsable 
 repository page) is installed as the data package ``revgnn_dgl.zoo.cards``: in a wheel its files
 are copied there, and an editable install maps the package to the checkout's ``zoo/``.
 """
+
 from setuptools import find_packages, setup
 
 setup(

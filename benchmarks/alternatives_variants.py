@@ -19,6 +19,7 @@ the configuration records):
 ``disable``. An experiment, not part of the package: it imports :mod:`revgnn_dgl`, never the
 reverse.
 """
+
 from __future__ import annotations
 
 import copy
@@ -112,8 +113,15 @@ class _PyGBlock(nn.Module):
             raise ValueError("the pyg variant is built for max aggregation, a 2-layer MLP and no MsgNorm")
         self.norm = copy.deepcopy(ours.norm)
         self.conv = PyGGENConv(
-            width, width, aggr="max", norm="layer", num_layers=2, expansion=conv.mlp[0].out_features // width,
-            eps=conv.eps, bias=True, edge_dim=conv.edge_feats,
+            width,
+            width,
+            aggr="max",
+            norm="layer",
+            num_layers=2,
+            expansion=conv.mlp[0].out_features // width,
+            eps=conv.eps,
+            bias=True,
+            edge_dim=conv.edge_feats,
         )
         pairs = [
             (self.conv.lin_edge, conv.edge_encoder),

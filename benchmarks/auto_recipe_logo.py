@@ -19,6 +19,7 @@ and G's score under that choice (or "not measured"). The table fitted on all gra
     python benchmarks/auto_recipe_logo.py --check    # exit 1 when RECIPE_BY_CELL is not the full fit
     python benchmarks/auto_recipe_logo.py --commands # the train commands of the candidate runs
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,9 +43,21 @@ GRAPHS: Dict[str, Tuple[str, Dict[str, Any], str]] = {
     "Coauthor CS": ("coauthor-cs", {}, "coauthor-cs"),
     "family citation": ("synthetic-family", {"family": "citation", "num_nodes": 1000}, "synthetic-family-citation"),
     "family protein": ("synthetic-family", {"family": "protein", "num_nodes": 1000}, "synthetic-family-protein"),
-    "family protein-edges": ("synthetic-family", {"family": "protein-edges", "num_nodes": 1000}, "synthetic-family-protein-edges"),
-    "family heterophilous": ("synthetic-family", {"family": "heterophilous", "num_nodes": 1000}, "synthetic-family-heterophilous"),
-    "family copurchase": ("synthetic-family", {"family": "copurchase", "num_nodes": 1000}, "synthetic-family-copurchase"),
+    "family protein-edges": (
+        "synthetic-family",
+        {"family": "protein-edges", "num_nodes": 1000},
+        "synthetic-family-protein-edges",
+    ),
+    "family heterophilous": (
+        "synthetic-family",
+        {"family": "heterophilous", "num_nodes": 1000},
+        "synthetic-family-heterophilous",
+    ),
+    "family copurchase": (
+        "synthetic-family",
+        {"family": "copurchase", "num_nodes": 1000},
+        "synthetic-family-copurchase",
+    ),
 }
 
 #: (graph, recipe) -> the committed run (results/runs/NAME) whose seed 0 scores that recipe at 16 layers.
@@ -167,7 +180,9 @@ def main() -> int:
     for cell, recipe in sorted(full.items()):
         print(f"- `{cell}`: {recipe}")
     print()
-    print("| held-out graph | rule fitted without it picks | score of that pick | best candidate (score) | auto recipe (all graphs) |")
+    print(
+        "| held-out graph | rule fitted without it picks | score of that pick | best candidate (score) | auto recipe (all graphs) |"
+    )
     print("|---|---|---|---|---|")
     for g in GRAPHS:
         others = [h for h in measured if h != g]
@@ -178,7 +193,9 @@ def main() -> int:
         best = max(known, key=known.get) if known else None
         best_text = f"{best} ({known[best]:.3f})" if best else "-"
         nearest = " (nearest cell)" if "nearest" in where else ""
-        print(f"| {g} | {pick}{nearest} | {f'{s:.3f}' if s is not None else 'not measured'} | {best_text} | {auto[g]} |")
+        print(
+            f"| {g} | {pick}{nearest} | {f'{s:.3f}' if s is not None else 'not measured'} | {best_text} | {auto[g]} |"
+        )
     return 0
 
 

@@ -18,6 +18,7 @@ for every layer's output :math:`h_l \\in \\mathbb{R}^{N \\times D}`:
 
 See docs/results.md ("Why deep models lost on Cora") for what they showed. An experiment, not part of the package: it imports :mod:`revgnn_dgl`, never the reverse.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -125,12 +126,16 @@ def format_report(report: Dict[str, Any]) -> str:
     ]
     enc = report["encoder"]
     probe = "-" if enc["probe"] is None else f"{enc['probe']:.3f}"
-    lines.append(f"| encoder (bias rms {enc['bias_rms']:.3g}) | {enc['rms']:.3g} | {enc['node_frac']:.3f} | {enc['grad']:.3g} | {probe} |")
+    lines.append(
+        f"| encoder (bias rms {enc['bias_rms']:.3g}) | {enc['rms']:.3g} | {enc['node_frac']:.3f} | {enc['grad']:.3g} | {probe} |"
+    )
     last = len(report["layers"])
     for row in report["layers"]:
         if row["layer"] in PROBE_LAYERS or row["layer"] == last:
             probe = f"{row['probe']:.3f}" if "probe" in row else "-"
-            lines.append(f"| layer {row['layer']} | {row['rms']:.3g} | {row['node_frac']:.3f} | {row['grad']:.3g} | {probe} |")
+            lines.append(
+                f"| layer {row['layer']} | {row['rms']:.3g} | {row['node_frac']:.3f} | {row['grad']:.3g} | {probe} |"
+            )
     return "\n".join(lines)
 
 

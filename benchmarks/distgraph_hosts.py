@@ -20,6 +20,7 @@ difference between two lines. Needs root. Writes ``benchmarks/results/distgraph_
 
     python benchmarks/distgraph_hosts.py [--nodes 125000] [--degree 16] [--epochs 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +58,13 @@ def main() -> int:
     parser.add_argument("--degree", type=float, default=16.0)
     parser.add_argument("--epochs", type=int, default=2, help="epochs of the 2-machine run (traffic: between lines)")
     parser.add_argument("--skip-one-process", action="store_true", help="only the 2-machine run")
-    parser.add_argument("--train-arg", action="append", default=[], metavar="ARG",
-                        help="one more argument of the 2-machine run's train (repeatable), e.g. --train-arg=--eval-every")
+    parser.add_argument(
+        "--train-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="one more argument of the 2-machine run's train (repeatable), e.g. --train-arg=--eval-every",
+    )
     parser.add_argument("--out", default=str(HERE / "results" / "distgraph_hosts.json"))
     args = parser.parse_args()
     why = unavailable()
@@ -78,7 +84,11 @@ def main() -> int:
         print(cut.strip().splitlines()[-1], flush=True)
         meta = json.loads((parts / "revgnn_dgl.json").read_text())
         config = parts / f"{meta['graph_name']}.json"
-        result["graph"] = {"nodes": meta["num_nodes"], "edges": meta["num_edges"], "partition": cut.strip().splitlines()[-1]}
+        result["graph"] = {
+            "nodes": meta["num_nodes"],
+            "edges": meta["num_edges"],
+            "partition": cut.strip().splitlines()[-1],
+        }
         if not args.skip_one_process:
             result["one_process"] = measure([*cli, "train", "--dataset", "synthetic-proteins", *data, *MODEL,
                                              "--out", f"{tmp}/one"])  # fmt: skip
@@ -129,12 +139,19 @@ def main() -> int:
                        if info["role"] != "helper" and int(info["VmHWM"]) > 64 * mib), key=lambda r: str(r["role"]))  # fmt: skip
         machines.append({"machine": k, "processes": rows, "peak_total": totals[k]})
     epochs = [[c1[k]["tx_bytes"] - c0[k]["tx_bytes"] for k in range(2)] for c0, c1 in zip(counters, counters[1:])]
-    result.update(machines=machines, seconds=seconds, sent_bytes_until_each_epoch_line=epochs,
-                  load_after=Path("/proc/loadavg").read_text().split()[:3], model=" ".join(model))
+    result.update(
+        machines=machines,
+        seconds=seconds,
+        sent_bytes_until_each_epoch_line=epochs,
+        load_after=Path("/proc/loadavg").read_text().split()[:3],
+        model=" ".join(model),
+    )
     one = max(int(r["VmHWM"]) for r in result["one_process"]["processes"]) if "one_process" in result else None
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"graph: {meta['num_nodes']:,} nodes, {meta['num_edges']:,} edges; load {' '.join(load)} -> {' '.join(result['load_after'])}")
+    print(
+        f"graph: {meta['num_nodes']:,} nodes, {meta['num_edges']:,} edges; load {' '.join(load)} -> {' '.join(result['load_after'])}"
+    )
     print("| machine | process | peak RSS (MiB) | peak private (MiB) | peak shared (MiB) | RSS vs one process |")
     print("|---|---|---|---|---|---|")
     if one:
@@ -142,10 +159,14 @@ def main() -> int:
     for m in machines:
         for r in m["processes"]:
             ratio = f"{int(r['VmHWM']) / one:.2f}" if one else ""
-            print(f"| h{m['machine']} | {r['role']} | {int(r['VmHWM']) / mib:.0f} | {int(r['RssAnon']) / mib:.0f} | "
-                  f"{int(r['RssShmem']) / mib:.0f} | {ratio} |")
+            print(
+                f"| h{m['machine']} | {r['role']} | {int(r['VmHWM']) / mib:.0f} | {int(r['RssAnon']) / mib:.0f} | "
+                f"{int(r['RssShmem']) / mib:.0f} | {ratio} |"
+            )
         ratio = f"{m['peak_total'] / one:.2f}" if one else ""
-        print(f"| h{m['machine']} | machine total (peak of the sum of PSS) | {m['peak_total'] / mib:.0f} | | | {ratio} |")
+        print(
+            f"| h{m['machine']} | machine total (peak of the sum of PSS) | {m['peak_total'] / mib:.0f} | | | {ratio} |"
+        )
     for i, sent in enumerate(epochs):
         what = "start-up and epoch 1" if i == 0 else f"epoch {i + 1}"
         print(f"bytes sent ({what}): h0 {sent[0]:,}, h1 {sent[1]:,}")

@@ -17,6 +17,7 @@ the server's machine maps to read its parts; ``RssShmem`` is reported beside it)
 
     python benchmarks/distgraph_memory.py [--nodes 125000] [--degree 16]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -142,12 +143,16 @@ def main() -> None:
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     mib = 2**20
     print(f"graph: {meta['num_nodes']:,} nodes, {meta['num_edges']:,} edges; load {' '.join(load)}")
-    print("| run | process | peak RSS (MiB) | peak private RSS (MiB) | peak shared-memory RSS (MiB) | vs one process (RSS / private) |")
+    print(
+        "| run | process | peak RSS (MiB) | peak private RSS (MiB) | peak shared-memory RSS (MiB) | vs one process (RSS / private) |"
+    )
     print("|---|---|---|---|---|---|")
     for name, run in (("one process", single), ("DistDGL, 2 trainers + 1 server", distributed)):
         for r in run["processes"]:
-            print(f"| {name} | {r['role']} | {int(r['VmHWM']) / mib:.0f} | {int(r['RssAnon']) / mib:.0f} | "
-                  f"{int(r['RssShmem']) / mib:.0f} | {int(r['VmHWM']) / one:.2f} / {int(r['RssAnon']) / one_anon:.2f} |")
+            print(
+                f"| {name} | {r['role']} | {int(r['VmHWM']) / mib:.0f} | {int(r['RssAnon']) / mib:.0f} | "
+                f"{int(r['RssShmem']) / mib:.0f} | {int(r['VmHWM']) / one:.2f} / {int(r['RssAnon']) / one_anon:.2f} |"
+            )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ everything down (also on Ctrl-C, exit 130) and exits with the first failing stat
 
 ``--sweep`` only removes the namespaces an earlier killed run left behind.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,7 +71,9 @@ def main(argv: List[str]) -> int:
             tic = time.monotonic()
             procs, pumps = [], []
             for host in hosts:
-                argv_host = [part.format(rank=host.index, host=host.name, addr=host.address, **fields) for part in command]
+                argv_host = [
+                    part.format(rank=host.index, host=host.name, addr=host.address, **fields) for part in command
+                ]
                 proc = host.popen(argv_host, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True)  # fmt: skip
                 procs.append(proc)
@@ -97,7 +100,9 @@ def main(argv: List[str]) -> int:
                 sent, received = b["tx_bytes"] - a["tx_bytes"], b["rx_bytes"] - a["rx_bytes"]
                 report.append({"host": host.name, "address": host.address, "exit": code, "tx_bytes": sent,
                                "rx_bytes": received, "seconds": round(seconds, 2)})  # fmt: skip
-                print(f"{host.name} ({host.address}): exit {code}, sent {sent} B, received {received} B in {seconds:.1f} s")
+                print(
+                    f"{host.name} ({host.address}): exit {code}, sent {sent} B, received {received} B in {seconds:.1f} s"
+                )
             if args.json:
                 Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
             return next((code if code > 0 else 1 for code in codes if code), 0)

@@ -13,6 +13,7 @@ Prints one line per recipe with the load average before it, and writes ``evaluat
 to ``--out`` (default: a new folder under the system's temporary directory, so a reproduction
 never overwrites the committed ``benchmarks/results``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,18 @@ from typing import Dict, List
 
 RECIPES: Dict[str, List[str]] = {
     "quick-start": ["--model", "wide", "--num-layers", "8", "--hidden", "32", "--lr", "0.005"],
-    "tune-example": ["--model", "revgnn-112", "--dataset-option", "num_nodes=500", "--num-layers", "4", "--hidden",
-                     "16", "--train-parts", "1"],  # fmt: skip
+    "tune-example": [
+        "--model",
+        "revgnn-112",
+        "--dataset-option",
+        "num_nodes=500",
+        "--num-layers",
+        "4",
+        "--hidden",
+        "16",
+        "--train-parts",
+        "1",
+    ],  # fmt: skip
 }
 
 
@@ -48,7 +59,9 @@ def share(metrics: List[dict]) -> Dict[str, float]:
 def main(argv: List[str] | None = None) -> Dict[str, dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--out", type=Path, default=None, help="folder for evaluation_share.json (default: a new temporary one)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="folder for evaluation_share.json (default: a new temporary one)"
+    )
     args = parser.parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="revgnn-evaluation-share-"))
     out.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ peak is what inference adds above the loaded graph's own storage.
 Record ``cat /proc/loadavg`` with the result; results go to ``--out`` (default: a new folder
 under ``runs/benchmarks/``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,7 +60,9 @@ def child(args: argparse.Namespace) -> Dict[str, Any]:
                           train_idx=as_index(ids[: n // 2]), val_idx=as_index(ids[n // 2: 3 * n // 4]),
                           test_idx=as_index(ids[3 * n // 4:]), task="multilabel")  # fmt: skip
     data = DeviceData.on(dataset, torch.device("cpu"))
-    model = revgnn_dgl.create_model("revgnn-deep", num_layers=args.layers, hidden=args.hidden, groups=args.groups).eval()
+    model = revgnn_dgl.create_model(
+        "revgnn-deep", num_layers=args.layers, hidden=args.hidden, groups=args.groups
+    ).eval()
     Path("/proc/self/clear_refs").write_text("5")  # the peak from here on
     loaded = _rss_kib("VmRSS")
     plan = plan_for(model, data, parse_memory_budget(args.budget))
@@ -99,7 +102,7 @@ def main(argv: Optional[List[str]] = None) -> List[Dict[str, Any]]:
     out = args.out or Path("runs") / "benchmarks" / f"full_graph-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for mode in (["whole", "chunked"] if args.mode == "both" else [args.mode]):
+    for mode in ["whole", "chunked"] if args.mode == "both" else [args.mode]:
         command = [sys.executable, __file__, "--child", mode, "--nodes", str(args.nodes), "--edges", str(args.edges),
                    "--layers", str(args.layers), "--hidden", str(args.hidden), "--groups", str(args.groups),
                    "--budget", args.budget, "--threads", str(args.threads)]  # fmt: skip

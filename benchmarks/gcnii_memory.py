@@ -20,6 +20,7 @@ parameter), the part a reversible network keeps flat.
 
     python benchmarks/gcnii_memory.py [--depths 4,16,64] [--out benchmarks/results]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -103,7 +104,11 @@ def sweep(depths: Sequence[int], out: Optional[Path], echo: Any = print) -> List
     from revgnn_dgl.bench.results import write_rows
     from revgnn_dgl.env import environment
 
-    env = {k: v for k, v in environment(torch.device("cpu")).items() if k in ("torch", "dgl", "cpu_model", "git_commit", "load_avg_1m")}
+    env = {
+        k: v
+        for k, v in environment(torch.device("cpu")).items()
+        if k in ("torch", "dgl", "cpu_model", "git_commit", "load_avg_1m")
+    }
     rows = []
     for model in MODELS:
         for depth in depths:
@@ -124,13 +129,20 @@ def report(rows: Sequence[Dict[str, Any]]) -> str:
     """The markdown table of benchmarks/README.md: peak and activation peak (MiB) per model and depth."""
     depths = sorted({r["depth"] for r in rows})
     cell = {(r["model"], r["depth"]): r for r in rows}
-    lines = ["| depth | " + " | ".join(f"{m} peak / activations" for m in MODELS) + " |", "|---" * (len(MODELS) + 1) + "|"]
+    lines = [
+        "| depth | " + " | ".join(f"{m} peak / activations" for m in MODELS) + " |",
+        "|---" * (len(MODELS) + 1) + "|",
+    ]
     for d in depths:
         cells = []
         for m in MODELS:
             r = cell.get((m, d), {})
             ok = r.get("status") == "ok"
-            cells.append(f"{r['peak_bytes'] / 2**20:.1f} / {r['activation_peak_bytes'] / 2**20:.1f}" if ok else r.get("status", ""))
+            cells.append(
+                f"{r['peak_bytes'] / 2**20:.1f} / {r['activation_peak_bytes'] / 2**20:.1f}"
+                if ok
+                else r.get("status", "")
+            )
         lines.append(f"| {d} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

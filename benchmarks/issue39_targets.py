@@ -4,6 +4,7 @@ layers minus one standard deviation, and against chance (+ 0.02). Missing runs a
 
     python benchmarks/issue39_targets.py     # a markdown table (docs/deep_recipe.md)
 """
+
 from __future__ import annotations
 
 import json
@@ -16,15 +17,41 @@ sys.path.insert(0, str(ROOT))
 
 #: graph -> (dataset spec of benchmarks/logreg_baseline.py, auto 16, auto 4, mlp, gcn-2) runs.
 GRAPHS: Dict[str, Tuple[str, str, str, str, str]] = {
-    "Cora": ("cora", "cora-revgnn-gcnii-16x64-step04", "cora-revgnn-gcnii-4x64-step16", "cora-mlp-auto",
-             "cora-gcn-2-auto,cora-gcn-2"),
-    "CiteSeer": ("citeseer", "citeseer-revgnn-gcnii-16x64-step04", "citeseer-revgnn-gcnii-4x64-step16", "citeseer-mlp-auto",
-                 "citeseer-gcn-2-auto"),
-    "HumLoc": ("humloc", "humloc-revgnn-16x64", "humloc-revgnn-4x64-cosine", "humloc-mlp-auto,humloc-mlp", "humloc-gcn-2-auto"),
-    "Amazon Computers": ("amazon-computers", "amazon-computers-revgnn-gcn-16x64", "amazon-computers-revgnn-gcn-4x64",
-                         "amazon-computers-mlp-auto", "amazon-computers-gcn-2"),
-    "Coauthor CS": ("coauthor-cs", "coauthor-cs-revgnn-gcnii-16x64-auto", "coauthor-cs-revgnn-gcnii-4x64-auto",
-                    "coauthor-cs-mlp-auto", "coauthor-cs-gcn-2-auto"),
+    "Cora": (
+        "cora",
+        "cora-revgnn-gcnii-16x64-step04",
+        "cora-revgnn-gcnii-4x64-step16",
+        "cora-mlp-auto",
+        "cora-gcn-2-auto,cora-gcn-2",
+    ),
+    "CiteSeer": (
+        "citeseer",
+        "citeseer-revgnn-gcnii-16x64-step04",
+        "citeseer-revgnn-gcnii-4x64-step16",
+        "citeseer-mlp-auto",
+        "citeseer-gcn-2-auto",
+    ),
+    "HumLoc": (
+        "humloc",
+        "humloc-revgnn-16x64",
+        "humloc-revgnn-4x64-cosine",
+        "humloc-mlp-auto,humloc-mlp",
+        "humloc-gcn-2-auto",
+    ),
+    "Amazon Computers": (
+        "amazon-computers",
+        "amazon-computers-revgnn-gcn-16x64",
+        "amazon-computers-revgnn-gcn-4x64",
+        "amazon-computers-mlp-auto",
+        "amazon-computers-gcn-2",
+    ),
+    "Coauthor CS": (
+        "coauthor-cs",
+        "coauthor-cs-revgnn-gcnii-16x64-auto",
+        "coauthor-cs-revgnn-gcnii-4x64-auto",
+        "coauthor-cs-mlp-auto",
+        "coauthor-cs-gcn-2-auto",
+    ),
 }
 #: The generated families: family -> the block auto chose for it.
 FAMILIES = {"citation": "gcnii", "protein": "gcn", "heterophilous": "gcn", "copurchase": "gcn", "protein-edges": "gen"}
@@ -64,7 +91,9 @@ def fmt(summary: Optional[Dict[str, Any]]) -> str:
 
 def main() -> int:
     logreg = json.loads((ROOT / "results" / "diagnostics" / "logreg_baseline.json").read_text())
-    print("| graph | auto 16 | auto 4 | logistic regression | MLP | gcn-2 | chance | 16 >= best baseline | 16 >= 4 - std | above chance + 0.02 |")
+    print(
+        "| graph | auto 16 | auto 4 | logistic regression | MLP | gcn-2 | chance | 16 >= best baseline | 16 >= 4 - std | above chance + 0.02 |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for graph, (spec, a16, a4, mlp, gcn) in GRAPHS.items():
         s16, s4, sm, sg = run(a16), run(a4), run(mlp), run(gcn)
@@ -81,8 +110,10 @@ def main() -> int:
             beats += f" (of {len(base)} run)"
         depth = verdict(None if m16 is None or s4 is None else m16 >= s4["test"]["mean"] - s4["test"]["std"])
         above = verdict(None if m16 is None else m16 >= ch + 0.02)
-        print(f"| {graph} | {fmt(s16)} | {fmt(s4)} | {f'{lr:.3f}' if lr is not None else 'not run'} | {fmt(sm)} | {fmt(sg)} | "
-              f"{ch:.3f} | {beats} | {depth} | {above} |")
+        print(
+            f"| {graph} | {fmt(s16)} | {fmt(s4)} | {f'{lr:.3f}' if lr is not None else 'not run'} | {fmt(sm)} | {fmt(sg)} | "
+            f"{ch:.3f} | {beats} | {depth} | {above} |"
+        )
     return 0
 
 

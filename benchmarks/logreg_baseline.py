@@ -8,6 +8,7 @@ library does: accuracy, or the mean ROC-AUC over the tasks with both classes.
     python benchmarks/logreg_baseline.py cora citeseer humloc amazon-computers coauthor-cs \
         synthetic-family:family=protein,num_nodes=1000 --out results/diagnostics/logreg_baseline.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,9 +65,15 @@ def logreg(name: str, options: Dict[str, Any]) -> Dict[str, Any]:
                 p = np.full((len(ids), y.shape[1]), 0.5)
                 p[:, cols] = clf.predict_proba(x[ids])
                 return p
+
         results[c] = (score(ds.task, y[va], proba(va)), score(ds.task, y[te], proba(te)))
     best = max(CS, key=lambda c: results[c][0])
-    return {"C": best, "val": results[best][0], "test": results[best][1], "metric": "accuracy" if ds.task == "multiclass" else "rocauc"}
+    return {
+        "C": best,
+        "val": results[best][0],
+        "test": results[best][1],
+        "metric": "accuracy" if ds.task == "multiclass" else "rocauc",
+    }
 
 
 def parse(spec: str) -> Tuple[str, Dict[str, Any]]:

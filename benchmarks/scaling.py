@@ -12,6 +12,7 @@ the later epochs are timed without the profiler, every rank starting each epoch 
 The results and how to read them are in docs/distributed.md. An experiment, not part of the
 package: it imports :mod:`revgnn_dgl`, never the reverse.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -110,7 +111,9 @@ def measure_rank(ctx: Context, run: Dict[str, Any], parts_per_step: int, epochs:
     }
 
 
-def scaling(run: Optional[Dict[str, Any]] = None, epochs: int = 3, out: Path = RESULTS, echo: Any = print) -> List[Dict[str, Any]]:
+def scaling(
+    run: Optional[Dict[str, Any]] = None, epochs: int = 3, out: Path = RESULTS, echo: Any = print
+) -> List[Dict[str, Any]]:
     """Measure ``run`` at 1 process (2 parts per step) and 2 processes (1 part each); write ``scaling.csv|json``."""
     run = dict(DEFAULT_RUN if run is None else run)
     rows: List[Dict[str, Any]] = []

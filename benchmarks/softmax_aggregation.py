@@ -6,6 +6,7 @@
 
 Record ``cat /proc/loadavg`` with the result: compare the ratios of one run, not times across runs.
 """
+
 from __future__ import annotations
 
 import statistics

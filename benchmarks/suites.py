@@ -22,6 +22,7 @@ An experiment, not part of the package: it imports :mod:`revgnn_dgl`, never the 
 :mod:`alternatives_variants`, which registers them with
 :func:`revgnn_dgl.bench.workload.register_variant`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import alternatives_variants  # noqa: F401  (registers the dgl and pyg variants)
+
 from revgnn_dgl import zoo
 from revgnn_dgl.bench.cli import parse_depths
 from revgnn_dgl.bench.memory import GiB, MiB, memory_sweep
@@ -62,8 +64,9 @@ PAPER_BATCH: Dict[str, Any] = dict(nodes=13250, edges=790000, edge_feats=8, spec
 #: The paper's GPU memory for one training batch (GB; unit not stated, compared as 1e9 bytes,
 #: the stricter reading).
 PAPER_GB = {"revgnn-deep": 2.86, "revgnn-wide": 7.91, "resgnn-112": 27.1}
-_PAPER_TITLE = (f"one training step on a paper-sized batch ({PAPER_BATCH['nodes']:,} nodes, "
-                f"{PAPER_BATCH['edges']:,} edges)")
+_PAPER_TITLE = (
+    f"one training step on a paper-sized batch ({PAPER_BATCH['nodes']:,} nodes, {PAPER_BATCH['edges']:,} edges)"
+)
 
 
 def _collector(out: Path, name: str) -> "tuple[List[Dict[str, Any]], Callable[[Dict[str, Any]], None]]":
@@ -133,9 +136,10 @@ def memory_vs_depth(
     if only:
         previous = out / f"{name}.json"
         rows.extend(r for r in (read_rows(previous) if previous.exists() else []) if r["model"] not in only)
-    wanted = (lambda model: not only or model in only)  # noqa: E731
-    common = dict(warmup=0, repeats=3, time_budget_s=60.0, threads=threads, mem_cap_bytes=int(mem_cap_gb * GiB),
-                  on_row=on_row)
+    wanted = lambda model: not only or model in only  # noqa: E731
+    common = dict(
+        warmup=0, repeats=3, time_budget_s=60.0, threads=threads, mem_cap_bytes=int(mem_cap_gb * GiB), on_row=on_row
+    )
     ds = parse_depths(depths)
     plain = [m for m in ("resgnn-112", "revgnn-112", "wt-revgnn-80") if wanted(m)]
     if plain:
@@ -147,8 +151,10 @@ def memory_vs_depth(
         memory_sweep(["revgat-arxiv"], [d for d in ds if 3 <= d <= revgat_max_depth], base={**base, "extra": {"heads": 1}},
                      **common)  # fmt: skip
     write_rows(rows, out, name)
-    title = (f"one training step, D={hidden}, C=2, {graph['nodes']:,} nodes, {graph['edges']:,} edges, "
-             f"CPU, {threads} thread(s)")
+    title = (
+        f"one training step, D={hidden}, C=2, {graph['nodes']:,} nodes, {graph['edges']:,} edges, "
+        f"CPU, {threads} thread(s)"
+    )
     plot_memory(rows, out / f"{name}.png", title=title)
     plot_time(rows, out / f"{name}_time.png", title=title)
 
@@ -172,13 +178,38 @@ def memory_vs_depth(
         summary["targets"]["resgnn_bytes_per_layer"] = steps
         summary["targets"]["resgnn_deepest_measured"] = res[-1]["depth"]
     summary["table"] = [
-        {k: r.get(k) for k in ("model", "depth", "status", "parameters", "peak_allocated_bytes",
-                                "peak_minus_model_state_bytes", "peak_rss_bytes", "step_time_s", "message")}
+        {
+            k: r.get(k)
+            for k in (
+                "model",
+                "depth",
+                "status",
+                "parameters",
+                "peak_allocated_bytes",
+                "peak_minus_model_state_bytes",
+                "peak_rss_bytes",
+                "step_time_s",
+                "message",
+            )
+        }
         for r in rows
     ]
     _write_summary(out, name, summary)
-    print(markdown_table(rows, ["model", "depth", "status", "parameters", "peak_allocated_bytes",
-                                "peak_minus_model_state_bytes", "peak_rss_bytes", "step_time_s"]))
+    print(
+        markdown_table(
+            rows,
+            [
+                "model",
+                "depth",
+                "status",
+                "parameters",
+                "peak_allocated_bytes",
+                "peak_minus_model_state_bytes",
+                "peak_rss_bytes",
+                "step_time_s",
+            ],
+        )
+    )
     return summary
 
 
@@ -202,8 +233,15 @@ def paper_scale(
     """
     out = Path(out)
     rows, on_row = _collector(out, name)
-    common = dict(warmup=0, repeats=1, threads=threads, mem_cap_bytes=int(mem_cap_gb * GiB), breakdown=True,
-                  timeout=timeout, on_row=on_row)
+    common = dict(
+        warmup=0,
+        repeats=1,
+        threads=threads,
+        mem_cap_bytes=int(mem_cap_gb * GiB),
+        breakdown=True,
+        timeout=timeout,
+        on_row=on_row,
+    )
     for model, depths in (("revgnn-deep", deep_depths), ("revgnn-wide", wide_depths), ("resgnn-112", resgnn_depths)):
         memory_sweep([model], parse_depths(depths), base=dict(PAPER_BATCH), **common)
     write_rows(rows, out, name)
@@ -233,8 +271,17 @@ def paper_scale_full(
     file_name = f"{name}_full_{model}"
     _, on_row = _collector(out, file_name)
     depth = zoo.get_config(model)["arguments"]["num_layers"]
-    for row in memory_sweep([model], [depth], base=dict(PAPER_BATCH), warmup=0, repeats=0, breakdown=False,
-                            threads=threads, mem_cap_bytes=int(mem_cap_gb * GiB), timeout=timeout):
+    for row in memory_sweep(
+        [model],
+        [depth],
+        base=dict(PAPER_BATCH),
+        warmup=0,
+        repeats=0,
+        breakdown=False,
+        threads=threads,
+        mem_cap_bytes=int(mem_cap_gb * GiB),
+        timeout=timeout,
+    ):
         row["time_source"] = "profiled"
         on_row(row)
     return summarize_paper_scale(out, name)
@@ -258,8 +305,11 @@ def summarize_paper_scale(out: Path = RESULTS, name: str = "paper_scale") -> Dic
     """
     out = Path(out)
     rows = _paper_rows(out, name)
-    plot_memory(rows, out / f"{name}.png", title=(
-        f"paper-scale batch ({PAPER_BATCH['nodes']:,} nodes, {PAPER_BATCH['edges']:,} edges), one step, CPU"))
+    plot_memory(
+        rows,
+        out / f"{name}.png",
+        title=(f"paper-scale batch ({PAPER_BATCH['nodes']:,} nodes, {PAPER_BATCH['edges']:,} edges), one step, CPU"),
+    )
     summary: Dict[str, Any] = {"batch": PAPER_BATCH, "models": {}}
     for model in PAPER_GB:
         ok = _ok(rows, model)
@@ -267,8 +317,12 @@ def summarize_paper_scale(out: Path = RESULTS, name: str = "paper_scale") -> Dic
             continue
         card = zoo.get_config(model)
         L = card["arguments"]["num_layers"]
-        entry: Dict[str, Any] = {"full_depth": L, "card_parameters": card.get("parameters"),
-                                 "paper_gb": PAPER_GB.get(model), "measured_depths": [r["depth"] for r in ok]}
+        entry: Dict[str, Any] = {
+            "full_depth": L,
+            "card_parameters": card.get("parameters"),
+            "paper_gb": PAPER_GB.get(model),
+            "measured_depths": [r["depth"] for r in ok],
+        }
         full_row = _at(ok, L)
         if full_row is not None:
             entry["measured_full_depth_peak_bytes"] = full_row["peak_allocated_bytes"]
@@ -289,8 +343,9 @@ def summarize_paper_scale(out: Path = RESULTS, name: str = "paper_scale") -> Dic
                 model_state_bytes_at_full_depth=state_full,
             )
             if model != "resgnn-112":
-                entry["extrapolated_full_depth_peak_bytes"] = max(
-                    r["peak_minus_model_state_bytes"] for r in reduced) + state_full
+                entry["extrapolated_full_depth_peak_bytes"] = (
+                    max(r["peak_minus_model_state_bytes"] for r in reduced) + state_full
+                )
             else:
                 slope = (b["peak_allocated_bytes"] - a["peak_allocated_bytes"]) / (b["depth"] - a["depth"])
                 entry["extrapolated_full_depth_peak_bytes"] = b["peak_allocated_bytes"] + slope * (L - b["depth"])
@@ -307,9 +362,23 @@ def summarize_paper_scale(out: Path = RESULTS, name: str = "paper_scale") -> Dic
         summary["models"][model] = entry
     _write_summary(out, name, summary)
     plot_paper_comparison(summary, out / f"{name}_vs_paper.png", title=_PAPER_TITLE)
-    print(markdown_table(rows, ["model", "depth", "status", "parameters", "peak_allocated_bytes", "state_bytes",
-                                "step_peak_delta_bytes", "peak_minus_model_state_bytes", "peak_rss_bytes",
-                                "step_time_s"]))
+    print(
+        markdown_table(
+            rows,
+            [
+                "model",
+                "depth",
+                "status",
+                "parameters",
+                "peak_allocated_bytes",
+                "state_bytes",
+                "step_peak_delta_bytes",
+                "peak_minus_model_state_bytes",
+                "peak_rss_bytes",
+                "step_time_s",
+            ],
+        )
+    )
     return summary
 
 
@@ -339,42 +408,98 @@ def alternatives(
     def add(new: List[Dict[str, Any]], graph_name: str, kind: str, result: Callable[[Dict[str, Any]], str]) -> None:
         for r in new:
             r["graph"] = graph_name
-            print(f"[{name}] {kind} {graph_name} depth {r['depth']} {r['variant']}: {r['status']} {result(r)}",
-                  flush=True)
+            print(
+                f"[{name}] {kind} {graph_name} depth {r['depth']} {r['variant']}: {r['status']} {result(r)}", flush=True
+            )
         rows.extend(new)
         write_rows(rows, out, name)  # after each half, so a stopped run keeps what it measured
 
     for cfg in configs:
         graph = graphs[cfg["graph"]]
-        add(run_speed({"model": model, **graph}, cfg["depths"], variants, warmup=1, repeats=repeats, threads=threads),
-            cfg["graph"], "speed", lambda r: f"{r.get('step_time_s')} s, x{r.get('time_ratio_to_ours')}")
-        add(memory_sweep([model], cfg["depths"], variants, base=dict(graph), warmup=0, repeats=0, threads=threads,
-                         mem_cap_bytes=12 * GiB),
-            cfg["graph"], "memory", lambda r: f"{(r.get('peak_allocated_bytes') or 0) / MiB:,.1f} MiB")
+        add(
+            run_speed({"model": model, **graph}, cfg["depths"], variants, warmup=1, repeats=repeats, threads=threads),
+            cfg["graph"],
+            "speed",
+            lambda r: f"{r.get('step_time_s')} s, x{r.get('time_ratio_to_ours')}",
+        )
+        add(
+            memory_sweep(
+                [model],
+                cfg["depths"],
+                variants,
+                base=dict(graph),
+                warmup=0,
+                repeats=0,
+                threads=threads,
+                mem_cap_bytes=12 * GiB,
+            ),
+            cfg["graph"],
+            "memory",
+            lambda r: f"{(r.get('peak_allocated_bytes') or 0) / MiB:,.1f} MiB",
+        )
 
     table = []
     for cfg in configs:
         for depth in cfg["depths"]:
             for v in variants:
-                sp = next((r for r in rows if r["kind"] == "speed" and r["graph"] == cfg["graph"]
-                           and r["depth"] == depth and r["variant"] == v), {})
-                mem = next((r for r in rows if r["kind"] == "memory" and r["graph"] == cfg["graph"]
-                            and r["depth"] == depth and r["variant"] == v), {})
-                table.append({
-                    "graph": cfg["graph"], "nodes": sp.get("nodes"), "edges": sp.get("edges"), "depth": depth,
-                    "variant": v, "status": sp.get("status"), "step_time_s": sp.get("step_time_s"),
-                    "time_ratio_to_ours": sp.get("time_ratio_to_ours"), "first_loss": sp.get("first_loss"),
-                    "peak_allocated_bytes": mem.get("peak_allocated_bytes"),
-                    "peak_minus_model_state_bytes": mem.get("peak_minus_model_state_bytes"),
-                    "peak_rss_bytes": mem.get("peak_rss_bytes"),
-                })
+                sp = next(
+                    (
+                        r
+                        for r in rows
+                        if r["kind"] == "speed"
+                        and r["graph"] == cfg["graph"]
+                        and r["depth"] == depth
+                        and r["variant"] == v
+                    ),
+                    {},
+                )
+                mem = next(
+                    (
+                        r
+                        for r in rows
+                        if r["kind"] == "memory"
+                        and r["graph"] == cfg["graph"]
+                        and r["depth"] == depth
+                        and r["variant"] == v
+                    ),
+                    {},
+                )
+                table.append(
+                    {
+                        "graph": cfg["graph"],
+                        "nodes": sp.get("nodes"),
+                        "edges": sp.get("edges"),
+                        "depth": depth,
+                        "variant": v,
+                        "status": sp.get("status"),
+                        "step_time_s": sp.get("step_time_s"),
+                        "time_ratio_to_ours": sp.get("time_ratio_to_ours"),
+                        "first_loss": sp.get("first_loss"),
+                        "peak_allocated_bytes": mem.get("peak_allocated_bytes"),
+                        "peak_minus_model_state_bytes": mem.get("peak_minus_model_state_bytes"),
+                        "peak_rss_bytes": mem.get("peak_rss_bytes"),
+                    }
+                )
     summary = {"model": model, "table": table}
     for t in table:
         if t["variant"] == "disable" and t["time_ratio_to_ours"]:
             summary.setdefault("ours_over_disable", {})[f"{t['graph']}@{t['depth']}"] = 1 / t["time_ratio_to_ours"]
     _write_summary(out, name, summary)
-    print(markdown_table(table, ["graph", "depth", "variant", "step_time_s", "time_ratio_to_ours", "first_loss",
-                                 "peak_allocated_bytes", "peak_minus_model_state_bytes"]))
+    print(
+        markdown_table(
+            table,
+            [
+                "graph",
+                "depth",
+                "variant",
+                "step_time_s",
+                "time_ratio_to_ours",
+                "first_loss",
+                "peak_allocated_bytes",
+                "peak_minus_model_state_bytes",
+            ],
+        )
+    )
     return summary
 
 
@@ -399,28 +524,48 @@ def glibc_trap(
     rows: List[Dict[str, Any]] = []
     settings = (("dynamic (glibc default)", None), ("fixed 65536", 65536), ("fixed 4096", 4096))
     for label, threshold in settings:
-        new = memory_sweep([model], depths, variants, base=dict(graph), warmup=0, repeats=2, threads=threads,
-                           mem_cap_bytes=None, mmap_threshold=threshold)
+        new = memory_sweep(
+            [model],
+            depths,
+            variants,
+            base=dict(graph),
+            warmup=0,
+            repeats=2,
+            threads=threads,
+            mem_cap_bytes=None,
+            mmap_threshold=threshold,
+        )
         for r in new:
             r["mmap_setting"] = label
-            print(f"[{name}] {label} {r['variant']} depth {r['depth']}: rss {(r.get('peak_rss_bytes') or 0) / MiB:,.1f}"
-                  f" MiB, allocated {(r.get('peak_allocated_bytes') or 0) / MiB:,.1f} MiB", flush=True)
+            print(
+                f"[{name}] {label} {r['variant']} depth {r['depth']}: rss {(r.get('peak_rss_bytes') or 0) / MiB:,.1f}"
+                f" MiB, allocated {(r.get('peak_allocated_bytes') or 0) / MiB:,.1f} MiB",
+                flush=True,
+            )
         rows.extend(new)
         write_rows(rows, out, name)
     table = []
     for label, _ in settings:
         for v in variants:
-            sel = sorted((r for r in rows if r["mmap_setting"] == label and r["variant"] == v), key=lambda r: r["depth"])
+            sel = sorted(
+                (r for r in rows if r["mmap_setting"] == label and r["variant"] == v), key=lambda r: r["depth"]
+            )
             if len(sel) >= 2 and all(r["status"] == "ok" for r in sel):
                 lo, hi = sel[0], sel[-1]
                 base_rss = lo["rss_before_call_bytes"] or 0  # interpreter and imports
-                table.append({
-                    "mmap_threshold": label, "variant": v, "depths": f"{lo['depth']} -> {hi['depth']}",
-                    "peak_rss_lo_bytes": lo["peak_rss_bytes"], "peak_rss_hi_bytes": hi["peak_rss_bytes"],
-                    "rss_growth_above_imports": (hi["peak_rss_bytes"] - base_rss) / max(1, lo["peak_rss_bytes"] - base_rss),
-                    "peak_allocated_lo_bytes": lo["peak_allocated_bytes"],
-                    "peak_allocated_hi_bytes": hi["peak_allocated_bytes"],
-                })
+                table.append(
+                    {
+                        "mmap_threshold": label,
+                        "variant": v,
+                        "depths": f"{lo['depth']} -> {hi['depth']}",
+                        "peak_rss_lo_bytes": lo["peak_rss_bytes"],
+                        "peak_rss_hi_bytes": hi["peak_rss_bytes"],
+                        "rss_growth_above_imports": (hi["peak_rss_bytes"] - base_rss)
+                        / max(1, lo["peak_rss_bytes"] - base_rss),
+                        "peak_allocated_lo_bytes": lo["peak_allocated_bytes"],
+                        "peak_allocated_hi_bytes": hi["peak_allocated_bytes"],
+                    }
+                )
     summary = {"graph": graph, "model": model, "table": table}
     _write_summary(out, name, summary)
     print(markdown_table(table, list(table[0]) if table else ["mmap_threshold"]))
@@ -442,7 +587,9 @@ def main(suite: str, argv: Optional[Sequence[str]] = None) -> None:
     if suite not in SUITES:
         raise ValueError(f"unknown suite {suite!r}; one of {', '.join(SUITES)}")
     measures = suite != "report"
-    parser = argparse.ArgumentParser(prog=f"benchmarks/{suite}.py", description=f"The {suite} suite (see benchmarks/README.md).")
+    parser = argparse.ArgumentParser(
+        prog=f"benchmarks/{suite}.py", description=f"The {suite} suite (see benchmarks/README.md)."
+    )
     parser.add_argument("--out", type=Path, default=None,
                         help=("Results folder (default: a new runs/benchmarks/SUITE-TIME, never the committed "
                               "benchmarks/results; name that to update it)." if measures else
@@ -487,18 +634,30 @@ def replot(out: Path = RESULTS) -> List[Path]:
     if path.exists():
         rows = read_rows(path)
         r0 = rows[0]
-        title = (f"one training step, D={r0['hidden']}, C=2, {r0['nodes']:,} nodes, {r0['edges']:,} edges, "
-                 f"CPU ({r0.get('cpu_model')}), {r0.get('threads')} thread(s)")
-        made += [plot_memory(rows, out / "memory_vs_depth.png", title=title),
-                 plot_time(rows, out / "memory_vs_depth_time.png", title=title)]
+        title = (
+            f"one training step, D={r0['hidden']}, C=2, {r0['nodes']:,} nodes, {r0['edges']:,} edges, "
+            f"CPU ({r0.get('cpu_model')}), {r0.get('threads')} thread(s)"
+        )
+        made += [
+            plot_memory(rows, out / "memory_vs_depth.png", title=title),
+            plot_time(rows, out / "memory_vs_depth_time.png", title=title),
+        ]
     paper_rows = _paper_rows(out, "paper_scale")
     if paper_rows:
-        made.append(plot_memory(paper_rows, out / "paper_scale.png", title=(
-            f"paper-scale batch ({PAPER_BATCH['nodes']:,} nodes, {PAPER_BATCH['edges']:,} edges), one step, CPU")))
+        made.append(
+            plot_memory(
+                paper_rows,
+                out / "paper_scale.png",
+                title=(
+                    f"paper-scale batch ({PAPER_BATCH['nodes']:,} nodes, {PAPER_BATCH['edges']:,} edges), one step, CPU"
+                ),
+            )
+        )
     path = out / "paper_scale_summary.json"
     if path.exists():
-        made.append(plot_paper_comparison(json.loads(path.read_text()), out / "paper_scale_vs_paper.png",
-                                          title=_PAPER_TITLE))
+        made.append(
+            plot_paper_comparison(json.loads(path.read_text()), out / "paper_scale_vs_paper.png", title=_PAPER_TITLE)
+        )
     return made
 
 
@@ -515,15 +674,21 @@ def report(out: Path = RESULTS) -> str:
         rows = read_rows(path)
         models = list(dict.fromkeys(r["model"] for r in rows))
         depths = sorted({r["depth"] for r in rows})
-        head = ["depth"] + [f"{m} peak (MiB)" for m in models] + ["revgnn-112 peak − model state (MiB)"] + \
-            [f"{m} step (s)" for m in models]
+        head = (
+            ["depth"]
+            + [f"{m} peak (MiB)" for m in models]
+            + ["revgnn-112 peak − model state (MiB)"]
+            + [f"{m} step (s)" for m in models]
+        )
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for d in depths:
             cells = [str(d)]
             by = {r["model"]: r for r in rows if r["depth"] == d}
             for m in models:
                 r = by.get(m)
-                cells.append("" if r is None else (_mib(r.get("peak_allocated_bytes")) if r["status"] == "ok" else r["status"]))
+                cells.append(
+                    "" if r is None else (_mib(r.get("peak_allocated_bytes")) if r["status"] == "ok" else r["status"])
+                )
             r = by.get("revgnn-112")
             cells.append(_mib(r.get("peak_minus_model_state_bytes")) if r and r["status"] == "ok" else "")
             for m in models:
@@ -534,33 +699,60 @@ def report(out: Path = RESULTS) -> str:
         parts.append("### memory_vs_depth\n\n" + "\n".join(lines))
     rows = _paper_rows(out, "paper_scale")
     if rows:
-        rows = sorted(rows, key=lambda r: (list(PAPER_GB).index(r["model"]) if r["model"] in PAPER_GB else 99, r["depth"]))
+        rows = sorted(
+            rows, key=lambda r: (list(PAPER_GB).index(r["model"]) if r["model"] in PAPER_GB else 99, r["depth"])
+        )
         for r in rows:
             r.setdefault("time_source", "unprofiled")
-        parts.append("### paper_scale\n\n" + markdown_table(rows, [
-            "model", "depth", "status", "parameters", "peak_allocated_bytes", "state_bytes", "step_peak_delta_bytes",
-            "peak_minus_model_state_bytes", "peak_rss_bytes", "step_time_s", "time_source"]))
+        parts.append(
+            "### paper_scale\n\n"
+            + markdown_table(
+                rows,
+                [
+                    "model",
+                    "depth",
+                    "status",
+                    "parameters",
+                    "peak_allocated_bytes",
+                    "state_bytes",
+                    "step_peak_delta_bytes",
+                    "peak_minus_model_state_bytes",
+                    "peak_rss_bytes",
+                    "step_time_s",
+                    "time_source",
+                ],
+            )
+        )
         spath = out / "paper_scale_summary.json"
         if spath.exists():
             summary = json.loads(spath.read_text())
-            lines = ["| model | full depth | measured depths | peak − model state (MiB, per depth) | model state at full depth (MiB) "
-                     "| full-depth peak (GB) | how | paper (GB) | below paper |", "|" + "---|" * 9]
+            lines = [
+                "| model | full depth | measured depths | peak − model state (MiB, per depth) | model state at full depth (MiB) "
+                "| full-depth peak (GB) | how | paper (GB) | below paper |",
+                "|" + "---|" * 9,
+            ]
             for m, e in summary["models"].items():
                 measured = e.get("measured_full_depth_peak_bytes")
                 best = measured if measured is not None else e.get("extrapolated_full_depth_peak_bytes")
                 flat = ", ".join(f"{d}: {_mib(v)}" for d, v in (e.get("peak_minus_model_state_bytes") or {}).items())
-                lines.append(f"| {m} | {e['full_depth']} | {e['measured_depths']} | {flat} | "
-                             f"{_mib(e.get('model_state_bytes_at_full_depth'))} | "
-                             f"{'' if best is None else f'{best / 1e9:.2f}'} | {'measured' if measured else 'extrapolated'} | "
-                             f"{e.get('paper_gb')} | {e.get('below_paper')} |")
+                lines.append(
+                    f"| {m} | {e['full_depth']} | {e['measured_depths']} | {flat} | "
+                    f"{_mib(e.get('model_state_bytes_at_full_depth'))} | "
+                    f"{'' if best is None else f'{best / 1e9:.2f}'} | {'measured' if measured else 'extrapolated'} | "
+                    f"{e.get('paper_gb')} | {e.get('below_paper')} |"
+                )
             parts.append("\n".join(lines))
             for m, e in summary["models"].items():
                 bd = e.get("breakdown_at_deepest")
                 if not bd:
                     continue
-                lines = [f"What is live at the peak, {m} at depth {e.get('breakdown_depth')} "
-                         f"(N={bd['sizes']['N']}, E={bd['sizes']['E']}, D={bd['sizes']['D']}, C={bd['sizes']['C']}):", "",
-                         "| part | blocks | MiB |", "|---|---|---|"]
+                lines = [
+                    f"What is live at the peak, {m} at depth {e.get('breakdown_depth')} "
+                    f"(N={bd['sizes']['N']}, E={bd['sizes']['E']}, D={bd['sizes']['D']}, C={bd['sizes']['C']}):",
+                    "",
+                    "| part | blocks | MiB |",
+                    "|---|---|---|",
+                ]
                 for k, v in bd["state"].items():
                     lines.append(f"| state: {k} | | {_mib(v)} |")
                 for k, v in bd["step"].items():
@@ -569,13 +761,41 @@ def report(out: Path = RESULTS) -> str:
     path = out / "alternatives_summary.json"
     if path.exists():
         table = json.loads(path.read_text())["table"]
-        parts.append("### alternatives\n\n" + markdown_table(table, [
-            "graph", "nodes", "edges", "depth", "variant", "step_time_s", "time_ratio_to_ours", "first_loss",
-            "peak_allocated_bytes", "peak_minus_model_state_bytes"]))
+        parts.append(
+            "### alternatives\n\n"
+            + markdown_table(
+                table,
+                [
+                    "graph",
+                    "nodes",
+                    "edges",
+                    "depth",
+                    "variant",
+                    "step_time_s",
+                    "time_ratio_to_ours",
+                    "first_loss",
+                    "peak_allocated_bytes",
+                    "peak_minus_model_state_bytes",
+                ],
+            )
+        )
     path = out / "glibc_trap_summary.json"
     if path.exists():
         table = json.loads(path.read_text())["table"]
-        parts.append("### glibc_trap\n\n" + markdown_table(table, [
-            "mmap_threshold", "variant", "depths", "peak_rss_lo_bytes", "peak_rss_hi_bytes", "rss_growth_above_imports",
-            "peak_allocated_lo_bytes", "peak_allocated_hi_bytes"]))
+        parts.append(
+            "### glibc_trap\n\n"
+            + markdown_table(
+                table,
+                [
+                    "mmap_threshold",
+                    "variant",
+                    "depths",
+                    "peak_rss_lo_bytes",
+                    "peak_rss_hi_bytes",
+                    "rss_growth_above_imports",
+                    "peak_allocated_lo_bytes",
+                    "peak_allocated_hi_bytes",
+                ],
+            )
+        )
     return "\n\n".join(parts)

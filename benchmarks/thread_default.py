@@ -7,6 +7,7 @@ default's point is to do well on a busy machine too).
 Prints one line per variant (wall seconds, the load average before it, the threads the run chose)
 and writes ``benchmarks/results/thread_default.json``.
 """
+
 from __future__ import annotations
 
 import argparse

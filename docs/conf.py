@@ -1,7 +1,8 @@
 """Sphinx configuration of the revgnn_dgl documentation (built offline: no intersphinx fetches).
 
-    python -m sphinx -W --keep-going -b html docs docs/_build/html
+python -m sphinx -W --keep-going -b html docs docs/_build/html
 """
+
 from __future__ import annotations
 
 import sys

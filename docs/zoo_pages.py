@@ -4,6 +4,7 @@
 (``docs/zoo/NAME.md``: description, arguments, parameter count, the paper's and the measured
 scores, the recipe, the weights and the citation). The folder is generated: it is not committed.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,7 +44,10 @@ def card_page(card: Dict[str, Any]) -> str:
     checkpoint = card.get("checkpoint") or {}
     lines += ["", "## Weights", ""]
     if checkpoint:
-        lines += [f"Source: `{checkpoint.get('source', 'none')}`." + (f" {' '.join(str(checkpoint['how']).split())}" if checkpoint.get("how") else "")]
+        lines += [
+            f"Source: `{checkpoint.get('source', 'none')}`."
+            + (f" {' '.join(str(checkpoint['how']).split())}" if checkpoint.get("how") else "")
+        ]
     else:
         lines += ["None: build it with random weights and train it."]
     lines += ["", "```python", "import revgnn_dgl", f'model = revgnn_dgl.create_model("{name}")', "```", "",
@@ -54,8 +58,9 @@ def card_page(card: Dict[str, Any]) -> str:
 
 
 def write_zoo_pages(*_: Any) -> None:
-    from revgnn_dgl.cli import cli
     from click.testing import CliRunner
+
+    from revgnn_dgl.cli import cli
 
     OUT.mkdir(exist_ok=True)
     table = CliRunner().invoke(cli, ["zoo", "list", "--markdown"]).output

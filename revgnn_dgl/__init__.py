@@ -6,7 +6,9 @@ only torch (the reversible engine, :mod:`revgnn_dgl.nn.grouprevres`) never impor
 >>> import revgnn_dgl
 >>> model = revgnn_dgl.create_model("revgnn-wide", num_layers=2)
 """
+
 from .lazy import lazy_exports
+from .log import install_default_handler
 
 __version__ = "0.3.0"
 
@@ -25,5 +27,7 @@ _EXPORTS = {
 
 __all__ = sorted([*_EXPORTS, "__version__"])
 
+
+install_default_handler()
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -1,4 +1,5 @@
 """``python -m revgnn_dgl ...``: the ``revgnn-dgl`` command (also what ``torchrun -m revgnn_dgl`` runs)."""
+
 import sys
 
 try:  # a Ctrl-C before the console module has installed its rule is still one line, exit 130

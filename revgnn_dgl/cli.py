@@ -5,6 +5,7 @@ Heavy modules (torch, DGL, the package's models) are imported inside the command
 configuration, unusable checkpoint, unavailable device) print one ``Error: ...`` line and exit
 with status 1 (2 for command-line usage errors); anything else is a bug and shows a traceback.
 """
+
 from __future__ import annotations
 
 import json
@@ -132,23 +133,43 @@ def _set_threads(threads: Optional[int]) -> None:
 @cli.command(cls=cloup.Command)
 @cloup.option_group(
     "Model",
-    click.option("--recipe", type=click.Choice(["auto", "card"]),
-                 help="auto: measure the graph (feature kind and scale, labels, edge features, degrees, isolated nodes, "
-                      "training-split homophily) and choose the model, depth, width, input normalisation and "
-                      "optimisation from docs/deep_recipe.md's table, one printed line per choice; card: the --model "
-                      "card's recipe [default: auto without --model/--config for a dataset no zoo card was trained on, "
-                      "else card]."),
-    click.option("--model", help="Zoo model name or alias (see `revgnn-dgl zoo list`); a named card brings its own "
-                 "training recipe (its dataset, lr, epochs, parts, weight decay, ...; printed), which any flag overrides. "
-                 + _default("model")),
+    click.option(
+        "--recipe",
+        type=click.Choice(["auto", "card"]),
+        help="auto: measure the graph (feature kind and scale, labels, edge features, degrees, isolated nodes, "
+        "training-split homophily) and choose the model, depth, width, input normalisation and "
+        "optimisation from docs/deep_recipe.md's table, one printed line per choice; card: the --model "
+        "card's recipe [default: auto without --model/--config for a dataset no zoo card was trained on, "
+        "else card].",
+    ),
+    click.option(
+        "--model",
+        help="Zoo model name or alias (see `revgnn-dgl zoo list`); a named card brings its own "
+        "training recipe (its dataset, lr, epochs, parts, weight decay, ...; printed), which any flag overrides. "
+        + _default("model"),
+    ),
     click.option("--num-layers", type=click.IntRange(min=1), help="Override the model card's depth L (at most 4096)."),
-    click.option("--hidden", type=click.IntRange(min=1), help="Override the model card's width D (the memory it needs is checked first)."),
-    click.option("--groups", type=click.IntRange(min=1), help="Override the model card's number of groups C (at most D and 1024)."),
+    click.option(
+        "--hidden",
+        type=click.IntRange(min=1),
+        help="Override the model card's width D (the memory it needs is checked first).",
+    ),
+    click.option(
+        "--groups",
+        type=click.IntRange(min=1),
+        help="Override the model card's number of groups C (at most D and 1024).",
+    ),
     click.option("--dropout", type=float, help="Override the model card's dropout."),
-    click.option("--set", "model_args", multiple=True, metavar="KEY=VALUE", callback=_parse_options,
-                  help="Any other argument of the model's builder, e.g. conv=gcn, aggregator=softmax, learn_t=true, "
-                       "norm=batch (repeatable; `revgnn-dgl zoo show MODEL` lists a card's arguments); edge_feats=0 "
-                       "ignores the graph's edge features (as --dataset-option edge_feats=false)."),
+    click.option(
+        "--set",
+        "model_args",
+        multiple=True,
+        metavar="KEY=VALUE",
+        callback=_parse_options,
+        help="Any other argument of the model's builder, e.g. conv=gcn, aggregator=softmax, learn_t=true, "
+        "norm=batch (repeatable; `revgnn-dgl zoo show MODEL` lists a card's arguments); edge_feats=0 "
+        "ignores the graph's edge features (as --dataset-option edge_feats=false).",
+    ),
 )
 @cloup.option_group(
     "Data",
@@ -158,104 +179,204 @@ def _set_threads(threads: Optional[int]) -> None:
     "Recipe",
     click.option("--epochs", type=click.IntRange(min=1), help="Training epochs. " + _default("epochs")),
     click.option("--lr", type=float, help="Learning rate of the optimizer (--optimizer). " + _default("lr")),
-    click.option("--optimizer", type=click.Choice(OPTIMIZERS),
-                  help="adam (L2 weight decay), adamw (decoupled) or rmsprop (RevGAT's). " + _default("optimizer")),
+    click.option(
+        "--optimizer",
+        type=click.Choice(OPTIMIZERS),
+        help="adam (L2 weight decay), adamw (decoupled) or rmsprop (RevGAT's). " + _default("optimizer"),
+    ),
     click.option("--weight-decay", type=float, help="Weight decay. " + _default("weight_decay")),
-    click.option("--layer-weight-decay", type=float,
-                  help="Weight decay of the blocks' parameters (the model's layers), --weight-decay for the rest "
-                       "(GCNII: 0.01 and 5e-4) [default: --weight-decay for all]."),
+    click.option(
+        "--layer-weight-decay",
+        type=float,
+        help="Weight decay of the blocks' parameters (the model's layers), --weight-decay for the rest "
+        "(GCNII: 0.01 and 5e-4) [default: --weight-decay for all].",
+    ),
     click.option("--schedule", type=click.Choice(SCHEDULES), help="Learning-rate schedule. " + _default("schedule")),
-    click.option("--warmup-epochs", type=click.IntRange(min=0), help="Linear learning-rate warm-up. " + _default("warmup_epochs")),
+    click.option(
+        "--warmup-epochs", type=click.IntRange(min=0), help="Linear learning-rate warm-up. " + _default("warmup_epochs")
+    ),
     click.option("--min-lr", type=float, help="Final learning rate of the cosine schedule [default: 0]."),
-    click.option("--step-size", type=click.IntRange(min=1), help="Epochs between decays of the step schedule [default: 100]."),
+    click.option(
+        "--step-size", type=click.IntRange(min=1), help="Epochs between decays of the step schedule [default: 100]."
+    ),
     click.option("--gamma", type=float, help="Decay factor of the step schedule [default: 0.5]."),
     click.option("--grad-clip", type=float, help="Max gradient norm, 0 for none. " + _default("grad_clip")),
-    click.option("--train-parts", type=click.IntRange(min=1),
-                  help="Random parts per epoch; 1 trains on the full graph. " + _default("train_parts")),
-    click.option("--parts-per-step", type=click.IntRange(min=1),
-                  help="Parts each process averages the loss over per optimizer step. " + _default("parts_per_step")),
-    click.option("--patience", type=click.IntRange(min=0),
-                  help="Early stopping after N evaluations without a better validation score; 0 never. " + _default("patience")),
-    click.option("--input-dropout", type=float, help="Dropout on the input node features. " + _default("input_dropout")),
-    click.option("--edge-dropout", type=float, help="DropEdge: drop each edge with this probability, afresh every step. "
-                  + _default("edge_dropout")),
-    click.option("--label-smoothing", type=float, help="Label smoothing (single-label tasks). " + _default("label_smoothing")),
-    click.option("--loss", type=click.Choice(["ce", "log_ce"]), help="Cross-entropy, or RevGAT's log-CE (single-label) [default: ce]."),
+    click.option(
+        "--train-parts",
+        type=click.IntRange(min=1),
+        help="Random parts per epoch; 1 trains on the full graph. " + _default("train_parts"),
+    ),
+    click.option(
+        "--parts-per-step",
+        type=click.IntRange(min=1),
+        help="Parts each process averages the loss over per optimizer step. " + _default("parts_per_step"),
+    ),
+    click.option(
+        "--patience",
+        type=click.IntRange(min=0),
+        help="Early stopping after N evaluations without a better validation score; 0 never. " + _default("patience"),
+    ),
+    click.option(
+        "--input-dropout", type=float, help="Dropout on the input node features. " + _default("input_dropout")
+    ),
+    click.option(
+        "--edge-dropout",
+        type=float,
+        help="DropEdge: drop each edge with this probability, afresh every step. " + _default("edge_dropout"),
+    ),
+    click.option(
+        "--label-smoothing", type=float, help="Label smoothing (single-label tasks). " + _default("label_smoothing")
+    ),
+    click.option(
+        "--loss",
+        type=click.Choice(["ce", "log_ce"]),
+        help="Cross-entropy, or RevGAT's log-CE (single-label) [default: ce].",
+    ),
 )
 @cloup.option_group(
     "Label reuse and self-distillation (RevGAT's recipe)",
-    click.option("--use-labels/--no-use-labels", default=None,
-                  help="Label reuse: training labels as extra inputs (single-label tasks; RevGAT's recipe) [default: off]."),
-    click.option("--label-rate", type=float, help="Share of training nodes showing their label per step [default: 0.5]."),
-    click.option("--label-iters", type=click.IntRange(min=0), help="Rounds feeding predictions back as labels [default: 0]."),
-    click.option("--teacher", type=click.Path(exists=True, file_okay=False),
-                  help="Self-distillation: a finished run (same dataset) whose best model teaches this one."),
+    click.option(
+        "--use-labels/--no-use-labels",
+        default=None,
+        help="Label reuse: training labels as extra inputs (single-label tasks; RevGAT's recipe) [default: off].",
+    ),
+    click.option(
+        "--label-rate", type=float, help="Share of training nodes showing their label per step [default: 0.5]."
+    ),
+    click.option(
+        "--label-iters", type=click.IntRange(min=0), help="Rounds feeding predictions back as labels [default: 0]."
+    ),
+    click.option(
+        "--teacher",
+        type=click.Path(exists=True, file_okay=False),
+        help="Self-distillation: a finished run (same dataset) whose best model teaches this one.",
+    ),
     click.option("--kd-alpha", type=float, help="Weight of the distillation term [default: 0.95]."),
     click.option("--kd-temp", type=float, help="Distillation temperature [default: 0.7]."),
 )
 @cloup.option_group(
     "Evaluation",
-    click.option("--eval-parts", type=click.IntRange(min=1),
-                  help="Parts of the fixed evaluation partition [default: 1 with --train-parts 1, else the card's "
-                       f"recipe or {_TRAIN_DEFAULTS.eval_parts}]."),
-    click.option("--eval-views", type=click.IntRange(min=1),
-                  help="Evaluation partitions whose logits are averaged. " + _default("eval_views")),
-    click.option("--eval-every", type=click.IntRange(min=1),
-                  help="Evaluate every N epochs (and after the last). " + _default("eval_every")),
+    click.option(
+        "--eval-parts",
+        type=click.IntRange(min=1),
+        help="Parts of the fixed evaluation partition [default: 1 with --train-parts 1, else the card's "
+        f"recipe or {_TRAIN_DEFAULTS.eval_parts}].",
+    ),
+    click.option(
+        "--eval-views",
+        type=click.IntRange(min=1),
+        help="Evaluation partitions whose logits are averaged. " + _default("eval_views"),
+    ),
+    click.option(
+        "--eval-every",
+        type=click.IntRange(min=1),
+        help="Evaluate every N epochs (and after the last). " + _default("eval_every"),
+    ),
     click.option("--amp/--no-amp", default=None, help=_AMP_HELP),
 )
 @cloup.option_group(
     "Run",
-    click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
-                  help="YAML or JSON file of settings (keys as the options, e.g. train_parts); options given here override it."),
-    click.option("--resume", type=click.Path(file_okay=False),
-                  help="Continue the interrupted run(s) in this output directory with their saved config "
-                       "(under torchrun it need only exist on rank 0's machine)."),
+    click.option(
+        "--config",
+        "config_file",
+        type=click.Path(exists=True, dir_okay=False),
+        help="YAML or JSON file of settings (keys as the options, e.g. train_parts); options given here override it.",
+    ),
+    click.option(
+        "--resume",
+        type=click.Path(file_okay=False),
+        help="Continue the interrupted run(s) in this output directory with their saved config "
+        "(under torchrun it need only exist on rank 0's machine).",
+    ),
     click.option("--seed", type=int, help="Seed of the first run. " + _default("seed")),
-    click.option("--save-every", type=click.IntRange(min=1), metavar="N",
-                 help="Write the resumable state and last checkpoint every N epochs (and at the end); the best "
-                      "checkpoint whenever it improves. " + _default("save_every")),
-    click.option("--runs", type=click.IntRange(min=1),
-                  help="Runs with seeds seed..seed+runs-1; mean ± std in summary.json. " + _default("runs")),
+    click.option(
+        "--save-every",
+        type=click.IntRange(min=1),
+        metavar="N",
+        help="Write the resumable state and last checkpoint every N epochs (and at the end); the best "
+        "checkpoint whenever it improves. " + _default("save_every"),
+    ),
+    click.option(
+        "--runs",
+        type=click.IntRange(min=1),
+        help="Runs with seeds seed..seed+runs-1; mean ± std in summary.json. " + _default("runs"),
+    ),
 )
 @cloup.option_group(
     "Device and processes",
     click.option("--device", help=f"{_DEVICE_HELP} {_default('device')}"),
     click.option("--threads", type=click.IntRange(min=1), help=_THREADS_HELP + " Applies to each process."),
-    click.option("--nproc", type=click.IntRange(min=1),
-                  help="Data-parallel processes on this machine (DDP over the parts: each optimizer step averages "
-                       "nproc x parts-per-step parts); under torchrun, leave it out. " + _default("nproc")),
-    click.option("--dist-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
-                  help="Time limit of the processes' collectives; above rank 0's evaluation time [default: 1800]."),
-    click.option("--partitions", type=click.Path(exists=True, dir_okay=False), metavar="DIR/NAME.json",
-                  help="Train on a graph `revgnn-dgl partition` wrote, through DGL's graph servers (DistDGL): no trainer "
-                       "holds the graph; with --nproc N this command starts the servers and N trainers here "
-                       "(docs/distributed.md)."),
-    click.option("--servers", type=click.IntRange(min=1),
-                  help="Graph servers this command starts for --partitions (one main, the rest its backups). "
-                       + _default("servers")),
-    click.option("--ip-config", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
-                  help="DGL's ip_config ('IP PORT' per machine): with --partitions, this machine's share of a job over "
-                       "the machines it names (run the same command on each; --nproc counts all their trainers)."),
-    click.option("--master-port", type=click.IntRange(min=1, max=65535), metavar="PORT",
-                  help="With --ip-config: the port of the job's rendezvous on the first machine [default: 29500]."),
+    click.option(
+        "--nproc",
+        type=click.IntRange(min=1),
+        help="Data-parallel processes on this machine (DDP over the parts: each optimizer step averages "
+        "nproc x parts-per-step parts); under torchrun, leave it out. " + _default("nproc"),
+    ),
+    click.option(
+        "--dist-timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        metavar="SECONDS",
+        help="Time limit of the processes' collectives; above rank 0's evaluation time [default: 1800].",
+    ),
+    click.option(
+        "--partitions",
+        type=click.Path(exists=True, dir_okay=False),
+        metavar="DIR/NAME.json",
+        help="Train on a graph `revgnn-dgl partition` wrote, through DGL's graph servers (DistDGL): no trainer "
+        "holds the graph; with --nproc N this command starts the servers and N trainers here "
+        "(docs/distributed.md).",
+    ),
+    click.option(
+        "--servers",
+        type=click.IntRange(min=1),
+        help="Graph servers this command starts for --partitions (one main, the rest its backups). "
+        + _default("servers"),
+    ),
+    click.option(
+        "--ip-config",
+        type=click.Path(exists=True, dir_okay=False),
+        metavar="FILE",
+        help="DGL's ip_config ('IP PORT' per machine): with --partitions, this machine's share of a job over "
+        "the machines it names (run the same command on each; --nproc counts all their trainers).",
+    ),
+    click.option(
+        "--master-port",
+        type=click.IntRange(min=1, max=65535),
+        metavar="PORT",
+        help="With --ip-config: the port of the job's rendezvous on the first machine [default: 29500].",
+    ),
 )
 @cloup.option_group(
     "Output",
-    click.option("--out", type=click.Path(file_okay=False), help="Output directory [default: runs/MODEL-DATASET-TIME]."),
-    click.option("--overwrite", is_flag=True,
-                 help="Replace what --out holds of the files the trainer writes (a run, summary.json, checkpoints, "
-                      "this --runs' run-K folders) [default: refuse such a folder]."),
-    click.option("--logger", "logger", multiple=True, type=click.Choice(LOGGERS),
-                 callback=lambda ctx, param, values: ",".join(dict.fromkeys(values)) or None,
-                 help="Also log each epoch for your own tools: csv (metrics.csv) or tensorboard (event files under "
-                      "tensorboard/; pip install 'revgnn_dgl[tensorboard]'). Repeatable."),
-    click.option("--json", "as_json", is_flag=True, help="Print only the summary, as one JSON object (progress goes to stderr)."),
-    click.option("--baseline/--no-baseline", default=None,
-                 help="After the runs, also fit logistic regression on the features and a 2-layer GCN (gcn-2, 100 "
-                      "epochs) on the same split, record them in summary.json and warn if the deep model is below "
-                      "either [default: on for a run of at least 100 epochs on a dataset its model card was not "
-                      "trained on; one process only]."),
+    click.option(
+        "--out", type=click.Path(file_okay=False), help="Output directory [default: runs/MODEL-DATASET-TIME]."
+    ),
+    click.option(
+        "--overwrite",
+        is_flag=True,
+        help="Replace what --out holds of the files the trainer writes (a run, summary.json, checkpoints, "
+        "this --runs' run-K folders) [default: refuse such a folder].",
+    ),
+    click.option(
+        "--logger",
+        "logger",
+        multiple=True,
+        type=click.Choice(LOGGERS),
+        callback=lambda ctx, param, values: ",".join(dict.fromkeys(values)) or None,
+        help="Also log each epoch for your own tools: csv (metrics.csv) or tensorboard (event files under "
+        "tensorboard/; pip install 'revgnn_dgl[tensorboard]'). Repeatable.",
+    ),
+    click.option(
+        "--json", "as_json", is_flag=True, help="Print only the summary, as one JSON object (progress goes to stderr)."
+    ),
+    click.option(
+        "--baseline/--no-baseline",
+        default=None,
+        help="After the runs, also fit logistic regression on the features and a 2-layer GCN (gcn-2, 100 "
+        "epochs) on the same split, record them in summary.json and warn if the deep model is below "
+        "either [default: on for a run of at least 100 epochs on a dataset its model card was not "
+        "trained on; one process only].",
+    ),
 )
 @click.pass_context
 def train(
@@ -395,8 +516,19 @@ def _machines_of_run(run_dir: Optional[str]) -> Optional[List[Any]]:
 
 # ------------------------------------------------------------------ tune
 #: train's options that place, resume or launch one training: a study decides those itself.
-_NOT_IN_TUNE = ("out", "overwrite", "resume", "as_json", "nproc", "dist_timeout", "partitions", "servers", "ip_config",
-                "master_port", "baseline")
+_NOT_IN_TUNE = (
+    "out",
+    "overwrite",
+    "resume",
+    "as_json",
+    "nproc",
+    "dist_timeout",
+    "partitions",
+    "servers",
+    "ip_config",
+    "master_port",
+    "baseline",
+)
 
 
 def _fixed_train_options(f: Any) -> Any:
@@ -424,44 +556,94 @@ def _fixed_train_options(f: Any) -> Any:
 @cli.command(cls=cloup.Command)
 @cloup.option_group(
     "Search space",
-    click.option("--space", "space_items", multiple=True, metavar="KEY=SPEC",
-                 help="A searched setting: any train option or model argument (model_args.NAME, as --set), e.g. "
-                      "lr=loguniform:1e-4:1e-1, num_layers=int:4:16, dropout=float:0:0.5, "
-                      "model_args.conv=choice:gcn,gen (kinds: float, loguniform, int[:STEP], logint, choice; repeatable)."),
-    click.option("--space-file", type=click.Path(exists=True, dir_okay=False),
-                 help="YAML file of KEY: SPEC lines (or KEY: {type, low, high, step, choices}); adds to --space."),
+    click.option(
+        "--space",
+        "space_items",
+        multiple=True,
+        metavar="KEY=SPEC",
+        help="A searched setting: any train option or model argument (model_args.NAME, as --set), e.g. "
+        "lr=loguniform:1e-4:1e-1, num_layers=int:4:16, dropout=float:0:0.5, "
+        "model_args.conv=choice:gcn,gen (kinds: float, loguniform, int[:STEP], logint, choice; repeatable).",
+    ),
+    click.option(
+        "--space-file",
+        type=click.Path(exists=True, dir_okay=False),
+        help="YAML file of KEY: SPEC lines (or KEY: {type, low, high, step, choices}); adds to --space.",
+    ),
 )
 @cloup.option_group(
     "Study",
-    click.option("--out", type=click.Path(file_okay=False),
-                 help="Study folder: study.db, trials/trial-NNNN run directories, best.yaml, trials.csv, plots "
-                      "[default: runs/tune-MODEL-DATASET]. The same command again continues the study."),
-    click.option("--trials", type=click.IntRange(min=1), help="Trials the study should hold (a re-run continues up to N)."),
-    click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
-                 help="Start no new trial after this time (running ones finish)."),
-    click.option("--budget", type=click.FloatRange(min=0, min_open=True), metavar="MINUTES",
-                 help="Wall time of the whole study: no trial starts after it, and a trial still running then is "
-                      "stopped at its next evaluation (recorded as pruned; train --resume would finish it)."),
-    click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-                 help="Trials at once, each in its own process (threads each: the free cores / N, or --threads)."),
-    click.option("--storage", metavar="URL", help="Optuna RDB storage, any SQLAlchemy URL, shared by every process "
-                 "that tunes the same study [default: sqlite:///OUT/study.db]."),
+    click.option(
+        "--out",
+        type=click.Path(file_okay=False),
+        help="Study folder: study.db, trials/trial-NNNN run directories, best.yaml, trials.csv, plots "
+        "[default: runs/tune-MODEL-DATASET]. The same command again continues the study.",
+    ),
+    click.option(
+        "--trials", type=click.IntRange(min=1), help="Trials the study should hold (a re-run continues up to N)."
+    ),
+    click.option(
+        "--timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        metavar="SECONDS",
+        help="Start no new trial after this time (running ones finish).",
+    ),
+    click.option(
+        "--budget",
+        type=click.FloatRange(min=0, min_open=True),
+        metavar="MINUTES",
+        help="Wall time of the whole study: no trial starts after it, and a trial still running then is "
+        "stopped at its next evaluation (recorded as pruned; train --resume would finish it).",
+    ),
+    click.option(
+        "--jobs",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        help="Trials at once, each in its own process (threads each: the free cores / N, or --threads).",
+    ),
+    click.option(
+        "--storage",
+        metavar="URL",
+        help="Optuna RDB storage, any SQLAlchemy URL, shared by every process "
+        "that tunes the same study [default: sqlite:///OUT/study.db].",
+    ),
     click.option("--study-name", default="tune", show_default=True, help="The study's name in the storage."),
-    click.option("--pruner", type=click.Choice(["patient", "median", "hyperband", "none"]), default="patient",
-                 show_default=True,
-                 help="Stop unpromising trials early from their per-epoch validation scores. patient: only a trial "
-                      "whose best score has stopped rising for --prune-patience epochs and is below the median; "
-                      "median: below the median at the same epoch."),
-    click.option("--prune-startup", type=click.IntRange(min=0), default=4, show_default=True, metavar="N",
-                 help="Trials never pruned (patient, median), the pruner's baseline."),
-    click.option("--prune-warmup", type=click.IntRange(min=0), metavar="EPOCHS",
-                 help="Epochs of each trial before it may be pruned (hyperband: its minimum resource) [default: "
-                      "--warmup-epochs or a tenth of --epochs, whichever is longer]."),
-    click.option("--prune-patience", type=click.IntRange(min=1), metavar="EPOCHS",
-                 help="patient: epochs without progress before a trial may be pruned [default: a tenth of --epochs, "
-                      "at least 5]."),
+    click.option(
+        "--pruner",
+        type=click.Choice(["patient", "median", "hyperband", "none"]),
+        default="patient",
+        show_default=True,
+        help="Stop unpromising trials early from their per-epoch validation scores. patient: only a trial "
+        "whose best score has stopped rising for --prune-patience epochs and is below the median; "
+        "median: below the median at the same epoch.",
+    ),
+    click.option(
+        "--prune-startup",
+        type=click.IntRange(min=0),
+        default=4,
+        show_default=True,
+        metavar="N",
+        help="Trials never pruned (patient, median), the pruner's baseline.",
+    ),
+    click.option(
+        "--prune-warmup",
+        type=click.IntRange(min=0),
+        metavar="EPOCHS",
+        help="Epochs of each trial before it may be pruned (hyperband: its minimum resource) [default: "
+        "--warmup-epochs or a tenth of --epochs, whichever is longer].",
+    ),
+    click.option(
+        "--prune-patience",
+        type=click.IntRange(min=1),
+        metavar="EPOCHS",
+        help="patient: epochs without progress before a trial may be pruned [default: a tenth of --epochs, "
+        "at least 5].",
+    ),
     click.option("--sampler-seed", type=int, default=0, show_default=True, help="Seed of the TPE sampler."),
-    click.option("--top", type=click.IntRange(min=1), default=5, show_default=True, help="Rows of the best-trials table."),
+    click.option(
+        "--top", type=click.IntRange(min=1), default=5, show_default=True, help="Rows of the best-trials table."
+    ),
 )
 @_fixed_train_options
 @click.pass_context
@@ -526,13 +708,22 @@ def tune(
     "What to evaluate",
     click.option("--model", help="Zoo model name or alias; with --pretrained or --checkpoint."),
     click.option("--pretrained", is_flag=True, help="Use the model card's weights and its evaluation settings."),
-    click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="A checkpoint file of this package."),
-    click.option("--run", "run_dir", type=click.Path(exists=True, file_okay=False),
-                  help="A training output directory: its best checkpoint with its config."),
+    click.option(
+        "--checkpoint", type=click.Path(exists=True, dir_okay=False), help="A checkpoint file of this package."
+    ),
+    click.option(
+        "--run",
+        "run_dir",
+        type=click.Path(exists=True, file_okay=False),
+        help="A training output directory: its best checkpoint with its config.",
+    ),
     click.option("--allow-nonfinite", is_flag=True, help="Load a checkpoint even if its weights hold NaN or inf."),
-    click.option("--foreign", is_flag=True,
-                 help="With --model NAME --checkpoint FILE: accept a plain safetensors state dict (no revgnn_dgl header, "
-                      "so no checksum) whose keys, dtypes and shapes are exactly the model's."),
+    click.option(
+        "--foreign",
+        is_flag=True,
+        help="With --model NAME --checkpoint FILE: accept a plain safetensors state dict (no revgnn_dgl header, "
+        "so no checksum) whose keys, dtypes and shapes are exactly the model's.",
+    ),
 )
 @cloup.option_group(
     "Data",
@@ -540,16 +731,26 @@ def tune(
 )
 @cloup.option_group(
     "Evaluation",
-    click.option("--eval-parts", type=click.IntRange(min=1), help="Parts per view [default: from the run or card, else 5]."),
-    click.option("--eval-views", type=click.IntRange(min=1), help="Views averaged [default: from the run or card, else 1]."),
+    click.option(
+        "--eval-parts", type=click.IntRange(min=1), help="Parts per view [default: from the run or card, else 5]."
+    ),
+    click.option(
+        "--eval-views", type=click.IntRange(min=1), help="Views averaged [default: from the run or card, else 1]."
+    ),
     click.option("--seed", type=int, help="Seed of the evaluation partitions [default: from the run or card, else 0]."),
     click.option("--amp/--no-amp", default=None, help=_AMP_HELP),
-    click.option("--full-graph", is_flag=True,
-                 help="Also score the model's exact answer on the whole graph (no partition cuts an edge), computed "
-                      "in blocks of destination nodes; --save-predictions then writes those logits."),
-    click.option("--memory-budget", metavar="SIZE",
-                 help="With --full-graph: the memory its blocks are sized for, e.g. 4GB [default: a quarter of "
-                      "this process's memory, at most 4 GiB]; too small for one node's in-edges is refused."),
+    click.option(
+        "--full-graph",
+        is_flag=True,
+        help="Also score the model's exact answer on the whole graph (no partition cuts an edge), computed "
+        "in blocks of destination nodes; --save-predictions then writes those logits.",
+    ),
+    click.option(
+        "--memory-budget",
+        metavar="SIZE",
+        help="With --full-graph: the memory its blocks are sized for, e.g. 4GB [default: a quarter of "
+        "this process's memory, at most 4 GiB]; too small for one node's in-edges is refused.",
+    ),
 )
 @cloup.option_group(
     "Device",
@@ -559,8 +760,11 @@ def tune(
 @cloup.option_group(
     "Output",
     click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object."),
-    click.option("--save-predictions", type=click.Path(dir_okay=False),
-                  help="Write every node's outputs to this .npz file (see the README: node_id, split, logits, probabilities, labels)."),
+    click.option(
+        "--save-predictions",
+        type=click.Path(dir_okay=False),
+        help="Write every node's outputs to this .npz file (see the README: node_id, split, logits, probabilities, labels).",
+    ),
 )
 @click.pass_context
 def evaluate(
@@ -585,7 +789,9 @@ def evaluate(
     which is deterministic given the seed.
     """
     if run_dir and (model or checkpoint or pretrained):
-        raise click.UsageError("--run DIR uses the run's own checkpoint; drop --model, --pretrained and --checkpoint.", ctx=ctx)
+        raise click.UsageError(
+            "--run DIR uses the run's own checkpoint; drop --model, --pretrained and --checkpoint.", ctx=ctx
+        )
     if not (run_dir or model or checkpoint):
         raise click.UsageError("give --model NAME --pretrained, --checkpoint FILE or --run DIR.", ctx=ctx)
     if pretrained and not model:
@@ -595,7 +801,9 @@ def evaluate(
     if memory_budget is not None and not full_graph:
         raise click.UsageError("--memory-budget sizes --full-graph's blocks: add --full-graph.", ctx=ctx)
     if foreign and not (model and checkpoint):
-        raise click.UsageError("--foreign needs --model NAME --checkpoint FILE: the card says what the file must hold.", ctx=ctx)
+        raise click.UsageError(
+            "--foreign needs --model NAME --checkpoint FILE: the card says what the file must hold.", ctx=ctx
+        )
 
     from .errors import ConfigError
     from .train import check_model_fits, load_dataset_for, model_overrides, resolve_device
@@ -689,9 +897,12 @@ def data() -> None:
 
 
 @data.command("list")
-@click.option("--root", type=click.Path(file_okay=False),
-              help="Data root to report locations for [default: $REVGNN_DGL_DATA, else for each dataset "
-                   "~/.cache/revgnn_dgl/data if it holds it, else a checkout's ../shared/data].")
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False),
+    help="Data root to report locations for [default: $REVGNN_DGL_DATA, else for each dataset "
+    "~/.cache/revgnn_dgl/data if it holds it, else a checkout's ../shared/data].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as a JSON list.")
 def data_list(root: Optional[str], as_json: bool) -> None:
     """Name, size, task, metric and where each dataset is looked for (no dataset is loaded)."""
@@ -727,8 +938,13 @@ def _echo_table(rows: List[Tuple[str, ...]]) -> None:
 @cli.command(cls=cloup.Command)
 @click.argument("dataset")
 @click.option("--parts", type=click.IntRange(min=1), required=True, help="Number of partitions (one per machine).")
-@click.option("--method", type=click.Choice(["metis", "random"]), default="metis", show_default=True,
-              help="METIS (fewer edges cut) or random assignment of the nodes.")
+@click.option(
+    "--method",
+    type=click.Choice(["metis", "random"]),
+    default="metis",
+    show_default=True,
+    help="METIS (fewer edges cut) or random assignment of the nodes.",
+)
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="The folder to write (new or empty).")
 @click.option("--name", help="The graph's name in the partition configuration [default: from the dataset].")
 @_DATASET_OPTIONS[1]
@@ -754,8 +970,15 @@ def partition(dataset: str, parts: int, method: str, out: str, name: Optional[st
 # ------------------------------------------------------------------ plot
 @cli.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("-o", "--out", "output", type=click.Path(dir_okay=False), default="training-curves.png", show_default=True,
-              help="The PNG file to write.")
+@click.option(
+    "-o",
+    "--out",
+    "output",
+    type=click.Path(dir_okay=False),
+    default="training-curves.png",
+    show_default=True,
+    help="The PNG file to write.",
+)
 def plot(runs: Tuple[str, ...], output: str) -> None:
     """Draw the training curves of one or more runs (loss, validation and test metric per epoch)."""
     from .train.plot import plot_runs
@@ -770,7 +993,9 @@ def zoo() -> None:
 
 
 @zoo.command("list")
-@click.option("--markdown", is_flag=True, help="Print the table as Markdown (the text of the repository's zoo/README.md).")
+@click.option(
+    "--markdown", is_flag=True, help="Print the table as Markdown (the text of the repository's zoo/README.md)."
+)
 def zoo_list(markdown: bool) -> None:
     """The registered models: size, the paper's score, the bundled weights' measured score."""
     from .zoo.registry import card_rows, zoo_index_markdown
@@ -797,19 +1022,24 @@ def zoo_show(name: str) -> None:
 @click.argument("name")
 def zoo_download(name: str) -> None:
     """Fetch a model's pretrained checkpoint into the cache and print its path."""
-    from .zoo.hub import pretrained_path
     from .zoo import get_config
+    from .zoo.hub import pretrained_path
 
     click.echo(str(pretrained_path(get_config(name))))
 
 
 @zoo.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--model", help="The card FILE belongs to (deep, wide, any RevGNN card) [default: inferred from FILE's keys and shapes].")
+@click.option(
+    "--model",
+    help="The card FILE belongs to (deep, wide, any RevGNN card) [default: inferred from FILE's keys and shapes].",
+)
 @click.option("--num-layers", type=click.IntRange(min=1), help="Override the card's depth.")
 @click.option("--hidden", type=click.IntRange(min=1), help="Override the card's width.")
 @click.option("--groups", type=click.IntRange(min=1), help="Override the card's number of groups.")
-@click.option("--out", type=click.Path(dir_okay=False), help="Where to write [default: the cache path of --pretrained].")
+@click.option(
+    "--out", type=click.Path(dir_okay=False), help="Where to write [default: the cache path of --pretrained]."
+)
 @click.option("--allow-nonfinite", is_flag=True, help="Convert weights holding NaN or inf instead of refusing them.")
 @click.option("--force", is_flag=True, help="Replace a checkpoint already at the destination [default: refuse].")
 def zoo_import(file: str, model: Optional[str], out: Optional[str], allow_nonfinite: bool, force: bool,
@@ -860,9 +1090,12 @@ def benchmark() -> None:
 
 # ------------------------------------------------------------------ info
 @cli.command()
-@click.option("--check", is_flag=True,
-              help="Also run, in under a minute, the checks CI cannot run on a GPU: the reversible backward "
-                   "against autograd, memory flat in depth, and a 2-process step when several GPUs are visible.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Also run, in under a minute, the checks CI cannot run on a GPU: the reversible backward "
+    "against autograd, memory flat in depth, and a 2-process step when several GPUs are visible.",
+)
 @click.option("--device", default="auto", show_default=True, help=f"Where --check runs: {_DEVICE_HELP}")
 def info(check: bool, device: str) -> None:
     """Versions of Python, torch and DGL, and whether they can use CUDA (--check: and whether it all works)."""

@@ -3,6 +3,7 @@
 Kept apart from :mod:`revgnn_dgl.cli` so that a Ctrl-C while the CLI's own modules import is
 handled like any other: one line, exit status 130.
 """
+
 from __future__ import annotations
 
 import sys

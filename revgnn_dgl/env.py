@@ -1,5 +1,6 @@
 """The environment a measurement or a training run happened in (versions, hardware, settings),
 and the default thread count. Importable without torch (it is imported by :func:`environment`)."""
+
 from __future__ import annotations
 
 import datetime as _dt

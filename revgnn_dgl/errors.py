@@ -9,6 +9,7 @@ This module imports nothing, so every layer (the torch-only engine included) can
 >>> issubclass(CheckpointError, ZooError) and issubclass(ZooError, (RevGNNError, ValueError))
 True
 """
+
 from __future__ import annotations
 
 __all__ = [

@@ -8,6 +8,7 @@ handler, no cleanup, as a power cut or the OOM killer would), ``raise`` raises a
 written) and at the start of each epoch's training on each rank (``rank1-epoch3``), to check
 that one failing process stops a whole data-parallel job. Unset, a point costs one lookup.
 """
+
 from __future__ import annotations
 
 import os

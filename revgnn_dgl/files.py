@@ -12,6 +12,7 @@
 Every writer of the package goes through here; ``tests/test_one_home.py`` fails on an
 ``os.replace``, ``os.rename`` or ``fcntl.flock`` anywhere else.
 """
+
 from __future__ import annotations
 
 import errno

@@ -3,6 +3,7 @@
 The packages use it so that importing one light submodule (the torch-only engine, the DGL-free
 catalogue, the CLI's settings) never loads torch or DGL through its package's ``__init__``.
 """
+
 from __future__ import annotations
 
 import importlib

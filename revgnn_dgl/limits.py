@@ -10,6 +10,7 @@ line that gives the figure. Importable without torch, DGL or numpy.
 >>> format_bytes(3 * 2**30)
 '3.0 GiB'
 """
+
 from __future__ import annotations
 
 import os
@@ -100,7 +101,9 @@ def check_threads(threads: Optional[int], error: Type[RevGNNError] = ConfigError
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise error(f"threads must be an integer of at least 1, got {threads!r:.60}.")
     if threads > cores:
-        raise error(f"threads={threads} is more than the {cores} CPU core(s) this process may use; give at most {cores}.")
+        raise error(
+            f"threads={threads} is more than the {cores} CPU core(s) this process may use; give at most {cores}."
+        )
     return threads
 
 

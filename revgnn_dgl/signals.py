@@ -9,6 +9,7 @@ line therefore installs :func:`interrupt_outside_imports` first thing: SIGINT ra
 :class:`KeyboardInterrupt` at once where no import is running, and otherwise as soon as the
 import in progress has finished.
 """
+
 from __future__ import annotations
 
 import os

@@ -8,6 +8,7 @@ is missing they **fail**, naming it, when ``CI`` is set to a non-empty value or
 is there raises, and the test errors. ``tests/test_suite_env.py`` runs pytest on a small test
 file to check this behaviour.
 """
+
 from __future__ import annotations
 
 import sys

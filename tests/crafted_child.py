@@ -7,6 +7,7 @@ runner) or ``{"id": ..., "code": "..."}`` (Python that should raise a user error
 
     python tests/crafted_child.py CASES.json SECONDS_PER_CASE
 """
+
 from __future__ import annotations
 
 import json

@@ -5,6 +5,7 @@ function they run by its module's name; a test module's name depends on pytest's
 this helper's does not (``tests/conftest.py`` puts this folder on ``sys.path``, and the started
 processes inherit it).
 """
+
 from __future__ import annotations
 
 import os

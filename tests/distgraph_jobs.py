@@ -1,5 +1,6 @@
 """What the DistDGL jobs of ``tests/train/test_distgraph.py`` run, in a module of its own
 (the processes a test starts import the function they run by its module's name)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -80,7 +81,9 @@ def renumbered(dataset: NodeDataset, orig_nids: np.ndarray, orig_eids: np.ndarra
     for key, value in dataset.graph.edata.items():
         graph.edata[key] = value[eids]
     split = {s: torch.sort(to_new[getattr(dataset, f"{s}_idx")]).values for s in ("train", "val", "test")}
-    return NodeDataset(dataset.name, graph, dataset.labels[nodes], split["train"], split["val"], split["test"], dataset.task)
+    return NodeDataset(
+        dataset.name, graph, dataset.labels[nodes], split["train"], split["val"], split["test"], dataset.task
+    )
 
 
 def reference_step(config_path: str) -> Dict[str, Dict[str, np.ndarray]]:
@@ -112,8 +115,14 @@ def host_step(ctx: Context, config_path: str) -> Dict[str, Any]:
     train_epoch(net, optimizer, data, 1, rng, grad_clip=0.0, config=STEP, parts_per_step=1, dist=ctx)
     nodes = data.nodes.numpy().copy()
     disconnect()
-    return {"before": before, "after": _params(model), "features": features, "nodes": nodes, "machine": data.machine,
-            "host": ctx.hosts[ctx.rank]}
+    return {
+        "before": before,
+        "after": _params(model),
+        "features": features,
+        "nodes": nodes,
+        "machine": data.machine,
+        "host": ctx.hosts[ctx.rank],
+    }
 
 
 def reference_machine_step(config_path: str, machines: Optional[list] = None) -> Dict[str, Any]:
@@ -162,8 +171,14 @@ def run_host_step(config_path: str, ip_config: str, result: str, nproc: int) -> 
     machines = Machines.from_file(ip_config, master_port=29500)
     job = TrainConfig(partitions=config_path, nproc=nproc, servers=1)
     with graph_servers(job, machines=machines):
-        ranks = spawn(host_step, machines.trainers(nproc), config_path, threads=1, timeout_s=120,
-                      job=(machines.first_rank(nproc), nproc, machines.master_addr, machines.master_port))
+        ranks = spawn(
+            host_step,
+            machines.trainers(nproc),
+            config_path,
+            threads=1,
+            timeout_s=120,
+            job=(machines.first_rank(nproc), nproc, machines.master_addr, machines.master_port),
+        )
     Path(result).write_bytes(pickle.dumps(ranks))
 
 

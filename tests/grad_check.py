@@ -11,6 +11,7 @@ tensor (for entries that are zero or tiny by cancellation), which keeps those tw
 ``tests/nn/test_grad_check.py`` injects bugs of that size into the reversible block and checks
 that this very helper fails on them: the gradient tests cannot be looser than that.
 """
+
 from __future__ import annotations
 
 from typing import Mapping, Sequence, Union
@@ -20,7 +21,7 @@ from torch import Tensor
 
 # The comparison itself lives in the package, torch only, so that the CUDA tier (tests/cuda) and
 # ``revgnn-dgl info --check`` apply the very same rule.
-from revgnn_dgl.testing.engine_checks import ATOL_SCALE, RTOL, named_gradients, mismatch
+from revgnn_dgl.testing.engine_checks import ATOL_SCALE, RTOL, mismatch, named_gradients
 
 __all__ = ["ATOL_SCALE", "RTOL", "assert_gradients_match", "mismatch"]
 

@@ -26,6 +26,7 @@ prefix whose creating process is gone. Where namespaces cannot be made (not root
 
 Run as a script (``python tests/hosts.py``) it brings up two hosts, pings across and tears down.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -199,7 +200,9 @@ class EmulatedHosts:
     process has names of its own).
     """
 
-    def __init__(self, n: int = 2, tag: Optional[str] = None, folder: Optional[Path] = None, shm_size: str = "2g") -> None:
+    def __init__(
+        self, n: int = 2, tag: Optional[str] = None, folder: Optional[Path] = None, shm_size: str = "2g"
+    ) -> None:
         if not 1 <= n <= 200:
             raise ValueError(f"1 to 200 hosts, not {n}")
         tag = tag if tag is not None else f"t{next(_TAGS)}"

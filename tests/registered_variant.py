@@ -6,6 +6,7 @@ they import ``benchmarks/alternatives_variants.py`` for the ``dgl`` and ``pyg`` 
 ``frozen-head`` runs the model as ``ours`` does with the output layer frozen: Adam steps every
 parameter but the head's, so its state is smaller by exactly the head's bytes.
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping

@@ -7,11 +7,12 @@ value), or for the data also when ``REVGNN_DGL_DATA`` is set explicitly -- its a
 reason. A skip never stands in for a failure: a loader or tool that is present but broken is
 an error in both places.
 """
+
 from __future__ import annotations
 
 import os
-from pathlib import Path
 import subprocess  # noqa: F401  (the type of interrupt_group_when's process)
+from pathlib import Path
 from typing import NoReturn
 
 import pytest

@@ -1,4 +1,5 @@
 """The ``revgnn-dgl`` command line: train / evaluate / resume, zoo, info, and one-line errors."""
+
 from __future__ import annotations
 
 import json
@@ -59,7 +60,10 @@ def test_train_outputs(run_dir: Path) -> None:
     summary = json.loads((run_dir / SUMMARY_FILE).read_text())
     assert summary["metric"] == "rocauc"
     (run,) = summary["runs"]
-    assert {k: run[k] for k in ("seed", "epoch", "val", "test")} == {"seed": 0, **{k: best[k] for k in ("epoch", "val", "test")}}
+    assert {k: run[k] for k in ("seed", "epoch", "val", "test")} == {
+        "seed": 0,
+        **{k: best[k] for k in ("epoch", "val", "test")},
+    }
     assert run["epochs"] == 3
     assert summary["val"] == {"mean": best["val"], "std": 0.0}
     assert summary["test"] == {"mean": best["test"], "std": 0.0}
@@ -201,7 +205,9 @@ def test_benchmark_help_table_is_the_real_groups() -> None:
     from revgnn_dgl.bench.cli import benchmark
     from revgnn_dgl.cli import BENCHMARK_COMMANDS
 
-    real = {name: " ".join((command.help or "").split("\n\n")[0].split()) for name, command in benchmark.commands.items()}
+    real = {
+        name: " ".join((command.help or "").split("\n\n")[0].split()) for name, command in benchmark.commands.items()
+    }
     assert real == BENCHMARK_COMMANDS
     assert invoke(["benchmark", "memory", "--help"]).exit_code == 0  # the real command still answers
 
@@ -235,7 +241,9 @@ def test_graph_file_without_labels(tmp_path: Path) -> None:
     g.ndata["feat"] = torch.randn(3, 4)
     path = tmp_path / "nolabels.bin"
     dgl.save_graphs(str(path), [g])
-    assert_one_line_error(invoke(["train", *SMALL_MODEL, "--dataset", str(path), "--out", str(tmp_path / "o")]), "label")
+    assert_one_line_error(
+        invoke(["train", *SMALL_MODEL, "--dataset", str(path), "--out", str(tmp_path / "o")]), "label"
+    )
 
 
 def test_checkpoint_of_another_architecture(run_dir: Path) -> None:
@@ -264,7 +272,10 @@ def test_console_script_error_is_one_line() -> None:
     """Through the real entry point, in a fresh process: one line on stderr, exit status 1."""
     env = {**os.environ, "OUTDATED_IGNORE": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "revgnn_dgl.cli", "zoo", "show", "no-such-model"], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "revgnn_dgl.cli", "zoo", "show", "no-such-model"],
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith("Error: unknown model 'no-such-model'")

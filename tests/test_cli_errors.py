@@ -1,5 +1,6 @@
 """The audit's hostile and unlucky inputs, through the command line: each gets one ``Error:`` line
 and a non-zero exit, and leaves nothing behind in ``--out``."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,6 @@ from pathlib import Path
 from typing import Callable, List
 
 import dgl
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner, Result
@@ -62,7 +62,11 @@ def empty_val(g: dgl.DGLGraph) -> None:
 
 @pytest.mark.parametrize(
     "mutate, needles",
-    [(set_nan, ["non-finite", "node 17"]), (stray_label, ["1000000", "node 17"]), (empty_val, ["val_mask", "selects no node"])],
+    [
+        (set_nan, ["non-finite", "node 17"]),
+        (stray_label, ["1000000", "node 17"]),
+        (empty_val, ["val_mask", "selects no node"]),
+    ],
     ids=["nan-features", "label-10^6", "empty-val-mask"],
 )
 def test_bad_graph_files_are_refused_before_training(mutate, needles, tmp_path: Path) -> None:
@@ -106,7 +110,9 @@ def test_a_folder_given_as_dataset(tmp_path: Path) -> None:
 
 def test_exploding_training_exits_non_zero_with_the_epoch(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = invoke(["train", *SMALL, *PROTEINS, "--lr", "1e30", "--grad-clip", "0", "--epochs", "20", "--out", str(out)])
+    result = invoke(
+        ["train", *SMALL, *PROTEINS, "--lr", "1e30", "--grad-clip", "0", "--epochs", "20", "--out", str(out)]
+    )
     one_line_error(result, "epoch", "stopped")
     assert not (out / "summary.json").exists()
 
@@ -144,10 +150,15 @@ def test_crafted_header_is_refused(finished: Path, tmp_path: Path) -> None:
 
     header["arguments"]["hidden"] = 1048576
     save_file(load_file(str(best)), str(tmp_path / "evil.safetensors"), metadata={"revgnn_dgl": json.dumps(header)})
-    one_line_error(invoke(["evaluate", "--checkpoint", str(tmp_path / "evil.safetensors"), "--device", "cpu"]), "checksum")
+    one_line_error(
+        invoke(["evaluate", "--checkpoint", str(tmp_path / "evil.safetensors"), "--device", "cpu"]), "checksum"
+    )
     header["sha256"] = config_sha256(header)  # crafted with a matching checksum: the sizes are still refused
     save_file(load_file(str(best)), str(tmp_path / "evil.safetensors"), metadata={"revgnn_dgl": json.dumps(header)})
-    one_line_error(invoke(["evaluate", "--checkpoint", str(tmp_path / "evil.safetensors"), "--device", "cpu"]), "header describes a model")
+    one_line_error(
+        invoke(["evaluate", "--checkpoint", str(tmp_path / "evil.safetensors"), "--device", "cpu"]),
+        "header describes a model",
+    )
 
 
 @pytest.mark.parametrize(
@@ -163,7 +174,9 @@ def test_crafted_header_is_refused(finished: Path, tmp_path: Path) -> None:
 def test_zoo_import_says_what_a_file_is(content: bytes, needle: str, tmp_path: Path) -> None:
     path = tmp_path / "x.pth"
     path.write_bytes(content)
-    one_line_error(invoke(["zoo", "import", str(path), "--model", "deep", "--out", str(tmp_path / "o.safetensors")]), needle)
+    one_line_error(
+        invoke(["zoo", "import", str(path), "--model", "deep", "--out", str(tmp_path / "o.safetensors")]), needle
+    )
     assert not (tmp_path / "o.safetensors").exists()
 
 
@@ -193,7 +206,9 @@ def test_chance_level_warning(tmp_path: Path) -> None:
                          epochs=4, chance_patience=3, device="cpu", out=str(tmp_path / "run"))  # fmt: skip
     train(config, echo=lines.append, progress=False)
     warnings = [line for line in lines if line.startswith("warning: the validation accuracy (")]
-    assert len(warnings) == 1 and "at epoch 3) has stayed at or below chance level (1.0000, always" in warnings[0], lines
+    assert len(warnings) == 1 and "at epoch 3) has stayed at or below chance level (1.0000, always" in warnings[0], (
+        lines
+    )
     assert "for 3 evaluations" in warnings[0]
 
 

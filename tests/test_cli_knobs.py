@@ -1,5 +1,6 @@
 """Every knob from the command line, runs that remember how they ran, outputs a user can use
 (per-epoch log lines, JSON, predictions, plots) and a CLI that answers without loading DGL."""
+
 from __future__ import annotations
 
 import inspect
@@ -19,7 +20,7 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 
 from revgnn_dgl import get_config, list_models
 from revgnn_dgl.cli import cli
-from revgnn_dgl.train import BEST_FILE, CONFIG_FILE, ConfigError, TrainConfig, read_metrics
+from revgnn_dgl.train import BEST_FILE, CONFIG_FILE, ConfigError, read_metrics
 from revgnn_dgl.train.data import check_model_args
 from revgnn_dgl.zoo import architecture_arguments, create_model
 from revgnn_dgl.zoo.architectures import _ARCHITECTURES
@@ -84,9 +85,24 @@ def test_set_rejects_unknown_arguments_with_a_suggestion(name: str) -> None:
 
 def test_set_from_the_cli_and_config_agree_and_evaluate_rebuilds(tmp_path: Path) -> None:
     by_flag, by_file = tmp_path / "flag", tmp_path / "file"
-    result = invoke(["train", *SMALL, "--epochs", "2", "--set", "aggregator=softmax", "--set", "learn_t=true", "--out", str(by_flag)])
+    result = invoke(
+        [
+            "train",
+            *SMALL,
+            "--epochs",
+            "2",
+            "--set",
+            "aggregator=softmax",
+            "--set",
+            "learn_t=true",
+            "--out",
+            str(by_flag),
+        ]
+    )
     assert result.exit_code == 0, result.output
-    assert re.search(r"model_args: \{'aggregator': 'softmax', 'learn_t': True\}", result.output)  # the printed configuration
+    assert re.search(
+        r"model_args: \{'aggregator': 'softmax', 'learn_t': True\}", result.output
+    )  # the printed configuration
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"model_args": {"aggregator": "softmax", "learn_t": True}}))
     result = invoke(["train", *SMALL, "--epochs", "2", "--config", str(config), "--out", str(by_file)])
@@ -126,7 +142,9 @@ def test_per_epoch_lines_when_stdout_is_not_a_terminal(own_run: Path) -> None:
     result = invoke(["train", "--resume", str(own_run), "--epochs", "3"])
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("epoch ")]
-    assert len(lines) == 1 and re.fullmatch(r"epoch 3/3 loss \d\.\d{4} val \d\.\d{4} test \d\.\d{4} lr 0\.001 \d+\.\d\ds", lines[0])
+    assert len(lines) == 1 and re.fullmatch(
+        r"epoch 3/3 loss \d\.\d{4} val \d\.\d{4} test \d\.\d{4} lr 0\.001 \d+\.\d\ds", lines[0]
+    )
     assert len(records) == 2 and len(read_metrics(own_run)) == 3
 
 

@@ -6,11 +6,11 @@ Every crafted case runs in a child process (tests/crafted_child.py) under a memo
 (RLIMIT_AS) and a per-case time limit, so a regression fails a test instead of taking the
 machine down. The crafted files are built here, by this process, which never loads them.
 """
+
 from __future__ import annotations
 
 import json
 import os
-import random
 import resource
 import signal
 import subprocess
@@ -242,7 +242,9 @@ def build_cases(run: Path, root: Path) -> List[Dict[str, Any]]:
     huge = official_pth(root / "huge.pth", {**small, "gcns.0._fn.Fms.0.x": torch.zeros(1).expand(2**34)})
     add("zoo_import_stride0_64GB", "elements overlap (stride 0", ["zoo", "import", str(huge), "--out", str(imported)],
         absent=imported)  # fmt: skip
-    wide = official_pth(root / "wide.pth", {**small, "node_features_encoder.weight": torch.zeros(1, 1).expand(2**31, 4)})
+    wide = official_pth(
+        root / "wide.pth", {**small, "node_features_encoder.weight": torch.zeros(1, 1).expand(2**31, 4)}
+    )
     add("zoo_import_stride0_width", "elements overlap (stride 0", ["zoo", "import", str(wide), "--out", str(imported)],
         absent=imported)  # fmt: skip
     empty = torch.zeros(0)
@@ -361,13 +363,17 @@ def build_cases(run: Path, root: Path) -> List[Dict[str, Any]]:
     state_case("state_best_val_crafted", "its best val score 0.99 at epoch",
                lambda h, t: h["extra"]["best"].update(val=0.99))  # fmt: skip
     state_case("state_eps_crafted", "its optimizer eps is 1e-07, the run's 1e-08", group(eps=1e-07))
-    state_case("state_betas_crafted", "its optimizer betas is (0.8, 0.999), the run's (0.9, 0.999)", group(betas=[0.8, 0.999]))
+    state_case(
+        "state_betas_crafted", "its optimizer betas is (0.8, 0.999), the run's (0.9, 0.999)", group(betas=[0.8, 0.999])
+    )
     state_case("state_no_sha256", "header does not match the checksum", lambda h, t: h.pop("sha256"), checksums=False)
     state_case("state_rng_torch_short", "rng/torch is not a CPU generator state",
                lambda h, t: t.update({"rng/torch": t["rng/torch"][:100].clone()}))  # fmt: skip
     state_case("state_rng_python_version", "rng.python is not a Mersenne Twister state",
                lambda h, t: h["rng"]["python"].__setitem__(0, 7))  # fmt: skip
-    state_case("state_stopped_string", "extra.stopped must be an epoch or null", lambda h, t: h["extra"].update(stopped="x"))
+    state_case(
+        "state_stopped_string", "extra.stopped must be an epoch or null", lambda h, t: h["extra"].update(stopped="x")
+    )
     state_case("state_int32_weights", "is torch.int32", lambda h, t: t.update(
         {k: v.to(torch.int32) for k, v in t.items() if k.startswith("model/")}))  # fmt: skip
     return cases
@@ -439,8 +445,10 @@ def test_all_cases_listed_and_memory_bounded(outcomes: Dict[str, Any]) -> None:
     # The peak over every case, torch and DGL included: far from the audit's 64 GB and 4.7 GB asks.
     assert max(r["peak_rss_mb"] for r in outcomes.values()) < 3000
     slowest = max(outcomes, key=lambda k: outcomes[k]["seconds"])
-    print(f"{len(outcomes)} cases; slowest {slowest} {outcomes[slowest]['seconds']} s; "
-          f"peak RSS {max(r['peak_rss_mb'] for r in outcomes.values())} MB")
+    print(
+        f"{len(outcomes)} cases; slowest {slowest} {outcomes[slowest]['seconds']} s; "
+        f"peak RSS {max(r['peak_rss_mb'] for r in outcomes.values())} MB"
+    )
 
 
 def test_crafted_layers_through_the_real_command_line(finished: Path, tmp_path: Path) -> None:
@@ -564,7 +572,11 @@ def test_foreign_safetensors_only_with_the_option_and_exact_agreement(finished: 
     model = create_model("wide", pretrained=plain, allow_foreign=True, **arguments)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in tensors.items())
     for name, edit, needle in (
-        ("f64", lambda t: t.update({"head.weight": t["head.weight"].double()}), "is float64 in the checkpoint but float32"),
+        (
+            "f64",
+            lambda t: t.update({"head.weight": t["head.weight"].double()}),
+            "is float64 in the checkpoint but float32",
+        ),
         ("missing", lambda t: t.pop("head.bias"), r"lacks 1 weight\(s\) of the model, the first being 'head.bias'"),
         ("shape", lambda t: t.update({"head.bias": torch.zeros(3)}), r"has shape \(3,\) in the checkpoint"),
     ):

@@ -10,6 +10,7 @@ SCRIPT`` must name a script of the repository. Placeholders (``NAME``, ``FILE``,
 ``PATH.bin``, ``...``) are words the reader replaces: a command with one is checked for its
 subcommand and options only.
 """
+
 from __future__ import annotations
 
 import re
@@ -118,14 +119,22 @@ def test_documented_command_runs_as_written(where: str, command: str, tmp_path: 
     from revgnn_dgl.train.settings import default_recipe, resolve_train_config
 
     recipe = ctx.params.get("recipe") or default_recipe(given, ctx.params.get("config_file"), None)
-    if recipe == "auto" and str(given.get("dataset", "")).endswith((".bin", ".dgl")) and not (REPO / given["dataset"]).exists():
+    if (
+        recipe == "auto"
+        and str(given.get("dataset", "")).endswith((".bin", ".dgl"))
+        and not (REPO / given["dataset"]).exists()
+    ):
         return  # auto measures the graph: a file the example before the command writes
     try:
-        config = resolve_train_config(given, config_file=ctx.params.get("config_file"), echo=lambda line: None, recipe=recipe)
+        config = resolve_train_config(
+            given, config_file=ctx.params.get("config_file"), echo=lambda line: None, recipe=recipe
+        )
     except DatasetError as err:  # auto measures the graph: a real dataset must be there (skipped on a user's checkout)
         if recipe != "auto" or "not found" not in str(err):
             raise
         from suite_env import missing_data, shared_data_root
 
-        missing_data(shared_data_root() / str(given.get("dataset")), f"the dataset {given.get('dataset')} (auto reads it)")
+        missing_data(
+            shared_data_root() / str(given.get("dataset")), f"the dataset {given.get('dataset')} (auto reads it)"
+        )
     assert not (REPO / config.out / "config.yaml").exists(), f"{where}: {command}: {config.out} already holds a run"

@@ -1,4 +1,5 @@
 """The default thread count: a rule of cores and load (not a timing), and its oversubscription note."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,13 +11,13 @@ from revgnn_dgl.limits import cpu_cores
 @pytest.mark.parametrize(
     "cores, load, processes, expected",
     [
-        (2, 0.0, 1, 2),    # an idle machine: every core
+        (2, 0.0, 1, 2),  # an idle machine: every core
         (2, 0.4, 1, 2),
-        (2, 0.6, 1, 1),    # half a core busy rounds to one taken
-        (2, 1.0, 1, 1),    # one other CPU-bound job on 2 cores: 1 thread (torch's 2 ran 20-50x slower)
-        (2, 7.5, 1, 1),    # never fewer than one
+        (2, 0.6, 1, 1),  # half a core busy rounds to one taken
+        (2, 1.0, 1, 1),  # one other CPU-bound job on 2 cores: 1 thread (torch's 2 ran 20-50x slower)
+        (2, 7.5, 1, 1),  # never fewer than one
         (16, 3.2, 1, 13),
-        (16, 0.0, 4, 4),   # shared among the processes of a job
+        (16, 0.0, 4, 4),  # shared among the processes of a job
         (2, 0.0, 4, 1),
         (1, 0.0, 1, 1),
     ],

@@ -1,4 +1,5 @@
 """Layers and models refuse bad arguments with the package's own error (still a ValueError)."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,6 @@
 """The package's modules form a one-way dependency graph: every module imports, and no import
 statement (function-level ones included) closes a cycle between two modules."""
+
 from __future__ import annotations
 
 import ast

@@ -1,5 +1,6 @@
 """The layout table of docs/architecture.md is the truth: every import between the package's
 parts is one the table allows (a new import that breaks the layering fails here, naming it)."""
+
 from __future__ import annotations
 
 import ast
@@ -32,7 +33,7 @@ def layout_rules(text: str) -> Dict[str, Set[str]]:
     rules: Dict[str, Set[str]] = {}
     for i, (names, allowed) in enumerate(rows):
         if allowed.startswith("everything below"):
-            may = {name for later, _ in rows[i + 1:] for name in later}
+            may = {name for later, _ in rows[i + 1 :] for name in later}
         else:
             may = {token for token in re.findall(r"`([^`]+)`", allowed) if token in units}
         for name in names:
@@ -51,7 +52,9 @@ def package_imports() -> Dict[str, Set[Tuple[str, str]]]:
             if isinstance(node, ast.ImportFrom) and node.level:
                 base = module.split(".") if is_package else module.split(".")[:-1]
                 base = base[: len(base) - (node.level - 1)]
-                targets = [".".join(base + [node.module])] if node.module else [".".join(base + [a.name]) for a in node.names]
+                targets = (
+                    [".".join(base + [node.module])] if node.module else [".".join(base + [a.name]) for a in node.names]
+                )
             elif isinstance(node, ast.ImportFrom):
                 targets = [node.module or ""]
             elif isinstance(node, ast.Import):
@@ -88,4 +91,5 @@ def test_the_check_fails_when_an_import_breaks_the_table() -> None:
     imports = package_imports()
     imports.setdefault("models", set()).add(("train", "revgnn_dgl/models/deepgcn.py"))  # models may not import train
     assert violations(rules, imports) == [
-        "revgnn_dgl/models/deepgcn.py imports train, which the table does not allow for models"]
+        "revgnn_dgl/models/deepgcn.py imports train, which the table does not allow for models"
+    ]

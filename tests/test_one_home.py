@@ -1,5 +1,6 @@
 """One home per mechanism: whole-file writes and locks live in revgnn_dgl/files.py, signal
 handlers in revgnn_dgl/signals.py; a copy anywhere else in the package fails here."""
+
 from __future__ import annotations
 
 import ast
@@ -21,7 +22,9 @@ def copies(package: Path = PACKAGE) -> List[str]:
                 name = ast.unparse(node.func)
                 home = HOMES.get(name)
                 if home and path.relative_to(package).as_posix() != home:
-                    found.append(f"{path.relative_to(package).as_posix()}:{node.lineno}: {name} (its home is revgnn_dgl/{home})")
+                    found.append(
+                        f"{path.relative_to(package).as_posix()}:{node.lineno}: {name} (its home is revgnn_dgl/{home})"
+                    )
     return found
 
 
@@ -30,6 +33,10 @@ def test_each_mechanism_has_one_home() -> None:
 
 
 def test_the_check_finds_a_copy(tmp_path: Path) -> None:
-    (tmp_path / "mod.py").write_text("import os, fcntl\nos.replace('a', 'b')\nfcntl.flock(3, 2)\ntext = 'os.replace(x, y)'\n")
+    (tmp_path / "mod.py").write_text(
+        "import os, fcntl\nos.replace('a', 'b')\nfcntl.flock(3, 2)\ntext = 'os.replace(x, y)'\n"
+    )
     assert [line.split(": ", 1)[1] for line in copies(tmp_path)] == [
-        "os.replace (its home is revgnn_dgl/files.py)", "fcntl.flock (its home is revgnn_dgl/files.py)"]
+        "os.replace (its home is revgnn_dgl/files.py)",
+        "fcntl.flock (its home is revgnn_dgl/files.py)",
+    ]

@@ -1,4 +1,5 @@
 """The docs' graph-file example (docs/own-graph.md), run exactly as written, produces a file that trains."""
+
 from __future__ import annotations
 
 import re

@@ -1,5 +1,6 @@
 """Every published training number is backed by a committed run, the tables say what they hold,
 and results/ keeps its rules (results/README.md): names, no temporary paths, only the small files."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -44,7 +45,7 @@ def run_folders() -> Dict[str, List[str]]:
     """Each committed run folder's name -> its files, relative to the folder."""
     folders: Dict[str, List[str]] = {}
     for path in committed(RUNS):
-        name, _, rest = path[len("results/runs/"):].partition("/")
+        name, _, rest = path[len("results/runs/") :].partition("/")
         folders.setdefault(name, []).append(rest)
     return folders
 
@@ -73,13 +74,19 @@ def test_every_indexed_run_is_complete_and_consistent() -> None:
             assert len(summary["runs"]) == config["runs"]
             # The summary's numbers are those of the best-validation epoch in each run's metrics.
             for run, sub in zip(summary["runs"], tables.seed_folders(folder, config)):
-                records = [json.loads(line) for line in (sub / "metrics.jsonl").read_text().splitlines() if line.strip()]
+                records = [
+                    json.loads(line) for line in (sub / "metrics.jsonl").read_text().splitlines() if line.strip()
+                ]
                 best = max((r for r in records if r.get("val") is not None), key=lambda r: r["val"])
                 assert (best["epoch"], best["val"], best["test"]) == (run["epoch"], run["val"], run["test"]), sub
 
 
 def test_a_pooled_row_is_the_mean_and_sample_std_of_its_seeds() -> None:
-    (entry,) = [e for e in tables.load_index() if e["names"] == ["cora-revgat-3x32-noselfloops", "cora-revgat-3x32-noselfloops-seeds12"]]
+    (entry,) = [
+        e
+        for e in tables.load_index()
+        if e["names"] == ["cora-revgat-3x32-noselfloops", "cora-revgat-3x32-noselfloops-seeds12"]
+    ]
     assert [r["seed"] for r in entry["summary"]["runs"]] == [0, 1, 2]
     assert tables._stat(entry["summary"]["val"], 3) == "0.7940 ± 0.0072"
     assert tables._stat(entry["summary"]["test"], 3) == "0.8053 ± 0.0068"
@@ -114,7 +121,9 @@ def test_a_changed_number_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert tables.main([]) == 0 and tables.main(["--check"]) == 0
     assert all(line.startswith(indent) for line in docs.read_text().splitlines()[2:])
     text = docs.read_text()
-    edited = re.sub(r"\| (\*\*)?0\.(\d)", lambda m: f"| {m.group(1) or ''}1.{m.group(2)}", text, count=1)  # one score edited
+    edited = re.sub(
+        r"\| (\*\*)?0\.(\d)", lambda m: f"| {m.group(1) or ''}1.{m.group(2)}", text, count=1
+    )  # one score edited
     assert edited != text
     docs.write_text(edited)
     assert tables.main(["--check"]) == 1
@@ -147,17 +156,26 @@ def test_run_folders_keep_only_their_small_files() -> None:
         seeds = {f"run-{i}" for i in range(config["runs"])} if config["runs"] > 1 else set()
         expected = {"config.yaml", "summary.json"} | ({"metrics.jsonl"} if not seeds else set())
         expected |= {f"{seed}/{f}" for seed in seeds for f in KEPT_PER_SEED}
-        assert set(files) == expected, f"results/runs/{name} commits {sorted(set(files) - expected)}, lacks {sorted(expected - set(files))}"
+        assert set(files) == expected, (
+            f"results/runs/{name} commits {sorted(set(files) - expected)}, lacks {sorted(expected - set(files))}"
+        )
 
 
-STUDY_FILES = {"best.yaml", "trials.csv", "STUDY.md", "optimization_history.png", "param_importances.png", "intermediate_values.png"}
+STUDY_FILES = {
+    "best.yaml",
+    "trials.csv",
+    "STUDY.md",
+    "optimization_history.png",
+    "param_importances.png",
+    "intermediate_values.png",
+}
 
 
 def test_study_folders_keep_only_their_summary() -> None:
     """A committed tune study (results/studies/NAME) keeps its summary: no study.db, no trial runs."""
     studies = REPO / "results" / "studies"
     for path in committed(studies) if studies.is_dir() else []:
-        name, _, rest = path[len("results/studies/"):].partition("/")
+        name, _, rest = path[len("results/studies/") :].partition("/")
         assert NAME.fullmatch(name), f"results/studies/{name}: lowercase words joined by hyphens"
         assert rest in STUDY_FILES, f"results/studies/{name} commits {rest}, only {sorted(STUDY_FILES)}"
         if rest.endswith(".png"):
@@ -171,7 +189,9 @@ def test_run_folder_names_follow_the_policy() -> None:
     for name in run_folders():
         assert NAME.fullmatch(name), f"results/runs/{name}: lowercase words joined by hyphens"
         dataset = yaml.safe_load((RUNS / name / "config.yaml").read_text(encoding="utf-8"))["dataset"]
-        assert name.startswith((dataset + "-", dataset.split("-")[0] + "-")), f"results/runs/{name}: starts with its dataset {dataset}"
+        assert name.startswith((dataset + "-", dataset.split("-")[0] + "-")), (
+            f"results/runs/{name}: starts with its dataset {dataset}"
+        )
 
 
 def test_every_run_folder_is_published() -> None:
@@ -179,7 +199,9 @@ def test_every_run_folder_is_published() -> None:
     indexed = {name for entry in tables.load_index() for name in entry["names"]}
     docs = "\n".join(p.read_text(encoding="utf-8") for p in [REPO / "README.md", *(REPO / "docs").glob("*.md")])
     for name in run_folders():
-        assert name in indexed or f"results/runs/{name}" in docs or f"`{name}`" in docs, f"results/runs/{name} is cited nowhere"
+        assert name in indexed or f"results/runs/{name}" in docs or f"`{name}`" in docs, (
+            f"results/runs/{name} is cited nowhere"
+        )
 
 
 def test_bundled_cards_from_runs_match_their_run() -> None:

@@ -1,4 +1,5 @@
 """Ctrl-C never lands inside an import: it is raised once the import in progress has finished."""
+
 from __future__ import annotations
 
 import shutil

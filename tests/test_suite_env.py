@@ -5,6 +5,7 @@ Runs pytest in a subprocess on a small test file, with this folder's ``conftest.
 ``suite_env.py`` copied next to it (so that the default data folder, ``../shared/data`` of that
 copy, is known to be missing), and reads the outcomes from its JUnit XML report.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,22 +21,22 @@ import pytest
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
 
-TINY_TESTS = '''
+TINY_TESTS = """
 def test_folder(shared_data_dir):
     assert shared_data_dir.is_dir()
 
 
 def test_cora(dataset_dir):
     assert dataset_dir("cora").is_dir()
-'''
+"""
 
-LOADER_TEST = '''
+LOADER_TEST = """
 from revgnn_dgl.data import load_dataset
 
 
 def test_loader(dataset_dir):
     load_dataset("cora", root=dataset_dir("cora"))
-'''
+"""
 
 
 @pytest.fixture
@@ -52,7 +53,9 @@ def checkout(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def run_pytest(checkout: Path, target: str, ci: Optional[str] = None, data: Optional[Path] = None) -> Tuple[int, Dict[str, Tuple[str, str]]]:
+def run_pytest(
+    checkout: Path, target: str, ci: Optional[str] = None, data: Optional[Path] = None
+) -> Tuple[int, Dict[str, Tuple[str, str]]]:
     """Exit status and ``{test name: (outcome, message)}`` of ``pytest target`` in the copy."""
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "REVGNN_DGL_DATA", "PYTEST_ADDOPTS")}
     env["PYTHONPATH"] = str(REPO_ROOT)
@@ -63,7 +66,11 @@ def run_pytest(checkout: Path, target: str, ci: Optional[str] = None, data: Opti
     report = checkout / f"report-{len(list(checkout.glob('report-*')))}.xml"
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--junitxml={report}", f"tests/{target}"],
-        cwd=checkout / "repo", env=env, capture_output=True, text=True, timeout=300,
+        cwd=checkout / "repo",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     outcomes = {}
     for case in ET.parse(report).iter("testcase"):
@@ -108,7 +115,10 @@ def test_ci_fails_for_one_missing_dataset(checkout: Path) -> None:
     assert code == 1
     assert outcomes["test_folder"] == ("passed", "")
     outcome, message = outcomes["test_cora"]
-    assert outcome in ("error", "failure") and f"the dataset folder cora/ not found at {checkout / 'shared' / 'data' / 'cora'}" in message
+    assert (
+        outcome in ("error", "failure")
+        and f"the dataset folder cora/ not found at {checkout / 'shared' / 'data' / 'cora'}" in message
+    )
 
 
 @pytest.mark.slow
@@ -128,7 +138,9 @@ def test_missing_requirement_fails_in_ci_and_skips_elsewhere(monkeypatch: pytest
     with pytest.raises(pytest.fail.Exception, match=r"needs the 'wheel' package.*CI='true' is set.*pip install wheel"):
         missing_requirement(what, fix)
     monkeypatch.setenv("CI", "")
-    with pytest.raises(pytest.skip.Exception, match=r"needs the 'wheel' package, which is not installed \(pip install wheel\)"):
+    with pytest.raises(
+        pytest.skip.Exception, match=r"needs the 'wheel' package, which is not installed \(pip install wheel\)"
+    ):
         missing_requirement(what, fix)
 
 
@@ -138,10 +150,15 @@ def test_missing_data_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     absent = tmp_path / "no_data"
     monkeypatch.delenv("CI", raising=False)
     monkeypatch.delenv("REVGNN_DGL_DATA", raising=False)
-    with pytest.raises(pytest.skip.Exception, match=f"the real datasets folder not found at {absent} \\(a user's checkout\\)"):
+    with pytest.raises(
+        pytest.skip.Exception, match=f"the real datasets folder not found at {absent} \\(a user's checkout\\)"
+    ):
         missing_data(absent)
     monkeypatch.setenv("REVGNN_DGL_DATA", str(absent))
-    with pytest.raises(pytest.fail.Exception, match=f"the dataset folder cora/ not found at {absent}, and REVGNN_DGL_DATA is set explicitly"):
+    with pytest.raises(
+        pytest.fail.Exception,
+        match=f"the dataset folder cora/ not found at {absent}, and REVGNN_DGL_DATA is set explicitly",
+    ):
         missing_data(absent, "the dataset folder cora/")
     monkeypatch.delenv("REVGNN_DGL_DATA")
     monkeypatch.setenv("CI", "1")

@@ -1,6 +1,7 @@
 """One training step of an execution variant in float64, by canonical parameter name, for the
 tests that compare variants (``tests/bench``: ours against ordinary autograd;
 ``tests/benchmarks``: DGL's and PyG's blocks, registered by ``benchmarks/alternatives_variants.py``)."""
+
 from __future__ import annotations
 
 import math
@@ -8,15 +9,19 @@ from typing import Sequence, Tuple
 
 import pytest
 import torch
-
 from grad_check import assert_gradients_match
+
 from revgnn_dgl.bench import StepConfig, TrainStep
 from revgnn_dgl.bench.speed import speed_compare
 from revgnn_dgl.bench.workload import GraphBatch, make_batch, model_arguments
 from revgnn_dgl.zoo import create_model
 
 TINY = dict(hidden=8, nodes=60, edges=240)
-PYG_RENAMES = ((".convs.", ".gnn_modules."), (".conv.lin_edge.", ".conv.edge_encoder."), (".conv.mlp.4.", ".conv.mlp.3."))
+PYG_RENAMES = (
+    (".convs.", ".gnn_modules."),
+    (".conv.lin_edge.", ".conv.edge_encoder."),
+    (".conv.mlp.4.", ".conv.mlp.3."),
+)
 
 
 def canonical(name: str) -> str:
@@ -55,8 +60,13 @@ def float64_step() -> Tuple[torch.nn.Module, GraphBatch, dict]:
     torch.manual_seed(cfg.seed)
     model = create_model(name, **args).double()
     b = make_batch(cfg.nodes, cfg.edges, cfg.edge_feats, cfg.species, cfg.tasks, cfg.seed)
-    batch = GraphBatch(graph=b.graph, feat=b.feat.double(), edge_feat=b.edge_feat.double(),
-                       species=b.species.double(), labels=b.labels.double())
+    batch = GraphBatch(
+        graph=b.graph,
+        feat=b.feat.double(),
+        edge_feat=b.edge_feat.double(),
+        species=b.species.double(),
+        labels=b.labels.double(),
+    )
     return model, batch, one_step("disable", model, batch)
 
 

@@ -19,6 +19,7 @@ DGL's and PyG's reversible blocks, the scaling experiment and the depth diagnost
 the repository's ``benchmarks/`` folder, not in the package; ``benchmarks/README.md`` has their
 results on the reference machine and how to reproduce them.
 """
+
 from ..env import environment
 from .memory import measure_step, memory_sweep
 from .results import markdown_table, read_rows, write_rows

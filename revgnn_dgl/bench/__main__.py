@@ -1,4 +1,5 @@
 """``python -m revgnn_dgl.bench memory|speed ...``."""
+
 from .cli import main
 
 main()

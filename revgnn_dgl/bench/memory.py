@@ -19,6 +19,7 @@ never crashes on a model that does not fit: it writes a row with status ``oom`` 
 the memory cap or the OOM killer), ``skipped`` (the projection from smaller depths exceeds the
 cap, or a smaller depth already failed), ``timeout`` or ``error`` instead.
 """
+
 from __future__ import annotations
 
 import gc
@@ -30,9 +31,9 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 import torch
 
-from .profiling import DEFAULT_MMAP_THRESHOLD, measure_peak_memory, run_in_subprocess
 from ..env import CHILD_ENV, environment
 from ..train.device import resolve_device
+from .profiling import DEFAULT_MMAP_THRESHOLD, measure_peak_memory, run_in_subprocess
 from .workload import StepConfig, TrainStep, variant_available
 
 __all__ = [
@@ -127,7 +128,9 @@ def measure_step(
         # "does not fit", so report them as such.
         text = str(err).lower()
         if any(w in text for w in _MEMORY_WORDS):
-            raise MemoryError(f"over the {cap / GiB:.2f} GiB memory cap (RLIMIT_DATA): {type(err).__name__}: {err}") from err
+            raise MemoryError(
+                f"over the {cap / GiB:.2f} GiB memory cap (RLIMIT_DATA): {type(err).__name__}: {err}"
+            ) from err
         raise
     finally:
         resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
@@ -516,8 +519,12 @@ def memory_sweep(
                     report = run_in_subprocess(
                         _TARGET,
                         kwargs=dict(
-                            config=cfg.to_dict(), warmup=warmup, repeats=repeats, threads=threads,
-                            mem_cap_bytes=mem_cap_bytes, breakdown=breakdown,
+                            config=cfg.to_dict(),
+                            warmup=warmup,
+                            repeats=repeats,
+                            threads=threads,
+                            mem_cap_bytes=mem_cap_bytes,
+                            breakdown=breakdown,
                             time_budget_s=time_budget_s,
                         ),
                         env=CHILD_ENV,

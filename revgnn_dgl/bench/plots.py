@@ -1,4 +1,5 @@
 """PNG plots of benchmark rows: peak memory against depth, step time against depth."""
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -84,8 +85,16 @@ def plot_memory(
             color = f"C{i % 10}"
             ok = [r for r in srows if r.get("status") == "ok" and r.get(metric) is not None]
             # Distinct markers and dashes: flat series often lie on top of each other.
-            ax.plot([r["depth"] for r in ok], [r[metric] / _MiB for r in ok], color=color, label=label,
-                    marker=_MARKERS[i % len(_MARKERS)], ls=_DASHES[i % len(_DASHES)], ms=7 - i % 3, mfc="none" if i % 2 else color)
+            ax.plot(
+                [r["depth"] for r in ok],
+                [r[metric] / _MiB for r in ok],
+                color=color,
+                label=label,
+                marker=_MARKERS[i % len(_MARKERS)],
+                ls=_DASHES[i % len(_DASHES)],
+                ms=7 - i % 3,
+                mfc="none" if i % 2 else color,
+            )
             bad = [r for r in srows if r.get("status") in ("oom", "skipped")]
             if metric == "peak_minus_model_state_bytes":
                 bad = []  # projections and caps are of the whole peak
@@ -97,15 +106,28 @@ def plot_memory(
                     ys.append(y / _MiB)
             if xs:
                 what = {"skipped": "projected past the cap, not run", "oom": "out of memory under the cap"}
-                ax.plot(xs, ys, "x", color=color, markersize=9, mew=2,
-                        label=f"{label}: " + "; ".join(what[s] for s in sorted({r['status'] for r in bad})))
+                ax.plot(
+                    xs,
+                    ys,
+                    "x",
+                    color=color,
+                    markersize=9,
+                    mew=2,
+                    label=f"{label}: " + "; ".join(what[s] for s in sorted({r["status"] for r in bad})),
+                )
         caps = {r.get("mem_cap_bytes") for r in rows if r.get("mem_cap_bytes")}
         if metric == "peak_minus_model_state_bytes":
             caps = set()
         for cap in caps:
             ax.axhline(cap / _MiB, color="grey", ls=":", lw=1)
-            ax.annotate(f"memory cap {cap / 2**30:.1f} GiB", (max(depths), cap / _MiB), fontsize=8, color="grey",
-                        va="top", ha="right")
+            ax.annotate(
+                f"memory cap {cap / 2**30:.1f} GiB",
+                (max(depths), cap / _MiB),
+                fontsize=8,
+                color="grey",
+                va="top",
+                ha="right",
+            )
         _depth_axis(ax, depths)
         ax.set_yscale("log")
         ax.set_ylabel(ylabel)
@@ -125,9 +147,16 @@ def plot_time(rows: Sequence[Dict[str, Any]], path: Union[str, Path], title: Opt
     rows = [r for r in rows if r.get("status") == "ok" and r.get("step_time_s") is not None]
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     for i, (label, srows) in enumerate(_series(rows).items()):
-        ax.plot([r["depth"] for r in srows], [r["step_time_s"] for r in srows], color=f"C{i % 10}", label=label,
-                marker=_MARKERS[i % len(_MARKERS)], ls=_DASHES[i % len(_DASHES)], ms=7 - i % 3,
-                mfc="none" if i % 2 else f"C{i % 10}")
+        ax.plot(
+            [r["depth"] for r in srows],
+            [r["step_time_s"] for r in srows],
+            color=f"C{i % 10}",
+            label=label,
+            marker=_MARKERS[i % len(_MARKERS)],
+            ls=_DASHES[i % len(_DASHES)],
+            ms=7 - i % 3,
+            mfc="none" if i % 2 else f"C{i % 10}",
+        )
     _depth_axis(ax, [r["depth"] for r in rows] or [1])
     ax.set_yscale("log")
     ax.set_ylabel("time of one training step (s; median)")
@@ -161,8 +190,11 @@ def plot_paper_comparison(summary: Dict[str, Any], path: Union[str, Path], title
     ax.set_xticks(list(xs))
     ax.set_xticklabels([f"{m}\n(L={summary['models'][m]['full_depth']})" for m in models])
     ax.set_ylabel("peak memory of one training step (GB)")
-    ax.legend(fontsize=8, title="hatched: extrapolated from reduced depth" if any(extrap) else "all measured at full depth",
-              title_fontsize=7)
+    ax.legend(
+        fontsize=8,
+        title="hatched: extrapolated from reduced depth" if any(extrap) else "all measured at full depth",
+        title_fontsize=7,
+    )
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()

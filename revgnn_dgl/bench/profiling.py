@@ -33,6 +33,7 @@ first use) DGL allocates through torch via its tensoradapter. Warm a graph up (o
 Kineto prints three ``STAGE:`` lines to stderr per measurement; set ``KINETO_LOG_LEVEL=5`` in the
 environment before the first measurement to silence it.
 """
+
 from __future__ import annotations
 
 import gc
@@ -173,9 +174,7 @@ def measure_peak_memory(
     return _measure_cpu(fn, collect_garbage)
 
 
-def _measure_cuda(
-    fn: Callable[[], Any], device: torch.device, collect_garbage: bool
-) -> MemoryStats:
+def _measure_cuda(fn: Callable[[], Any], device: torch.device, collect_garbage: bool) -> MemoryStats:
     if collect_garbage:
         gc.collect()
     torch.cuda.synchronize(device)
@@ -518,9 +517,7 @@ def run_in_subprocess(
         with open(spec_path, "w") as f:
             f.write(spec_text)
         # Output goes to files, not pipes: a chatty child cannot block on a full pipe.
-        with open(os.path.join(tmp, "stdout"), "wb") as fout, open(
-            os.path.join(tmp, "stderr"), "w+b"
-        ) as ferr:
+        with open(os.path.join(tmp, "stdout"), "wb") as fout, open(os.path.join(tmp, "stderr"), "w+b") as ferr:
             t0 = time.perf_counter()
             proc = subprocess.Popen(
                 [python or sys.executable, "-c", _CHILD, spec_path, out_path],
@@ -551,8 +548,9 @@ def run_in_subprocess(
             except ValueError:  # a real-time signal, say
                 name = f"signal {-code}"
             if -code == signal.SIGKILL:
-                report.update(status="oom", message="killed by SIGKILL, most likely by the "
-                              "kernel's out-of-memory killer")
+                report.update(
+                    status="oom", message="killed by SIGKILL, most likely by the kernel's out-of-memory killer"
+                )
             else:
                 report["message"] = f"crashed: killed by signal {name}"
         else:

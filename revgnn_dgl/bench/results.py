@@ -1,4 +1,5 @@
 """Result rows to CSV and JSON, and a short Markdown table for reports."""
+
 from __future__ import annotations
 
 import csv
@@ -13,9 +14,26 @@ __all__ = ["write_rows", "read_rows", "markdown_table", "LEADING_COLUMNS", "ENV_
 
 #: Columns written first, in this order; any others follow alphabetically.
 LEADING_COLUMNS = (
-    "kind", "model", "architecture", "variant", "status", "depth", "hidden", "groups", "nodes", "edges",
-    "edge_feats", "tasks", "parameters", "peak_allocated_bytes", "state_bytes", "step_peak_delta_bytes",
-    "peak_rss_bytes", "step_time_s", "time_ratio_to_ours", "message",
+    "kind",
+    "model",
+    "architecture",
+    "variant",
+    "status",
+    "depth",
+    "hidden",
+    "groups",
+    "nodes",
+    "edges",
+    "edge_feats",
+    "tasks",
+    "parameters",
+    "peak_allocated_bytes",
+    "state_bytes",
+    "step_peak_delta_bytes",
+    "peak_rss_bytes",
+    "step_time_s",
+    "time_ratio_to_ours",
+    "message",
 )
 #: The environment fields every row carries (see :func:`revgnn_dgl.env.environment`).
 ENV_FIELDS = ("torch", "dgl", "device", "threads", "cpu_model")
@@ -74,7 +92,9 @@ def _fmt(value: Any, column: str) -> str:
     return str(value)
 
 
-def markdown_table(rows: Iterable[Dict[str, Any]], columns: Sequence[str], headers: Optional[Sequence[str]] = None) -> str:
+def markdown_table(
+    rows: Iterable[Dict[str, Any]], columns: Sequence[str], headers: Optional[Sequence[str]] = None
+) -> str:
     """A Markdown table of ``columns`` (``*_bytes`` shown in MiB)."""
     headers = list(headers or [c.replace("_bytes", " (MiB)") for c in columns])
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]

@@ -24,6 +24,7 @@ chosen device:
 
 It ends with one line: ``check: passed`` or ``check: FAILED: ...``.
 """
+
 from __future__ import annotations
 
 import os
@@ -170,7 +171,16 @@ def _one_step(ctx: Context, device_spec: str, parts_per_step: int, parts: int) -
     net = ctx.wrap(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
     rng = np.random.default_rng([config.seed, TRAIN_STREAM, 1])
-    train_epoch(net, optimizer, DeviceData.on(dataset, device), parts, rng, grad_clip=0.0, parts_per_step=parts_per_step, dist=ctx)
+    train_epoch(
+        net,
+        optimizer,
+        DeviceData.on(dataset, device),
+        parts,
+        rng,
+        grad_clip=0.0,
+        parts_per_step=parts_per_step,
+        dist=ctx,
+    )
     return {k: v.detach().cpu().numpy() for k, v in model.named_parameters()}
 
 
@@ -189,7 +199,9 @@ def check_distributed_step(device: torch.device, nproc: int = 2) -> CheckResult:
         f"|{nproc} processes - 1 process with {nproc} parts per step| = {diff:.1e} (tolerance {DDP_TOLERANCE:.0e}), "
         f"replicas differ by {spread:.1e}"
     )
-    return CheckResult(f"distributed step ({nproc} processes, {backend})", diff <= DDP_TOLERANCE and spread == 0.0, detail)
+    return CheckResult(
+        f"distributed step ({nproc} processes, {backend})", diff <= DDP_TOLERANCE and spread == 0.0, detail
+    )
 
 
 def run_checks(device: str = "auto", echo: Echo = print) -> bool:

@@ -12,6 +12,7 @@ machine whose cores are shared with other jobs, OpenMP's default busy-waiting ma
 step of a small graph 28 times slower than 1 thread here (a parallel region waits for a thread
 whose core another process holds); passive waiting removes that pathology.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -20,12 +21,12 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import torch
 
-from .profiling import DEFAULT_MMAP_THRESHOLD, run_in_subprocess
-from ..env import CHILD_ENV, environment
-from .memory import config_row
-from ..train.device import resolve_device
-from .workload import StepConfig, TrainStep, make_batch, model_arguments, variant_available, variant_module
 from .. import zoo
+from ..env import CHILD_ENV, environment
+from ..train.device import resolve_device
+from .memory import config_row
+from .profiling import DEFAULT_MMAP_THRESHOLD, run_in_subprocess
+from .workload import StepConfig, TrainStep, make_batch, model_arguments, variant_available, variant_module
 
 __all__ = ["speed_compare", "run_speed", "op_profile"]
 
@@ -121,7 +122,7 @@ def speed_compare(
         times: Dict[str, List[float]] = {v: [] for v in steps}
         order = list(steps)
         for r in range(repeats):
-            for variant in order[r % len(order):] + order[: r % len(order)] if order else []:
+            for variant in order[r % len(order) :] + order[: r % len(order)] if order else []:
                 ts = steps[variant]
                 ts.zero_grad()
                 ts.synchronize()
@@ -167,8 +168,16 @@ def run_speed(
     modules = {v: variant_module(v) for v in variants if variant_module(v)}
     report = run_in_subprocess(
         "revgnn_dgl.bench.speed:speed_compare",
-        kwargs=dict(base=base, depths=list(depths), variants=list(variants), warmup=warmup, repeats=repeats,
-                    threads=threads, profile=profile, variant_modules=modules),
+        kwargs=dict(
+            base=base,
+            depths=list(depths),
+            variants=list(variants),
+            warmup=warmup,
+            repeats=repeats,
+            threads=threads,
+            profile=profile,
+            variant_modules=modules,
+        ),
         env=CHILD_ENV,
         timeout=timeout,
         mmap_threshold=mmap_threshold,

@@ -19,6 +19,7 @@ that measures it imports that module first, so a registered variant runs there t
 step: forward, ``BCEWithLogitsLoss``, backward, gradient clipping at 1.0, ``Adam.step()`` --
 the paper's recipe.
 """
+
 from __future__ import annotations
 
 import copy
@@ -152,6 +153,10 @@ class GraphBatch:
         }
 
 
+#: The default device of generated workloads.
+CPU = torch.device("cpu")
+
+
 def make_batch(
     nodes: int,
     edges: int,
@@ -159,7 +164,7 @@ def make_batch(
     species: int = 8,
     tasks: int = 112,
     seed: int = 0,
-    device: torch.device = torch.device("cpu"),
+    device: torch.device = CPU,
 ) -> GraphBatch:
     """Generate a random undirected graph stored as ``edges`` directed edges, with inputs.
 
@@ -382,8 +387,10 @@ def _get_variant(name: str, module: Optional[str] = None) -> Variant:
     except KeyError:
         hint = ""
         if module == "__main__":
-            hint = (" (it was registered by a script run as __main__, which a fresh process cannot import: "
-                    "register it in an importable module)")
+            hint = (
+                " (it was registered by a script run as __main__, which a fresh process cannot import: "
+                "register it in an importable module)"
+            )
         elif module:
             hint = f" (importing {module} did not register it)"
         raise ValueError(f"unknown variant {name!r}; choose from {', '.join(_VARIANTS)}{hint}") from None

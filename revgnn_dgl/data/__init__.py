@@ -11,6 +11,7 @@ read without importing DGL or torch.
 >>> ds.task, ds.num_outputs, ds.metric_name
 ('multilabel', 112, 'rocauc')
 """
+
 from __future__ import annotations
 
 from ..lazy import lazy_exports

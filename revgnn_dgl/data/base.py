@@ -1,4 +1,5 @@
 """The dataset container shared by every loader, and small graph helpers."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -21,6 +21,7 @@ tasks (multilabel); ``split`` gives the train / validation / test sizes.
 >>> [row["name"] for row in dataset_catalog()][:3]
 ['synthetic-proteins', 'synthetic-family', 'ogbn-proteins']
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -230,9 +231,7 @@ CATALOG: Dict[str, DatasetInfo] = {
             split_rule="Planetoid standard (Kipf and Welling)",
             storage="data-root",
             folder="citeseer",
-            files=tuple(
-                f"ind.citeseer.{p}" for p in ("x", "y", "tx", "ty", "allx", "ally", "graph", "test.index")
-            ),
+            files=tuple(f"ind.citeseer.{p}" for p in ("x", "y", "tx", "ty", "allx", "ally", "graph", "test.index")),
             source="github.com/kimiyoung/planetoid, data/",
             citation=_PLANETOID,
             license="MIT (planetoid repository)",

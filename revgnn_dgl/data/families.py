@@ -21,6 +21,7 @@ neighbours sees more of a label than the node's features alone; the features are
 of the node's own hidden vector. :data:`FAMILIES` names the presets used by the tests, the
 leave-one-graph-out fit of the auto recipe and the committed runs.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, Optional
@@ -38,20 +39,59 @@ HIDDEN_DIM = 16
 #: The preset families: each differs from ``citation`` in the statistics its name says.
 FAMILIES: Dict[str, Dict[str, Any]] = {
     # Cora-like: sparse binary bags of words, one label, homophilous, no isolated node.
-    "citation": dict(features="sparse", feature_dim=500, labels="multiclass", num_labels=6, homophily=0.8,
-                     isolated=0.0, avg_degree=4.0),
+    "citation": dict(
+        features="sparse",
+        feature_dim=500,
+        labels="multiclass",
+        num_labels=6,
+        homophily=0.8,
+        isolated=0.0,
+        avg_degree=4.0,
+    ),
     # Issue 39's protein network: dense 32-dim profiles of scale 3, 15 tasks, 58% isolated nodes.
-    "protein": dict(features="dense", feature_dim=32, feature_scale=3.0, labels="multilabel", num_labels=15,
-                    homophily=0.8, isolated=0.58, avg_degree=8.0),
+    "protein": dict(
+        features="dense",
+        feature_dim=32,
+        feature_scale=3.0,
+        labels="multilabel",
+        num_labels=15,
+        homophily=0.8,
+        isolated=0.58,
+        avg_degree=8.0,
+    ),
     # The same with 19 edge-feature channels.
-    "protein-edges": dict(features="dense", feature_dim=32, feature_scale=3.0, labels="multilabel", num_labels=15,
-                          homophily=0.8, isolated=0.58, avg_degree=8.0, edge_feats=19),
+    "protein-edges": dict(
+        features="dense",
+        feature_dim=32,
+        feature_scale=3.0,
+        labels="multilabel",
+        num_labels=15,
+        homophily=0.8,
+        isolated=0.58,
+        avg_degree=8.0,
+        edge_feats=19,
+    ),
     # Dense features, one label, heterophilous edges (mostly to the next community).
-    "heterophilous": dict(features="dense", feature_dim=32, feature_scale=1.0, labels="multiclass", num_labels=5,
-                          homophily=0.15, isolated=0.0, avg_degree=8.0),
+    "heterophilous": dict(
+        features="dense",
+        feature_dim=32,
+        feature_scale=1.0,
+        labels="multiclass",
+        num_labels=5,
+        homophily=0.15,
+        isolated=0.0,
+        avg_degree=8.0,
+    ),
     # Co-purchase-like: binary bags of words, dense graph, homophilous.
-    "copurchase": dict(features="sparse", feature_dim=300, labels="multiclass", num_labels=8, homophily=0.8,
-                       isolated=0.02, avg_degree=30.0),
+    "copurchase": dict(
+        features="sparse",
+        feature_dim=300,
+        labels="multiclass",
+        num_labels=8,
+        homophily=0.8,
+        isolated=0.02,
+        avg_degree=30.0,
+    ),
 }
 
 
@@ -120,7 +160,9 @@ def make_family_graph(
     if p["labels"] not in ("multiclass", "multilabel"):
         raise DatasetError(f"labels must be multiclass or multilabel, got {p['labels']!r}")
     if not 0.0 <= p["homophily"] <= 1.0 or not 0.0 <= p["isolated"] < 1.0:
-        raise DatasetError(f"homophily must lie in [0, 1] and isolated in [0, 1), got {p['homophily']} and {p['isolated']}")
+        raise DatasetError(
+            f"homophily must lie in [0, 1] and isolated in [0, 1), got {p['homophily']} and {p['isolated']}"
+        )
     if not 0 < p["avg_degree"] < num_nodes or p["num_labels"] < 2 or p["feature_dim"] < 1:
         raise DatasetError("avg_degree must lie in (0, num_nodes), num_labels be >= 2 and feature_dim >= 1")
     check_count("feature_dim", p["feature_dim"], 1 << 16, error=DatasetError, where="synthetic-family")
@@ -179,7 +221,9 @@ def make_family_graph(
     if p["edge_feats"]:
         half = len(src) // 2  # the second half of the edge list is the first reversed: same values both ways
         signal = (hidden[src] * hidden[dst]) @ rng.normal(size=(HIDDEN_DIM, p["edge_feats"])) / HIDDEN_DIM
-        noise = np.tile(rng.normal(size=(half, p["edge_feats"])), (2, 1)) if len(src) else np.zeros((0, p["edge_feats"]))
+        noise = (
+            np.tile(rng.normal(size=(half, p["edge_feats"])), (2, 1)) if len(src) else np.zeros((0, p["edge_feats"]))
+        )
         graph.edata["feat"] = torch.from_numpy((1.0 / (1.0 + np.exp(-(signal + noise)))).astype(np.float32))
     perm = rng.permutation(num_nodes)
     n_train, n_val = int(0.6 * num_nodes), int(0.2 * num_nodes)

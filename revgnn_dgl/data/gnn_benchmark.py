@@ -19,6 +19,7 @@ There is no fixed split. :func:`per_class_split` draws Shchur et al.'s
 random one: 20 nodes per class for training, 30 per class for validation,
 the rest for testing, fixed by ``split_seed``.
 """
+
 from __future__ import annotations
 
 import io
@@ -31,8 +32,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .base import NodeDataset, as_index, undirected_edges
 from ..errors import DatasetError, DatasetWarning
+from .base import NodeDataset, as_index, undirected_edges
 from .paths import dataset_folder, root_hint
 
 #: Dataset name -> folder under the data root (the zip inside is ``<name>.zip``).

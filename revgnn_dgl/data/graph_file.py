@@ -1,4 +1,5 @@
 """Datasets stored as a DGL graph file (written by ``dgl.save_graphs``)."""
+
 from __future__ import annotations
 
 import os
@@ -9,8 +10,8 @@ from pathlib import Path
 import dgl
 import torch
 
-from .base import NodeDataset
 from ..errors import DatasetError, DatasetWarning
+from .base import NodeDataset
 
 _MASKS = {"train_idx": "train_mask", "val_idx": "val_mask", "test_idx": "test_mask"}
 #: The node and edge data keys :func:`load_graph_file` reads; others are ignored with a warning.
@@ -100,12 +101,16 @@ def load_graph_file(path: str | Path) -> NodeDataset:
     if "species" in stored.ndata:
         species = stored.ndata["species"]
         if species.dim() != 2:
-            raise DatasetError(f"{path}: ndata['species'] must be a one-hot (N, S) tensor, got shape {tuple(species.shape)}")
+            raise DatasetError(
+                f"{path}: ndata['species'] must be a one-hot (N, S) tensor, got shape {tuple(species.shape)}"
+            )
         graph.ndata["species"] = species.float()
     if "feat" in stored.edata:
         edge_feat = stored.edata["feat"]
         if edge_feat.dim() != 2:
-            raise DatasetError(f"{path}: edata['feat'] must be a 2-D (E, Fe) tensor, got shape {tuple(edge_feat.shape)}")
+            raise DatasetError(
+                f"{path}: edata['feat'] must be a 2-D (E, Fe) tensor, got shape {tuple(edge_feat.shape)}"
+            )
         graph.edata["feat"] = edge_feat.float()
     return NodeDataset(name=path.name, graph=graph, labels=labels, task=task, **splits)
 

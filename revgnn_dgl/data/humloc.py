@@ -13,6 +13,7 @@ twice and 530 self-loops):
 * self-loops are dropped by default (the README's 15,978 undirected edges
   exclude them); ``keep_self_loops=True`` keeps one loop per listed node.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Evaluation metrics: accuracy, and OGB's mean ROC-AUC over binary tasks (equal to scikit-learn's per task)."""
+
 from __future__ import annotations
 
 import warnings
@@ -129,8 +130,8 @@ def multilabel_rocauc(scores: torch.Tensor, labels: torch.Tensor) -> Tuple[torch
     step = max(1, ROCAUC_BLOCK // max(n, 1))
     areas, usable = [], []
     for first in range(0, tasks, step):
-        block = scores[:, first:first + step]
-        target = labels[:, first:first + step]
+        block = scores[:, first : first + step]
+        target = labels[:, first : first + step]
         if block.dtype in (torch.float16, torch.bfloat16):
             block = block.float()  # exact: every half value is a float32
         labelled = ~torch.isnan(target) if target.is_floating_point() else torch.ones_like(target, dtype=torch.bool)
@@ -145,7 +146,9 @@ def multilabel_rocauc(scores: torch.Tensor, labels: torch.Tensor) -> Tuple[torch
         last_of_value[:-1] = new_value[1:]
         zero = torch.zeros_like(position)
         first_rank = torch.cummax(torch.where(new_value, position, zero), dim=0).values
-        last_rank = torch.flip(torch.cummin(torch.flip(torch.where(last_of_value, position, zero + n + 1), [0]), dim=0).values, [0])
+        last_rank = torch.flip(
+            torch.cummin(torch.flip(torch.where(last_of_value, position, zero + n + 1), [0]), dim=0).values, [0]
+        )
         # Twice each positive's average rank, summed: exact in int64.
         twice_rank_sum = ((first_rank + last_rank) * positive).sum(0)
         n_pos = positive.sum(0)

@@ -1,5 +1,6 @@
 """What the OGB loaders share: OGB's meta data, its folders, a split read without ``torch.load``,
 and a bounded network wait."""
+
 from __future__ import annotations
 
 import socket

@@ -12,6 +12,7 @@ no stdin):
   :class:`DatasetError`;
 * before downloading more than 1 GB: the ogbn-proteins zip is 0.2 GB.
 """
+
 from __future__ import annotations
 
 import zipfile
@@ -22,8 +23,15 @@ import pandas as pd
 import torch
 
 from .base import DatasetError, NodeDataset, as_index, sum_incident_edge_feats
+from .ogb_common import (
+    DOWNLOAD_TIMEOUT_S,
+    missing_ogb_message,
+    network_timeout,
+    ogb_dataset_folder,
+    ogb_meta,
+    read_ogb_split,
+)
 from .paths import DATA_ENV_VAR, DEFAULT_OGB_ROOT, ogb_root  # noqa: F401 (DEFAULT_OGB_ROOT: kept public here)
-from .ogb_common import DOWNLOAD_TIMEOUT_S, missing_ogb_message, network_timeout, ogb_dataset_folder, ogb_meta, read_ogb_split
 
 OGB_NAME = "ogbn-proteins"
 

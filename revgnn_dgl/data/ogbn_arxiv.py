@@ -11,6 +11,7 @@ without its ``RELEASE_v<version>.txt`` is answered with a :class:`DatasetError`,
 (0.08 GB) is below OGB's 1 GB confirmation threshold. Like ogbn-proteins, it is downloaded
 when absent unless ``download=False`` (``--dataset-option download=false``).
 """
+
 from __future__ import annotations
 
 import zipfile
@@ -20,7 +21,14 @@ import dgl
 import pandas as pd
 
 from .base import DatasetError, NodeDataset, as_index
-from .ogb_common import DOWNLOAD_TIMEOUT_S, missing_ogb_message, network_timeout, ogb_dataset_folder, ogb_meta, read_ogb_split
+from .ogb_common import (
+    DOWNLOAD_TIMEOUT_S,
+    missing_ogb_message,
+    network_timeout,
+    ogb_dataset_folder,
+    ogb_meta,
+    read_ogb_split,
+)
 from .paths import ogb_root
 
 OGB_NAME = "ogbn-arxiv"

@@ -17,6 +17,7 @@ Traceback (most recent call last):
 ...
 revgnn_dgl.errors.DatasetError: dataset option num_nodes must be an integer, got 'abc'
 """
+
 from __future__ import annotations
 
 import inspect
@@ -97,8 +98,7 @@ def coerce_options(dataset: str, loader: Callable[..., Any], options: Dict[str, 
     unknown = sorted(set(options) - set(types))
     if unknown:
         raise DatasetError(
-            f"dataset {dataset!r} does not take option(s) {', '.join(unknown)}; "
-            f"it takes: {', '.join(types) or 'none'}"
+            f"dataset {dataset!r} does not take option(s) {', '.join(unknown)}; it takes: {', '.join(types) or 'none'}"
         )
     return {key: _coerce(key, value, types[key]) for key, value in options.items()}
 

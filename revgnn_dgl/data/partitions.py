@@ -23,6 +23,7 @@ Examples
 >>> PartitionedDataset(summary["config"]).num_nodes
 300
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -157,8 +158,13 @@ def _check_ranges(where: str, mapping: Any, parts: int, total: int, what: str) -
     ok = isinstance(ranges, list) and len(ranges) == parts
     end = 0
     for pair in ranges if ok else []:
-        if not (isinstance(pair, list) and len(pair) == 2 and all(type(v) is int for v in pair) and pair[0] == end
-                and pair[1] >= pair[0]):
+        if not (
+            isinstance(pair, list)
+            and len(pair) == 2
+            and all(type(v) is int for v in pair)
+            and pair[0] == end
+            and pair[1] >= pair[0]
+        ):
             ok = False
             break
         end = pair[1]
@@ -235,7 +241,9 @@ class PartitionedDataset:
         self.config = Path(config)
         meta_path = self.config.parent / META_FILE
         if not self.config.is_file():
-            raise DatasetError(f"--partitions {self.config}: no such file; give the NAME.json that `revgnn-dgl partition` wrote.")
+            raise DatasetError(
+                f"--partitions {self.config}: no such file; give the NAME.json that `revgnn-dgl partition` wrote."
+            )
         if not meta_path.is_file():
             raise DatasetError(
                 f"--partitions {self.config}: {meta_path.name} is missing beside it; partition the graph with "
@@ -245,17 +253,25 @@ class PartitionedDataset:
             meta = json.loads(meta_path.read_text())
             conf = json.loads(self.config.read_text())
         except (OSError, ValueError, RecursionError) as err:  # RecursionError: JSON nested too deep
-            raise DatasetError(f"--partitions {self.config}: unreadable ({' '.join(str(err).split())[:200]}).") from None
+            raise DatasetError(
+                f"--partitions {self.config}: unreadable ({' '.join(str(err).split())[:200]})."
+            ) from None
         required = ("graph_name", "dataset", "task", "num_outputs", "num_node_feats", "num_edge_feats", "num_nodes",
                     "num_edges", "parts")  # fmt: skip
         missing = [k for k in required if k not in meta] if isinstance(meta, dict) else list(required)
         if missing or meta.get("format") != FORMAT_VERSION:
-            raise DatasetError(f"{meta_path}: not a revgnn-dgl partition description (missing {', '.join(missing) or 'format'}).")
+            raise DatasetError(
+                f"{meta_path}: not a revgnn-dgl partition description (missing {', '.join(missing) or 'format'})."
+            )
         if self.config.name == META_FILE:  # the description, not the partition config DGL reads
             wanted = self.config.parent / f"{meta['graph_name']}.json"
             raise DatasetError(f"--partitions takes the partition config that `revgnn-dgl partition` printed, {wanted}, "
                                f"not {META_FILE} beside it.")  # fmt: skip
-        if not isinstance(conf, dict) or conf.get("graph_name") != meta["graph_name"] or conf.get("num_parts") != meta["parts"]:
+        if (
+            not isinstance(conf, dict)
+            or conf.get("graph_name") != meta["graph_name"]
+            or conf.get("num_parts") != meta["parts"]
+        ):
             raise DatasetError(f"{self.config} does not match {meta_path.name} (graph name or number of parts).")
         _check_description(self.config, meta_path, meta, conf)
         self.meta: Dict[str, Any] = meta

@@ -27,6 +27,7 @@ writable cache, ``~/.cache/revgnn_dgl/datasets``, since OGB downloads there.
 >>> dataset_folder("cora", "/data").as_posix()
 '/data/cora'
 """
+
 from __future__ import annotations
 
 import os

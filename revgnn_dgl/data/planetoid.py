@@ -11,6 +11,7 @@ CiteSeer's test range has 15 ids with no row in the files (isolated
 nodes). As in DGL they get zero features and label 0, and they are in no
 split, so they never enter a loss or a metric.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

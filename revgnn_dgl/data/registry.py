@@ -4,14 +4,16 @@ The loaders are registered here; the static facts about each dataset (size,
 task, files, source) are in :mod:`revgnn_dgl.data.catalog`, which can be read
 without importing DGL.
 """
+
 from __future__ import annotations
 
 import functools
 from pathlib import Path
 from typing import Any, Callable
 
-from .base import NodeDataset
 from ..errors import DatasetError
+from .base import NodeDataset
+from .families import make_family_graph
 from .gnn_benchmark import load_gnn_benchmark
 from .graph_file import load_graph_file
 from .humloc import load_humloc
@@ -20,7 +22,6 @@ from .ogbn_arxiv import load_ogbn_arxiv
 from .options import coerce_options
 from .paths import is_graph_file_path
 from .planetoid import load_planetoid
-from .families import make_family_graph
 from .synthetic import make_synthetic_proteins
 
 #: name -> loader; its keyword parameters are the options it accepts.
@@ -37,6 +38,7 @@ LOADERS: dict[str, Callable[..., NodeDataset]] = {
     "coauthor-cs": functools.partial(load_gnn_benchmark, "coauthor-cs"),
     "coauthor-physics": functools.partial(load_gnn_benchmark, "coauthor-physics"),
 }
+
 
 #: Endings that make a dataset name a graph file path.
 def dataset_names() -> list[str]:

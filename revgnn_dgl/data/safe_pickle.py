@@ -7,6 +7,7 @@ few classes these files contain and refuses every other global.
 same pieces: :class:`AllowListMixin`, :class:`RefusedGlobalError` and
 :data:`PLAIN_GLOBALS`.
 """
+
 from __future__ import annotations
 
 import io

@@ -25,6 +25,7 @@ starting with the file's path: :class:`UnsafeFileError` when the file was
 refused because loading it could run code, :class:`TorchFileError` when it
 is not a readable torch file (and what it seems to be instead).
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -116,9 +117,7 @@ def _one_line(err: BaseException) -> str:
 
 # ----------------------------------------------------------------- rebuilds
 def _index_tuple(values: Any, what: str) -> tuple[int, ...]:
-    if not isinstance(values, (tuple, list)) or not all(
-        type(v) is int and 0 <= v < _MAX_INT for v in values
-    ):
+    if not isinstance(values, (tuple, list)) or not all(type(v) is int and 0 <= v < _MAX_INT for v in values):
         raise _Problem(f"a tensor's {what} is not a tuple of non-negative integers")
     return tuple(values)
 
@@ -137,9 +136,7 @@ def _rebuild_tensor(storage: Any, storage_offset: Any, size: Any, stride: Any) -
     if all(size):  # a tensor with elements must lie inside its storage
         last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))
         if (last + 1) * _ELEMENT_SIZE[storage.dtype] > untyped.nbytes():
-            raise _Problem(
-                f"a tensor of size {size} reaches past the end of its storage ({untyped.nbytes()} bytes)"
-            )
+            raise _Problem(f"a tensor of size {size} reaches past the end of its storage ({untyped.nbytes()} bytes)")
         _check_no_overlap(size, stride)
         _count_view(untyped, storage_offset, size, stride, _ELEMENT_SIZE[storage.dtype])
     return torch.empty((0,), dtype=storage.dtype).set_(untyped, storage_offset, size, stride)

@@ -12,6 +12,7 @@ The generator plants a signal that needs the graph:
   heavy noise. One node's own edges hint weakly at its community; pooling
   the neighbourhood, as a GNN does, denoises the hint.
 """
+
 from __future__ import annotations
 
 import dgl
@@ -20,10 +21,10 @@ import scipy.sparse as sp
 import torch
 
 from ..limits import MAX_NODES, check_count, check_memory
+from .base import DatasetError, NodeDataset, as_index, sum_incident_edge_feats, undirected_edges
 
 #: Smoothing rounds of the labels: past a few dozen the hidden vectors are uniform anyway.
 MAX_HOPS = 64
-from .base import DatasetError, NodeDataset, as_index, sum_incident_edge_feats, undirected_edges
 
 NUM_SPECIES = 8
 NUM_EDGE_FEATS = 8
@@ -136,9 +137,7 @@ def make_synthetic_proteins(
     graph = dgl.graph((torch.from_numpy(src), torch.from_numpy(dst)), num_nodes=num_nodes)
     graph.edata["feat"] = torch.from_numpy(edge_feat.astype(np.float32))
     graph.ndata["feat"] = sum_incident_edge_feats(graph)
-    graph.ndata["species"] = torch.nn.functional.one_hot(
-        torch.from_numpy(species), NUM_SPECIES
-    ).float()
+    graph.ndata["species"] = torch.nn.functional.one_hot(torch.from_numpy(species), NUM_SPECIES).float()
 
     perm = rng.permutation(num_nodes)
     n_train, n_val = int(0.6 * num_nodes), int(0.2 * num_nodes)
@@ -151,4 +150,3 @@ def make_synthetic_proteins(
         test_idx=as_index(np.sort(perm[n_train + n_val :])),
         task="multilabel",
     )
-

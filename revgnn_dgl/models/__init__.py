@@ -1,4 +1,5 @@
 """Models: RevGNN, WT-RevGNN, ResGNN (one deep GNN, three connections), DEQ-GNN, RevGAT and an MLP."""
+
 import inspect
 
 from .deepgcn import CONNECTIONS, CONVS, DeepGCN, ResGNN, RevGNN, WTRevGNN
@@ -7,16 +8,32 @@ from .gcn import GCN
 from .mlp import MLP
 from .revgat import RevGAT
 
-__all__ = ["CONNECTIONS", "CONVS", "DEEPGCN_ARGUMENTS", "DEQGNN", "GCN", "MLP", "DeepGCN", "ResGNN", "RevGAT", "RevGNN", "WTRevGNN", "deq_gnn"]
+__all__ = [
+    "CONNECTIONS",
+    "CONVS",
+    "DEEPGCN_ARGUMENTS",
+    "DEQGNN",
+    "GCN",
+    "MLP",
+    "DeepGCN",
+    "ResGNN",
+    "RevGAT",
+    "RevGNN",
+    "WTRevGNN",
+    "deq_gnn",
+]
 
 # DeepGCN forwards extra keyword arguments to GENConv: accept exactly those.
 _GEN_OPTIONS = {"t", "learn_t", "p", "learn_p", "y", "learn_y", "msg_norm", "learn_msg_scale", "expansion", "eps"}
 #: The keyword arguments a DeepGCN builder accepts (its own and those it forwards to GENConv).
-DEEPGCN_ARGUMENTS = frozenset({
-    name
-    for name, p in inspect.signature(DeepGCN.__init__).parameters.items()
-    if name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD
-} | _GEN_OPTIONS)
+DEEPGCN_ARGUMENTS = frozenset(
+    {
+        name
+        for name, p in inspect.signature(DeepGCN.__init__).parameters.items()
+        if name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD
+    }
+    | _GEN_OPTIONS
+)
 
 
 def deq_gnn(

@@ -1,4 +1,5 @@
 """RevGNN (reversible), WT-RevGNN (weight-tied) and ResGNN (residual): one deep GNN, three connections."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, Optional
@@ -11,8 +12,8 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..nn import GENConv, GraphInputError, GroupRevRes, PreActivationBlock, ResBlock, SharedDropout, make_norm
-from ..nn.norm import make_input_norm
 from ..nn.gcnii import GCNII_MODES, GCNIIConv
+from ..nn.norm import make_input_norm
 
 CONNECTIONS = ("reversible", "weight_tied", "residual")
 CONVS = ("gen", "sage", "gcn", "gcnii")
@@ -37,7 +38,9 @@ def make_conv(
     if kind == "gcnii":
         return GCNIIConv(width, layer=layer, **(gcnii or {}))
     if kind == "gen":
-        return GENConv(width, width, aggregator=aggregator, edge_feats=edge_width, mlp_layers=mlp_layers, norm=norm, **gen_options)
+        return GENConv(
+            width, width, aggregator=aggregator, edge_feats=edge_width, mlp_layers=mlp_layers, norm=norm, **gen_options
+        )
     if kind == "sage":
         return SAGEConv(width, width, "mean")
     if kind == "gcn":
@@ -191,17 +194,23 @@ class DeepGCN(nn.Module):
         if stream_init not in STREAM_INITS:
             raise ConfigError(f"unknown stream_init {stream_init!r}; choose one of {', '.join(STREAM_INITS)}.")
         if stream_init != "encoder" and conv != "gcnii":
-            raise ConfigError(f"stream_init={stream_init!r} needs conv='gcnii' (the only blocks that read the encoder output).")
+            raise ConfigError(
+                f"stream_init={stream_init!r} needs conv='gcnii' (the only blocks that read the encoder output)."
+            )
         if stream_init == "zero" and norm != "none":
             # The first block's input is exactly zero, where a norm divides by a zero spread: the
             # reconstruction's rounding (1e-17) would be blown up to unit scale in backward.
-            raise ConfigError(f"stream_init='zero' needs norm='none' (a {norm} norm of the all-zero first input is degenerate).")
+            raise ConfigError(
+                f"stream_init='zero' needs norm='none' (a {norm} norm of the all-zero first input is degenerate)."
+            )
         if block_dropout not in BLOCK_DROPOUTS:
             raise ConfigError(f"unknown block_dropout {block_dropout!r}; choose one of {', '.join(BLOCK_DROPOUTS)}.")
         if gcnii_mode not in GCNII_MODES:
             raise ConfigError(f"unknown gcnii_mode {gcnii_mode!r}; choose one of {', '.join(GCNII_MODES)}.")
         if zero_init_last and conv == "gcnii":
-            raise ConfigError("zero_init_last cannot zero a GCNII block (its identity mapping is no weight); set gcnii_step instead.")
+            raise ConfigError(
+                "zero_init_last cannot zero a GCNII block (its identity mapping is no weight); set gcnii_step instead."
+            )
         if num_layers < 1:
             raise ConfigError(f"num_layers must be at least 1, got {num_layers}.")
         if connection != "residual" and hidden % groups:
@@ -233,7 +242,9 @@ class DeepGCN(nn.Module):
 
         def block(layer: int) -> PreActivationBlock:
             return PreActivationBlock(
-                make_conv(conv, width, edge_width, aggregator, mlp_layers, norm, layer=layer, gcnii=gcnii, **gen_options),
+                make_conv(
+                    conv, width, edge_width, aggregator, mlp_layers, norm, layer=layer, gcnii=gcnii, **gen_options
+                ),
                 width,
                 norm,
                 dropout,

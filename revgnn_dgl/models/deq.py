@@ -35,14 +35,15 @@ one application of :math:`f`, whatever the number of solver iterations.
 The paper's code for this model was never released; this is an independent
 implementation of the description.
 """
+
 from __future__ import annotations
 
 import warnings
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
-from torch import Tensor, nn
 import torch.nn.functional as F
+from torch import Tensor, nn
 
 from revgnn_dgl.errors import ConfigError
 from revgnn_dgl.models.deepgcn import make_conv as make_layer_conv

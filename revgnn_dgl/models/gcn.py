@@ -1,4 +1,5 @@
 """The classic shallow baseline: a plain GCN (Kipf and Welling, 2017), no residuals, no norms."""
+
 from __future__ import annotations
 
 import warnings
@@ -103,7 +104,8 @@ class GCN(nn.Module):
             if self.training and bool((graph.in_degrees() == 0).any()):
                 warnings.warn(
                     "GCN(self_loops='never'): nodes of in-degree 0 output only the bias; self_loops='auto' adds "
-                    "Kipf and Welling's self-loops.", stacklevel=3,
+                    "Kipf and Welling's self-loops.",
+                    stacklevel=3,
                 )
             return graph
         if self.self_loops == "auto" and not bool((graph.in_degrees() == 0).any()):

@@ -1,4 +1,5 @@
 """A feature-only baseline: the same node inputs and head as the GNNs, no message passing."""
+
 from __future__ import annotations
 
 from typing import Optional

@@ -20,6 +20,7 @@ official                                        revgnn_dgl
 ``bias_last.bias``                              ``bias_last``
 ==============================================  ==============================================
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -143,8 +144,13 @@ class RevGAT(nn.Module):
         self.num_layers, self.heads, self.groups = num_layers, heads, groups
         self.input_drop, self.edge_drop = input_drop, edge_drop
         width = heads * hidden
-        gat = dict(attn_drop=attn_drop, edge_drop=edge_drop, use_attn_dst=use_attn_dst,
-                   use_symmetric_norm=use_symmetric_norm, residual=True)
+        gat = dict(
+            attn_drop=attn_drop,
+            edge_drop=edge_drop,
+            use_attn_dst=use_attn_dst,
+            use_symmetric_norm=use_symmetric_norm,
+            residual=True,
+        )
 
         self.convs = nn.ModuleList([GATConv(in_feats, hidden, heads, merge="flatten", **gat)])
         for _ in range(num_layers - 2):
@@ -327,7 +333,7 @@ def convert_official_revgat_state_dict(state_dict: Mapping[str, Tensor], model: 
     """
     first_conv = model.convs[0]
     key_map = official_revgat_key_map(model.num_layers, model.groups, first_conv.attn_r is not None)
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state_dict.items()}
+    state = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state_dict.items()}
     missing = [k for k in key_map if k not in state]
     if missing:
         raise ValueError(

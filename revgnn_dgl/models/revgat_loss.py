@@ -1,4 +1,5 @@
 """The losses of the released RevGAT recipe (ogbn-arxiv): log-cross-entropy and self-distillation."""
+
 from __future__ import annotations
 
 import math

@@ -5,10 +5,11 @@ The names are imported on first use (PEP 562), so that the reversible engine
 :mod:`revgnn_dgl.testing.engine_checks`), which needs torch
 only, imports where DGL is not installed (a GPU machine running ``tests/cuda``).
 """
-from ..lazy import lazy_exports
 
 # The errors module imports nothing: re-exported at once (GraphInputError has always been here).
-from ..errors import FreedOutputError, GraphInputError
+from ..errors import FreedOutputError as FreedOutputError
+from ..errors import GraphInputError as GraphInputError
+from ..lazy import lazy_exports
 
 # name -> the submodule that defines it.
 _EXPORTS = {

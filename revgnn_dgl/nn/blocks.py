@@ -1,4 +1,5 @@
 """The pre-activation block shared by reversible and residual GNNs, and DeeperGCN's res+ layer."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Optional

@@ -1,10 +1,12 @@
 """Dropout whose mask is an explicit input, drawn once and shared by every layer."""
+
 from __future__ import annotations
 
 from typing import Optional
 
 import torch
 from torch import Tensor, nn
+
 from ..errors import ConfigError
 
 
@@ -52,5 +54,7 @@ class SharedDropout(nn.Module):
         if mask is None or not self.training:
             return x
         if mask.shape != x.shape:
-            raise ConfigError(f"SharedDropout: mask of shape {tuple(mask.shape)} does not match input {tuple(x.shape)}.")
+            raise ConfigError(
+                f"SharedDropout: mask of shape {tuple(mask.shape)} does not match input {tuple(x.shape)}."
+            )
         return x * mask

@@ -1,4 +1,5 @@
 """The graph attention convolution of the released RevGAT (ogbn-arxiv), as a DGL module."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -10,11 +11,11 @@ import torch.nn.functional as F
 from dgl.nn.functional import edge_softmax
 from torch import Tensor, nn
 
+from ..errors import ConfigError, GraphInputError
+
 #: Source-node data of a block that holds the sources' out-degrees in the whole graph (set by
 #: :class:`~revgnn_dgl.nn.streaming.StreamedConv`; the block itself sees only some out-edges).
 FULL_OUT_DEGREES = "_full_out_degrees"
-
-from ..errors import ConfigError, GraphInputError
 
 #: How :class:`GATConv` returns its heads.
 MERGES = ("none", "flatten", "mean")
@@ -174,7 +175,9 @@ class GATConv(nn.Module):
             feat_src = proj
             if self.use_symmetric_norm:
                 # A block of in-edges (streamed inference) carries its sources' whole-graph out-degrees.
-                out_degrees = graph.srcdata[FULL_OUT_DEGREES] if FULL_OUT_DEGREES in graph.srcdata else graph.out_degrees()
+                out_degrees = (
+                    graph.srcdata[FULL_OUT_DEGREES] if FULL_OUT_DEGREES in graph.srcdata else graph.out_degrees()
+                )
                 feat_src = feat_src * _degree_power(out_degrees, -0.5, feat)
             msg_graph = self._message_graph(graph, perm, edge_seed, feat.device)
             if msg_graph.num_edges() == 0:
@@ -229,14 +232,16 @@ class GATConv(nn.Module):
                 f"GATConv: perm must be an integer permutation of the {num_edges} edge ids, shape ({num_edges},), "
                 f"got {perm.dtype} of shape {tuple(perm.shape)}."
             )
-        kept = perm[int(num_edges * self.edge_drop):]
+        kept = perm[int(num_edges * self.edge_drop) :]
         return dgl.edge_subgraph(graph, kept.to(graph.idtype), relabel_nodes=False, store_ids=False)
 
 
 def seeded_permutation(n: int, seed: Tensor, device: torch.device) -> Tensor:
     """``randperm(n)`` from a generator seeded by the one-element integer tensor ``seed``."""
     if seed.numel() != 1 or seed.dtype.is_floating_point:
-        raise GraphInputError(f"GATConv: edge_seed must be a one-element integer tensor, got {seed.dtype} {tuple(seed.shape)}.")
+        raise GraphInputError(
+            f"GATConv: edge_seed must be a one-element integer tensor, got {seed.dtype} {tuple(seed.shape)}."
+        )
     generator = torch.Generator(device=device)
     generator.manual_seed(int(seed.item()))
     return torch.randperm(n, generator=generator, device=device)

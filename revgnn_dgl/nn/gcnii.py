@@ -1,4 +1,5 @@
 """GCNII's initial-residual, identity-mapping convolution, fused, for reversible and residual blocks."""
+
 from __future__ import annotations
 
 import math

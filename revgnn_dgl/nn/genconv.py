@@ -1,4 +1,5 @@
 """DeeperGCN's generalized graph convolution (GENConv) as a DGL module."""
+
 from __future__ import annotations
 
 from typing import Optional, Tuple, Union
@@ -195,7 +196,9 @@ class GENConv(nn.Module):
                 f"but the node features have {feat_src.shape[0]} / {feat_dst.shape[0]} rows."
             )
 
-    def _check_inputs(self, graph: dgl.DGLGraph, feat_src: Tensor, feat_dst: Tensor, edge_feat: Optional[Tensor]) -> None:
+    def _check_inputs(
+        self, graph: dgl.DGLGraph, feat_src: Tensor, feat_dst: Tensor, edge_feat: Optional[Tensor]
+    ) -> None:
         self._check_nodes(graph, feat_src, feat_dst)
         if edge_feat is not None:
             want = self.edge_feats if self.edge_feats is not None else self.in_feats
@@ -207,11 +210,17 @@ class GENConv(nn.Module):
             if edge_feat.shape[-1] != want:
                 raise GraphInputError(
                     f"GENConv: edge features must have width {want} "
-                    + ("(edge_feats)" if self.edge_feats is not None else "(in_feats; pass edge_feats= to add an edge encoder)")
+                    + (
+                        "(edge_feats)"
+                        if self.edge_feats is not None
+                        else "(in_feats; pass edge_feats= to add an edge encoder)"
+                    )
                     + f", got {edge_feat.shape[-1]}."
                 )
         elif self.edge_feats is not None:
-            raise GraphInputError(f"GENConv was built with edge_feats={self.edge_feats} but forward() got no edge features.")
+            raise GraphInputError(
+                f"GENConv was built with edge_feats={self.edge_feats} but forward() got no edge features."
+            )
 
     def forward(
         self,
@@ -270,7 +279,9 @@ class GENConv(nn.Module):
     def _check_raw_edges(self, graph: dgl.DGLGraph, edge_feat: Optional[Tensor], weight: Tensor) -> None:
         want = self.edge_feats if self.edge_feats is not None else self.in_feats
         if weight.dim() != 2 or weight.shape[0] != want:
-            raise GraphInputError(f"GENConv: edge_encoder_weight must have shape ({want}, raw), got {tuple(weight.shape)}.")
+            raise GraphInputError(
+                f"GENConv: edge_encoder_weight must have shape ({want}, raw), got {tuple(weight.shape)}."
+            )
         if edge_feat is None or edge_feat.dim() != 2 or edge_feat.shape != (graph.num_edges(), weight.shape[1]):
             got = None if edge_feat is None else tuple(edge_feat.shape)
             raise GraphInputError(

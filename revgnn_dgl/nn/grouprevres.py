@@ -3,6 +3,7 @@
 Torch only: the graph is handed to the wrapped module as an opaque object and never inspected
 here, so this module (and the CUDA test tier, ``tests/cuda``, that drives it) imports without DGL.
 """
+
 from __future__ import annotations
 
 import copy
@@ -94,7 +95,10 @@ class _AutocastState:
 
 # What a freed output still answers: metadata that does not depend on its data or its stand-in's shape.
 _METADATA = frozenset(
-    [getattr(Tensor, name).__get__ for name in ("dtype", "device", "layout", "requires_grad", "grad_fn", "is_leaf", "is_cuda", "grad")]
+    [
+        getattr(Tensor, name).__get__
+        for name in ("dtype", "device", "layout", "requires_grad", "grad_fn", "is_leaf", "is_cuda", "grad")
+    ]
     + [Tensor.element_size, Tensor.__hash__]
 )
 # ... and its shape, as it was when freed (the object itself holds an empty stand-in meanwhile).
@@ -131,7 +135,9 @@ class _FreedOutput(Tensor):
     """
 
     @classmethod
-    def __torch_function__(cls, func: Callable, types: Any, args: Sequence[Any] = (), kwargs: Optional[dict] = None) -> Any:
+    def __torch_function__(
+        cls, func: Callable, types: Any, args: Sequence[Any] = (), kwargs: Optional[dict] = None
+    ) -> Any:
         if func in _METADATA:
             with torch._C.DisableTorchFunctionSubclass():
                 return func(*args, **(kwargs or {}))
@@ -185,7 +191,9 @@ def _can_free(x: Tensor) -> bool:
     refs = getattr(x, "_revgnn_block_output", None)
     if refs is None or type(x) is not Tensor:
         return False
-    if not (x.is_contiguous() and x.storage_offset() == 0 and x.untyped_storage().nbytes() == x.numel() * x.element_size()):
+    if not (
+        x.is_contiguous() and x.storage_offset() == 0 and x.untyped_storage().nbytes() == x.numel() * x.element_size()
+    ):
         return False
     if _storage_refs(x) != refs:
         warnings.warn(
@@ -209,7 +217,9 @@ class _ReversibleFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, block: "GroupRevRes", graph: Graph, spec: _CallSpec, free_input: bool, x: Tensor, *rest: Tensor) -> Tensor:
+    def forward(
+        ctx, block: "GroupRevRes", graph: Graph, spec: _CallSpec, free_input: bool, x: Tensor, *rest: Tensor
+    ) -> Tensor:
         tensors = rest[: spec.num_tensors]
         ctx.block, ctx.graph, ctx.spec = block, graph, spec
         # The parameters as differentiated now: backward returns one gradient for each of these
@@ -386,7 +396,9 @@ class GroupRevRes(nn.Module):
     ) -> None:
         super().__init__()
         if not isinstance(groups, int) or groups < 2:
-            raise ConfigError(f"GroupRevRes needs at least 2 groups (got {groups!r}): with one group there is no coupling to invert.")
+            raise ConfigError(
+                f"GroupRevRes needs at least 2 groups (got {groups!r}): with one group there is no coupling to invert."
+            )
         self.groups = groups
         self.preserve_rng_state = preserve_rng_state
         self.disable = disable
@@ -453,7 +465,9 @@ class GroupRevRes(nn.Module):
     # ----------------------------------------------------------------- internals
     def _check_feat(self, feat: Tensor) -> None:
         if not isinstance(feat, Tensor) or feat.dim() < 2:
-            raise GraphInputError(f"GroupRevRes expects node features of shape (num_nodes, channels), got {type(feat).__name__} {getattr(feat, 'shape', '')}.")
+            raise GraphInputError(
+                f"GroupRevRes expects node features of shape (num_nodes, channels), got {type(feat).__name__} {getattr(feat, 'shape', '')}."
+            )
         if feat.shape[-1] % self.groups:
             raise GraphInputError(
                 f"GroupRevRes: {feat.shape[-1]} channels cannot be split into {self.groups} equal groups; "
@@ -570,7 +584,7 @@ class GroupRevRes(nn.Module):
             group_params = [p for p in module.parameters() if id(p) in param_index]
             state = rng_states[i] if rng_states is not None else None
             rng = state.replay() if state is not None else nullcontext()
-            with torch.enable_grad(), rng, (_AutocastState.replay(autocast) if replay_autocast else nullcontext()):
+            with torch.enable_grad(), rng, _AutocastState.replay(autocast) if replay_autocast else nullcontext():
                 args_i = self._group_args(spec, leaves, groups=[i])[0][0] if rechunk else group_args[i]
                 out = module(graph, inp, *args_i, **kw)
             xs[i] = ys[i] - out.detach()

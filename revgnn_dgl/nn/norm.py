@@ -1,7 +1,9 @@
 """Normalisation layers by name."""
+
 from __future__ import annotations
 
 from torch import nn
+
 from ..errors import ConfigError
 
 NORMS = ("layer", "batch", "none")

@@ -37,6 +37,7 @@ References
 .. [3] S. Bai, J. Z. Kolter and V. Koltun, "Deep equilibrium models",
    NeurIPS 2019; "Multiscale deep equilibrium models", NeurIPS 2020.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,9 +47,18 @@ from typing import Callable, List, Optional, Tuple
 
 import torch
 from torch import Tensor
+
 from ..errors import ConfigError
 
-__all__ = ["SolverInfo", "ConvergenceWarning", "anderson", "broyden", "fixed_point_solve", "warn_if_not_converged", "SOLVERS"]
+__all__ = [
+    "SolverInfo",
+    "ConvergenceWarning",
+    "anderson",
+    "broyden",
+    "fixed_point_solve",
+    "warn_if_not_converged",
+    "SOLVERS",
+]
 
 
 class ConvergenceWarning(UserWarning):

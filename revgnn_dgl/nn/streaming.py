@@ -22,6 +22,7 @@ then runs unchanged on the whole graph, holding per layer only its ``N x D`` nod
 >>> bool((whole - blocked).abs().max() < 1e-12)
 True
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -100,7 +101,9 @@ class StreamedConv(nn.Module):
         out_degrees = graph.out_degrees() if symmetric else None
         rows: List[Tensor] = []
         for first, last in self.blocks:
-            block, sources, eids = self.cache.get(graph, first, last) if self.cache else in_edge_block(graph, first, last)
+            block, sources, eids = (
+                self.cache.get(graph, first, last) if self.cache else in_edge_block(graph, first, last)
+            )
             if out_degrees is not None:
                 block.srcdata[FULL_OUT_DEGREES] = out_degrees[sources]
             extra = dict(kwargs)

@@ -18,6 +18,7 @@ by ``tests/grad_check.py``): per element, ``|a - b| <= 1e-12 max|b| + 1e-9 |b|``
 >>> check_gradients("cpu").passed
 True
 """
+
 from __future__ import annotations
 
 import time
@@ -90,7 +91,9 @@ def mismatch(actual: Grads, expected: Grads, rtol: float = RTOL, atol_scale: flo
         bound = atol + rtol * y.abs()
         diff = (x - y).abs()
         if (diff > 0).any():
-            ratio = torch.where(bound > 0, diff / bound.clamp(min=torch.finfo(torch.float64).tiny), torch.full_like(diff, float("inf")))
+            ratio = torch.where(
+                bound > 0, diff / bound.clamp(min=torch.finfo(torch.float64).tiny), torch.full_like(diff, float("inf"))
+            )
             worst = max(worst, float(ratio[diff > 0].max()))
     return worst
 
@@ -107,7 +110,9 @@ class ToyGraph:
         pairs = torch.randperm(num_nodes * num_nodes, generator=gen)
         pairs = pairs[pairs // num_nodes != pairs % num_nodes][:num_edges]  # no self-loops
         if len(pairs) < num_edges:
-            raise ValueError(f"ToyGraph: {num_nodes} nodes hold at most {num_nodes * (num_nodes - 1)} edges, not {num_edges}.")
+            raise ValueError(
+                f"ToyGraph: {num_nodes} nodes hold at most {num_nodes * (num_nodes - 1)} edges, not {num_edges}."
+            )
         self.num_nodes = num_nodes
         self.src = (pairs % num_nodes).to(device)
         self.dst = (pairs // num_nodes).to(device)
@@ -180,7 +185,9 @@ class ToyModel(nn.Module):
         for block in self.blocks:
             block.disable = disable
 
-    def forward(self, graph: ToyGraph, x: Tensor, edge_weight: Tensor, edge_attr: Tensor, mask: Optional[Tensor]) -> Tensor:
+    def forward(
+        self, graph: ToyGraph, x: Tensor, edge_weight: Tensor, edge_attr: Tensor, mask: Optional[Tensor]
+    ) -> Tensor:
         cast = (lambda t: t.to(x.dtype)) if self.cast_back else (lambda t: t)
         h = cast(self.encoder(x))
         h0 = cast(torch.tanh(h))  # split per group, requires grad
@@ -203,7 +210,9 @@ class _Case:
     mask: Optional[Tensor]
 
 
-def _case(device: Device, dtype: torch.dtype, nodes: int, edges: int, in_feats: int, width: int, dropout: float) -> _Case:
+def _case(
+    device: Device, dtype: torch.dtype, nodes: int, edges: int, in_feats: int, width: int, dropout: float
+) -> _Case:
     gen = torch.Generator().manual_seed(1)
     graph = ToyGraph(nodes, edges, device)
     x = torch.randn(nodes, in_feats, generator=gen, dtype=dtype).to(device)
@@ -221,7 +230,9 @@ def _loss(out: Tensor) -> Tensor:
     return (out * weights).sum() + out.square().mean()
 
 
-def _run(model: ToyModel, case: _Case, seed: int, autocast: Optional[torch.dtype] = None) -> Tuple[Tensor, Dict[str, Optional[Tensor]]]:
+def _run(
+    model: ToyModel, case: _Case, seed: int, autocast: Optional[torch.dtype] = None
+) -> Tuple[Tensor, Dict[str, Optional[Tensor]]]:
     """Forward and backward from the same random-number state; the output and every gradient."""
     model.zero_grad(set_to_none=True)
     x = case.x.clone().requires_grad_(True)
@@ -269,7 +280,9 @@ def engine_gradients(
         out = model(case.graph, x, w, case.edge_attr, case.mask)
         toggle(model)
         _loss(out).backward()
-        results.append((out.detach(), {"x": x.grad, "edge_weight": w.grad, **{n: p.grad for n, p in model.named_parameters()}}))
+        results.append(
+            (out.detach(), {"x": x.grad, "edge_weight": w.grad, **{n: p.grad for n, p in model.named_parameters()}})
+        )
     return results[0], results[1]
 
 
@@ -289,7 +302,8 @@ def check_gradients(device: Device = "cpu", depth: int = 4, groups: int = 2) -> 
     same_forward = torch.equal(out_r, out_p)
     detail = (
         f"{len(grads_p)} gradients, worst at {worst:.1e} of the tolerance (rtol {RTOL:.0e}); "
-        f"forward {'identical' if same_forward else 'DIFFERENT'}" + (f"; missing: {', '.join(missing)}" if missing else "")
+        f"forward {'identical' if same_forward else 'DIFFERENT'}"
+        + (f"; missing: {', '.join(missing)}" if missing else "")
     )
     return CheckResult(name, same_forward and not missing and worst <= 1.0, detail)
 
@@ -308,9 +322,13 @@ def check_requires_grad_toggle(device: Device = "cpu") -> CheckResult:
     return CheckResult("requires_grad switched between forward and backward", not missing and worst <= 1.0, detail)
 
 
-def _stack(device: Device, dtype: torch.dtype, depth: int, width: int = 8) -> Tuple[nn.ModuleList, ToyGraph, Tensor, Tensor, Tensor]:
+def _stack(
+    device: Device, dtype: torch.dtype, depth: int, width: int = 8
+) -> Tuple[nn.ModuleList, ToyGraph, Tensor, Tensor, Tensor]:
     torch.manual_seed(0)
-    blocks = nn.ModuleList(GroupRevRes(ToyConv(width // 2, width, 0.0), 2) for _ in range(depth)).to(device=device, dtype=dtype)
+    blocks = nn.ModuleList(GroupRevRes(ToyConv(width // 2, width, 0.0), 2) for _ in range(depth)).to(
+        device=device, dtype=dtype
+    )
     graph = ToyGraph(10, 30, device)
     x = torch.randn(10, width, dtype=dtype, device=device, requires_grad=True)
     w = torch.rand(30, dtype=dtype, device=device)
@@ -318,7 +336,9 @@ def _stack(device: Device, dtype: torch.dtype, depth: int, width: int = 8) -> Tu
     return blocks, graph, x, w, attr
 
 
-def _stack_forward(blocks: nn.ModuleList, graph: ToyGraph, x: Tensor, w: Tensor, attr: Tensor, keep: List[Tensor]) -> Tensor:
+def _stack_forward(
+    blocks: nn.ModuleList, graph: ToyGraph, x: Tensor, w: Tensor, attr: Tensor, keep: List[Tensor]
+) -> Tensor:
     ones = torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)
     h = x * 1.0
     for block in blocks:
@@ -347,7 +367,11 @@ def check_freed_outputs(device: Device = "cpu") -> CheckResult:
     freed = [_freed(t) for t in kept]
     if freed != [True] * (len(kept) - 1) + [False]:
         problems.append(f"storage freed per output {freed} (all but the last)")
-    for what, use in (("arithmetic", lambda t: t + 1), ("torch.cat", lambda t: torch.cat([t, t], -1)), ("norm", lambda t: t.norm())):
+    for what, use in (
+        ("arithmetic", lambda t: t + 1),
+        ("torch.cat", lambda t: torch.cat([t, t], -1)),
+        ("norm", lambda t: t.norm()),
+    ):
         try:
             use(kept[0])
             problems.append(f"{what} on a freed output did not raise")
@@ -374,7 +398,9 @@ def check_freed_outputs(device: Device = "cpu") -> CheckResult:
     kept_mismatch = mismatch(grads_on, grads)
     same = torch.equal(out_on.detach(), out.detach()) and kept_mismatch <= 1.0
     if not (readable and same):
-        problems.append(f"keep_outputs: outputs readable {readable}, forward identical and gradients within tolerance {same}")
+        problems.append(
+            f"keep_outputs: outputs readable {readable}, forward identical and gradients within tolerance {same}"
+        )
     detail = "; ".join(problems) or (
         f"outputs freed on {torch.device(device).type} and refused with FreedOutputError; refilled to {refill:.1e} "
         f"of their size; keep_outputs: all readable, same forward, gradients at {kept_mismatch:.1e} of the tolerance"
@@ -410,7 +436,9 @@ def check_autocast(device: Device = "cpu", dtype: torch.dtype = torch.bfloat16, 
     truth.load_state_dict(rev.state_dict())
     truth.set_disable(True)
     case32 = _case(device, torch.float32, 64, 256, 5, width, 0.2)
-    case64 = _Case(case32.graph, case32.x.double(), case32.edge_weight.double(), case32.edge_attr.double(), case32.mask.double())
+    case64 = _Case(
+        case32.graph, case32.x.double(), case32.edge_weight.double(), case32.edge_attr.double(), case32.mask.double()
+    )
     _, g_rev = _run(rev, case32, seed=3, autocast=dtype)
     _, g_plain = _run(plain, case32, seed=3, autocast=dtype)
     _, g_truth = _run(truth, case64, seed=3)
@@ -498,7 +526,9 @@ def run_timed(name: str, check: Callable[[], CheckResult], echo: Callable[[str],
         result = check()
     except Exception as err:  # noqa: BLE001  (a check that crashes has failed; say how)
         result = CheckResult(name, False, f"{type(err).__name__}: {' '.join(str(err).split())}")
-    echo(f"  {'ok    ' if result.passed else 'FAILED'} {result.name}: {result.detail} [{time.perf_counter() - tic:.1f} s]")
+    echo(
+        f"  {'ok    ' if result.passed else 'FAILED'} {result.name}: {result.detail} [{time.perf_counter() - tic:.1f} s]"
+    )
     return result
 
 

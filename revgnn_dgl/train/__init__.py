@@ -29,6 +29,7 @@ The modules, bottom to top: :mod:`.config` (``TrainConfig``), :mod:`.device` (de
 ...                      epochs=2, out="/tmp/revgnn-doctest", device="cpu")
 >>> summary = train(config, echo=lambda line: None)  # doctest: +SKIP
 """
+
 from ..lazy import lazy_exports
 
 # name -> submodule. Loaded on first use (PEP 562), so that ``revgnn_dgl.train.config`` is

@@ -18,6 +18,7 @@ tested on generated graphs (``tests/train/test_auto_recipe.py``).
 
 This module imports numpy and torch only when :func:`measure` runs; the table itself is data.
 """
+
 from __future__ import annotations
 
 import operator
@@ -76,30 +77,70 @@ RECIPES: Dict[str, Dict[str, Any]] = {
     "citation": {
         "model": "revgnn-cora-64",
         "model_args": {"conv": "gcnii", "norm": "none", "stream_init": "zero", "block_dropout": "independent"},
-        "train": {"dropout": 0.6, "input_dropout": 0.6, "lr": 0.01, "weight_decay": 5e-3, "layer_weight_decay": 0.01,
-                  "grad_clip": 0.0, "epochs": 600, "patience": 100},
+        "train": {
+            "dropout": 0.6,
+            "input_dropout": 0.6,
+            "lr": 0.01,
+            "weight_decay": 5e-3,
+            "layer_weight_decay": 0.01,
+            "grad_clip": 0.0,
+            "epochs": 600,
+            "patience": 100,
+        },
     },
     # Dense, low-dimensional features: the same block with light regularisation, a warm-up and
     # the head started at zero (the first loss the same at any depth).
     "dense": {
         "model": "revgnn-cora-64",
-        "model_args": {"conv": "gcnii", "norm": "none", "stream_init": "zero", "block_dropout": "independent",
-                       "zero_init_head": True},
-        "train": {"dropout": 0.2, "input_dropout": 0.0, "lr": 0.005, "weight_decay": 0.0, "layer_weight_decay": None,
-                  "grad_clip": 1.0, "schedule": "cosine", "warmup_epochs": 10, "epochs": 300, "patience": 100},
+        "model_args": {
+            "conv": "gcnii",
+            "norm": "none",
+            "stream_init": "zero",
+            "block_dropout": "independent",
+            "zero_init_head": True,
+        },
+        "train": {
+            "dropout": 0.2,
+            "input_dropout": 0.0,
+            "lr": 0.005,
+            "weight_decay": 0.0,
+            "layer_weight_decay": None,
+            "grad_clip": 1.0,
+            "schedule": "cosine",
+            "warmup_epochs": 10,
+            "epochs": 300,
+            "patience": 100,
+        },
     },
     # The committed Amazon Computers / Coauthor CS GraphConv recipe (issue 20).
     "copurchase": {
         "model": "revgnn-cora-64",
         "model_args": {"conv": "gcn"},
-        "train": {"dropout": 0.5, "input_dropout": 0.5, "lr": 0.005, "optimizer": "adamw", "weight_decay": 0.1,
-                  "label_smoothing": 0.1, "schedule": "cosine", "warmup_epochs": 10, "epochs": 200, "patience": 50},
+        "train": {
+            "dropout": 0.5,
+            "input_dropout": 0.5,
+            "lr": 0.005,
+            "optimizer": "adamw",
+            "weight_decay": 0.1,
+            "label_smoothing": 0.1,
+            "schedule": "cosine",
+            "warmup_epochs": 10,
+            "epochs": 200,
+            "patience": 50,
+        },
     },
     # GENConv reading the edge features (HumLoc's committed recipe).
     "proteins": {
         "model": "revgnn-112",
         "model_args": {},
-        "train": {"dropout": 0.3, "lr": 0.01, "schedule": "cosine", "warmup_epochs": 10, "epochs": 300, "eval_every": 2},
+        "train": {
+            "dropout": 0.3,
+            "lr": 0.01,
+            "schedule": "cosine",
+            "warmup_epochs": 10,
+            "epochs": 300,
+            "eval_every": 2,
+        },
     },
 }
 
@@ -138,7 +179,12 @@ RECIPE_BY_CELL: Dict[str, str] = {
 }
 
 _OPS: Dict[str, Callable[[Any, Any], bool]] = {
-    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
 }
 
 #: The choices that are rules of the measured statistics: ``(condition, value, reason)`` rows, the
@@ -148,20 +194,29 @@ AUTO_TABLE: Dict[str, List[Tuple[Tuple[Tuple[str, str, Any], ...], Any, str]]] =
     # Cause 1 (issue 39): dense features of any scale and offset enter a block without a norm
     # (GCNII: norm none) unscaled; the encoder's output then swamps the propagated signal.
     "input_norm": [
-        ((("feature_kind", "==", "dense"), ("block_norm", "==", "none")), "standardize",
-         "dense features ({zero_share:.0%} zeros; channel std {feature_scale:.3g}, |mean|/std {feature_offset:.3g}) "
-         "feed a block without a norm: standardised with the training forwards' statistics"),
-        ((("feature_kind", "==", "dense"),), "none",
-         "dense features ({zero_share:.0%} zeros, channel std {feature_scale:.3g}); the {block} block's layer norm "
-         "absorbs their scale"),
+        (
+            (("feature_kind", "==", "dense"), ("block_norm", "==", "none")),
+            "standardize",
+            "dense features ({zero_share:.0%} zeros; channel std {feature_scale:.3g}, |mean|/std {feature_offset:.3g}) "
+            "feed a block without a norm: standardised with the training forwards' statistics",
+        ),
+        (
+            (("feature_kind", "==", "dense"),),
+            "none",
+            "dense features ({zero_share:.0%} zeros, channel std {feature_scale:.3g}); the {block} block's layer norm "
+            "absorbs their scale",
+        ),
         ((), "none", "sparse features ({zero_share:.0%} zeros, dimension {feature_dim}): used as loaded"),
     ],
     # Heterophily: GCNII's initial residual keeps more of the node's own representation.
     "gcnii_alpha": [
         ((("block", "!=", "gcnii"),), None, "not a GCNII block"),
-        ((("excess_homophily", "<", HETEROPHILY),), 0.5,
-         "training-edge label agreement {train_homophily:.3f} is {excess_homophily:+.3f} over random training pairs "
-         "(heterophilous, < {HETEROPHILY}): initial residual alpha 0.5 keeps each node's own features"),
+        (
+            (("excess_homophily", "<", HETEROPHILY),),
+            0.5,
+            "training-edge label agreement {train_homophily:.3f} is {excess_homophily:+.3f} over random training pairs "
+            "(heterophilous, < {HETEROPHILY}): initial residual alpha 0.5 keeps each node's own features",
+        ),
         ((), 0.1, "training-edge label agreement {train_homophily_text} (homophilous): GCNII's alpha 0.1"),
     ],
     "width": [
@@ -243,7 +298,9 @@ def choose(stats: GraphStats, depth: Optional[int] = None, table: Optional[Dict[
     reasons.append(f"input normalisation {norm}: {why}")
     if block == "gcnii":
         model_args["gcnii_step"] = round(GCNII_TIME / depth, 6)
-        reasons.append(f"gcnii_step {model_args['gcnii_step']:g} = {GCNII_TIME} / {depth} layers (a fixed integration time)")
+        reasons.append(
+            f"gcnii_step {model_args['gcnii_step']:g} = {GCNII_TIME} / {depth} layers (a fixed integration time)"
+        )
         alpha, why = _row("gcnii_alpha", values)
         model_args["gcnii_alpha"] = alpha
         reasons.append(f"gcnii_alpha {alpha}: {why}")

@@ -22,6 +22,7 @@ at least :data:`AUTO_MIN_EPOCHS` epochs on a dataset its model card was not trai
 Imports: the data, the zoo, and this package's config, data and evaluation modules; never the
 training loop, which calls this module.
 """
+
 from __future__ import annotations
 
 import math
@@ -233,6 +234,6 @@ def report_lines(summary: Dict[str, Any], model: str) -> List[str]:
         lines.append(
             f"warning: {model}'s validation {metric} {val:.4f} (test {test:.4f}) is below {than} on the same split: "
             "the deep model does not yet pay off on this graph. Try `revgnn-dgl tune` (a default search space for "
-            "the graph, README \"Tuning on your own graph\"), standardised input features, or a lower weight decay."
+            'the graph, README "Tuning on your own graph"), standardised input features, or a lower weight decay.'
         )
     return lines

@@ -1,4 +1,5 @@
 """The training configuration: every setting of a run, validated, readable from YAML or JSON."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,7 +13,6 @@ import yaml
 
 from ..errors import ConfigError
 from ..limits import MAX_RUNS
-
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop")
 LOSSES = ("ce", "log_ce")
@@ -256,7 +256,11 @@ class TrainConfig:
             ("threads", self.threads is None or self.threads >= 1, "at least 1"),
             ("optimizer", self.optimizer in OPTIMIZERS, " or ".join(OPTIMIZERS)),
             ("weight_decay", 0 <= self.weight_decay < float("inf"), "0 or positive"),
-            ("layer_weight_decay", self.layer_weight_decay is None or 0 <= self.layer_weight_decay < float("inf"), "0 or positive"),
+            (
+                "layer_weight_decay",
+                self.layer_weight_decay is None or 0 <= self.layer_weight_decay < float("inf"),
+                "0 or positive",
+            ),
             ("schedule", self.schedule in SCHEDULES, ", ".join(SCHEDULES)),
             ("warmup_epochs", self.warmup_epochs >= 0, "0 or more"),
             ("min_lr", 0 <= self.min_lr <= self.lr, "in [0, lr]"),
@@ -268,8 +272,11 @@ class TrainConfig:
             ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
             ("chance_patience", self.chance_patience >= 0, "0 (off) or more"),
             ("save_every", self.save_every >= 1, "at least 1"),
-            ("logger", self.logger is None or set(self.logger.split(",")) <= set(LOGGERS),
-             f"a comma-separated list of {', '.join(LOGGERS)}"),
+            (
+                "logger",
+                self.logger is None or set(self.logger.split(",")) <= set(LOGGERS),
+                f"a comma-separated list of {', '.join(LOGGERS)}",
+            ),
             ("loss", self.loss in LOSSES, " or ".join(LOSSES)),
             ("label_rate", 0 < self.label_rate < 1, "in (0, 1)"),
             ("label_iters", self.label_iters >= 0, "0 or more"),
@@ -354,7 +361,9 @@ def read_config_file(path: Union[str, Path]) -> Dict[str, Any]:
         raise ConfigError(f"{path} is not valid YAML or JSON: {' '.join(str(err).split())}") from None
     data = load_yaml(text, str(path))
     if data is None:
-        raise ConfigError(f"{path} is empty; it must hold a mapping of settings (an empty file is never read as the defaults).")
+        raise ConfigError(
+            f"{path} is empty; it must hold a mapping of settings (an empty file is never read as the defaults)."
+        )
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of settings, not a {type(data).__name__}.")
     return data

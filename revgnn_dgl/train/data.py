@@ -1,4 +1,5 @@
 """The dataset on the training device: model widths from the data, random node parts, subgraphs."""
+
 from __future__ import annotations
 
 import difflib
@@ -95,7 +96,9 @@ def check_parts(config: TrainConfig, dataset: NodeDataset) -> None:
     nodes = dataset.num_nodes
     for key in ("train_parts", "eval_parts"):
         if getattr(config, key) > nodes:
-            raise ConfigError(f"{key}={getattr(config, key)} is more than the {nodes} nodes of {dataset.name!r}; every part needs a node.")
+            raise ConfigError(
+                f"{key}={getattr(config, key)} is more than the {nodes} nodes of {dataset.name!r}; every part needs a node."
+            )
 
 
 def model_overrides(config: TrainConfig, dataset: NodeDataset) -> Tuple[Dict[str, Any], List[str]]:
@@ -130,7 +133,11 @@ def model_overrides(config: TrainConfig, dataset: NodeDataset) -> Tuple[Dict[str
 def check_model_fits(arguments: Mapping[str, Any], dataset: NodeDataset, what: str, use_labels: bool = False) -> None:
     """Raise :class:`ConfigError` when a model's widths do not match the dataset's."""
     widths = dataset_widths(dataset, use_labels)
-    wrong = [f"{k}={arguments[k]} (dataset: {widths[k]})" for k in WIDTH_ARGUMENTS if k in arguments and arguments[k] != widths[k]]
+    wrong = [
+        f"{k}={arguments[k]} (dataset: {widths[k]})"
+        for k in WIDTH_ARGUMENTS
+        if k in arguments and arguments[k] != widths[k]
+    ]
     if wrong:
         raise ConfigError(f"{what} does not fit dataset {dataset.name!r}: {', '.join(wrong)}.")
 

@@ -1,4 +1,5 @@
 """Devices and seeds: where a run computes, and how it is made reproducible."""
+
 from __future__ import annotations
 
 import random
@@ -37,9 +38,13 @@ def resolve_device(spec: str) -> torch.device:
     if spec == "auto":
         return torch.device("cuda" if dgl_has_cuda() else "cpu")
     if not torch.cuda.is_available():
-        raise ConfigError(f"--device {spec}: CUDA is not available (torch.cuda.is_available() is False); use --device cpu.")
+        raise ConfigError(
+            f"--device {spec}: CUDA is not available (torch.cuda.is_available() is False); use --device cpu."
+        )
     if not dgl_has_cuda():
-        raise ConfigError(f"--device {spec}: this DGL build has no CUDA support; install a CUDA build of DGL or use --device cpu.")
+        raise ConfigError(
+            f"--device {spec}: this DGL build has no CUDA support; install a CUDA build of DGL or use --device cpu."
+        )
     device = torch.device(spec)
     if device.index is not None and device.index >= torch.cuda.device_count():
         raise ConfigError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) are visible.")

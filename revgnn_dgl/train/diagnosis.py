@@ -9,6 +9,7 @@ warm-up, whichever is longer (:func:`diagnosis_epoch`; runs of 20 epochs or more
 if the best validation score so far is within :data:`MARGIN` of chance, it returns one line that
 says so with the numbers, and what to try for this run's settings and features.
 """
+
 from __future__ import annotations
 
 import math
@@ -70,7 +71,7 @@ def chance_diagnosis(config: TrainConfig, metric: str, chance: Optional[float], 
     if dropouts:
         tries.append(f"less dropout (now {', '.join(dropouts)})")
     tries.append(f"a lower --lr (now {config.lr:g}) or fewer layers")
-    tries.append("`revgnn-dgl tune` (a default search space for the graph; README \"Tuning on your own graph\")")
+    tries.append('`revgnn-dgl tune` (a default search space for the graph; README "Tuning on your own graph")')
     return (f"diagnosis: after {epoch} of {config.epochs} epochs the best validation {metric} is {best_val:.4f}, "
             f"within {MARGIN} of chance ({chance:.4f}): the model has learned nothing the metric sees. Try "
             + "; ".join(tries) + ".")  # fmt: skip

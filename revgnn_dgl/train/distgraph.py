@@ -32,6 +32,7 @@ Starting it
     DGL's ``tools/launch.py`` starts them (``docs/distributed.md``), setting ``DGL_ROLE`` and
     the other ``DGL_*`` variables this module reads.
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -420,8 +421,8 @@ def _record_shared_memory(servers: List[subprocess.Popen], folder: Path) -> None
         for line in lines:
             path = line.split(maxsplit=5)[5] if len(line.split(maxsplit=5)) == 6 else ""
             path = path.removesuffix(" (deleted)")
-            if path.startswith(prefix) and "/" not in path[len(prefix):]:
-                found.add(path[len(prefix):])
+            if path.startswith(prefix) and "/" not in path[len(prefix) :]:
+                found.add(path[len(prefix) :])
     new = sorted(found - known)
     if new:
         with open(folder / SHM_FILE, "a", encoding="utf-8") as fh:

@@ -82,14 +82,15 @@ Test hook
 >>> ctx.all_reduce_sum([2.0, 3.0]), ctx.broadcast({"a": 1}), ctx.is_main
 ([2.0, 3.0], {'a': 1}, True)
 """
+
 from __future__ import annotations
 
 import os
 import re
 import signal
-import threading
 import socket
 import sys
+import threading
 import time
 import traceback
 from contextlib import contextmanager, nullcontext
@@ -100,6 +101,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..errors import ConfigError, DistributedError, PeerFailedError, is_user_error
 from ..signals import (  # noqa: F401  (their names here too, as before)
     Terminated,
     end_process,
@@ -107,7 +109,6 @@ from ..signals import (  # noqa: F401  (their names here too, as before)
     interrupt_exit_code,
     sigterm_as_interrupt,
 )
-from ..errors import ConfigError, DistributedError, PeerFailedError, is_user_error
 from .device import dgl_has_cuda, resolve_device
 from .settings import LAUNCHER_ENV  # what a launcher (torchrun, spawn) gives every process
 
@@ -220,7 +221,9 @@ class Context:
                 device = torch.device("cuda", self.local_rank)
                 resolve_device(str(device))  # the CUDA checks of one process (DGL's build), with their messages
         if kind == "cuda":
-            self.grad_group = dist.new_group(backend="nccl", timeout=timedelta(seconds=self.timeout_s or DEFAULT_TIMEOUT_S))
+            self.grad_group = dist.new_group(
+                backend="nccl", timeout=timedelta(seconds=self.timeout_s or DEFAULT_TIMEOUT_S)
+            )
         self.device, self._device_spec = device, spec
         return device
 
@@ -398,7 +401,9 @@ def init_from_env(timeout_s: Optional[float] = None, echo: Optional[Echo] = None
     # The store's own timeout does not cover every wait (a port held by a program that is no torch
     # store leaves the client waiting for its handshake), so a watchdog bounds the rendezvous.
     if rank == 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
-        _check_port_free(int(os.environ["MASTER_PORT"]), where)  # rank 0 hosts the store (torchrun's agent does it there)
+        _check_port_free(
+            int(os.environ["MASTER_PORT"]), where
+        )  # rank 0 hosts the store (torchrun's agent does it there)
     watchdog = threading.Timer(seconds + 5, _rendezvous_timed_out, args=(rank, world, where, seconds))
     watchdog.daemon = True
     watchdog.start()

@@ -1,4 +1,5 @@
 """Evaluation with the paper's protocol: fixed random partitions, logits averaged over views."""
+
 from __future__ import annotations
 
 import warnings
@@ -51,7 +52,13 @@ class Evaluator:
     """
 
     def __init__(
-        self, data: DeviceData, parts: int, views: int, seed: int, amp: bool = False, config: Optional[TrainConfig] = None,
+        self,
+        data: DeviceData,
+        parts: int,
+        views: int,
+        seed: int,
+        amp: bool = False,
+        config: Optional[TrainConfig] = None,
         machines: Optional[List[np.ndarray]] = None,
     ) -> None:
         self.data, self.amp, self.config = data, amp, config
@@ -90,7 +97,9 @@ class Evaluator:
                 labels = self.data.labels if nodes is None else self.data.labels[nodes]
                 train_mask = self.data.train_mask if nodes is None else self.data.train_mask[nodes]
                 with autocast:
-                    out, _ = predict(model, sub, labels, train_mask, self.config, self.data.dataset.num_outputs, training=False)
+                    out, _ = predict(
+                        model, sub, labels, train_mask, self.config, self.data.dataset.num_outputs, training=False
+                    )
                 out = out.float()
                 if total is None:
                     total = torch.zeros(graph.num_nodes(), out.shape[1], device=out.device)
@@ -119,7 +128,10 @@ def _warn_single_class_tasks(dataset: NodeDataset) -> None:
     out of the mean ROC-AUC."""
     if dataset.task != "multilabel":
         return
-    found = {split: single_class_tasks(dataset.labels[idx]) for split, idx in (("val", dataset.val_idx), ("test", dataset.test_idx))}
+    found = {
+        split: single_class_tasks(dataset.labels[idx])
+        for split, idx in (("val", dataset.val_idx), ("test", dataset.test_idx))
+    }
     found = {split: tasks for split, tasks in found.items() if tasks}
     if found:
         where = " and ".join(f"the {split} nodes" for split in found)

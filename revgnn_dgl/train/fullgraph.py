@@ -10,6 +10,7 @@ node's in-edges is refused with the figure.
 >>> parse_memory_budget("1.5GB"), parse_memory_budget("512MiB")
 (1500000000, 536870912)
 """
+
 from __future__ import annotations
 
 import re

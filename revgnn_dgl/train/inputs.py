@@ -6,6 +6,7 @@ nodes shows its label and the loss is taken on the others; in evaluation every t
 shows its label. With ``label_iters`` rounds, the predicted class distribution of the nodes whose
 label is hidden is fed back as their label channels and the model is run again.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Tuple

@@ -10,16 +10,16 @@ process started by ``torchrun`` runs (``torchrun ... -m revgnn_dgl train ...``).
 ...                      num_layers=2, hidden=16, epochs=2, nproc=2, out="/tmp/revgnn-ddp", device="cpu")
 >>> summary = launch(config, threads=1, echo=lambda line: None)  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
-import os
 from typing import Any, Callable, Dict, NoReturn, Optional, Union
 
 from .config import ConfigError, TrainConfig
 from .distgraph import check_step_parts, disconnect, graph_servers, under_dgl_launcher
 from .distributed import Context, Echo, env_count, run_from_env, spawn
-from .machines import Machines
 from .loop import train
+from .machines import Machines
 from .rundir import FreshStart
 
 ConfigSource = Union[TrainConfig, Callable[[], TrainConfig]]
@@ -91,8 +91,9 @@ def launch(
             import torch
 
             torch.set_num_threads(threads)
-        return train(config, resume=resume, echo=echo, progress=progress, command=command, overwrite=overwrite,
-                     baseline=baseline)
+        return train(
+            config, resume=resume, echo=echo, progress=progress, command=command, overwrite=overwrite, baseline=baseline
+        )
     # Only rank 0's machine writes the run directory (another machine's --out is never touched).
     start = None if resume or (machines is not None and machines.machine != 0) else FreshStart(config)
     try:
@@ -119,7 +120,11 @@ def launch(
 
 
 def train_worker(
-    ctx: Context, config: ConfigSource, resume: bool, progress: Optional[bool] = None, command: Optional[str] = None,
+    ctx: Context,
+    config: ConfigSource,
+    resume: bool,
+    progress: Optional[bool] = None,
+    command: Optional[str] = None,
     overwrite: bool = False,
 ) -> Dict[str, Any]:
     """One rank's share of a job: rank 0 settles ``config`` (a TrainConfig, or a function
@@ -128,8 +133,9 @@ def train_worker(
         settled = (config() if callable(config) else config) if ctx.is_main else None
     # Rank 0's word also on resuming (and overwriting): across machines the others may run their first command again.
     settled, resume, overwrite = ctx.broadcast((settled, resume, overwrite))
-    summary = train(settled, resume=resume, echo=ctx.echo_fn, progress=progress, command=command, dist=ctx,
-                    overwrite=overwrite)
+    summary = train(
+        settled, resume=resume, echo=ctx.echo_fn, progress=progress, command=command, dist=ctx, overwrite=overwrite
+    )
     if settled.partitions:
         disconnect()  # every trainer is done with the graph servers, which then end
     return summary
@@ -169,5 +175,6 @@ def train_from_env(
             raise ConfigError(f"the configuration sets nproc {config.nproc} but torchrun started {world} processes.")
         return config.updated({"nproc": world})
 
-    run_from_env(train_worker, settle, resume, None, command, overwrite, timeout_s=timeout_s, echo=echo,
-                 on_result=on_result)
+    run_from_env(
+        train_worker, settle, resume, None, command, overwrite, timeout_s=timeout_s, echo=echo, on_result=on_result
+    )

@@ -8,6 +8,7 @@ the ``tensorboard`` extra (``pip install 'revgnn_dgl[tensorboard]'``). On ``--re
 continue where the run's state is: the rows and events of the epochs about to be redone are
 dropped (TensorBoard's ``purge_step``).
 """
+
 from __future__ import annotations
 
 import csv
@@ -66,7 +67,9 @@ class TensorBoardLogger:
             ) from None
         self.metric = metric
         # purge_step drops the events of the epochs a resumed run redoes.
-        self._writer = SummaryWriter(str(run_dir / TENSORBOARD_DIR), purge_step=start_epoch + 1 if start_epoch else None)
+        self._writer = SummaryWriter(
+            str(run_dir / TENSORBOARD_DIR), purge_step=start_epoch + 1 if start_epoch else None
+        )
         if not start_epoch:
             text = yaml.safe_dump(dict(config), sort_keys=False)
             self._writer.add_text("config", "```\n" + text + "```", 0)

@@ -7,6 +7,7 @@ its state, then trains, evaluates and saves epoch by epoch. :func:`train_epoch` 
 optimizer steps over random parts. In a data-parallel job the same code runs on every rank inside
 its :class:`~revgnn_dgl.train.distributed.Context`; rank 0 alone evaluates and writes.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,32 +25,32 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..env import environment, load_average, thread_note
-from ..zoo import create_model, get_config
-from ..zoo.checkpoint import save_checkpoint
 from ..errors import ConfigError, RevGNNError, TrainingDiverged
-from .config import RESUMABLE_KEYS, TrainConfig
-from ..models.revgat_loss import log_ce_loss, self_kd_loss
-from .data import DeviceData, check_parts, load_dataset_for, model_overrides, random_parts
-from .distgraph import DistData, DistEvaluator, check_step_parts
-from ..limits import check_memory, check_threads, cpu_cores, format_bytes
-from ..zoo.architectures import check_sizes, estimate_state_bytes
-from .inputs import predict
-from .logger import RunLoggers
-from .device import seed_everything
 from ..faults import fault_point
+from ..limits import check_memory, check_threads, cpu_cores, format_bytes
+from ..models.revgat_loss import log_ce_loss, self_kd_loss
+from ..zoo import create_model, get_config
+from ..zoo.architectures import check_sizes, estimate_state_bytes
+from ..zoo.checkpoint import save_checkpoint
+from .baselines import below, fit_baselines, report_lines, wants_baselines
+from .config import RESUMABLE_KEYS, TrainConfig
+from .data import DeviceData, check_parts, load_dataset_for, model_overrides, random_parts
+from .device import seed_everything
+from .diagnosis import chance_diagnosis, node_features
+from .distgraph import DistData, DistEvaluator, check_step_parts
 from .distributed import Context
 from .evaluation import Evaluator, chance_level
-from .baselines import below, fit_baselines, report_lines, wants_baselines
-from .diagnosis import chance_diagnosis, node_features
+from .inputs import predict
+from .logger import RunLoggers
 from .recipe import drop_edges, drop_input, lr_at, make_optimizer, set_lr
 from .rundir import (
     BEST_FILE,
     CONFIG_FILE,
     LAST_FILE,
+    LOCK_FILE,
     METRICS_FILE,
     STATE_FILE,
     SUMMARY_FILE,
-    LOCK_FILE,
     FreshStart,
     RunLock,
     append_metrics,
@@ -154,9 +155,13 @@ def train(
     results: List[Dict[str, Any]] = []
     with ExitStack() as held:
         try:
-            data = _open_run_directory(config, out, resume, held, ctx, echo, dataset, device, overrides, start, overwrite)
+            data = _open_run_directory(
+                config, out, resume, held, ctx, echo, dataset, device, overrides, start, overwrite
+            )
             for run_config in _run_configs(config):
-                results.append(_Run.start(run_config, data, overrides, device, resume, echo, ctx).train(progress, on_epoch))
+                results.append(
+                    _Run.start(run_config, data, overrides, device, resume, echo, ctx).train(progress, on_epoch)
+                )
             fit = ctx.is_main and not ctx.active and wants_baselines(config, baseline)
             baselines = _fit_baselines(data, config, echo) if fit else None
             summary = _write_summary(out, results, dataset.metric_name, device, command, ctx, baselines)
@@ -245,7 +250,9 @@ def _check_training_memory(config: TrainConfig, dataset: Any, overrides: Dict[st
                  f"at least {format_bytes(activations)} of activations per part)", weights + activations)  # fmt: skip
 
 
-def _announce(config: TrainConfig, ctx: Context, device: torch.device, dataset: str, changes: List[str], echo: Echo) -> None:
+def _announce(
+    config: TrainConfig, ctx: Context, device: torch.device, dataset: str, changes: List[str], echo: Echo
+) -> None:
     """Say where the run trains and print its whole resolved configuration."""
     if ctx.active:
         echo(f"{ctx.world_size} processes, device {device} on rank 0 (cuda:LOCAL_RANK on each, if CUDA); "
@@ -266,8 +273,17 @@ def _announce(config: TrainConfig, ctx: Context, device: torch.device, dataset: 
 
 
 def _open_run_directory(
-    config: TrainConfig, out: Path, resume: bool, held: ExitStack, ctx: Context, echo: Echo, dataset: Any,
-    device: torch.device, overrides: Dict[str, Any], start: Optional[FreshStart] = None, overwrite: bool = False,
+    config: TrainConfig,
+    out: Path,
+    resume: bool,
+    held: ExitStack,
+    ctx: Context,
+    echo: Echo,
+    dataset: Any,
+    device: torch.device,
+    overrides: Dict[str, Any],
+    start: Optional[FreshStart] = None,
+    overwrite: bool = False,
 ) -> DeviceData:
     """Lock ``out`` (rank 0, for the whole training), check a resume, write config.yaml; the data on its device.
 
@@ -303,8 +319,15 @@ def _open_run_directory(
         return DeviceData.on(dataset, device)
 
 
-def _write_partial_summary(config: TrainConfig, out: Path, results: List[Dict[str, Any]], metric: str,
-                           device: torch.device, command: Optional[str], echo: Echo) -> None:
+def _write_partial_summary(
+    config: TrainConfig,
+    out: Path,
+    results: List[Dict[str, Any]],
+    metric: str,
+    device: torch.device,
+    command: Optional[str],
+    echo: Echo,
+) -> None:
     """An interrupted or failed ``--runs N``: the summary of the seeds that finished (``"runs_planned"`` says
     how many were asked for); ``--resume`` finishes the others and rewrites it."""
     try:
@@ -337,7 +360,12 @@ def _fit_baselines(data: DeviceData, config: TrainConfig, echo: Echo) -> Optiona
 
 
 def _write_summary(
-    out: Path, results: List[Dict[str, Any]], metric: str, device: torch.device, command: Optional[str], ctx: Context,
+    out: Path,
+    results: List[Dict[str, Any]],
+    metric: str,
+    device: torch.device,
+    command: Optional[str],
+    ctx: Context,
     baselines: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     summary = summarize(results, metric)
@@ -476,7 +504,9 @@ class _Run:
             if run.collective:  # every trainer scores its share of the parts
                 run.evaluator = DistEvaluator(data, config.eval_parts, config.eval_views, config.seed, config=config)
             elif ctx.is_main:
-                run.evaluator = Evaluator(data, config.eval_parts, config.eval_views, config.seed, amp=config.amp, config=config)
+                run.evaluator = Evaluator(
+                    data, config.eval_parts, config.eval_views, config.seed, amp=config.amp, config=config
+                )
             run.teacher_logits = _teacher_logits(config, data, device)
             if state is not None:
                 run._restore(state)
@@ -513,7 +543,9 @@ class _Run:
         """The remaining epochs; returns the run's best epoch, validation and test scores."""
         config, ctx = self.config, self.ctx
         if ctx.is_main and config.logger:
-            self.loggers = RunLoggers(config.logger.split(","), self.run_dir, self.start_epoch, self.metric, config.to_dict())
+            self.loggers = RunLoggers(
+                config.logger.split(","), self.run_dir, self.start_epoch, self.metric, config.to_dict()
+            )
         try:
             return self._train(progress, on_epoch)
         finally:
@@ -542,7 +574,9 @@ class _Run:
                     on_epoch({**record, "seed": config.seed})
                 self.stopped = ctx.broadcast(self.stopped)  # rank 0 decides an early stop
         self.best = ctx.broadcast(self.best)  # rank 0 evaluated
-        if self.best["val"] is None:  # an early stop cannot come before an evaluation; a resumed finished run keeps its best
+        if (
+            self.best["val"] is None
+        ):  # an early stop cannot come before an evaluation; a resumed finished run keeps its best
             raise ConfigError(f"{self.run_dir}: no evaluation was recorded.")
         self.echo(f"seed {config.seed}: best val {self.metric} {self.best['val']:.4f} at epoch {self.best['epoch']}, "
                   f"test {self.best['test']:.4f}")  # fmt: skip
@@ -560,7 +594,11 @@ class _Run:
             loss = train_epoch(self.net, self.optimizer, self.data, config.train_parts, rng, config.grad_clip, config,
                                self.teacher_logits, dist=self.ctx)  # fmt: skip
         except TrainingDiverged as err:
-            kept = f"The checkpoints of epoch {epoch - 1} in {self.run_dir} are kept." if epoch > 1 else "Nothing was kept."
+            kept = (
+                f"The checkpoints of epoch {epoch - 1} in {self.run_dir} are kept."
+                if epoch > 1
+                else "Nothing was kept."
+            )
             raise TrainingDiverged(
                 f"epoch {epoch}: {err}; training stopped before the update. {kept} Lower --lr, keep --grad-clip on, "
                 "or check the inputs."
@@ -586,7 +624,9 @@ class _Run:
         if scores is None:
             started = time.perf_counter()
             scores = self.evaluator(self.model)
-            record["eval_time"] = time.perf_counter() - started  # evaluation's share of the epoch (a benchmark reads it)
+            record["eval_time"] = (
+                time.perf_counter() - started
+            )  # evaluation's share of the epoch (a benchmark reads it)
         if not all(math.isfinite(v) for v in scores.values()):
             raise TrainingDiverged(f"epoch {epoch}: the model's outputs are not finite ({scores}); training stopped.")
         record.update(scores)
@@ -616,7 +656,9 @@ class _Run:
         """The epoch's files, each written whole: best checkpoint (if improved), metrics line, and
         every ``save_every`` epochs (and at the end) the last checkpoint and the state."""
         if improved:
-            save_checkpoint(self.run_dir / BEST_FILE, self.model, metadata={**self.meta, **self.best, "loss": record["loss"]})
+            save_checkpoint(
+                self.run_dir / BEST_FILE, self.model, metadata={**self.meta, **self.best, "loss": record["loss"]}
+            )
         record["time"] = time.perf_counter() - tic
         append_metrics(self.run_dir / METRICS_FILE, record)
         if self.loggers is not None:
@@ -627,7 +669,9 @@ class _Run:
         save_checkpoint(self.run_dir / LAST_FILE, self.model, metadata={**self.meta, **record})
         extra = {"best": self.best, "since_best": self.since_best, "at_chance": self.at_chance, "stopped": self.stopped,
                  "config": self.config.to_dict()}  # fmt: skip
-        save_training_state(self.state_path, model=self.model, optimizer=self.optimizer, epoch=record["epoch"], extra=extra)
+        save_training_state(
+            self.state_path, model=self.model, optimizer=self.optimizer, epoch=record["epoch"], extra=extra
+        )
 
 
 class _ProgressReport:
@@ -661,13 +705,17 @@ class _ProgressReport:
             self.bar.update()
         else:
             scores = "" if record["val"] is None else f" val {record['val']:.4f} test {record['test']:.4f}"
-            self.echo(f"epoch {epoch}/{config.epochs} loss {loss:.4f}{scores} lr {record['lr']:.3g} {record['time']:.2f}s")
+            self.echo(
+                f"epoch {epoch}/{config.epochs} loss {loss:.4f}{scores} lr {record['lr']:.3g} {record['time']:.2f}s"
+            )
         if run.big_defaults and epoch == self.start + 1:
             hours = record["time"] * (config.epochs - epoch) / 3600
             self.echo(f"note: the first epoch took {record['time']:.1f} s; the remaining {config.epochs - epoch} "
                       f"would take about {hours:.1f} h at that pace.")  # fmt: skip
         if run.stopped:
-            self.echo(f"early stopping at epoch {epoch}: no better validation {run.metric} for {config.patience} evaluations")
+            self.echo(
+                f"early stopping at epoch {epoch}: no better validation {run.metric} for {config.patience} evaluations"
+            )
 
 
 # ---------------------------------------------------------------------- one epoch

@@ -14,6 +14,7 @@ the run directory.
 >>> layout.count, layout.machine, layout.master_addr, layout.first_rank(4), layout.server_ids(2)
 (2, 1, '10.0.0.1', 2, [2, 3])
 """
+
 from __future__ import annotations
 
 import socket

@@ -1,4 +1,5 @@
 """Training curves of one or more runs: the loss and every metric per epoch, runs overlaid."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -16,6 +16,7 @@ is, so it would never prune.
 
 This module imports optuna: :mod:`revgnn_dgl.train.tune` imports it only to make a pruner.
 """
+
 from __future__ import annotations
 
 import math

@@ -4,6 +4,7 @@ Everything here is a pure function of the configuration, the epoch and the globa
 generators, whose states the training state saves: a resumed run draws exactly what the
 uninterrupted one drew.
 """
+
 from __future__ import annotations
 
 import math

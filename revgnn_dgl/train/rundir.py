@@ -8,6 +8,7 @@ Nothing is written through a symbolic link: a link where the project writes (a p
 before anything is written, and the files it appends to or locks are opened with
 ``O_NOFOLLOW``, so a file outside the run directory is never opened for writing.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,6 @@ import os
 import shutil
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
-
 
 from ..faults import fault_point
 from ..files import acquire_lock, open_nofollow, to_json, write_json, write_whole, write_yaml  # noqa: F401  (the trainer imports them from here)
@@ -145,7 +145,9 @@ def refuse_existing_run(config: TrainConfig, overwrite: bool = False) -> None:
         return
     out = Path(config.out)
     names = ", ".join(str(path.relative_to(out)) for path in found[:4]) + (", ..." if len(found) > 4 else "")
-    if any(path.name in (CONFIG_FILE, METRICS_FILE) or path.parent != out or path.name.startswith("run-") for path in found):
+    if any(
+        path.name in (CONFIG_FILE, METRICS_FILE) or path.parent != out or path.name.startswith("run-") for path in found
+    ):
         raise ConfigError(f"{out} already holds a run ({names}); continue it with --resume {out}, choose another "
                           "--out, or give --overwrite to replace it.")  # fmt: skip
     raise ConfigError(f"{out} holds files of the names the trainer writes ({names}); choose another --out, or give "
@@ -333,6 +335,8 @@ def interruption_note(config: TrainConfig) -> str:
         records = read_metrics(run_dir)
         done = records[-1]["epoch"] if records else 0
         if done < config.epochs:
-            parts.append(f"{run_dir}: epochs 1-{done} saved, epoch {done + 1} lost" if done else f"{run_dir}: epoch 1 lost")
+            parts.append(
+                f"{run_dir}: epochs 1-{done} saved, epoch {done + 1} lost" if done else f"{run_dir}: epoch 1 lost"
+            )
     where = "; ".join(parts) if parts else "no epoch had finished"
     return f"Interrupted ({where}); continue with: revgnn-dgl train --resume {config.out}"

@@ -6,6 +6,7 @@ configuration, the default output directory, and for ``evaluate`` the settings a
 checkpoint or a model card brings. Importing this module loads neither torch nor DGL (those
 are imported by the functions that build a model), so bad settings are refused at once.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -38,7 +39,17 @@ LAUNCHER_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 #: The options ``train --resume`` accepts: what may change, less ``out`` (the directory resumed).
 RESUMABLE_OPTIONS = tuple(key for key in RESUMABLE_KEYS if key != "out")
 #: What ``evaluate --run`` takes from the run's config.yaml.
-_RUN_EVAL_KEYS = ("dataset", "root", "dataset_options", "eval_parts", "eval_views", "seed", "amp", "use_labels", "label_iters")
+_RUN_EVAL_KEYS = (
+    "dataset",
+    "root",
+    "dataset_options",
+    "eval_parts",
+    "eval_views",
+    "seed",
+    "amp",
+    "use_labels",
+    "label_iters",
+)
 #: What ``evaluate --checkpoint`` takes from the checkpoint's metadata.
 _CHECKPOINT_EVAL_KEYS = ("dataset", "dataset_options", "eval_parts", "eval_views", "seed", "use_labels", "label_iters")
 
@@ -222,7 +233,9 @@ def resolve_train_config(
         auto: Dict[str, Any] = {}
         if use_auto:
             if config_file:
-                raise ConfigError("--recipe auto chooses the settings from the graph; drop --config (or use --recipe card).")
+                raise ConfigError(
+                    "--recipe auto chooses the settings from the graph; drop --config (or use --recipe card)."
+                )
             auto = auto_settings(given, echo)
             model = auto.pop("model")
             given = {**given, "model": model}
@@ -254,7 +267,9 @@ def resolve_train_config(
         if whole_graph and "eval_parts" not in explicit and ("eval_parts" not in recipe or "train_parts" in explicit):
             given["eval_parts"] = 1  # trained on the whole graph: evaluated on it too
             if base.eval_parts != 1:
-                notes.append("eval_parts=1: trained on the whole graph (train_parts 1), so evaluated on it too (--eval-parts overrides)")
+                notes.append(
+                    "eval_parts=1: trained on the whole graph (train_parts 1), so evaluated on it too (--eval-parts overrides)"
+                )
         config = base.updated(given, "the command line")
         if config.out is None:
             config = config.updated({"out": default_out(config)})
@@ -268,7 +283,9 @@ def resolve_train_config(
         taken = {k: getattr(config, k) for k in recipe if k not in explicit and k not in given}
         if taken:
             settings = ", ".join(f"{k}={v}" for k, v in taken.items())
-            notes.insert(0, f"training recipe of model card {model!r}: {settings} (a flag or --config overrides any of them)")
+            notes.insert(
+                0, f"training recipe of model card {model!r}: {settings} (a flag or --config overrides any of them)"
+            )
     check_names(config.model, config.dataset)
     for note in notes if echo is not None else ():
         echo(note)
@@ -333,7 +350,9 @@ def _target(
         if not (run / BEST_FILE).exists():
             subruns = sorted(p.name for p in run.glob("run-*") if (p / BEST_FILE).exists())
             if subruns:
-                raise ConfigError(f"{run} holds {len(subruns)} runs; evaluate one of them, e.g. --run {run / subruns[0]}.")
+                raise ConfigError(
+                    f"{run} holds {len(subruns)} runs; evaluate one of them, e.g. --run {run / subruns[0]}."
+                )
         config = TrainConfig.from_file(run / CONFIG_FILE)
         net = build_from_checkpoint(run / BEST_FILE, allow_nonfinite=allow_nonfinite)
         return {k: getattr(config, k) for k in _RUN_EVAL_KEYS}, net, str(run / BEST_FILE)

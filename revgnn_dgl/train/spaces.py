@@ -22,6 +22,7 @@ Depth, width and the epochs are not searched: they are the study's (``--num-laye
 ``--hidden``, ``--epochs``), since a study compares recipes for the model it was asked about.
 The spaces are written as ``--space`` items, parsed by :func:`revgnn_dgl.train.tune.parse_space`.
 """
+
 from __future__ import annotations
 
 from typing import Any, List, Tuple

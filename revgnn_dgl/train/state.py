@@ -14,10 +14,10 @@ Two checksums cover all of it: ``data_sha256`` the tensors' names, dtypes, shape
 >>> load_training_state(path).epoch
 3
 """
+
 from __future__ import annotations
 
 import json
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..errors import TrainingStateError, ZooError
+from ..errors import TrainingStateError
 from ..zoo.checkpoint import config_sha256, strict_json, tensors_sha256, write_safetensors
 
 #: Key of the JSON document in the safetensors header.
@@ -174,10 +174,16 @@ def load_training_state(path: PathLike) -> TrainingState:
     try:
         header = strict_json(meta[HEADER_KEY])
     except (ValueError, RecursionError):
-        raise TrainingStateError(f"{path}: the training-state header is damaged (not valid JSON, or nested too deeply).") from None
+        raise TrainingStateError(
+            f"{path}: the training-state header is damaged (not valid JSON, or nested too deeply)."
+        ) from None
     if not isinstance(header, dict) or header.get("version") != FORMAT_VERSION:
         version = header.get("version") if isinstance(header, dict) else None
-        older = " (written by an older revgnn_dgl, whose header no checksum covered; start the run again)" if version == 1 else ""
+        older = (
+            " (written by an older revgnn_dgl, whose header no checksum covered; start the run again)"
+            if version == 1
+            else ""
+        )
         raise TrainingStateError(f"{path} has training-state format {version!r:.20}, expected {FORMAT_VERSION}{older}.")
     if not isinstance(header.get("sha256"), str) or header["sha256"] != config_sha256(header):
         raise TrainingStateError(
@@ -220,7 +226,9 @@ def _check_header(header: Dict[str, Any], tensors: Dict[str, Tensor]) -> None:
     if best.get("epoch") is not None and not _is_int(best["epoch"], 0, header["epoch"] + 1):
         raise ValueError("best.epoch must be an epoch already trained")
     groups = header["optimizer"]["param_groups"]
-    if not isinstance(groups, list) or not all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups):
+    if not isinstance(groups, list) or not all(
+        isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups
+    ):
         raise TypeError("optimizer.param_groups must be a list of mappings with params")
     if not all(_is_int(p) for g in groups for p in g["params"]):
         raise TypeError("optimizer.param_groups' params must be parameter indices")
@@ -239,7 +247,11 @@ def _check_header(header: Dict[str, Any], tensors: Dict[str, Tensor]) -> None:
     if not (_is_int(np_pos, 0, 625) and _is_int(np_has_gauss, 0, 2) and isinstance(np_gauss, (int, float))):
         raise ValueError("rng.numpy is not a Mersenne Twister state")
     np_keys = tensors["rng/numpy"]
-    if np_keys.dtype != torch.int64 or tuple(np_keys.shape) != (624,) or bool(((np_keys < 0) | (np_keys >= 2**32)).any()):
+    if (
+        np_keys.dtype != torch.int64
+        or tuple(np_keys.shape) != (624,)
+        or bool(((np_keys < 0) | (np_keys >= 2**32)).any())
+    ):
         raise ValueError("rng/numpy is not 624 words of a Mersenne Twister state")
     if tensors["rng/torch"].dtype != torch.uint8 or tensors["rng/torch"].shape != torch.get_rng_state().shape:
         raise ValueError("rng/torch is not a CPU generator state")
@@ -284,7 +296,11 @@ def check_optimizer_state(optimizer: torch.optim.Optimizer, saved: Dict[str, Any
                     raise ValueError(f"parameter {pid}'s step is not a scalar")
                 if not (torch.isfinite(value).all() and value.item() >= 0):
                     raise ValueError(f"parameter {pid}'s step is negative or not finite")
-            elif not isinstance(value, Tensor) or tuple(value.shape) != tuple(params[pid].shape) or value.dtype != ref.dtype:
+            elif (
+                not isinstance(value, Tensor)
+                or tuple(value.shape) != tuple(params[pid].shape)
+                or value.dtype != ref.dtype
+            ):
                 raise ValueError(f"parameter {pid}'s {name} does not match the parameter's shape or dtype")
 
 
@@ -294,7 +310,7 @@ def _plain(value: Any) -> Any:
 
 def _state_from(header: Dict[str, Any], tensors: Dict[str, Tensor]) -> TrainingState:
 
-    model = {key[len("model/"):]: value for key, value in tensors.items() if key.startswith("model/")}
+    model = {key[len("model/") :]: value for key, value in tensors.items() if key.startswith("model/")}
     opt_state: Dict[int, Dict[str, Any]] = {}
     for key, value in tensors.items():
         if key.startswith("optimizer/"):

@@ -23,6 +23,7 @@ database, are not seen this way: their dead trials stay RUNNING and are not coun
 
 Importing this module loads neither optuna nor torch: a bad search space is refused at once.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,12 +38,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-
 from ..errors import ConfigError, RevGNNError
 from .config import TrainConfig
 from .settings import check_names
 
-__all__ = ["KINDS", "Param", "SearchSpace", "TuneSettings", "parse_space", "read_space_file", "tune", "default_study_dir"]
+__all__ = [
+    "KINDS",
+    "Param",
+    "SearchSpace",
+    "TuneSettings",
+    "parse_space",
+    "read_space_file",
+    "tune",
+    "default_study_dir",
+]
 
 Echo = Callable[[str], None]
 
@@ -130,7 +139,7 @@ class SearchSpace:
                         from .data import check_model_args  # loads DGL: only once the TrainConfig keys are fine
 
                         for model in models:
-                            check_model_args(str(model), {param.key[len(MODEL_ARG):]: value})
+                            check_model_args(str(model), {param.key[len(MODEL_ARG) :]: value})
                     else:
                         base.updated({param.key: value}, "the search space")
                         if param.key == "model":
@@ -142,7 +151,7 @@ class SearchSpace:
     def apply(self, base: TrainConfig, values: Mapping[str, Any], source: str) -> TrainConfig:
         """``base`` with one trial's values (model arguments added to its ``model_args``)."""
         plain = {k: v for k, v in values.items() if not k.startswith(MODEL_ARG)}
-        extra = {k[len(MODEL_ARG):]: v for k, v in values.items() if k.startswith(MODEL_ARG)}
+        extra = {k[len(MODEL_ARG) :]: v for k, v in values.items() if k.startswith(MODEL_ARG)}
         if extra:
             plain["model_args"] = {**base.model_args, **extra}
         return base.updated(plain, source)
@@ -154,7 +163,7 @@ def _check_size(key: str, value: Any) -> None:
     from ..limits import check_count
     from ..zoo.architectures import SIZE_ARGUMENTS
 
-    name = key[len(MODEL_ARG):] if key.startswith(MODEL_ARG) else key
+    name = key[len(MODEL_ARG) :] if key.startswith(MODEL_ARG) else key
     if name in SIZE_ARGUMENTS and value is not None:
         low, high = SIZE_ARGUMENTS[name]
         check_count(name, value, high, minimum=low)
@@ -281,7 +290,9 @@ def _make_param(key: str, kind: str, where: str, low: Any = None, high: Any = No
         raise ConfigError(f"{where}: a log range needs LOW > 0, got {low}.")
     if step is not None and (step < 1 or (high - low) % step):
         raise ConfigError(f"{where}: step {step} must be at least 1 and divide HIGH - LOW ({high - low}).")
-    return Param(key, kind, low=float(low) if not integer else low, high=float(high) if not integer else high, step=step)
+    return Param(
+        key, kind, low=float(low) if not integer else low, high=float(high) if not integer else high, step=step
+    )
 
 
 def _check_key(key: str, where: str) -> str:
@@ -404,8 +415,10 @@ def tune(base: TrainConfig, space: SearchSpace, settings: TuneSettings, echo: Ec
     echo(f"study {settings.study_name!r} in {_shown_url(settings)}: {len(study.trials)} trial(s) so far; "
          f"{settings.jobs} job(s), {base.threads} thread(s) each; searching {', '.join(space.to_dict().values())}")  # fmt: skip
     if stop_at is not None:
-        echo(f"budget: {settings.budget:g} min, until {time.strftime('%H:%M:%S', time.localtime(stop_at))}; no trial "
-             "starts after it, and a trial still running then is stopped at its next evaluation (recorded as pruned)")
+        echo(
+            f"budget: {settings.budget:g} min, until {time.strftime('%H:%M:%S', time.localtime(stop_at))}; no trial "
+            "starts after it, and a trial still running then is stopped at its next evaluation (recorded as pruned)"
+        )
     job = _Job(base.to_dict(), space, settings, deadline, stop_at)
     if settings.jobs == 1:
         _work(job, 0, echo)
@@ -571,7 +584,9 @@ def _open_study(base: TrainConfig, space: SearchSpace, settings: TuneSettings, s
     if saved is None and create:
         study.set_user_attr(_STUDY_ATTR, what)
     elif saved is not None and saved != what:
-        differ = sorted(k for k in set(saved["config"]) | set(what["config"]) if saved["config"].get(k) != what["config"].get(k))
+        differ = sorted(
+            k for k in set(saved["config"]) | set(what["config"]) if saved["config"].get(k) != what["config"].get(k)
+        )
         changed = (["the search space"] if saved["space"] != what["space"] else []) + differ
         raise ConfigError(
             f"study {settings.study_name!r} in {_shown_url(settings)} was started with other settings "
@@ -754,7 +769,13 @@ def _fail_dead_trials(study: Any, storage: Any, echo: Echo) -> None:
     study_id = None
     for trial in study.get_trials(deepcopy=False, states=(state.RUNNING,)):
         lock = trial.user_attrs.get("lock")
-        if not isinstance(lock, str) or not lock or not Path(lock).is_file() or Path(lock).is_symlink() or _held(Path(lock)):
+        if (
+            not isinstance(lock, str)
+            or not lock
+            or not Path(lock).is_file()
+            or Path(lock).is_symlink()
+            or _held(Path(lock))
+        ):
             continue
         study_id = study_id if study_id is not None else storage.get_study_id_from_name(study.study_name)
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
@@ -771,7 +792,9 @@ def _held(path: Path) -> bool:
     """Whether a process holds the flock on ``path`` (taking it for a moment to see)."""
     from ..files import acquire_lock
 
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))  # a path from the study: no link followed
+    fd = os.open(
+        path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    )  # a path from the study: no link followed
     try:
         acquire_lock(fd, blocking=False)
     except BlockingIOError:
@@ -895,7 +918,9 @@ def _finish(study: Any, base: TrainConfig, space: SearchSpace, settings: TuneSet
 
     saved = Path(best.user_attrs["run_dir"]) / CONFIG_FILE
     # The trial's own config.yaml (its thread count included), unless it ran on another machine.
-    config = (TrainConfig.from_file(saved) if saved.is_file() else space.apply(base, best.params, "the best trial")).to_dict()
+    config = (
+        TrainConfig.from_file(saved) if saved.is_file() else space.apply(base, best.params, "the best trial")
+    ).to_dict()
     config.pop("out")  # train --config BEST gives the new run its own folder
     write_yaml(out / BEST_CONFIG, config)
     summary["best"] = {"trial": best.number, "val": best.value, "test": best.user_attrs.get("test"),
@@ -920,8 +945,13 @@ def _check_attributes(done: Sequence[Any], settings: TuneSettings) -> None:
     for t in done:
         attrs = t.user_attrs
         test = attrs.get("test", 0.0)
-        if (not isinstance(attrs.get("run_dir"), str) or not isinstance(attrs.get("metric", "val"), str)
-                or isinstance(test, bool) or not isinstance(test, (int, float)) or not math.isfinite(test)):
+        if (
+            not isinstance(attrs.get("run_dir"), str)
+            or not isinstance(attrs.get("metric", "val"), str)
+            or isinstance(test, bool)
+            or not isinstance(test, (int, float))
+            or not math.isfinite(test)
+        ):
             raise ConfigError(f"study {settings.study_name!r} in {_shown_url(settings)}: trial {t.number}'s recorded "
                               "run_dir, test or metric is not what revgnn-dgl writes (an edited database); start "
                               "another study with --out DIR or --study-name NAME.")  # fmt: skip
@@ -939,8 +969,10 @@ def _default_space(base: TrainConfig, echo: Echo) -> SearchSpace:
 
     items, kind = default_space_items(base, load_dataset_for(base))
     space = parse_space(items, "the default search space")
-    echo(f"no --space given: searching the default space for {kind}: {', '.join(space.to_dict().values())} "
-         "(--space or --space-file to choose)")
+    echo(
+        f"no --space given: searching the default space for {kind}: {', '.join(space.to_dict().values())} "
+        "(--space or --space-file to choose)"
+    )
     return space
 
 

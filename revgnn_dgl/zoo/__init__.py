@@ -10,6 +10,7 @@
 
 Only the light modules are imported here, so listing cards needs neither torch nor DGL.
 """
+
 from ..errors import ZooError
 from .architectures import architecture_arguments, build_from_config, list_architectures, register_architecture
 from .factory import create_model

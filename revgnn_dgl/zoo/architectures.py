@@ -11,6 +11,7 @@ True
 >>> build_from_config("mlp", {"in_feats": 4, "out_feats": 2, "hidden": 8}).__class__.__name__
 'MLP'
 """
+
 from __future__ import annotations
 
 import inspect

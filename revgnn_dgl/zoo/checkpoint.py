@@ -24,6 +24,7 @@ the model cards of the bundled weights do.
 >>> ckpt.architecture, ckpt.arguments["num_layers"], ckpt.metadata["epoch"]
 ('revgnn', 2, 3)
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,9 +38,9 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
+from ..errors import CheckpointError, ZooError
 from ..faults import fault_point
 from ..files import whole_file
-from ..errors import CheckpointError, ZooError
 from ..limits import format_bytes
 from .architectures import build_from_config, check_sizes, estimate_state_bytes
 
@@ -159,7 +160,9 @@ def save_checkpoint(
         # Through JSON first: the checksum is of what a reader parses back.
         config = json.loads(json.dumps(config, sort_keys=True, default=_json_default, allow_nan=False))
     except (TypeError, ValueError) as err:
-        raise CheckpointError(f"cannot save {path}: the configuration or metadata is not JSON-serialisable ({err}).") from None
+        raise CheckpointError(
+            f"cannot save {path}: the configuration or metadata is not JSON-serialisable ({err})."
+        ) from None
     config["sha256"] = config_sha256(config)
     header = json.dumps(config, sort_keys=True)
 
@@ -186,7 +189,9 @@ def write_safetensors(path: Path, tensors: Mapping[str, Tensor], metadata: Mappi
     path.parent.mkdir(parents=True, exist_ok=True)
     data = save(dict(tensors), metadata=dict(metadata))
     # The temporary name matches the repository's ignore pattern ``*.safetensors.tmp*``.
-    with whole_file(path, "wb", error=CheckpointError, before_rename=(lambda: fault_point(fault)) if fault else None) as fh:
+    with whole_file(
+        path, "wb", error=CheckpointError, before_rename=(lambda: fault_point(fault)) if fault else None
+    ) as fh:
         fh.write(data)
 
 
@@ -196,7 +201,9 @@ def _storable_state_dict(state: Mapping[str, Any]) -> Dict[str, Tensor]:
     seen: set = set()
     for key, value in state.items():
         if not isinstance(value, Tensor):
-            raise CheckpointError(f"cannot save state-dict entry {key!r}: it is a {type(value).__name__}, not a tensor.")
+            raise CheckpointError(
+                f"cannot save state-dict entry {key!r}: it is a {type(value).__name__}, not a tensor."
+            )
         t = value.detach()
         if t.device.type != "cpu":
             t = t.cpu()
@@ -264,7 +271,9 @@ def load_checkpoint(path: PathLike, *, pinned_sha256: Optional[str] = None, allo
     try:
         tensors = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, RuntimeError, ValueError, TypeError) as err:
-        raise CheckpointError(f"{path} is corrupted: safetensors cannot read it ({' '.join(str(err).split())[:200]}).") from None
+        raise CheckpointError(
+            f"{path} is corrupted: safetensors cannot read it ({' '.join(str(err).split())[:200]})."
+        ) from None
     if foreign:
         return Checkpoint(state_dict=tensors, name=None, architecture="", arguments={}, metadata={}, format_version=0,
                           path=path)  # fmt: skip
@@ -412,8 +421,14 @@ def _read_header(path: Path) -> Dict[str, Any]:
         first = fh.read(1)
         if header_len > _MAX_HEADER_BYTES or first not in (b"{", b""):
             # torch.save writes a zip ("PK") or a raw pickle (0x80): say how to convert it.
-            hint = " It looks like a torch .pth file; import it with `revgnn-dgl zoo import`." if head[:2] == b"PK" or head[:1] == b"\x80" else ""
-            raise CheckpointError(f"{path} is not a safetensors file (it does not start with a safetensors header).{hint}")
+            hint = (
+                " It looks like a torch .pth file; import it with `revgnn-dgl zoo import`."
+                if head[:2] == b"PK" or head[:1] == b"\x80"
+                else ""
+            )
+            raise CheckpointError(
+                f"{path} is not a safetensors file (it does not start with a safetensors header).{hint}"
+            )
         fh.seek(8)
         if 8 + header_len > size:
             raise CheckpointError(
@@ -437,7 +452,9 @@ def _read_header(path: Path) -> Dict[str, Any]:
     data_end = 0
     for start, end, key in sorted(spans):
         if start != data_end:
-            raise CheckpointError(f"{path} has a corrupted header: tensor {key!r:.80} does not start where the previous one ends.")
+            raise CheckpointError(
+                f"{path} has a corrupted header: tensor {key!r:.80} does not start where the previous one ends."
+            )
         data_end = end
     data_size = size - 8 - header_len
     if data_size < data_end:

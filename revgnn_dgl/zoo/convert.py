@@ -22,6 +22,7 @@ Files are read by :func:`revgnn_dgl.data.safe_torch.load_torch_file`, never by `
 containers only, so a malicious file cannot run code; TorchScript archives and pickles that name
 anything else are refused.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,11 +34,11 @@ from typing import Any, Dict, Iterator, Mapping, Optional, Tuple, Union
 from torch import Tensor, nn
 
 from ..data.safe_torch import TorchFileError, load_torch_file
-from ..files import file_lock
 from ..errors import CheckpointError, ZooError
+from ..files import file_lock
 from ..limits import format_bytes
-from .checkpoint import save_checkpoint, sha256_file
 from .architectures import build_from_config
+from .checkpoint import save_checkpoint, sha256_file
 from .factory import create_model
 from .registry import get_config
 
@@ -193,10 +194,21 @@ def infer_official_arguments(state_dict: Mapping[str, Tensor]) -> Dict[str, int]
     layers, groups = set(), set()
     for key in state_dict:
         parts = key.split(".")
-        if len(parts) > 4 and parts[0] == "gcns" and parts[2:4] == ["_fn", "Fms"] and parts[1].isdigit() and parts[4].isdigit():
+        if (
+            len(parts) > 4
+            and parts[0] == "gcns"
+            and parts[2:4] == ["_fn", "Fms"]
+            and parts[1].isdigit()
+            and parts[4].isdigit()
+        ):
             layers.add(int(parts[1]))
             groups.add(int(parts[4]))
-    needed = ("node_features_encoder.weight", "node_one_hot_encoder.weight", "edge_encoder.weight", "node_pred_linear.weight")
+    needed = (
+        "node_features_encoder.weight",
+        "node_one_hot_encoder.weight",
+        "edge_encoder.weight",
+        "node_pred_linear.weight",
+    )
     missing = [k for k in needed if k not in state_dict]
     if not layers or missing:
         raise CheckpointError(
@@ -205,7 +217,9 @@ def infer_official_arguments(state_dict: Mapping[str, Tensor]) -> Dict[str, int]
             + "; give --num-layers, --hidden and --groups with a matching --model."
         )
     if layers != set(range(len(layers))) or groups != set(range(len(groups))):
-        raise CheckpointError(f"the official layers or groups are not numbered 0..n-1 (layers {sorted(layers)[:5]}...).")
+        raise CheckpointError(
+            f"the official layers or groups are not numbered 0..n-1 (layers {sorted(layers)[:5]}...)."
+        )
     node, species = state_dict["node_features_encoder.weight"], state_dict["node_one_hot_encoder.weight"]
     return {
         "num_layers": len(layers),
@@ -387,7 +401,7 @@ def _check_conversion_memory(path: Path, state: Mapping[str, Tensor]) -> None:
 
 def _strip_prefix(state: Mapping[str, Any], prefix: str) -> Dict[str, Any]:
     if state and all(k.startswith(prefix) for k in state):
-        return {k[len(prefix):]: v for k, v in state.items()}
+        return {k[len(prefix) :]: v for k, v in state.items()}
     return dict(state)
 
 

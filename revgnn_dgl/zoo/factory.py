@@ -1,4 +1,5 @@
 """``create_model``: a card's architecture, built with its arguments, optionally with weights."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -20,6 +20,7 @@ The official RevGNN weights are published in a Google Drive *folder*, which cann
 downloaded as a file: such cards are "manual import", and :func:`pretrained_path` explains the
 ``revgnn-dgl zoo import`` command and where the converted file goes.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -59,7 +60,9 @@ def checkpoint_file(config: Mapping[str, Any]) -> Path:
     section = config.get("checkpoint") or {}
     filename = section.get("file") or f"{config['name']}.safetensors"
     if Path(filename).name != filename:  # a card must not point outside the cache
-        raise CheckpointError(f"model card {config.get('name')!r}: checkpoint.file must be a plain file name, got {filename!r}.")
+        raise CheckpointError(
+            f"model card {config.get('name')!r}: checkpoint.file must be a plain file name, got {filename!r}."
+        )
     return checkpoints_dir() / filename
 
 
@@ -147,7 +150,9 @@ def bundled_path(config: Mapping[str, Any]) -> Path:
         raise CheckpointError(f"model card {name!r}: bundled weights need checkpoint.file and checkpoint.sha256.")
     relative = Path(str(filename))
     if relative.is_absolute() or ".." in relative.parts:
-        raise CheckpointError(f"model card {name!r}: checkpoint.file must be a path inside the zoo folder, got {filename!r}.")
+        raise CheckpointError(
+            f"model card {name!r}: checkpoint.file must be a path inside the zoo folder, got {filename!r}."
+        )
     folder = zoo_dir()
     path = folder / relative
     if not path.is_file():

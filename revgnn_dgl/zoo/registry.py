@@ -9,6 +9,7 @@ True
 >>> revgnn_dgl.get_config("deep")["arguments"]["num_layers"]
 1001
 """
+
 from __future__ import annotations
 
 import copy
@@ -121,14 +122,13 @@ def _ensure_cards() -> None:
             _add_card(yaml.safe_load(fh), source=str(path))
 
 
-
 # ------------------------------------------------------------------ the zoo's index
 def paper_score(card: Dict[str, Any]) -> str:
     """The card's published test score with its metric's name (``rocauc 87.74 ± 0.13``), or ``-``."""
     paper = card.get("paper") or {}
     for key, value in paper.items():
         if key.startswith("test_") and key.count("_") == 1:  # test_rocauc, test_accuracy (not variants)
-            return f"{key[len('test_'):]} {value}"
+            return f"{key[len('test_') :]} {value}"
     return "-"
 
 

@@ -3,6 +3,7 @@
 Not timing tests: nothing here asserts that anything is fast. Fresh-process runs cost a few
 seconds each (importing torch and DGL), so only three are made.
 """
+
 from __future__ import annotations
 
 import csv
@@ -11,6 +12,7 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
+from variant_step import TINY, assert_same_step, assert_speed_rows_agree, float64_step, one_step
 
 from revgnn_dgl.bench import VARIANTS, StepConfig, TrainStep, measure_step, memory_sweep, write_rows
 from revgnn_dgl.bench.cli import benchmark, parse_depths
@@ -18,7 +20,6 @@ from revgnn_dgl.bench.memory import _project, live_blocks_at_peak
 from revgnn_dgl.bench.plots import plot_memory, plot_time
 from revgnn_dgl.bench.results import ENV_FIELDS, read_rows
 from revgnn_dgl.bench.workload import variant_available
-from variant_step import TINY, assert_same_step, assert_speed_rows_agree, float64_step, one_step
 
 
 def test_parse_depths():
@@ -42,7 +43,9 @@ def test_measure_step_accounts_for_the_state_exactly():
     assert out["peak_allocated_bytes"] == out["state_bytes"] + out["step_peak_delta_bytes"]
     assert out["step_peak_delta_bytes"] > 0 and out["step_time_s"] > 0
     assert out["breakdown"]["step_peak_delta_bytes"] > 0
-    assert out["parameters"] == sum(p.numel() for p in TrainStep(StepConfig(model="revgnn-112", depth=2, **TINY)).params)
+    assert out["parameters"] == sum(
+        p.numel() for p in TrainStep(StepConfig(model="revgnn-112", depth=2, **TINY)).params
+    )
 
 
 @pytest.mark.slow
@@ -105,8 +108,22 @@ def test_speed_compare_rows_record_the_same_first_loss():
 
 def test_cli_memory_and_speed_write_results(tmp_path):
     runner = CliRunner()
-    common = ["--model", "wt-revgnn-80", "--hidden", "8", "--nodes", "60", "--edges", "240", "--depths", "2",
-              "--repeats", "1", "--out", str(tmp_path)]
+    common = [
+        "--model",
+        "wt-revgnn-80",
+        "--hidden",
+        "8",
+        "--nodes",
+        "60",
+        "--edges",
+        "240",
+        "--depths",
+        "2",
+        "--repeats",
+        "1",
+        "--out",
+        str(tmp_path),
+    ]
     res = runner.invoke(benchmark, ["memory", *common, "--warmup", "0"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "memory.csv").exists() and (tmp_path / "memory.png").exists()

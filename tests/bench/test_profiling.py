@@ -1,4 +1,5 @@
 """Tests for revgnn_dgl.bench.profiling: exact allocator accounting and the fresh-process runner."""
+
 from __future__ import annotations
 
 import os
@@ -129,6 +130,7 @@ def test_retained_bytes_grow_linearly_with_depth_unless_no_grad():
 
 def test_dgl_ops_are_seen():
     import dgl  # a dependency of the package: missing or broken is a failure, not a skip
+
     g = dgl.rand_graph(100, 500)
     feat = torch.randn(100, 16)
     out_bytes = 100 * 16 * 4
@@ -188,9 +190,7 @@ def test_subprocess_returns_result_and_rss():
 
 
 def test_subprocess_env_and_positional_args():
-    report = run_in_subprocess(
-        "os:getenv", args=["MALLOC_MMAP_THRESHOLD_"], env={"MALLOC_MMAP_THRESHOLD_": "131072"}
-    )
+    report = run_in_subprocess("os:getenv", args=["MALLOC_MMAP_THRESHOLD_"], env={"MALLOC_MMAP_THRESHOLD_": "131072"})
     assert report["result"] == "131072"
     assert run_in_subprocess("os:getenv", args=["MALLOC_MMAP_THRESHOLD_"], mmap_threshold=None)[
         "result"

@@ -1,4 +1,5 @@
 """``revgnn-dgl info --check``: the checks run and pass on CPU, and a failing one is named on the last line."""
+
 from __future__ import annotations
 
 from typing import List

@@ -2,17 +2,18 @@
 package's own do: in this process, through ``--variants``, and in the fresh processes that
 measure memory and time, which import the registering module by the name the configuration
 records."""
+
 from __future__ import annotations
 
 import pytest
-from click.testing import CliRunner
-
 import registered_variant
+from click.testing import CliRunner
 from registered_variant import NAME
+from variant_step import TINY
+
 from revgnn_dgl.bench import StepConfig, TrainStep, memory_sweep, register_variant, run_speed, variant_names
 from revgnn_dgl.bench.cli import benchmark
 from revgnn_dgl.bench.workload import variant_available, variant_module
-from variant_step import TINY
 
 
 def test_a_configuration_records_the_registering_module():
@@ -30,7 +31,9 @@ def test_a_registered_variant_is_measured_in_fresh_processes():
     assert head_bytes and all(not p.requires_grad for p in ts.net.model.head.parameters())
 
     rows = memory_sweep(["revgnn-112"], [2], ["ours", NAME], base=TINY, warmup=0, repeats=0, mem_cap_bytes=None)
-    assert [(r["variant"], r["status"]) for r in rows] == [("ours", "ok"), (NAME, "ok")], [r.get("message") for r in rows]
+    assert [(r["variant"], r["status"]) for r in rows] == [("ours", "ok"), (NAME, "ok")], [
+        r.get("message") for r in rows
+    ]
     ours, frozen = rows
     # The child built the registered variant, not ours: Adam steps everything but the head.
     assert ours["components"]["parameters"] - frozen["components"]["parameters"] == head_bytes
@@ -38,14 +41,37 @@ def test_a_registered_variant_is_measured_in_fresh_processes():
     assert ours["components"]["adam_state"] - frozen["components"]["adam_state"] >= 2 * head_bytes
 
     speed = run_speed({"model": "revgnn-112", **TINY}, depths=[2], variants=["ours", NAME], warmup=1, repeats=1)
-    assert [(r["variant"], r["status"]) for r in speed] == [("ours", "ok"), (NAME, "ok")], [r.get("message") for r in speed]
+    assert [(r["variant"], r["status"]) for r in speed] == [("ours", "ok"), (NAME, "ok")], [
+        r.get("message") for r in speed
+    ]
     assert speed[0]["first_loss"] == pytest.approx(speed[1]["first_loss"], rel=1e-6)  # same weights before the step
 
 
 def test_cli_variants_accept_a_registered_variant(tmp_path):
-    res = CliRunner().invoke(benchmark, [
-        "speed", "--model", "revgnn-112", "--hidden", "8", "--nodes", "60", "--edges", "240", "--depths", "2",
-        "--repeats", "1", "--variants", f"ours,{NAME}", "--in-process", "--no-plot", "--out", str(tmp_path)])
+    res = CliRunner().invoke(
+        benchmark,
+        [
+            "speed",
+            "--model",
+            "revgnn-112",
+            "--hidden",
+            "8",
+            "--nodes",
+            "60",
+            "--edges",
+            "240",
+            "--depths",
+            "2",
+            "--repeats",
+            "1",
+            "--variants",
+            f"ours,{NAME}",
+            "--in-process",
+            "--no-plot",
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert f"[{NAME}] depth 2: ok" in res.output
 

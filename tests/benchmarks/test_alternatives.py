@@ -7,6 +7,7 @@ what CI installs (.ci/run: pip install -e ".[test]"). So the PyG comparison runs
 torch_geometric is installed, and otherwise skips saying so -- unless the [test] extra lists
 torch_geometric and CI is set: then CI was meant to have it, and it fails.
 """
+
 from __future__ import annotations
 
 import configparser
@@ -14,14 +15,13 @@ import importlib.util
 import re
 from pathlib import Path
 
-import pytest
-import torch
-
 import alternatives_variants
-from revgnn_dgl.bench import StepConfig, TrainStep, memory_sweep
-from revgnn_dgl.bench.workload import variant_available
+import pytest
 from suite_env import in_ci
 from variant_step import TINY, assert_same_step, assert_speed_rows_agree, float64_step, one_step
+
+from revgnn_dgl.bench import StepConfig, TrainStep, memory_sweep
+from revgnn_dgl.bench.workload import variant_available
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPARED = ("ours", "disable", "dgl")

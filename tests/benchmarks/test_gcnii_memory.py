@@ -1,10 +1,10 @@
 """benchmarks/gcnii_memory.py: the reversible GCNII's activation peak stays flat in depth while a
 plain dgl.nn.GCN2Conv stack's grows, each depth measured in a fresh process."""
+
 from __future__ import annotations
 
-import pytest
-
 import gcnii_memory
+import pytest
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
 """benchmarks/ holds the experiments: every module there imports, and the package imports none."""
+
 from __future__ import annotations
 
 import ast
@@ -16,7 +17,17 @@ MODULES = sorted(p.stem for p in BENCHMARKS.glob("*.py"))
 #: Module-level calls that only register something (no work, no global state of torch or DGL).
 REGISTRATIONS = {"register_variant", "sys.path.insert"}  # and the scripts' own import path
 #: Calls allowed in a module-level assignment: paths and plain containers.
-CHEAP_CALLS = {"Path", "Path(__file__).resolve", "dict", "list", "tuple", "set", "frozenset", "sorted", "FAMILIES.items"}
+CHEAP_CALLS = {
+    "Path",
+    "Path(__file__).resolve",
+    "dict",
+    "list",
+    "tuple",
+    "set",
+    "frozenset",
+    "sorted",
+    "FAMILIES.items",
+}
 
 
 def _side_effects(path: Path) -> list:
@@ -30,7 +41,11 @@ def _side_effects(path: Path) -> list:
             continue  # the docstring
         if isinstance(node, ast.If) and ast.unparse(node.test).replace("'", '"') == '__name__ == "__main__"':
             continue
-        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) and ast.unparse(node.value.func) in REGISTRATIONS:
+        if (
+            isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Call)
+            and ast.unparse(node.value.func) in REGISTRATIONS
+        ):
             continue
         if isinstance(node, (ast.Assign, ast.AnnAssign)):
             value = node.value
@@ -51,9 +66,14 @@ def test_no_benchmark_script_runs_on_import() -> None:
 
 def test_the_side_effect_check_catches_a_script_that_runs(tmp_path: Path) -> None:
     script = tmp_path / "script.py"
-    script.write_text('"""doc"""\nimport torch\ntorch.set_num_threads(1)\nx = torch.randn(3)\nfor i in range(2):\n    pass\n')
+    script.write_text(
+        '"""doc"""\nimport torch\ntorch.set_num_threads(1)\nx = torch.randn(3)\nfor i in range(2):\n    pass\n'
+    )
     assert [line.split(": ", 1)[1] for line in _side_effects(script)] == [
-        "torch.set_num_threads(1)", "x = torch.randn(3)", "for i in range(2):"]
+        "torch.set_num_threads(1)",
+        "x = torch.randn(3)",
+        "for i in range(2):",
+    ]
 
 
 @pytest.mark.parametrize("module", MODULES)

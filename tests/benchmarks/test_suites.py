@@ -1,10 +1,11 @@
 """The suites' summaries (benchmarks/suites.py), on made-up rows: no measuring."""
+
 from __future__ import annotations
 
 import pytest
+from suites import summarize_paper_scale
 
 from revgnn_dgl.bench import write_rows
-from suites import summarize_paper_scale
 
 
 def test_paper_scale_summary_extrapolates_and_prefers_a_measured_full_depth(tmp_path):
@@ -12,9 +13,19 @@ def test_paper_scale_summary_extrapolates_and_prefers_a_measured_full_depth(tmp_
     # activations at every depth, 100 bytes of parameter state per layer.
     def row(model, depth, **extra):
         state = 100 * depth
-        return dict(kind="memory", model=model, variant="ours", status="ok", depth=depth, parameters=depth,
-                    model_state_bytes=state, peak_minus_model_state_bytes=10**6,
-                    peak_allocated_bytes=10**6 + state, step_time_s=float(depth), **extra)
+        return dict(
+            kind="memory",
+            model=model,
+            variant="ours",
+            status="ok",
+            depth=depth,
+            parameters=depth,
+            model_state_bytes=state,
+            peak_minus_model_state_bytes=10**6,
+            peak_allocated_bytes=10**6 + state,
+            step_time_s=float(depth),
+            **extra,
+        )
 
     write_rows([row("revgnn-deep", 2), row("revgnn-deep", 8)], tmp_path, "paper_scale")
     deep = summarize_paper_scale(tmp_path)["models"]["revgnn-deep"]

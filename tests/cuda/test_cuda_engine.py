@@ -12,12 +12,13 @@ where the project is not installed)::
 
 Without a CUDA device every test skips; nothing here imports DGL.
 """
+
 from __future__ import annotations
 
 import pytest
 import torch
-
 from grad_check import assert_gradients_match, mismatch
+
 from revgnn_dgl.testing import engine_checks as checks
 
 pytestmark = [

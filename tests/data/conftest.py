@@ -4,6 +4,7 @@ Where they are, and what a test does when they are not there (fail in CI or with
 ``REVGNN_DGL_DATA`` set, skip on a user's checkout), is the root ``tests/conftest.py``'s
 ``shared_data_dir`` and ``dataset_dir`` fixtures.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Dict

@@ -1,4 +1,5 @@
 """The dataset catalogue: importable without DGL, and true to the loaded datasets."""
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,12 @@ def test_catalog_imports_neither_dgl_nor_torch():
         "print(json.dumps({'dgl': 'dgl' in sys.modules, 'torch': 'torch' in sys.modules, 'rows': len(rows)}))\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=True,
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
         env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
     )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {"dgl": False, "torch": False, "rows": len(CATALOG)}
@@ -40,7 +46,17 @@ def test_rows_are_plain_data():
     json.dumps(rows)  # only plain values
     cora = rows[catalog_names().index("cora")]
     assert cora["split"] == "140 / 500 / 1000" and cora["outputs"] == 7 and cora["task"] == "multiclass"
-    assert set(cora) >= {"nodes", "edges", "node_feats", "edge_feats", "metric", "location", "files", "source", "citation"}
+    assert set(cora) >= {
+        "nodes",
+        "edges",
+        "node_feats",
+        "edge_feats",
+        "metric",
+        "location",
+        "files",
+        "source",
+        "citation",
+    }
 
 
 def test_row_locations_follow_the_root(tmp_path, monkeypatch):
@@ -60,7 +76,10 @@ def test_real_data_marked_available(shared_data_dir):
 
 
 def test_unknown_name():
-    with pytest.raises(DatasetError, match="unknown dataset 'cor': valid names are synthetic-proteins, synthetic-family, ogbn-proteins, ogbn-arxiv, cora"):
+    with pytest.raises(
+        DatasetError,
+        match="unknown dataset 'cor': valid names are synthetic-proteins, synthetic-family, ogbn-proteins, ogbn-arxiv, cora",
+    ):
         dataset_info("cor")
 
 

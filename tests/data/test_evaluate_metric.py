@@ -1,4 +1,5 @@
 """evaluate_metric: accuracy, and ROC-AUC with OGB's conventions."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -61,9 +62,7 @@ def test_rocauc_agrees_with_ogb_evaluator(seed):
 def test_accepts_grad_and_probabilities():
     labels = torch.tensor([[1.0], [0.0], [1.0]])
     logits = torch.tensor([[2.0], [-1.0], [0.5]], requires_grad=True)
-    assert evaluate_metric(logits, labels, "multilabel") == evaluate_metric(
-        torch.sigmoid(logits), labels, "multilabel"
-    )
+    assert evaluate_metric(logits, labels, "multilabel") == evaluate_metric(torch.sigmoid(logits), labels, "multilabel")
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
 """Amazon and Coauthor graphs (Shchur et al.): real zips, generated zips, the split."""
+
 from __future__ import annotations
 
 import io
@@ -27,7 +28,9 @@ def _edge_set(graph) -> set:
 
 def _check_split(ds, num_classes: int, train: int = 20, val: int = 30) -> None:
     n = ds.graph.num_nodes()
-    assert torch.equal(torch.bincount(ds.labels[ds.train_idx], minlength=num_classes), torch.full((num_classes,), train))
+    assert torch.equal(
+        torch.bincount(ds.labels[ds.train_idx], minlength=num_classes), torch.full((num_classes,), train)
+    )
     assert torch.equal(torch.bincount(ds.labels[ds.val_idx], minlength=num_classes), torch.full((num_classes,), val))
     assert len(ds.test_idx) == n - num_classes * (train + val)
     every = torch.cat([ds.train_idx, ds.val_idx, ds.test_idx])
@@ -122,7 +125,9 @@ def write_gnn_benchmark_zip(
     return arrays
 
 
-@pytest.mark.parametrize("name, folder, classes", [("amazon-photo", "amazon_photo", 8), ("coauthor-physics", "coauthor_physics", 5)])
+@pytest.mark.parametrize(
+    "name, folder, classes", [("amazon-photo", "amazon_photo", 8), ("coauthor-physics", "coauthor_physics", 5)]
+)
 def test_generated_zip(tmp_path, name, folder, classes):
     data = write_gnn_benchmark_zip(tmp_path / folder / f"{name}.zip", [60 + 7 * c for c in range(classes)])
     ds = load_dataset(name, root=tmp_path)
@@ -149,7 +154,9 @@ def test_generated_split_options(tmp_path):
 
 def test_small_classes_are_split_in_proportion_with_a_warning():
     labels = np.array([0] * 80 + [1] * 11 + [2] * 2 + [3] * 51 + [4] * 50)
-    with pytest.warns(DatasetWarning, match=r"class\(es\) 1 \(11 nodes\), 2 \(2 nodes\), 4 \(50 nodes\) have at most 50"):
+    with pytest.warns(
+        DatasetWarning, match=r"class\(es\) 1 \(11 nodes\), 2 \(2 nodes\), 4 \(50 nodes\) have at most 50"
+    ):
         train, val, test = per_class_split(labels, seed=0, name="toy")
     count = lambda idx: np.bincount(labels[idx], minlength=5).tolist()  # noqa: E731
     assert count(train) == [20, 4, 1, 20, 20]
@@ -178,7 +185,9 @@ def test_missing_zip_names_folder_and_cli_hint(tmp_path):
 def test_not_a_zip(tmp_path):
     (tmp_path / "amazon_photo").mkdir()
     (tmp_path / "amazon_photo" / "amazon-photo.zip").write_bytes(b"not a zip at all")
-    with pytest.raises(DatasetError, match=r"amazon-photo: cannot read .*amazon-photo.zip as a zip of a .npz \(BadZipFile"):
+    with pytest.raises(
+        DatasetError, match=r"amazon-photo: cannot read .*amazon-photo.zip as a zip of a .npz \(BadZipFile"
+    ):
         load_dataset("amazon-photo", root=tmp_path)
 
 

@@ -1,4 +1,5 @@
 """Datasets from a DGL graph file: round trips and every bad-input error."""
+
 from __future__ import annotations
 
 import warnings
@@ -109,7 +110,10 @@ def test_empty_file(tmp_path):
     path.write_bytes(b"")
     with pytest.raises(DatasetError) as err:
         load_dataset(str(path))
-    assert str(err.value) == f"{path} is an empty file, not a DGL graph file: write one with dgl.save_graphs(path, [graph])"
+    assert (
+        str(err.value)
+        == f"{path} is an empty file, not a DGL graph file: write one with dgl.save_graphs(path, [graph])"
+    )
     assert "\n" not in str(err.value)
 
 
@@ -276,7 +280,9 @@ def test_integer_features_and_masks_are_converted_with_one_note(tmp_path):
     notes = [str(w.message) for w in said if "converted" in str(w.message)]
     assert notes == ["graph.bin: converted ndata['feat'] torch.int64 -> float32, ndata['train_mask'] torch.int64 -> bool "
                      "(the format's dtypes; save them so to silence this note)"]  # fmt: skip
-    assert ds.graph.ndata["feat"].dtype == torch.float32 and torch.equal(ds.graph.ndata["feat"], g.ndata["feat"].float())
+    assert ds.graph.ndata["feat"].dtype == torch.float32 and torch.equal(
+        ds.graph.ndata["feat"], g.ndata["feat"].float()
+    )
     assert torch.equal(ds.train_idx, torch.arange(6))
 
 

@@ -1,4 +1,5 @@
 """HumLoc from the shared data folder: symmetrised, de-duplicated, split."""
+
 from __future__ import annotations
 
 import numpy as np

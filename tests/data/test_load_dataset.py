@@ -1,4 +1,5 @@
 """load_dataset dispatch and the NodeDataset container."""
+
 from __future__ import annotations
 
 import dgl

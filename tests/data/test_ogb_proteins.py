@@ -4,6 +4,7 @@ The miniature has OGB's on-disk layout (``<root>/ogbn_proteins/raw/*.csv.gz``,
 ``split/species/*.csv.gz``, ``RELEASE_v1.txt``), so ``DglNodePropPredDataset``
 parses and caches it exactly as it would the real download.
 """
+
 from __future__ import annotations
 
 import builtins

@@ -5,6 +5,7 @@ The miniature has OGB's on-disk layout (``<root>/ogbn_arxiv/raw/*.csv.gz``,
 it exactly as it would the real download; the loader then applies the released RevGAT
 preprocessing (bidirected simple graph, one self-loop per node).
 """
+
 from __future__ import annotations
 
 import builtins

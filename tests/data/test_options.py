@@ -1,4 +1,5 @@
 """Typed dataset options: strings from the command line converted, bad values refused."""
+
 from __future__ import annotations
 
 import functools
@@ -44,7 +45,9 @@ def test_bool_option_refused(tmp_path):
 
 
 def test_strings_converted_to_the_loaders_types():
-    by_strings = load_dataset("synthetic-proteins", seed="3", num_nodes="300", avg_degree="6", homophily="0.5", hops="1")
+    by_strings = load_dataset(
+        "synthetic-proteins", seed="3", num_nodes="300", avg_degree="6", homophily="0.5", hops="1"
+    )
     by_values = load_dataset("synthetic-proteins", seed=3, num_nodes=300, avg_degree=6.0, homophily=0.5, hops=1)
     assert by_strings.graph.num_nodes() == 300
     assert by_strings.graph.num_edges() == by_values.graph.num_edges()
@@ -117,7 +120,10 @@ def test_coerce_converts(options, expected):
         ({"limit": "x"}, "dataset option limit must be an integer or none, got 'x'"),
         ({"flag": 2}, "dataset option flag must be true or false, got 2"),
         ({"root": True}, "dataset option root must be a string or none, got True"),
-        ({"nope": 1}, "dataset 'toy' does not take option(s) nope; it takes: count, rate, flag, root, limit, untyped, free"),
+        (
+            {"nope": 1},
+            "dataset 'toy' does not take option(s) nope; it takes: count, rate, flag, root, limit, untyped, free",
+        ),
     ],
 )
 def test_coerce_refuses(options, message):

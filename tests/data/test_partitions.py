@@ -1,4 +1,5 @@
 """`revgnn-dgl partition` keeps every node's features, labels and split and every edge's features."""
+
 from __future__ import annotations
 
 import json
@@ -77,7 +78,9 @@ def test_partition_command_prints_one_summary_line(tmp_path: Path) -> None:
     # The description beside it is not what --partitions takes: the line names the file that is.
     with pytest.raises(DatasetError) as err:
         PartitionedDataset(out / META_FILE)
-    assert f"takes the partition config that `revgnn-dgl partition` printed, {out / 'synthetic_proteins.json'}" in str(err.value)
+    assert f"takes the partition config that `revgnn-dgl partition` printed, {out / 'synthetic_proteins.json'}" in str(
+        err.value
+    )
     assert str(out / "synthetic_proteins.json") in lines[0]  # which `partition` printed
 
 

@@ -1,4 +1,5 @@
 """``root`` has one meaning: the folder holding dataset folders (or a dataset's own folder)."""
+
 from __future__ import annotations
 
 import shutil
@@ -7,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from revgnn_dgl.data import DatasetError, load_dataset
-from revgnn_dgl.data.paths import DATA_ENV_VAR, DEFAULT_OGB_ROOT, PROJECT_ROOT, dataset_folder, default_data_root, ogb_root
+from revgnn_dgl.data.paths import (
+    DATA_ENV_VAR,
+    DEFAULT_OGB_ROOT,
+    PROJECT_ROOT,
+    dataset_folder,
+    default_data_root,
+    ogb_root,
+)
 
 
 def test_default_data_root(tmp_path, monkeypatch):
@@ -131,7 +139,9 @@ def test_root_that_is_a_file(tmp_path, name):
     path.write_bytes(b"")
     with pytest.raises(DatasetError) as err:
         load_dataset(name, root=path)
-    assert str(err.value).startswith(f"the data root {path} is a file, not a folder: pass --root DIR or set REVGNN_DGL_DATA=DIR")
+    assert str(err.value).startswith(
+        f"the data root {path} is a file, not a folder: pass --root DIR or set REVGNN_DGL_DATA=DIR"
+    )
 
 
 def test_default_data_root_order(tmp_path, monkeypatch):
@@ -173,4 +183,3 @@ def test_a_per_user_folder_without_the_dataset_does_not_hide_the_checkouts(tmp_p
     assert paths.dataset_folder("cora") == user / "cora"
     monkeypatch.setenv("REVGNN_DGL_DATA", str(tmp_path / "env"))
     assert paths.dataset_folder("cora") == tmp_path / "env" / "cora"  # the variable is the only place
-

@@ -1,4 +1,5 @@
 """Cora and CiteSeer from the shared Planetoid raw files."""
+
 from __future__ import annotations
 
 import shutil

@@ -1,4 +1,5 @@
 """The Planetoid unpickler accepts arrays and CSR matrices and refuses code."""
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ and refuses code (TorchScript, foreign globals) before running any of it.
 Every test here runs with ``torch.load`` and ``torch.jit.load`` replaced by
 functions that fail the test, so no reader can fall back on them.
 """
+
 from __future__ import annotations
 
 import io

@@ -1,4 +1,5 @@
 """synthetic-proteins: ogbn-proteins's schema, determinism, and a planted graph signal."""
+
 from __future__ import annotations
 
 import numpy as np

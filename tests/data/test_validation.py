@@ -1,4 +1,5 @@
 """Inputs refused when a NodeDataset is built, each with one line naming the value."""
+
 from __future__ import annotations
 
 import dgl
@@ -133,9 +134,7 @@ def test_only_label_message():
 def test_negative_label():
     labels = torch.arange(N) % 7
     labels[4] = -1
-    assert _error(labels=labels) == (
-        "dataset 'toy': label -1 of node 4 is negative; class ids must run over 0..C-1"
-    )
+    assert _error(labels=labels) == ("dataset 'toy': label -1 of node 4 is negative; class ids must run over 0..C-1")
 
 
 def test_float_multiclass_labels():
@@ -157,7 +156,9 @@ def test_multilabel_values():
         "dataset 'toy': multilabel labels must be 0 or 1; node 6, task 2 holds 0.5 (1 such value)"
     )
     labels[6, 2] = float("nan")
-    assert "multilabel labels has 1 non-finite value (first at node 6, task 2)" in _error(labels=labels, task="multilabel")
+    assert "multilabel labels has 1 non-finite value (first at node 6, task 2)" in _error(
+        labels=labels, task="multilabel"
+    )
 
 
 def test_feat_must_be_2d():
@@ -194,5 +195,7 @@ def test_graph_file_stray_label_refused(tmp_path):
     g.ndata["test_mask"] = src >= 20
     path = str(tmp_path / "stray.bin")
     dgl.save_graphs(path, [g])
-    with pytest.raises(DatasetError, match=r"^dataset 'stray.bin': label 1000000 of node 11 looks stray: the other labels span 0..6"):
+    with pytest.raises(
+        DatasetError, match=r"^dataset 'stray.bin': label 1000000 of node 11 looks stray: the other labels span 0..6"
+    ):
         load_dataset(path)

@@ -1,5 +1,6 @@
 """The documentation: a README that routes, pages that say each thing once, and a site that
 builds without a warning and renders in a browser (headless Chromium) with no broken link."""
+
 from __future__ import annotations
 
 import html.parser
@@ -13,7 +14,6 @@ from pathlib import Path
 from typing import Dict, List, Set, Tuple
 
 import pytest
-
 from suite_env import REPO_ROOT, missing_requirement
 
 README = REPO_ROOT / "README.md"
@@ -104,9 +104,16 @@ def broken_internal_links(site: Path) -> List[str]:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    for module, package in (("sphinx", "sphinx"), ("furo", "furo"), ("sphinx_click", "sphinx-click"), ("myst_parser", "myst-parser")):
+    for module, package in (
+        ("sphinx", "sphinx"),
+        ("furo", "furo"),
+        ("sphinx_click", "sphinx-click"),
+        ("myst_parser", "myst-parser"),
+    ):
         if importlib.util.find_spec(module) is None:
-            missing_requirement(f"{package} is not installed", "pip install -c requirements/constraints.txt -e '.[docs]'")
+            missing_requirement(
+                f"{package} is not installed", "pip install -c requirements/constraints.txt -e '.[docs]'"
+            )
     out = tmp_path_factory.mktemp("site") / "html"
     proc = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", str(DOCS), str(out),
                            "-d", str(out.parent / "doctrees")], capture_output=True, text=True, timeout=900)  # fmt: skip

@@ -1,4 +1,5 @@
 """RevGNN, WT-RevGNN and ResGNN: whole-model gradients against ordinary autograd, counts, errors."""
+
 from __future__ import annotations
 
 import copy
@@ -7,10 +8,10 @@ import dgl
 import pytest
 import torch
 import torch.nn.functional as F
+from grad_check import assert_gradients_match, mismatch
 
 from revgnn_dgl.models import DeepGCN, ResGNN, RevGNN, WTRevGNN
 from revgnn_dgl.nn import GraphInputError
-from grad_check import assert_gradients_match, mismatch
 
 N, E = 30, 150
 
@@ -48,7 +49,10 @@ def test_memory_saving_path_matches_autograd(cls, depth):
 
 
 def test_weight_tied_parameter_count_independent_of_depth():
-    counts = {d: sum(p.numel() for p in WTRevGNN(8, 112, hidden=80, num_layers=d, edge_feats=8, species_feats=8).parameters()) for d in (8, 1001)}
+    counts = {
+        d: sum(p.numel() for p in WTRevGNN(8, 112, hidden=80, num_layers=d, edge_feats=8, species_feats=8).parameters())
+        for d in (8, 1001)
+    }
     assert counts[8] == counts[1001] == 31_384
 
 
@@ -77,7 +81,10 @@ def test_residual_baseline_shape_and_count():
     out = model.double()(g, feat, edge, species)
     assert out.shape == (N, 112)
     per_layer = 2 * 64 + (64 * 128 + 128) + 2 * 128 + (128 * 64 + 64) + (64 * 64 + 64)
-    assert sum(p.numel() for p in model.parameters()) == 3 * per_layer + 72 + 16 * 64 + 64 + 8 * 64 + 64 + 128 + 64 * 112 + 112
+    assert (
+        sum(p.numel() for p in model.parameters())
+        == 3 * per_layer + 72 + 16 * 64 + 64 + 8 * 64 + 64 + 128 + 64 * 112 + 112
+    )
 
 
 def dense_reference(model: DeepGCN, graph: dgl.DGLGraph, feat: torch.Tensor, conv: str) -> torch.Tensor:
@@ -88,7 +95,9 @@ def dense_reference(model: DeepGCN, graph: dgl.DGLGraph, feat: torch.Tensor, con
     and the head ``Linear(ReLU(LayerNorm(h)))``."""
     src, dst = graph.edges()
     n = graph.num_nodes()
-    adj = torch.zeros(n, n, dtype=feat.dtype).index_put_((dst, src), torch.ones(len(src), dtype=feat.dtype), accumulate=True)
+    adj = torch.zeros(n, n, dtype=feat.dtype).index_put_(
+        (dst, src), torch.ones(len(src), dtype=feat.dtype), accumulate=True
+    )
     in_deg, out_deg = adj.sum(1, keepdim=True), adj.sum(0).unsqueeze(1)
 
     def layer_norm(ln, u):
@@ -97,7 +106,9 @@ def dense_reference(model: DeepGCN, graph: dgl.DGLGraph, feat: torch.Tensor, con
 
     def conv_fn(c, u):
         if conv == "gen":  # max of ReLU(u_j) + eps over in-neighbours (0 without any), then the MLP
-            masked = torch.where(adj.unsqueeze(-1) > 0, F.relu(u).unsqueeze(0), torch.tensor(float("-inf"), dtype=u.dtype))
+            masked = torch.where(
+                adj.unsqueeze(-1) > 0, F.relu(u).unsqueeze(0), torch.tensor(float("-inf"), dtype=u.dtype)
+            )
             agg = torch.where(in_deg > 0, masked.max(1).values + c.eps, torch.zeros_like(u))
             lin1, ln, _, lin2 = c.mlp
             return lin2(F.relu(layer_norm(ln, lin1(u + agg))))
@@ -124,7 +135,9 @@ def dense_reference(model: DeepGCN, graph: dgl.DGLGraph, feat: torch.Tensor, con
 def test_generic_dataset_without_edges_or_species(conv):
     """A graph without edge features or species (e.g. Cora), against the dense reference."""
     gen = torch.Generator().manual_seed(0)
-    graph = dgl.graph((torch.randint(0, 20, (60,), generator=gen), torch.randint(0, 17, (60,), generator=gen)), num_nodes=20)
+    graph = dgl.graph(
+        (torch.randint(0, 20, (60,), generator=gen), torch.randint(0, 17, (60,), generator=gen)), num_nodes=20
+    )
     assert (graph.in_degrees() == 0).sum() >= 3  # nodes 17-19 aggregate nothing
     feat = torch.randn(20, 12, generator=gen, dtype=torch.float64)
     torch.manual_seed(0)
@@ -175,7 +188,9 @@ def test_zero_init_last_starts_as_identity_and_learns(conv):
     head), the zeroed branch weights still get gradients, and the memory-saving backward equals
     ordinary autograd from that start."""
     gen = torch.Generator().manual_seed(1)
-    graph = dgl.graph((torch.randint(0, 20, (80,), generator=gen), torch.randint(0, 20, (80,), generator=gen)), num_nodes=20)
+    graph = dgl.graph(
+        (torch.randint(0, 20, (80,), generator=gen), torch.randint(0, 20, (80,), generator=gen)), num_nodes=20
+    )
     feat = torch.randn(20, 12, generator=gen, dtype=torch.float64)
     torch.manual_seed(0)
     model = RevGNN(12, 4, hidden=8, num_layers=5, conv=conv, dropout=0.2, zero_init_last=True).double()

@@ -1,4 +1,5 @@
 """Tests for DEQ-GNN (revgnn_dgl.models.deq)."""
+
 from __future__ import annotations
 
 import gc
@@ -232,8 +233,16 @@ def test_implicit_gradient_matches_unrolled_from_fixed_point(conv, edge, solver,
     g, x, e, y = _data(torch.float64)
     torch.manual_seed(7)
     model = DEQGNN(
-        IN, HID, OUT, edge_channels=edge, conv=conv, solver=solver, dropout=dropout,
-        tol=1e-11, max_iter=300, backward_tol=1e-11,
+        IN,
+        HID,
+        OUT,
+        edge_channels=edge,
+        conv=conv,
+        solver=solver,
+        dropout=dropout,
+        tol=1e-11,
+        max_iter=300,
+        backward_tol=1e-11,
     ).double()
     _shrink_conv1(model, scale)
     e_in = e if edge else None

@@ -1,4 +1,5 @@
 """The GCN baseline equals a dense computation of Kipf and Welling's propagation rule."""
+
 from __future__ import annotations
 
 import dgl
@@ -12,7 +13,9 @@ from revgnn_dgl.models import GCN
 def dense_gcn(model: GCN, graph: dgl.DGLGraph, feat: torch.Tensor) -> torch.Tensor:
     n = graph.num_nodes()
     src, dst = graph.edges()
-    adj = torch.zeros(n, n, dtype=feat.dtype).index_put_((dst, src), torch.ones(len(src), dtype=feat.dtype), accumulate=True)
+    adj = torch.zeros(n, n, dtype=feat.dtype).index_put_(
+        (dst, src), torch.ones(len(src), dtype=feat.dtype), accumulate=True
+    )
     d_in = adj.sum(1).clamp(min=1).pow(-0.5)
     d_out = adj.sum(0).clamp(min=1).pow(-0.5)
     prop = d_in[:, None] * adj * d_out[None, :]

@@ -1,5 +1,6 @@
 """RevGAT: exact memory-saving gradients, the released size and keys, the official equations,
 label reuse and the released losses."""
+
 from __future__ import annotations
 
 import copy
@@ -8,9 +9,8 @@ import math
 import dgl
 import pytest
 import torch
-
-from revgnn_dgl.nn.gatconv import seeded_permutation
 import torch.nn.functional as F
+from grad_check import assert_gradients_match, mismatch
 
 from revgnn_dgl.models.revgat import (
     RevGAT,
@@ -21,7 +21,7 @@ from revgnn_dgl.models.revgat import (
 )
 from revgnn_dgl.models.revgat_loss import LOG_CE_EPS, kd_loss, log_ce_loss, self_kd_loss
 from revgnn_dgl.nn import GraphInputError, GroupRevRes, PreActivationBlock
-from grad_check import assert_gradients_match, mismatch
+from revgnn_dgl.nn.gatconv import seeded_permutation
 
 
 def arxiv_like_graph(num_nodes: int = 30, seed: int = 0) -> dgl.DGLGraph:
@@ -287,9 +287,7 @@ def test_add_label_feats_by_hand():
     feat = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]])
     labels = torch.tensor([[2], [0], [1], [2]])  # OGB's (N, 1) layout
     out = add_label_feats(feat, labels, torch.tensor([0, 2]), 3)
-    want = torch.tensor(
-        [[1.0, 2.0, 0, 0, 1], [3.0, 4.0, 0, 0, 0], [5.0, 6.0, 0, 1, 0], [7.0, 8.0, 0, 0, 0]]
-    )
+    want = torch.tensor([[1.0, 2.0, 0, 0, 1], [3.0, 4.0, 0, 0, 0], [5.0, 6.0, 0, 1, 0], [7.0, 8.0, 0, 0, 0]])
     assert torch.equal(out, want)
     assert torch.equal(add_label_feats(feat, labels.reshape(-1), torch.tensor([0, 2]), 3), want)
     pred = torch.tensor([[0.0, 0.0, 0.0], [0.0, math.log(2.0), math.log(2.0)], [9.0, 9.0, 9.0], [0.0, 0.0, 0.0]])

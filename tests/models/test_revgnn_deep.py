@@ -1,4 +1,5 @@
 """RevGNN-Deep at its full 1001 layers: the memory-saving backward against ordinary autograd."""
+
 from __future__ import annotations
 
 import copy
@@ -7,9 +8,9 @@ import dgl
 import pytest
 import torch
 import torch.nn.functional as F
+from grad_check import assert_gradients_match, mismatch
 
 from revgnn_dgl import create_model
-from grad_check import assert_gradients_match, mismatch
 
 
 def proteins_like_graph(num_nodes: int = 60, num_edges: int = 300, seed: int = 0):

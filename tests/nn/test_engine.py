@@ -5,6 +5,7 @@ the engine (and the CUDA tier that drives it) imports without DGL.
 These run the functions of :mod:`revgnn_dgl.testing.engine_checks` on CPU; ``tests/cuda`` runs them
 on a GPU.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -14,9 +15,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from grad_check import assert_gradients_match, mismatch
 from torch import nn
 
-from grad_check import assert_gradients_match, mismatch
 from revgnn_dgl.errors import FreedOutputError, RevGNNError
 from revgnn_dgl.nn import GroupRevRes, keep_outputs
 from revgnn_dgl.testing import engine_checks as checks
@@ -38,7 +39,11 @@ NO_DGL = textwrap.dedent(
 
 def run_child(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", NO_DGL + textwrap.dedent(code)], cwd=REPO, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-c", NO_DGL + textwrap.dedent(code)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -197,7 +202,17 @@ def test_every_misuse_of_a_freed_output_is_a_python_exception() -> None:
     lines = child.stdout.splitlines()
     assert [line for line in lines if line.endswith("raised")] == [
         f"{name} raised"
-        for name in ("arithmetic", "cat", "norm", "hook", "numpy", "reuse in a block", "in-place", "indexing", "grad from a freed output")
+        for name in (
+            "arithmetic",
+            "cat",
+            "norm",
+            "hook",
+            "numpy",
+            "reuse in a block",
+            "in-place",
+            "indexing",
+            "grad from a freed output",
+        )
     ], child.stdout
     assert any(line.startswith("repr <freed GroupRevRes output, shape (6, 8)") for line in lines)
     assert "after backward Tensor True True" in lines  # refilled and readable again
@@ -206,7 +221,10 @@ def test_every_misuse_of_a_freed_output_is_a_python_exception() -> None:
 def test_uncaught_misuse_ends_with_a_traceback_not_a_signal() -> None:
     child = run_child(MISUSE + "h1 = b1(g, x * 1)\nh2 = b2(g, h1)\nprint(h2 + h1)\n")
     assert child.returncode == 1, (child.returncode, child.stderr[-2000:])
-    assert "revgnn_dgl.errors.FreedOutputError: Tensor.add: this tensor is the output of a GroupRevRes block" in child.stderr
+    assert (
+        "revgnn_dgl.errors.FreedOutputError: Tensor.add: this tensor is the output of a GroupRevRes block"
+        in child.stderr
+    )
 
 
 def test_backward_that_skips_the_next_block_is_a_clear_error() -> None:
@@ -214,13 +232,19 @@ def test_backward_that_skips_the_next_block_is_a_clear_error() -> None:
     # start from empty storage (a raw "setStorage ... out of bounds" error, or worse).
     child = run_child(MISUSE + "h1 = b1(g, x * 1)\ns = h1.sum()\nh2 = b2(g, h1)\ns.backward()\n")
     assert child.returncode == 1, (child.returncode, child.stderr[-2000:])
-    assert "FreedOutputError: GroupRevRes backward: this block's output was freed by the next reversible block" in child.stderr
+    assert (
+        "FreedOutputError: GroupRevRes backward: this block's output was freed by the next reversible block"
+        in child.stderr
+    )
 
 
 def test_backward_through_an_earlier_use_that_skips_the_next_block_is_an_error() -> None:
     # (h1 * w) saved h1 before b2 freed it; a backward that reaches it without passing through
     # b2 (which refills h1) read freed memory (SIGSEGV); the empty stand-in makes it a shape error.
-    code = MISUSE + "h1 = b1(g, x * 1)\nw = torch.randn(8, requires_grad=True)\ns = (h1 * w).sum()\nh2 = b2(g, h1)\ntorch.autograd.grad(s, w)\n"
+    code = (
+        MISUSE
+        + "h1 = b1(g, x * 1)\nw = torch.randn(8, requires_grad=True)\ns = (h1 * w).sum()\nh2 = b2(g, h1)\ntorch.autograd.grad(s, w)\n"
+    )
     child = run_child(code)
     assert child.returncode == 1, (child.returncode, child.stderr[-2000:])
     assert "RuntimeError: The size of tensor a (8) must match the size of tensor b (0)" in child.stderr
@@ -317,5 +341,7 @@ def test_cuda_tier_collects_without_dgl_and_skips_without_a_gpu() -> None:
     if torch.cuda.is_available():
         assert child.returncode == 0 and " passed" in child.stdout, child.stdout[-3000:]
     else:
-        assert child.returncode == 0 and "skipped" in child.stdout and "passed" not in child.stdout, child.stdout[-3000:]
+        assert child.returncode == 0 and "skipped" in child.stdout and "passed" not in child.stdout, child.stdout[
+            -3000:
+        ]
         assert "no CUDA device" in child.stdout

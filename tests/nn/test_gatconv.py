@@ -1,4 +1,5 @@
 """GATConv against a dense plain-torch transcription of the official layer's equations."""
+
 from __future__ import annotations
 
 import dgl
@@ -79,7 +80,7 @@ def test_edge_dropout_uses_the_given_permutation():
     x = torch.randn(N, IN, dtype=torch.float64)
     perm = torch.randperm(g.num_edges())
     src, dst = g.edges()
-    kept = perm[int(g.num_edges() * 0.4):]
+    kept = perm[int(g.num_edges() * 0.4) :]
     want = dense_gat(conv, x, dense_adj(src, dst), dense_adj(src[kept], dst[kept]), sym_norm=True)
     got = conv(g, x, perm)
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)

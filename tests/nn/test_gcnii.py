@@ -1,5 +1,6 @@
 """GCNII's initial-residual block: the fused layer against DGL's GCN2Conv, and the reversible and
 residual DeepGCN built from it, whose memory-saving gradients (h0's included) equal autograd's."""
+
 from __future__ import annotations
 
 import copy
@@ -8,12 +9,12 @@ import math
 import dgl
 import pytest
 import torch
+from grad_check import assert_gradients_match, mismatch
 
 from revgnn_dgl.errors import GraphInputError
 from revgnn_dgl.models import ResGNN, RevGNN, WTRevGNN
 from revgnn_dgl.nn import GroupRevRes, PreActivationBlock
 from revgnn_dgl.nn.gcnii import GCNIIConv, gcnii_beta
-from grad_check import assert_gradients_match, mismatch
 
 N, E = 30, 120
 
@@ -157,7 +158,9 @@ def test_h0_reaches_the_head_through_the_blocks_only_with_a_zero_stream():
     only through h0, the blocks' extra input (without blocks' h0 term, alpha=0, it is constant)."""
     g = small_graph()
     torch.manual_seed(0)
-    model = RevGNN(10, 3, hidden=8, num_layers=3, conv="gcnii", norm="none", stream_init="zero", gcnii_alpha=0.0).double()
+    model = RevGNN(
+        10, 3, hidden=8, num_layers=3, conv="gcnii", norm="none", stream_init="zero", gcnii_alpha=0.0
+    ).double()
     model.eval()
     a, b = torch.rand(N, 10, dtype=torch.float64), torch.rand(N, 10, dtype=torch.float64)
     torch.testing.assert_close(model(g, a), model(g, b))
@@ -167,7 +170,9 @@ def test_h0_reaches_the_head_through_the_blocks_only_with_a_zero_stream():
 
 def test_residual_gcnii_runs_full_width_and_layers_count():
     g = small_graph()
-    model = ResGNN(10, 3, hidden=8, num_layers=4, conv="gcnii", norm="none", stream_init="zero", block_dropout="independent")
+    model = ResGNN(
+        10, 3, hidden=8, num_layers=4, conv="gcnii", norm="none", stream_init="zero", block_dropout="independent"
+    )
     assert [m.block.conv.layer for m in model.layers] == [1, 2, 3, 4]
     assert model.layers[0].block.conv.width == 8
     out = model(g, torch.rand(N, 10))

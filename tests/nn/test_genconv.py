@@ -1,4 +1,5 @@
 """GENConv: every aggregator against a plain scatter-based torch reference, shapes, errors."""
+
 from __future__ import annotations
 
 import dgl
@@ -55,8 +56,17 @@ def random_graph(seed: int, n: int = 30, m: int = 120):
 def test_matches_scatter_reference(aggregator, with_edges):
     torch.manual_seed(0)
     g, src, dst = random_graph(1)
-    conv = GENConv(6, 6, aggregator=aggregator, t=0.7, learn_t=True, p=1.5, learn_p=True, learn_y=True,
-                   edge_feats=5 if with_edges else None).double()
+    conv = GENConv(
+        6,
+        6,
+        aggregator=aggregator,
+        t=0.7,
+        learn_t=True,
+        p=1.5,
+        learn_p=True,
+        learn_y=True,
+        edge_feats=5 if with_edges else None,
+    ).double()
     x = torch.randn(30, 6, dtype=torch.float64, requires_grad=True)
     e = torch.randn(120, 5, dtype=torch.float64) if with_edges else None
     out = conv(g, x, e)

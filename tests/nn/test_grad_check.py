@@ -8,6 +8,7 @@ tolerance, and scaling one element of each reconstructed input by (1 + 1e-9) giv
 (the smallest such error caught is about 1e-11). The former check (largest difference below 1e-5
 of the largest entry) let both through: they move a gradient by 8e-6 and 1.4e-9 of its size.
 """
+
 from __future__ import annotations
 
 import copy
@@ -16,10 +17,10 @@ from typing import Callable, Dict, Optional
 import dgl
 import pytest
 import torch
+from grad_check import assert_gradients_match, mismatch
 
 from revgnn_dgl.models import RevGNN
 from revgnn_dgl.nn import GroupRevRes
-from grad_check import assert_gradients_match, mismatch
 
 N, E = 30, 150
 

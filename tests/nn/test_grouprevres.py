@@ -1,4 +1,5 @@
 """GroupRevRes: gradients equal ordinary autograd, the inverse inverts, storage is freed."""
+
 from __future__ import annotations
 
 import copy
@@ -8,11 +9,11 @@ import dgl
 import pytest
 import torch
 from dgl.nn import GraphConv, SAGEConv
+from grad_check import assert_gradients_match
 from torch import nn
 
 from revgnn_dgl.errors import FreedOutputError
 from revgnn_dgl.nn import GENConv, GraphInputError, GroupRevRes, PreActivationBlock, SharedDropout
-from grad_check import assert_gradients_match
 
 NODES, EDGES, WIDTH, GROUPS = 40, 200, 8, 2
 
@@ -84,7 +85,11 @@ def grads_of(stack, g, x, edge_feat, mask):
     loss = (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum() + (out**2).mean()
     inputs = [x] + ([edge_feat] if edge_feat is not None else [])
     loss.backward()
-    return out.detach(), [t.grad.clone() for t in inputs], [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in stack.parameters()]
+    return (
+        out.detach(),
+        [t.grad.clone() for t in inputs],
+        [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in stack.parameters()],
+    )
 
 
 def compare_grads(kind: str, depth: int, dropout: float, edge_width: int, dtype=torch.float64):
@@ -209,7 +214,10 @@ def test_nn_dropout_replayed_and_running_stats_untouched(batch_norm):
         for block in stack:
             h = block(g, h)
         h.pow(2).sum().backward()
-        grads = {"x": xi.grad, **{n: p.grad if p.grad is not None else torch.zeros_like(p) for n, p in stack.named_parameters()}}
+        grads = {
+            "x": xi.grad,
+            **{n: p.grad if p.grad is not None else torch.zeros_like(p) for n, p in stack.named_parameters()},
+        }
         outs.append((h.detach(), grads, [b.clone() for b in stack.buffers()]))
     (h_p, grads_p, buf_p), (h_r, grads_r, buf_r) = outs
     assert torch.equal(h_p, h_r)
@@ -328,7 +336,14 @@ def test_argument_splitting_rule():
     block = GroupRevRes(Probe(), 2)
     g = graph()
     # Only tensors of dimension >= 2 split: a 1-D (E,) weight with E == width stays whole.
-    block(g, torch.randn(NODES, WIDTH), torch.randn(NODES, WIDTH), torch.randn(EDGES, 3), torch.randn(WIDTH), kw=torch.randn(EDGES, WIDTH))
+    block(
+        g,
+        torch.randn(NODES, WIDTH),
+        torch.randn(NODES, WIDTH),
+        torch.randn(EDGES, 3),
+        torch.randn(WIDTH),
+        kw=torch.randn(EDGES, WIDTH),
+    )
     assert seen == [((NODES, WIDTH // 2), (EDGES, 3), (WIDTH,), (EDGES, WIDTH))] * 2
 
 

@@ -1,13 +1,13 @@
 """Activation memory of a reversible stack does not grow with depth; a plain one does."""
+
 from __future__ import annotations
 
 import dgl
-import pytest
 import torch
 from torch import nn
 
-from revgnn_dgl.nn import GENConv, GroupRevRes, PreActivationBlock, SharedDropout
 from revgnn_dgl.bench.profiling import measure_forward_backward
+from revgnn_dgl.nn import GENConv, GroupRevRes, PreActivationBlock, SharedDropout
 
 # Big enough that activations (N x D floats, and E x D/2 per-edge edge projections inside a
 # block) dominate the bookkeeping of the autograd graph.
@@ -18,7 +18,11 @@ def stack(depth: int, disable: bool) -> nn.ModuleList:
     torch.manual_seed(0)
     width = WIDTH // 2
     return nn.ModuleList(
-        GroupRevRes(PreActivationBlock(GENConv(width, width, aggregator="max", edge_feats=WIDTH), width, dropout=0.1), 2, disable=disable)
+        GroupRevRes(
+            PreActivationBlock(GENConv(width, width, aggregator="max", edge_feats=WIDTH), width, dropout=0.1),
+            2,
+            disable=disable,
+        )
         for _ in range(depth)
     )
 

@@ -1,4 +1,5 @@
 """Tests for the fixed-point solvers in revgnn_dgl.nn.solvers."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """Convolutions in blocks of destination nodes equal the whole graph's, to 1e-12 in float64."""
+
 from __future__ import annotations
 
 import dgl

@@ -1,4 +1,5 @@
 """``--recipe auto`` (issue 39): measured statistics, the table's choices, the printed reasons."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,6 @@ import torch
 from click.testing import CliRunner
 
 from revgnn_dgl.cli import cli
-
 from revgnn_dgl.data import load_dataset
 from revgnn_dgl.data.families import FAMILIES, make_family_graph
 from revgnn_dgl.train import TrainConfig
@@ -120,7 +120,12 @@ def test_train_defaults_to_auto_on_a_graph_without_a_card(tmp_path, run_cli):
     assert "auto: recipe 'copurchase' (block gcn)" in result.output and "% isolated nodes" in result.output
     assert "input normalisation none" in result.output and "layer norm absorbs their scale" in result.output
     config = TrainConfig.from_file(out / "config.yaml")
-    assert (config.model, config.model_args, config.num_layers, config.optimizer) == ("revgnn-cora-64", {"conv": "gcn"}, 4, "adamw")
+    assert (config.model, config.model_args, config.num_layers, config.optimizer) == (
+        "revgnn-cora-64",
+        {"conv": "gcn"},
+        4,
+        "adamw",
+    )
     assert json.loads((out / "summary.json").read_text())["runs"]
 
 
@@ -170,7 +175,13 @@ def test_committed_real_graph_runs_are_autos_choice(dataset, folder, depth, run,
     from revgnn_dgl.zoo import get_config
 
     root = dataset_dir(folder).parent
-    given = {"dataset": dataset, "root": str(root), "threads": 1, "out": "unused", **({"num_layers": depth} if depth else {})}
+    given = {
+        "dataset": dataset,
+        "root": str(root),
+        "threads": 1,
+        "out": "unused",
+        **({"num_layers": depth} if depth else {}),
+    }
     auto = resolve_train_config(given, recipe="auto")
     committed = TrainConfig.from_file(Path(__file__).parents[2] / "results" / "runs" / run / "config.yaml")
     for key in RECIPE_KEYS:

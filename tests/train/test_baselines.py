@@ -1,5 +1,6 @@
 """Issue 39: shallow baselines beside a run on a graph no card was tuned for, a warning when the deep
 model is below them, and the diagnosis of a run that stays at chance."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,6 @@ from pathlib import Path
 from typing import List
 
 import dgl
-import numpy as np
-import pytest
 import torch
 from click.testing import CliRunner
 
@@ -21,7 +20,9 @@ SMALL = ["--model", "revgnn-112", "--num-layers", "2", "--hidden", "8", "--train
          "--threads", "1"]  # fmt: skip
 
 
-def graph_file(path: Path, *, informative: bool = True, multilabel: bool = False, nodes: int = 300, seed: int = 0) -> str:
+def graph_file(
+    path: Path, *, informative: bool = True, multilabel: bool = False, nodes: int = 300, seed: int = 0
+) -> str:
     """A graph whose labels are a linear function of its features (informative), or one whose
     features are all zero (nothing to learn): a random graph, both edge directions, a 50/25/25 split."""
     gen = torch.Generator().manual_seed(seed)
@@ -68,7 +69,7 @@ def test_baselines_are_fitted_recorded_and_printed_and_a_deep_model_below_them_i
     assert "baselines on the same split (val / test accuracy):" in printed
     lr, gcn = baselines["logistic_regression"], baselines["gcn-2"]
     assert f"{lr['val']:.4f} / {lr['test']:.4f}" in printed and f"{gcn['val']:.4f} / {gcn['test']:.4f}" in printed
-    assert f"revgnn-112 (this run, mean of 1)" in printed
+    assert "revgnn-112 (this run, mean of 1)" in printed
     warning = lines[-2]
     assert warning.startswith(f"warning: revgnn-112's validation accuracy {deep:.4f}")
     assert f"below logistic regression ({lr['val']:.4f} / {lr['test']:.4f}) and gcn-2 ({gcn['val']:.4f}" in warning
@@ -103,8 +104,13 @@ def test_no_baseline_and_the_default_keep_small_runs_as_they_were(tmp_path: Path
 
 
 def test_no_warning_when_the_deep_model_is_above_the_baselines() -> None:
-    summary = {"metric": "accuracy", "val": {"mean": 0.8}, "test": {"mean": 0.79}, "runs": [{}, {}],
-               "baselines": {"logistic_regression": {"val": 0.6, "test": 0.61}, "gcn-2": {"val": 0.79, "test": 0.8}}}
+    summary = {
+        "metric": "accuracy",
+        "val": {"mean": 0.8},
+        "test": {"mean": 0.79},
+        "runs": [{}, {}],
+        "baselines": {"logistic_regression": {"val": 0.6, "test": 0.61}, "gcn-2": {"val": 0.79, "test": 0.8}},
+    }
     lines = report_lines(summary, "deep")
     assert len(lines) == 4 and not any(line.startswith("warning") for line in lines)
     assert lines[-1].split() == ["deep", "(this", "run,", "mean", "of", "2)", "0.8000", "/", "0.7900"]

@@ -1,6 +1,7 @@
 """Recipes that carry over: ``train --model CARD`` trains with the card's own training recipe
 (flags and ``--config`` override it), a whole-graph training evaluates on the whole graph, and a
 graph file's edge features can be ignored from the command line."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,7 +44,9 @@ def test_each_bundled_card_resolves_to_its_own_recipe(name: str) -> None:
     assert config.dataset_options == (card.get("dataset_options") or {})
     defaults = TrainConfig()
     # threads: the free cores when not given (the machine's, never the card's).
-    untouched = set(TrainConfig.keys()) - set(recipe) - {"model", "dataset", "dataset_options", "out", "eval_parts", "threads"}
+    untouched = (
+        set(TrainConfig.keys()) - set(recipe) - {"model", "dataset", "dataset_options", "out", "eval_parts", "threads"}
+    )
     assert {k: getattr(config, k) for k in untouched} == {k: getattr(defaults, k) for k in untouched}
     if "eval_parts" not in recipe:  # the default, or the whole graph after a whole-graph training
         assert config.eval_parts == (1 if config.train_parts == 1 else defaults.eval_parts)

@@ -4,6 +4,7 @@ The step check spawns 2 trainers beside 2 graph servers (a main and a backup) an
 weights after one optimizer step with one process holding the graph, in float64. The slow tests
 run the command itself: a short run, a run whose trainer is killed with SIGKILL, and its resume.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,10 +17,10 @@ from typing import Any, Dict, List
 
 import pytest
 import torch
-
-from distgraph_jobs import dist_step, make_partition, reference_step
 from ddp_jobs import subprocess_env
+from distgraph_jobs import dist_step, make_partition, reference_step
 from grad_check import assert_gradients_match
+
 from revgnn_dgl.data import load_dataset
 from revgnn_dgl.data.partitions import partition_dataset
 from revgnn_dgl.errors import ConfigError, DistributedError
@@ -99,7 +100,9 @@ def _servers_left() -> List[str]:
 @pytest.fixture(scope="module")
 def partitioned(tmp_path_factory: pytest.TempPathFactory) -> str:
     ds = load_dataset("synthetic-proteins", num_nodes=600)
-    return partition_dataset(ds, 1, tmp_path_factory.mktemp("dist") / "parts", dataset_options={"num_nodes": 600})["config"]
+    return partition_dataset(ds, 1, tmp_path_factory.mktemp("dist") / "parts", dataset_options={"num_nodes": 600})[
+        "config"
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +167,9 @@ def test_ctrl_c_stops_trainers_and_servers(partitioned: str, tmp_path: Path) -> 
                              "--out", str(out)], env=subprocess_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and not ((out / "metrics.jsonl").is_file() and (out / "metrics.jsonl").read_text()):
+    while time.monotonic() < deadline and not (
+        (out / "metrics.jsonl").is_file() and (out / "metrics.jsonl").read_text()
+    ):
         time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
     _, stderr = proc.communicate(timeout=120)
@@ -204,4 +209,3 @@ def test_a_command_killed_by_sigkill_leaves_no_graph_server(partitioned: str, tm
             os.kill(int(pid), signal.SIGKILL)
         for path in set(Path("/dev/shm").iterdir()) - shared_before:  # what no cleanup ran to remove
             path.unlink(missing_ok=True)
-

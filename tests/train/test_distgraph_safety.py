@@ -2,6 +2,7 @@
 sizes its memory from it, the host lock never opened through a link, the shared memory of this
 command's servers removed by its exact names and nobody else's, and the servers' folder of a
 command killed by SIGKILL removed at the next start."""
+
 from __future__ import annotations
 
 import json
@@ -16,9 +17,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from ddp_jobs import subprocess_env
 from suite_env import interrupt_group_when
+
 from revgnn_dgl.cli import cli
 from revgnn_dgl.data import load_dataset
 from revgnn_dgl.data.partitions import META_FILE, PartitionedDataset, partition_dataset
@@ -27,7 +28,9 @@ from revgnn_dgl.train import distgraph
 from revgnn_dgl.train.distgraph import OWNER_FILE, SERVERS_PREFIX, SHM_FILE
 
 SHM = Path("/dev/shm")
-needs_shm = pytest.mark.skipif(not SHM.is_dir() or not Path("/proc/self/maps").exists(), reason="Linux /dev/shm and /proc")
+needs_shm = pytest.mark.skipif(
+    not SHM.is_dir() or not Path("/proc/self/maps").exists(), reason="Linux /dev/shm and /proc"
+)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +71,9 @@ def test_a_crafted_description_is_one_line_before_any_server(parts: Path, tmp_pa
     with pytest.raises(DatasetError) as err:
         PartitionedDataset(config)
     assert words in str(err.value)
-    result = CliRunner().invoke(cli, ["train", "--partitions", str(config), "--nproc", "2", "--out", str(tmp_path / "o")])
+    result = CliRunner().invoke(
+        cli, ["train", "--partitions", str(config), "--nproc", "2", "--out", str(tmp_path / "o")]
+    )
     lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert result.exit_code == 1 and len(lines) == 1 and words in lines[0], result.output
     assert not (tmp_path / "o").exists()
@@ -101,8 +106,10 @@ def test_the_host_lock_is_never_opened_through_a_link(tmp_path: Path, monkeypatc
 @needs_shm
 def test_the_names_a_server_maps_are_recorded_exactly(tmp_path: Path) -> None:
     name = f"revgnn-test-{uuid.uuid4().hex}"
-    code = f"import mmap, os, sys, time\nfd = os.open('/dev/shm/{name}', os.O_RDWR | os.O_CREAT)\n" \
-           "os.ftruncate(fd, 4096)\nm = mmap.mmap(fd, 4096)\nprint('ok', flush=True)\ntime.sleep(60)\n"
+    code = (
+        f"import mmap, os, sys, time\nfd = os.open('/dev/shm/{name}', os.O_RDWR | os.O_CREAT)\n"
+        "os.ftruncate(fd, 4096)\nm = mmap.mmap(fd, 4096)\nprint('ok', flush=True)\ntime.sleep(60)\n"
+    )
     server = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout.readline().strip() == "ok"
@@ -163,7 +170,8 @@ def test_decoys_named_after_the_graph_survive_a_distdgl_run(parts: Path, tmp_pat
         left = set(os.listdir(SHM)) - before - set(decoys)
         assert not [n for n in left if n.startswith("torch") or n.endswith("-kvdata-")], left
         assert not list(Path(tempfile.gettempdir()).glob(f"{SERVERS_PREFIX}*/{OWNER_FILE}")) or all(
-            int(p.read_text()) != proc.pid for p in Path(tempfile.gettempdir()).glob(f"{SERVERS_PREFIX}*/{OWNER_FILE}"))
+            int(p.read_text()) != proc.pid for p in Path(tempfile.gettempdir()).glob(f"{SERVERS_PREFIX}*/{OWNER_FILE}")
+        )
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -178,7 +186,9 @@ def test_ctrl_c_before_epoch_1_of_partitions_leaves_nothing_that_blocks_the_same
     takes seconds: exit 130 with one line, no process, no folder that refuses the same command."""
 
     ds = load_dataset("synthetic-proteins", num_nodes=30000)
-    config = partition_dataset(ds, 1, tmp_path / "parts", method="random", dataset_options={"num_nodes": 30000})["config"]
+    config = partition_dataset(ds, 1, tmp_path / "parts", method="random", dataset_options={"num_nodes": 30000})[
+        "config"
+    ]
     out = tmp_path / "run"
     args = [sys.executable, "-m", "revgnn_dgl", "train", "--partitions", config, "--model", "wide", "--num-layers", "6",
             "--hidden", "64", "--epochs", "1", "--train-parts", "2", "--eval-parts", "1", "--nproc", "2", "--servers",

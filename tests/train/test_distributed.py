@@ -14,6 +14,7 @@ solver's least-squares regularisation, which is not exactly scale-invariant. The
 (Adam, clipping) are compared with ``atol=1e-5``: 9 Adam steps of lr 0.01 amplify ulp-level
 differences at most by a small factor. Measured differences are printed by the tests.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -24,8 +25,8 @@ from typing import Any, Dict
 
 import pytest
 from click.testing import CliRunner
-
 from ddp_jobs import MODELS, STEP_MODELS, job, max_diff, mean_loss_step, one_step, quiet, run_config, subprocess_env
+
 from revgnn_dgl.bench import selfcheck
 from revgnn_dgl.cli import cli
 from revgnn_dgl.nn import GroupRevRes
@@ -142,7 +143,9 @@ def test_the_selfcheck_step_through_the_distributed_path(ddp: Dict[str, Any]) ->
 def test_an_error_on_rank_0_stops_every_rank(ddp: Dict[str, Any]) -> None:
     (type0, message0), (type1, message1) = (r["overwrite_error"] for r in ddp["ranks"])
     assert type0 == "ConfigError" and "already holds a run" in message0
-    assert type1 == "PeerFailedError" and message1.startswith("rank 0 of 2 failed while checking the output directory: ")
+    assert type1 == "PeerFailedError" and message1.startswith(
+        "rank 0 of 2 failed while checking the output directory: "
+    )
     assert message0 in message1
 
 
@@ -165,7 +168,10 @@ def test_killed_rank_stops_the_job_with_one_line(killed_run: Dict[str, Any]) -> 
 
 def test_resume_after_kill_equals_uninterrupted_run(ddp: Dict[str, Any], killed_run: Dict[str, Any]) -> None:
     resumed, straight = killed_run["out"], ddp["out"] / "revgnn"
-    a, b = TrainConfig.from_file(resumed / CONFIG_FILE).to_dict(), TrainConfig.from_file(straight / CONFIG_FILE).to_dict()
+    a, b = (
+        TrainConfig.from_file(resumed / CONFIG_FILE).to_dict(),
+        TrainConfig.from_file(straight / CONFIG_FILE).to_dict(),
+    )
     assert {**a, "out": None, "threads": None} == {**b, "out": None, "threads": None}  # the same recipe
     ra, rb = read_metrics(resumed), read_metrics(straight)
     assert [r["epoch"] for r in ra] == [1, 2, 3]
@@ -205,10 +211,18 @@ def test_torchrun_rank_failure_stops_the_job_with_one_line(tmp_path: Path) -> No
         "--train-parts", "4", "--eval-parts", "2", "--dataset", c.dataset, "--dataset-option", "num_nodes=300",
         "--device", "cpu", "--epochs", "3", "--threads", "1", "--dist-timeout", "60", "--out", str(out),
     ]  # fmt: skip
-    proc = subprocess.run(command, env=subprocess_env(REVGNN_DGL_FAULT="rank1-epoch2:1:raise"), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        command,
+        env=subprocess_env(REVGNN_DGL_FAULT="rank1-epoch2:1:raise"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode != 0
     lines = proc.stderr.splitlines()
-    assert "Error: rank 1 of 2: RuntimeError: injected failure (REVGNN_DGL_FAULT=rank1-epoch2:1:raise)" in lines, proc.stderr
+    assert "Error: rank 1 of 2: RuntimeError: injected failure (REVGNN_DGL_FAULT=rank1-epoch2:1:raise)" in lines, (
+        proc.stderr
+    )
     # Rank 0 wrote epoch 1 alone, and the run stopped in epoch 2.
     assert [r["epoch"] for r in read_metrics(out)] == [1]
     assert TrainConfig.from_file(out / CONFIG_FILE).nproc == 2

@@ -1,4 +1,5 @@
 """A run says once which tasks its splits leave out of the mean ROC-AUC, not at every evaluation."""
+
 from __future__ import annotations
 
 import warnings

@@ -6,6 +6,7 @@ written unless ``--overwrite``; an interrupted ``--runs N`` writes the summary o
 seeds; the command that started a rank 0 stopped by a signal undoes what it wrote; the counts a
 command line can ask for are bounded before any process starts.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,15 +23,33 @@ from typing import Dict, List
 
 import pytest
 from click.testing import CliRunner
+from suite_env import interrupt_group_when
 
 from revgnn_dgl.cli import cli
 from revgnn_dgl.train import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, TrainConfig, read_metrics, train
 from revgnn_dgl.train.rundir import LOCK_FILE, FreshStart, RunLock
-from suite_env import interrupt_group_when
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["--model", "wide", "--num-layers", "2", "--hidden", "8", "--train-parts", "2", "--eval-parts", "1",
-        "--dataset", "synthetic-proteins", "--dataset-option", "num_nodes=200", "--device", "cpu", "--threads", "1"]
+TINY = [
+    "--model",
+    "wide",
+    "--num-layers",
+    "2",
+    "--hidden",
+    "8",
+    "--train-parts",
+    "2",
+    "--eval-parts",
+    "1",
+    "--dataset",
+    "synthetic-proteins",
+    "--dataset-option",
+    "num_nodes=200",
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
+]
 TINY_CONFIG = dict(model="wide", dataset="synthetic-proteins", dataset_options={"num_nodes": 200}, num_layers=2,
                    hidden=8, train_parts=2, eval_parts=1, device="cpu", threads=1)  # fmt: skip
 
@@ -281,7 +300,9 @@ def test_servers_are_counted_with_the_ranks(tmp_path: Path) -> None:
     from revgnn_dgl.errors import ConfigError
     from revgnn_dgl.train import launch
 
-    config = TrainConfig(**TINY_CONFIG, nproc=2, servers=1000, partitions=str(tmp_path / "g.json"), out=str(tmp_path / "o"))
+    config = TrainConfig(
+        **TINY_CONFIG, nproc=2, servers=1000, partitions=str(tmp_path / "g.json"), out=str(tmp_path / "o")
+    )
     with pytest.raises(ConfigError, match="--nproc 2 and --servers 1000 would start 1002 processes"):
         launch(config, echo=quiet)
     assert not multiprocessing.active_children()

@@ -1,5 +1,6 @@
 """Full-graph inference in blocks: every zoo architecture it supports equals its own whole-graph
 forward to 1e-12 in float64; the others are refused with the reason; budgets are honoured."""
+
 from __future__ import annotations
 
 import json
@@ -65,7 +66,8 @@ def test_every_supported_zoo_model_equals_its_whole_graph_forward(data: DeviceDa
         with streamed_convs(model, plan.blocks):
             exact = forward(model, data.graph)
             assert any(isinstance(m, StreamedConv) for m in model.modules()) or not any(
-                isinstance(m, STREAMABLE) for m in model.modules())
+                isinstance(m, STREAMABLE) for m in model.modules()
+            )
     assert (exact - whole).abs().max() <= 1e-12, name
     assert not any(isinstance(m, StreamedConv) for m in model.modules())  # put back
 
@@ -138,7 +140,9 @@ def test_evaluate_full_graph_reports_both_protocols(tmp_path: Path) -> None:
                                       "num_nodes=300", "--num-layers", "2", "--hidden", "8", "--epochs", "2",
                                       "--threads", "1", "--out", str(run)])  # fmt: skip
     assert result.exit_code == 0, result.output
-    result = CliRunner().invoke(cli, ["evaluate", "--run", str(run), "--full-graph", "--memory-budget", "64MB", "--json"])
+    result = CliRunner().invoke(
+        cli, ["evaluate", "--run", str(run), "--full-graph", "--memory-budget", "64MB", "--json"]
+    )
     assert result.exit_code == 0, result.output
     scores = json.loads(result.output.strip().splitlines()[-1])
     whole = scores["full_graph"]
@@ -147,6 +151,10 @@ def test_evaluate_full_graph_reports_both_protocols(tmp_path: Path) -> None:
     text = CliRunner().invoke(cli, ["evaluate", "--run", str(run), "--full-graph"]).output
     assert "full graph:" in text and "val rocauc" in text
     refused = CliRunner().invoke(cli, ["evaluate", "--run", str(run), "--full-graph", "--memory-budget", "1KB"])
-    assert refused.exit_code != 0 and refused.output.startswith("Error: --memory-budget") and len(refused.output.strip().splitlines()) == 1
+    assert (
+        refused.exit_code != 0
+        and refused.output.startswith("Error: --memory-budget")
+        and len(refused.output.strip().splitlines()) == 1
+    )
     refused = CliRunner().invoke(cli, ["evaluate", "--run", str(run), "--memory-budget", "1GB"])
     assert refused.exit_code == 2 and "add --full-graph" in refused.output

@@ -20,6 +20,7 @@ node's features read across hosts equal the source graph's, a 6-epoch run writes
 0's host and ``evaluate --run`` reproduces its scores; a killed trainer and a cut link end the job
 on both hosts and ``--resume`` is bit-exact.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,9 +35,9 @@ from typing import Any, Dict, List, Sequence
 
 import pytest
 import torch
-
 from ddp_jobs import subprocess_env
 from hosts import EmulatedHosts, Host, netem_unavailable, sweep
+
 from revgnn_dgl.train import read_metrics
 from revgnn_dgl.zoo.checkpoint import load_checkpoint
 
@@ -110,8 +111,11 @@ def test_where_namespaces_cannot_be_made_the_test_skips_or_fails_in_ci(tmp_path:
     conftest = Path(__file__).resolve().parents[1] / "conftest.py"
     (tmp_path / "conftest.py").write_text(conftest.read_text())
     for ci, expect in (("", "1 skipped"), ("true", "1 error")):  # pytest.fail in a fixture: an error
-        env = subprocess_env(PATH="/nonexistent", CI=ci,
-                             PYTHONPATH=os.pathsep.join([str(conftest.parent), str(Path(__file__).resolve().parents[2])]))
+        env = subprocess_env(
+            PATH="/nonexistent",
+            CI=ci,
+            PYTHONPATH=os.pathsep.join([str(conftest.parent), str(Path(__file__).resolve().parents[2])]),
+        )
         done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:randomly", "-p", "no:cacheprovider",
                                str(probe)], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)  # fmt: skip
         assert expect in done.stdout, done.stdout[-2000:]
@@ -350,7 +354,6 @@ def test_distdgl_step_on_two_hosts_equals_one_process_and_reads_every_feature(em
     import pickle
 
     import numpy as np
-
     from distgraph_jobs import float64_dataset, make_partition, reference_machine_step
     from grad_check import assert_gradients_match
 
@@ -378,7 +381,11 @@ def test_distdgl_step_on_two_hosts_equals_one_process_and_reads_every_feature(em
     assert sizes[0] > 0 and sizes[1] > 0 and sum(sizes) == reference["features"].shape[0]
     for rank in ranks:
         assert np.array_equal(rank["features"], reference["features"])
-    ids = __import__("revgnn_dgl.data.partitions", fromlist=["PartitionedDataset"]).PartitionedDataset(config_path).original_ids()
+    ids = (
+        __import__("revgnn_dgl.data.partitions", fromlist=["PartitionedDataset"])
+        .PartitionedDataset(config_path)
+        .original_ids()
+    )
     source = float64_dataset().graph.ndata["feat"].numpy()
     assert np.array_equal(ranks[1]["features"], source[ids["nodes"]])
     for name, value in reference["before"].items():
@@ -401,8 +408,30 @@ def test_distdgl_step_on_two_hosts_equals_one_process_and_reads_every_feature(em
         assert not host.pids() and host.shared_memory() == []
 
 
-DIST_ARGS = ["--model", "wide", "--num-layers", "2", "--hidden", "16", "--dropout", "0.2", "--train-parts", "4",
-             "--eval-parts", "2", "--lr", "0.01", "--nproc", "2", "--servers", "1", "--threads", "1", "--device", "cpu"]
+DIST_ARGS = [
+    "--model",
+    "wide",
+    "--num-layers",
+    "2",
+    "--hidden",
+    "16",
+    "--dropout",
+    "0.2",
+    "--train-parts",
+    "4",
+    "--eval-parts",
+    "2",
+    "--lr",
+    "0.01",
+    "--nproc",
+    "2",
+    "--servers",
+    "1",
+    "--threads",
+    "1",
+    "--device",
+    "cpu",
+]
 
 
 @pytest.fixture(scope="module")
@@ -436,8 +465,13 @@ def distdgl_straight(metis_parts: str, tmp_path_factory: pytest.TempPathFactory)
         done = _finish(procs, 900)
         after = [h.counters() for h in hosts]
         left = [(h.pids(), h.shared_memory()) for h in hosts]
-    return {"done": done, "out": folder / "h0" / "run", "other": folder / "h1" / "run", "left": left,
-            "sent": [b["tx_bytes"] - a["tx_bytes"] for a, b in zip(before, after)]}
+    return {
+        "done": done,
+        "out": folder / "h0" / "run",
+        "other": folder / "h1" / "run",
+        "left": left,
+        "sent": [b["tx_bytes"] - a["tx_bytes"] for a, b in zip(before, after)],
+    }
 
 
 def test_distdgl_on_two_hosts_writes_only_on_rank_0s_host_and_evaluates_alike(distdgl_straight: Dict[str, Any]) -> None:
@@ -475,8 +509,10 @@ def _distdgl_resume(hosts: EmulatedHosts, parts: str, tmp_path: Path, straight: 
     ip_config = tmp_path / "ip_config.txt"
     # As documented: rank 0's machine resumes its run directory, the other types its first command
     # again (with its own --out, never written): rank 0 tells every trainer to resume.
-    procs = [_machine_command(hosts[0], "", ip_config, out, "--resume", str(out), "--dist-timeout", "120"),
-             _machine_command(hosts[1], parts, ip_config, tmp_path / "h1" / "run", "--epochs", "6")]
+    procs = [
+        _machine_command(hosts[0], "", ip_config, out, "--resume", str(out), "--dist-timeout", "120"),
+        _machine_command(hosts[1], parts, ip_config, tmp_path / "h1" / "run", "--epochs", "6"),
+    ]
     done = _finish(procs, 900)
     assert [d["code"] for d in done] == [0, 0], done[0]["err"][-2000:] + done[1]["err"][-2000:]
     assert [r["epoch"] for r in read_metrics(out)] == list(range(1, 7))

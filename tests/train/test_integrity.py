@@ -1,5 +1,6 @@
 """Run directories with integrity: one process per run, whole files, refused damage, honest stops,
 nothing left behind by a refused command, and crashes at any write that resume exactly."""
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,13 @@ from revgnn_dgl.train import (
 )
 from revgnn_dgl.train.rundir import LOCK_FILE, RunLock, remove_stale_temp_files, write_json
 from revgnn_dgl.train.state import load_training_state
-from revgnn_dgl.zoo.checkpoint import CheckpointError, build_from_checkpoint, config_sha256, load_checkpoint, save_checkpoint
+from revgnn_dgl.zoo.checkpoint import (
+    CheckpointError,
+    build_from_checkpoint,
+    config_sha256,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 TINY = dict(model="wide", dataset="synthetic-proteins", dataset_options={"num_nodes": 200}, num_layers=2,
             hidden=8, train_parts=2, eval_parts=1, device="cpu")  # fmt: skip
@@ -148,7 +155,9 @@ def test_edited_config_disagreeing_with_the_state_is_refused(finished: Path, tmp
     config = TrainConfig.from_file(run / CONFIG_FILE)
     edited = config.updated({"lr": 0.5, "epochs": 5, "out": str(run)})
     before = (run / CONFIG_FILE).read_bytes()
-    with pytest.raises(ConfigError, match=r"differs from the one the run was trained with \(lr: saved 0.001, now 0.5\)"):
+    with pytest.raises(
+        ConfigError, match=r"differs from the one the run was trained with \(lr: saved 0.001, now 0.5\)"
+    ):
         train(edited, resume=True, echo=quiet, progress=False)
     assert (run / CONFIG_FILE).read_bytes() == before  # a refused resume rewrites nothing
 
@@ -206,7 +215,9 @@ def test_crafted_huge_header_is_refused_before_allocation(tmp_path: Path) -> Non
         build_from_checkpoint(tmp_path / "evil.safetensors")
     header["sha256"] = config_sha256(header)  # a crafted file can carry a matching checksum
     save_file(tensors, str(tmp_path / "evil.safetensors"), metadata={"revgnn_dgl": json.dumps(header)})
-    with pytest.raises(CheckpointError, match=r"header describes a model of about 24.0 TiB of weights, but the file holds"):
+    with pytest.raises(
+        CheckpointError, match=r"header describes a model of about 24.0 TiB of weights, but the file holds"
+    ):
         build_from_checkpoint(tmp_path / "evil.safetensors")
 
 
@@ -216,7 +227,9 @@ def test_non_finite_weights_refused_unless_allowed(tmp_path: Path) -> None:
         model.head.weight[0, 3] = float("nan")
         model.head.bias[1] = float("inf")
     path = save_checkpoint(tmp_path / "m.safetensors", model)
-    with pytest.raises(CheckpointError, match="2 non-finite value\\(s\\) .* in 2 weight\\(s\\), the first being 'head.bias'"):
+    with pytest.raises(
+        CheckpointError, match="2 non-finite value\\(s\\) .* in 2 weight\\(s\\), the first being 'head.bias'"
+    ):
         build_from_checkpoint(path)
     rebuilt = build_from_checkpoint(path, allow_nonfinite=True)
     assert torch.isnan(rebuilt.head.weight[0, 3])
@@ -266,13 +279,13 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
         for i in rng.sample(range(len(raw)), rng.randint(1, 8)):
             raw[i] ^= 1 << rng.randrange(8)
     elif kind == "truncate":
-        del raw[rng.randrange(len(raw)):]
+        del raw[rng.randrange(len(raw)) :]
     elif kind == "insert":
         i = rng.randrange(len(raw))
         raw[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
     else:
         i = rng.randrange(len(raw))
-        raw[i:i + 64] = bytes(len(raw[i:i + 64]))
+        raw[i : i + 64] = bytes(len(raw[i : i + 64]))
     return bytes(raw)
 
 

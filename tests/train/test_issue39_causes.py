@@ -1,5 +1,6 @@
 """Why the GCNII citation recipe failed on a dense, multi-label protein graph (issue 39), each cause
 shown on a generated graph (``revgnn_dgl.data.families``)."""
+
 from __future__ import annotations
 
 import json

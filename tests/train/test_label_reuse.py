@@ -1,4 +1,5 @@
 """Label reuse and self-distillation in the trainer (the released RevGAT recipe), on tiny graphs."""
+
 from __future__ import annotations
 
 from pathlib import Path

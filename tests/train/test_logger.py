@@ -1,5 +1,6 @@
 """--logger csv and --logger tensorboard: one row / one scalar per metric per epoch, read back with
 the csv module and TensorBoard's own event reader; a resumed run continues them without duplicates."""
+
 from __future__ import annotations
 
 import csv
@@ -11,8 +12,26 @@ from click.testing import CliRunner
 from revgnn_dgl.cli import cli
 from revgnn_dgl.train import read_metrics
 
-TINY = ["--model", "wide", "--num-layers", "2", "--hidden", "8", "--train-parts", "2", "--eval-parts", "1",
-        "--dataset", "synthetic-proteins", "--dataset-option", "num_nodes=200", "--device", "cpu", "--threads", "1"]
+TINY = [
+    "--model",
+    "wide",
+    "--num-layers",
+    "2",
+    "--hidden",
+    "8",
+    "--train-parts",
+    "2",
+    "--eval-parts",
+    "1",
+    "--dataset",
+    "synthetic-proteins",
+    "--dataset-option",
+    "num_nodes=200",
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
+]
 
 
 def _train(*args: str) -> None:

@@ -1,4 +1,5 @@
 """One machine of many (``--ip-config``): reading DGL's ip_config, and the one-line refusals."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,7 +26,9 @@ def test_layout_of_each_machine() -> None:
 def test_this_machine_is_found_by_its_address() -> None:
     assert is_local_address("127.0.0.1") and not is_local_address("192.0.2.7")  # TEST-NET-1: nobody's
     assert Machines.parse(["192.0.2.7 30050", "127.0.0.1 30050"]).machine == 1
-    with pytest.raises(ConfigError, match=r"none of the addresses in ip_config \(192.0.2.7, 192.0.2.8\) is this machine's"):
+    with pytest.raises(
+        ConfigError, match=r"none of the addresses in ip_config \(192.0.2.7, 192.0.2.8\) is this machine's"
+    ):
         Machines.parse(["192.0.2.7 30050", "192.0.2.8 30050"])
 
 

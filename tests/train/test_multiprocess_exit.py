@@ -6,6 +6,7 @@ Before, 7 of 11 torchrun runs hung after writing summary.json: gloo's process-gr
 (torch 2.2) joins a thread that waits for the GIL. The bound below is a hang detector, not a
 speed assertion.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,8 @@ from typing import List
 
 import pytest
 import torch
-
 from ddp_jobs import subprocess_env
+
 from revgnn_dgl.train import BEST_FILE, LAST_FILE, SUMMARY_FILE, read_metrics
 from revgnn_dgl.train.distributed import free_port
 from revgnn_dgl.zoo.checkpoint import load_checkpoint
@@ -98,7 +99,9 @@ def _start_and_interrupt(command: List[str], out: Path, sig: int) -> subprocess.
     # resource tracker may take a moment to see their parent gone.
     leftovers: List[str] = []
     for _ in range(50):
-        leftovers = subprocess.run(["pgrep", "-a", "-s", str(proc.pid)], capture_output=True, text=True).stdout.splitlines()
+        leftovers = subprocess.run(
+            ["pgrep", "-a", "-s", str(proc.pid)], capture_output=True, text=True
+        ).stdout.splitlines()
         if not leftovers:
             break
         time.sleep(0.1)

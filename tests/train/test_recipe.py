@@ -1,5 +1,6 @@
 """The recipe options: each changes training as documented, and a resumed run with all of them
 on equals an uninterrupted one bit for bit; edge dropout inside a reversible model is exact."""
+
 from __future__ import annotations
 
 import math

@@ -6,6 +6,7 @@ the state, the summary, the predictions) are refused with one line on a fresh ``
 that is refused for any reason, leaves the directory byte-identical; a fresh run that fails
 before its first epoch leaves nothing that blocks the same command.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,8 +19,26 @@ from click.testing import CliRunner
 
 from revgnn_dgl.cli import cli
 
-TINY = ["--model", "wide", "--num-layers", "2", "--hidden", "8", "--train-parts", "2", "--eval-parts", "1",
-        "--dataset", "synthetic-proteins", "--dataset-option", "num_nodes=200", "--device", "cpu", "--threads", "1"]
+TINY = [
+    "--model",
+    "wide",
+    "--num-layers",
+    "2",
+    "--hidden",
+    "8",
+    "--train-parts",
+    "2",
+    "--eval-parts",
+    "1",
+    "--dataset",
+    "synthetic-proteins",
+    "--dataset-option",
+    "num_nodes=200",
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
+]
 
 
 def invoke(*args: str):
@@ -72,7 +91,9 @@ def test_a_planted_link_on_a_fresh_out_is_refused_and_its_target_untouched(tmp_p
     assert snapshot(out) == before
 
 
-@pytest.mark.parametrize("name", ["metrics.jsonl", "state.safetensors", "run-0/last.safetensors", ".lock", "summary.json"])
+@pytest.mark.parametrize(
+    "name", ["metrics.jsonl", "state.safetensors", "run-0/last.safetensors", ".lock", "summary.json"]
+)
 def test_a_planted_link_in_a_run_to_resume_is_refused(tmp_path: Path, finished: Path, name: str) -> None:
     import shutil
 
@@ -142,7 +163,13 @@ def test_a_failed_start_leaves_nothing_that_blocks_the_same_command(tmp_path: Pa
 def test_stale_temporary_files_are_removed_and_links_and_user_files_kept(tmp_path: Path) -> None:
     from revgnn_dgl.train.rundir import remove_stale_temp_files
 
-    names = [".state.safetensors.tmpab12cd34", "metrics.jsonl.tmp123", ".tmpYc1T23", "notes.tmp.txt", ".tmpfile-of-mine"]
+    names = [
+        ".state.safetensors.tmpab12cd34",
+        "metrics.jsonl.tmp123",
+        ".tmpYc1T23",
+        "notes.tmp.txt",
+        ".tmpfile-of-mine",
+    ]
     for name in names:
         (tmp_path / name).write_text("x")
     victim = tmp_path.parent / f"{tmp_path.name}-victim"

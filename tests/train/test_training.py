@@ -1,4 +1,5 @@
 """Training the paper's way: outputs, exact resume, evaluation reproducibility, configs, state files."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from revgnn_dgl.zoo.checkpoint import build_from_checkpoint, load_checkpoint
 from revgnn_dgl.data import load_dataset
 from revgnn_dgl.train import (
     BEST_FILE,
@@ -29,6 +29,7 @@ from revgnn_dgl.train import (
 )
 from revgnn_dgl.train.data import random_parts
 from revgnn_dgl.train.state import TrainingStateError, load_training_state, save_training_state
+from revgnn_dgl.zoo.checkpoint import build_from_checkpoint, load_checkpoint
 
 # A model and graph small enough for a few epochs in about a second. Three parts keep every
 # part's subgraph with edges on 300 nodes.
@@ -133,8 +134,17 @@ def test_multiclass_graph_file_sets_model_widths(tmp_path: Path) -> None:
     lines = []
     out = tmp_path / "run"
     summary = train(
-        TrainConfig(model="wide", dataset=str(path), num_layers=2, hidden=8, train_parts=2, eval_parts=1, epochs=2,
-                    device="cpu", out=str(out)),
+        TrainConfig(
+            model="wide",
+            dataset=str(path),
+            num_layers=2,
+            hidden=8,
+            train_parts=2,
+            eval_parts=1,
+            epochs=2,
+            device="cpu",
+            out=str(out),
+        ),
         echo=lines.append,
         progress=False,
     )

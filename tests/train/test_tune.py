@@ -1,5 +1,6 @@
 """revgnn-dgl tune: search spaces refused before any trial, the on_epoch hook, studies end to end,
 killed and continued, and shared by two processes."""
+
 from __future__ import annotations
 
 import fcntl
@@ -202,7 +203,9 @@ def test_killed_study_continues_without_repeating_finished_trials(tmp_path: Path
     assert killed.returncode == -9, output
     before = load_trials(out)
     assert [t.state.name for t in before] == ["COMPLETE", "COMPLETE", "RUNNING"]
-    finished = {t.number: (t.value, (Path(t.user_attrs["run_dir"]) / "metrics.jsonl").stat().st_mtime_ns) for t in before[:2]}
+    finished = {
+        t.number: (t.value, (Path(t.user_attrs["run_dir"]) / "metrics.jsonl").stat().st_mtime_ns) for t in before[:2]
+    }
 
     again = cli_process(args)
     output, _ = again.communicate(timeout=600)
@@ -284,6 +287,7 @@ def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
 
 def started_workers(study: subprocess.Popen, out: Path) -> List[int]:
     """``tune --jobs 2``'s workers, once both trials have written an epoch."""
+
     def training() -> bool:
         assert study.poll() is None, study.communicate()[0]
         return all((out / "trials" / f"trial-{n:04d}" / "metrics.jsonl").is_file() for n in (0, 1))
@@ -325,7 +329,7 @@ def test_timeout_ends_the_study_and_other_settings_are_refused(tmp_path: Path) -
     assert result.exit_code == 0, result.output
     assert "0 trial(s);" in result.output and "no trial has finished yet" in result.output  # from the start
     assert load_trials(out) == [] and not (out / "best.yaml").exists()
-    other = run_cli([*args[:-len(TINY)], "--space", "weight_decay=float:0:0.01", *TINY])
+    other = run_cli([*args[: -len(TINY)], "--space", "weight_decay=float:0:0.01", *TINY])
     assert other.exit_code == 1
     assert other.output.strip().splitlines() == [
         f"Error: study 'tune' in sqlite:///{out.resolve()}/study.db was started with other settings (the search "
@@ -389,7 +393,6 @@ def test_a_long_legend_is_folded_into_columns_inside_the_saved_figure() -> None:
     plt.close(figure)
 
 
-
 @pytest.mark.parametrize("jobs, threads", [(1, 2), (2, 1)])
 def test_jobs_share_the_free_cores_when_threads_are_not_given(monkeypatch, tmp_path: Path, jobs: int,
                                                                threads: int) -> None:  # fmt: skip
@@ -405,7 +408,7 @@ def test_jobs_share_the_free_cores_when_threads_are_not_given(monkeypatch, tmp_p
     monkeypatch.setattr(tune_module, "tune", lambda base, space, settings, echo: seen.update(base=base))
     args = tune_args(tmp_path / "study", 2)
     at = args.index("--threads")
-    args = args[:at] + args[at + 2:] + ["--jobs", str(jobs)]
+    args = args[:at] + args[at + 2 :] + ["--jobs", str(jobs)]
     result = run_cli(args)
     assert result.exit_code == 0, result.output
     assert seen["base"].threads == threads

@@ -2,11 +2,11 @@
 every count and seed bounded, a search space checked against the model's bounds and read with the
 strict YAML loader, an in-memory storage refused, a damaged study in one line, and two processes on
 one study drawing distinct points."""
+
 from __future__ import annotations
 
 import hashlib
 import multiprocessing
-import os
 import sqlite3
 import subprocess
 import sys
@@ -50,7 +50,9 @@ PLANTED = ["study.db", "trials", "trials/trial-0000", "trials/trial-0000/train.l
 
 @pytest.mark.parametrize("name", PLANTED)
 @pytest.mark.parametrize("dangling", [False, True])
-def test_a_planted_link_in_the_study_folder_is_refused_before_any_write(tmp_path: Path, name: str, dangling: bool) -> None:
+def test_a_planted_link_in_the_study_folder_is_refused_before_any_write(
+    tmp_path: Path, name: str, dangling: bool
+) -> None:
     victim = tmp_path / "victims" / "precious"
     victim.parent.mkdir()
     if not dangling:
@@ -138,8 +140,22 @@ def test_each_process_on_a_study_gets_its_own_sampler_stream(tmp_path: Path) -> 
 def test_two_concurrent_tunes_on_one_study_evaluate_distinct_points(tmp_path: Path) -> None:
     out = tmp_path / "study"
     out.mkdir()
-    args = [sys.executable, "-m", "revgnn_dgl", "tune", "--out", str(out), "--trials", "6", "--epochs", "1",
-            "--pruner", "none", *SPACE, *TINY]  # the same command, the same --sampler-seed, twice at once
+    args = [
+        sys.executable,
+        "-m",
+        "revgnn_dgl",
+        "tune",
+        "--out",
+        str(out),
+        "--trials",
+        "6",
+        "--epochs",
+        "1",
+        "--pruner",
+        "none",
+        *SPACE,
+        *TINY,
+    ]  # the same command, the same --sampler-seed, twice at once
     procs = [subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for _ in range(2)]  # fmt: skip
     outputs = [p.communicate(timeout=600)[0] for p in procs]

@@ -1,5 +1,6 @@
 """Checkpoints: the safetensors format, loading by path and by name, hub cache and downloads, and
 clear errors (missing, corrupted, truncated, wrong hash, another model) with nothing half-written."""
+
 from __future__ import annotations
 
 import functools
@@ -18,8 +19,8 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from revgnn_dgl import create_model, get_config, register_model
-from revgnn_dgl.zoo import registry
 from revgnn_dgl.zoo import checkpoint as ckpt_mod
+from revgnn_dgl.zoo import registry
 from revgnn_dgl.zoo.checkpoint import (
     CheckpointError,
     build_from_checkpoint,
@@ -50,10 +51,17 @@ def make_card() -> Iterator:
 
     def make(checkpoint: dict, architecture: str = "revgnn", arguments: dict = TINY_ARGS) -> str:
         name = f"test-ckpt-{uuid.uuid4().hex[:8]}"
-        register_model({
-            "name": name, "architecture": architecture, "arguments": dict(arguments), "dataset": "synthetic",
-            "parameters": 0, "citation": "test card", "checkpoint": {"file": f"{name}.safetensors", **checkpoint},
-        })
+        register_model(
+            {
+                "name": name,
+                "architecture": architecture,
+                "arguments": dict(arguments),
+                "dataset": "synthetic",
+                "parameters": 0,
+                "citation": "test card",
+                "checkpoint": {"file": f"{name}.safetensors", **checkpoint},
+            }
+        )
         names.append(name)
         return name
 
@@ -174,7 +182,9 @@ def test_save_handles_shared_tensors(tmp_path):
     model.layers[0].gnn_modules[1].conv.mlp[0].weight = model.layers[0].gnn_modules[0].conv.mlp[0].weight  # tie
     path = save_checkpoint(tmp_path / "tied.safetensors", model)
     back = load_checkpoint(path).state_dict
-    assert torch.equal(back["layers.0.gnn_modules.1.conv.mlp.0.weight"], back["layers.0.gnn_modules.0.conv.mlp.0.weight"])
+    assert torch.equal(
+        back["layers.0.gnn_modules.1.conv.mlp.0.weight"], back["layers.0.gnn_modules.0.conv.mlp.0.weight"]
+    )
     wt = create_model("wt-revgnn-80", num_layers=3, hidden=16)
     assert torch.equal(outputs(build_from_checkpoint(save_checkpoint(tmp_path / "wt.safetensors", wt))), outputs(wt))
 
@@ -205,7 +215,10 @@ def test_missing_file(tmp_path):
     [
         (b"", "not a safetensors file: it has only 0 bytes"),
         (b"PK\x03\x04" + bytes(200), "not a safetensors file"),  # a zip (.pth) file
-        ((40).to_bytes(8, "little") + b"{this is not json" + bytes(40), "not a safetensors file, or its header is corrupted"),
+        (
+            (40).to_bytes(8, "little") + b"{this is not json" + bytes(40),
+            "not a safetensors file, or its header is corrupted",
+        ),
     ],
     ids=["empty", "zip", "bad-header"],
 )
@@ -270,11 +283,20 @@ def test_checkpoint_with_other_arguments(saved):
 
 def test_missing_unexpected_and_misshaped_keys(saved):
     # Without argument checks, the key and shape checks still name the first offending key.
-    with pytest.raises(CheckpointError, match="lacks 20 weight\\(s\\) of the model, the first being 'layers.2.gnn_modules.0.norm.weight'"):
+    with pytest.raises(
+        CheckpointError,
+        match="lacks 20 weight\\(s\\) of the model, the first being 'layers.2.gnn_modules.0.norm.weight'",
+    ):
         load_weights(tiny_model(num_layers=3), saved)
-    with pytest.raises(CheckpointError, match="has 20 weight\\(s\\) the model does not, the first being 'layers.1.gnn_modules.0.conv.edge_encoder.bias'"):
+    with pytest.raises(
+        CheckpointError,
+        match="has 20 weight\\(s\\) the model does not, the first being 'layers.1.gnn_modules.0.conv.edge_encoder.bias'",
+    ):
         load_weights(tiny_model(num_layers=1), saved)
-    with pytest.raises(CheckpointError, match="weight 'node_encoder.weight' has shape \\(16, 16\\) in the checkpoint but \\(32, 16\\) in the model"):
+    with pytest.raises(
+        CheckpointError,
+        match="weight 'node_encoder.weight' has shape \\(16, 16\\) in the checkpoint but \\(32, 16\\) in the model",
+    ):
         load_weights(tiny_model(hidden=32), saved)
 
 
@@ -327,7 +349,9 @@ def test_offline_download_error(tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     dest = tmp_path / "c" / "x.safetensors"
-    with pytest.raises(CheckpointError, match=f"could not download http://127.0.0.1:{port}/x.*offline.*put it at {dest}"):
+    with pytest.raises(
+        CheckpointError, match=f"could not download http://127.0.0.1:{port}/x.*offline.*put it at {dest}"
+    ):
         download(f"http://127.0.0.1:{port}/x", dest, "0" * 64, timeout=5)
     assert list(dest.parent.iterdir()) == []
 

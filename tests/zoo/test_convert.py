@@ -4,6 +4,7 @@ The official layout and forward pass are re-implemented here in plain torch, dir
 reference sheet (section 2 and 5), independently of the package's modules: converted weights in
 our model must compute the same function as the official architecture on the official keys.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,20 +34,34 @@ def official_layout(num_layers: int, hidden: int, groups: int = 2, tasks: int = 
     for layer in range(num_layers):
         for g in range(groups):
             pre = f"gcns.{layer}._fn.Fms.{g}"
-            shapes.update({
-                f"{pre}.norm.weight": (d,), f"{pre}.norm.bias": (d,),
-                f"{pre}.gcn.mlp.0.weight": (2 * d, d), f"{pre}.gcn.mlp.0.bias": (2 * d,),
-                f"{pre}.gcn.mlp.1.weight": (2 * d,), f"{pre}.gcn.mlp.1.bias": (2 * d,),
-                f"{pre}.gcn.mlp.3.weight": (d, 2 * d), f"{pre}.gcn.mlp.3.bias": (d,),
-                f"{pre}.gcn.edge_encoder.weight": (d, hidden), f"{pre}.gcn.edge_encoder.bias": (d,),
-            })
-    shapes.update({
-        "last_norm.weight": (hidden,), "last_norm.bias": (hidden,),
-        "node_one_hot_encoder.weight": (8, 8), "node_one_hot_encoder.bias": (8,),
-        "node_features_encoder.weight": (hidden, 16), "node_features_encoder.bias": (hidden,),
-        "edge_encoder.weight": (hidden, 8), "edge_encoder.bias": (hidden,),
-        "node_pred_linear.weight": (tasks, hidden), "node_pred_linear.bias": (tasks,),
-    })
+            shapes.update(
+                {
+                    f"{pre}.norm.weight": (d,),
+                    f"{pre}.norm.bias": (d,),
+                    f"{pre}.gcn.mlp.0.weight": (2 * d, d),
+                    f"{pre}.gcn.mlp.0.bias": (2 * d,),
+                    f"{pre}.gcn.mlp.1.weight": (2 * d,),
+                    f"{pre}.gcn.mlp.1.bias": (2 * d,),
+                    f"{pre}.gcn.mlp.3.weight": (d, 2 * d),
+                    f"{pre}.gcn.mlp.3.bias": (d,),
+                    f"{pre}.gcn.edge_encoder.weight": (d, hidden),
+                    f"{pre}.gcn.edge_encoder.bias": (d,),
+                }
+            )
+    shapes.update(
+        {
+            "last_norm.weight": (hidden,),
+            "last_norm.bias": (hidden,),
+            "node_one_hot_encoder.weight": (8, 8),
+            "node_one_hot_encoder.bias": (8,),
+            "node_features_encoder.weight": (hidden, 16),
+            "node_features_encoder.bias": (hidden,),
+            "edge_encoder.weight": (hidden, 8),
+            "edge_encoder.bias": (hidden,),
+            "node_pred_linear.weight": (tasks, hidden),
+            "node_pred_linear.bias": (tasks,),
+        }
+    )
     return shapes
 
 
@@ -115,12 +130,21 @@ def official_card(tmp_path, monkeypatch):
     monkeypatch.setenv("REVGNN_DGL_CACHE", str(tmp_path / "cache"))
     name = f"test-official-{uuid.uuid4().hex[:8]}"
     deep = get_config("revgnn-deep")
-    register_model({
-        **deep, "name": name, "aliases": [], "arguments": {**deep["arguments"], "num_layers": L},
-        "parameters": sum(torch.Size(s).numel() for s in official_layout(L, D).values()),
-        "checkpoint": {**deep["checkpoint"], "file": f"{name}.safetensors", "official_file": "tiny.pth",
-                       "how": f"run `revgnn-dgl zoo import tiny.pth --model {name}`."},
-    })
+    register_model(
+        {
+            **deep,
+            "name": name,
+            "aliases": [],
+            "arguments": {**deep["arguments"], "num_layers": L},
+            "parameters": sum(torch.Size(s).numel() for s in official_layout(L, D).values()),
+            "checkpoint": {
+                **deep["checkpoint"],
+                "file": f"{name}.safetensors",
+                "official_file": "tiny.pth",
+                "how": f"run `revgnn-dgl zoo import tiny.pth --model {name}`.",
+            },
+        }
+    )
     yield name
     registry._CONFIGS.pop(name, None)
 
@@ -168,8 +192,9 @@ def test_converted_model_gradients_flow_through_the_reversible_path():
     model.train()
     out = model(dgl.graph((src, dst), num_nodes=40), node_feat, edge_attr, species)
     out.sum().backward()
-    torch.testing.assert_close(out.detach(), official_forward(sd, L, C, src, dst, node_feat, edge_attr, species),
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        out.detach(), official_forward(sd, L, C, src, dst, node_feat, edge_attr, species), atol=1e-5, rtol=1e-5
+    )
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
 
 
@@ -184,7 +209,10 @@ def test_accepts_a_card_mapping_and_a_dataparallel_prefix():
 def test_refuses_a_wrong_shape_naming_the_key():
     sd = official_state_dict()
     sd["gcns.1._fn.Fms.0.gcn.mlp.0.weight"] = torch.zeros(81, 40)
-    with pytest.raises(CheckpointError, match=r"'gcns.1._fn.Fms.0.gcn.mlp.0.weight' .* shape \(81, 40\), but the model expects \(80, 40\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"'gcns.1._fn.Fms.0.gcn.mlp.0.weight' .* shape \(81, 40\), but the model expects \(80, 40\)",
+    ):
         convert_official_state_dict(sd, "revgnn-deep", num_layers=L)
 
 
@@ -197,7 +225,10 @@ def test_refuses_a_missing_key_naming_it():
 
 def test_refuses_leftover_keys_naming_the_first():
     sd = official_state_dict(num_layers=L + 1)  # a deeper checkpoint
-    with pytest.raises(CheckpointError, match=r"has 20 key\(s\) that a 3-layer RevGNN does not, the first being 'gcns.3._fn.Fms.0.norm.weight'"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"has 20 key\(s\) that a 3-layer RevGNN does not, the first being 'gcns.3._fn.Fms.0.norm.weight'",
+    ):
         convert_official_state_dict(sd, "revgnn-deep", num_layers=L)
     sd = official_state_dict()
     sd["gcns.0._fn.Fms.0.gcn.t"] = torch.ones(1)  # a softmax-aggregation parameter
@@ -215,10 +246,18 @@ def test_import_wrapper_pth_then_create_pretrained(official_card, tmp_path, caps
     name = official_card
     sd = official_state_dict()
     pth = tmp_path / "tiny.pth"
-    torch.save({"epoch": 1234, "model_state_dict": sd,
-                "optimizer_state_dict": {"state": {}, "param_groups": [{"lr": 0.001, "params": [0, 1]}]},
-                "loss": torch.tensor(0.1875)}, pth)
-    with pytest.raises(CheckpointError, match=f"must be imported by hand: run `revgnn-dgl zoo import tiny.pth --model {name}`"):
+    torch.save(
+        {
+            "epoch": 1234,
+            "model_state_dict": sd,
+            "optimizer_state_dict": {"state": {}, "param_groups": [{"lr": 0.001, "params": [0, 1]}]},
+            "loss": torch.tensor(0.1875),
+        },
+        pth,
+    )
+    with pytest.raises(
+        CheckpointError, match=f"must be imported by hand: run `revgnn-dgl zoo import tiny.pth --model {name}`"
+    ):
         create_model(name, pretrained=True)
 
     dest = import_official_checkpoint(pth, model=name)
@@ -262,7 +301,10 @@ class Unsafe:
 def test_import_refuses_files_that_need_a_full_unpickle(official_card, tmp_path):
     pth = tmp_path / "unsafe.pth"
     torch.save({"model_state_dict": official_state_dict(), "extra": Unsafe()}, pth)
-    with pytest.raises(CheckpointError, match="refused to load the official checkpoint: it is a pickle that needs .*Unsafe, which could run code"):
+    with pytest.raises(
+        CheckpointError,
+        match="refused to load the official checkpoint: it is a pickle that needs .*Unsafe, which could run code",
+    ):
         import_official_checkpoint(pth, model=official_card, verbose=False)
 
 
@@ -297,7 +339,9 @@ def test_recorded_sha256_is_then_verified(official_card, tmp_path):
 
 
 @pytest.mark.parametrize("num_layers, hidden, groups", [(3, 16, 2), (2, 24, 4)])
-def test_zoo_import_infers_any_official_shape_and_prints_the_card_lines(tmp_path, monkeypatch, num_layers, hidden, groups):
+def test_zoo_import_infers_any_official_shape_and_prints_the_card_lines(
+    tmp_path, monkeypatch, num_layers, hidden, groups
+):
     from click.testing import CliRunner
 
     from revgnn_dgl.cli import cli
@@ -329,7 +373,9 @@ def test_zoo_import_refuses_non_finite_official_weights(official_card, tmp_path)
     torch.save({"model_state_dict": state}, pth)
     with pytest.raises(CheckpointError, match="holds NaN or inf; refused"):
         import_official_checkpoint(pth, model=official_card, verbose=False)
-    out = import_official_checkpoint(pth, model=official_card, verbose=False, allow_nonfinite=True, out=tmp_path / "x.safetensors")
+    out = import_official_checkpoint(
+        pth, model=official_card, verbose=False, allow_nonfinite=True, out=tmp_path / "x.safetensors"
+    )
     assert out.is_file()
 
 
@@ -339,7 +385,9 @@ def test_import_over_an_existing_entry_needs_force(official_card, tmp_path):
     torch.save(official_state_dict(seed=5), other)
     dest = import_official_checkpoint(pth, model=official_card, verbose=False)
     kept = sha256_file(dest)
-    with pytest.raises(CheckpointError, match=r"already holds a converted checkpoint \(sha256 [0-9a-f]{64}\); pass --force"):
+    with pytest.raises(
+        CheckpointError, match=r"already holds a converted checkpoint \(sha256 [0-9a-f]{64}\); pass --force"
+    ):
         import_official_checkpoint(other, model=official_card, verbose=False)
     assert sha256_file(dest) == kept  # untouched
     assert import_official_checkpoint(other, model=official_card, verbose=False, force=True) == dest
@@ -372,7 +420,7 @@ def test_concurrent_imports_print_the_sha256_of_the_file_they_left(tmp_path):
     assert len(ok) == 1, [r[2][-300:] for r in results]
     (printed,) = re.findall(r"^sha256 ([0-9a-f]{64})$", ok[0][1], re.M)
     assert printed == sha256_file(out)
-    for code, _, err in refused:
+    for _code, _, err in refused:
         lines = [line for line in err.splitlines() if line.strip()]
         assert len(lines) == 1 and "already holds a converted checkpoint" in lines[0] and "--force" in lines[0], err
     for path in files:  # --force: in turn, each reports the file it left

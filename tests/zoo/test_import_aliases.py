@@ -1,6 +1,7 @@
 """``zoo import`` of an official-layout file whose tensors are dense, non-overlapping views of one
 storage (issue 34): each view passes the per-tensor checks, but together they ask for far more than
 the file holds; refused with the figures in seconds, before anything is allocated."""
+
 from __future__ import annotations
 
 import time
@@ -12,7 +13,6 @@ from click.testing import CliRunner
 
 from revgnn_dgl.cli import cli
 from revgnn_dgl.data.safe_torch import TorchFileError, load_torch_file
-
 
 
 def _official_layout():
@@ -54,7 +54,11 @@ def test_aliased_views_are_refused_in_seconds(tmp_path: Path) -> None:
     seconds = time.monotonic() - tic
     lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert result.exit_code == 1 and len(lines) == 1 and "alias" in lines[0], result.output
-    assert "bytes its storages hold" in lines[0] and "2 x the 2097152 bytes" in lines[0] and not (tmp_path / "out.safetensors").exists()
+    assert (
+        "bytes its storages hold" in lines[0]
+        and "2 x the 2097152 bytes" in lines[0]
+        and not (tmp_path / "out.safetensors").exists()
+    )
     assert seconds < 10, seconds
 
 

@@ -1,6 +1,7 @@
 """Bundled pretrained weights (``checkpoint.source: bundled``): every such card's metrics are
 reproduced exactly by ``revgnn-dgl evaluate --model NAME --pretrained``, and a modified copy of
 its weights is refused."""
+
 from __future__ import annotations
 
 import json
@@ -8,13 +9,13 @@ import shutil
 
 import pytest
 from click.testing import CliRunner
+from suite_env import DATA_ENV_VAR
 
 from revgnn_dgl import get_config, list_models
-from revgnn_dgl.zoo import hub
-from revgnn_dgl.zoo.checkpoint import CheckpointError, sha256_file
 from revgnn_dgl.cli import cli
 from revgnn_dgl.data.catalog import dataset_info
-from suite_env import DATA_ENV_VAR
+from revgnn_dgl.zoo import hub
+from revgnn_dgl.zoo.checkpoint import CheckpointError, sha256_file
 
 BUNDLED = [name for name in list_models() if (get_config(name).get("checkpoint") or {}).get("source") == "bundled"]
 
@@ -50,7 +51,9 @@ def test_evaluate_pretrained_reproduces_card_metrics(name, request, monkeypatch)
     assert scores["metric"] == metrics["metric"]
     assert scores["val"] == pytest.approx(metrics["val"], abs=1e-6)
     assert scores["test"] == pytest.approx(metrics["test"], abs=1e-6)
-    assert (scores["eval_parts"], scores["eval_views"], scores["seed"]) == tuple(card["eval"][k] for k in ("parts", "views", "seed"))
+    assert (scores["eval_parts"], scores["eval_views"], scores["seed"]) == tuple(
+        card["eval"][k] for k in ("parts", "views", "seed")
+    )
     assert scores["card"] == {"metric": metrics["metric"], "val": metrics["val"], "test": metrics["test"]}
 
 

@@ -1,5 +1,6 @@
 """The model zoo: cards, their schema, published parameter counts, errors, and cards shipped inside
 an installed wheel (the full 1001-layer model's gradients: tests/models/test_revgnn_deep.py)."""
+
 from __future__ import annotations
 
 import functools
@@ -11,16 +12,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import dgl
 import pytest
 import torch
 import yaml
+from suite_env import missing_requirement
 from torch import nn
 
 import revgnn_dgl
 from revgnn_dgl import ZooError, create_model, get_config, list_models, register_model
 from revgnn_dgl.zoo.registry import REQUIRED_CARD_FIELDS, card_paths, resolve_name
-from suite_env import missing_requirement
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINT_SOURCES = ("official", "url", "bundled", "none")
@@ -125,7 +125,9 @@ def test_unknown_model_suggests_close_names():
 
 
 def test_unknown_override_argument():
-    with pytest.raises(ZooError, match=r"unknown argument\(s\) num_layer for architecture 'revgnn'; valid: .*num_layers"):
+    with pytest.raises(
+        ZooError, match=r"unknown argument\(s\) num_layer for architecture 'revgnn'; valid: .*num_layers"
+    ):
         create_model("revgnn-deep", num_layer=3)
 
 
@@ -179,14 +181,22 @@ def test_cards_found_from_installed_wheel(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     build = subprocess.run(
         pip + ["wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(tmp_path / "dist"), str(src)],
-        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
     )
     assert build.returncode == 0, f"building a wheel offline failed:\n{build.stdout[-2000:]}\n{build.stderr[-2000:]}"
     (wheel,) = (tmp_path / "dist").glob("revgnn_dgl-*.whl")
     target = tmp_path / "site"
     install = subprocess.run(
         pip + ["install", "--no-deps", "--no-index", "--target", str(target), str(wheel)],
-        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
     )
     assert install.returncode == 0, install.stderr[-2000:]
 
@@ -196,8 +206,12 @@ def test_cards_found_from_installed_wheel(tmp_path):
         "'cards': [str(p) for p in card_paths()]}))"
     )
     run = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
-        env={**env, "PYTHONPATH": str(target), "OUTDATED_IGNORE": "1"}, cwd=tmp_path,
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**env, "PYTHONPATH": str(target), "OUTDATED_IGNORE": "1"},
+        cwd=tmp_path,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     found = json.loads(run.stdout.strip().splitlines()[-1])
