@@ -20,11 +20,13 @@ __all__ = [
     "DistributedError",
     "FreedOutputError",
     "GraphInputError",
+    "GraphInputTypeError",
     "PeerFailedError",
     "RevGNNError",
     "TrainingDiverged",
     "TrainingError",
     "TrainingStateError",
+    "UnsupportedGradientError",
     "ZooError",
     "is_user_error",
 ]
@@ -45,6 +47,14 @@ class FreedOutputError(RevGNNError, RuntimeError):
     block's output (the memory-saving backward rebuilds it); ``keep_output=True`` on the block that
     made it, or :func:`~revgnn_dgl.nn.keep_outputs` on a whole model, keeps such outputs readable.
     """
+
+
+class GraphInputTypeError(GraphInputError, TypeError):
+    """An argument of a layer of a type it cannot take (still a :class:`TypeError`)."""
+
+
+class UnsupportedGradientError(RevGNNError, RuntimeError):
+    """A gradient the memory-saving backward cannot give (double backward through a reversible block)."""
 
 
 class DatasetError(RevGNNError, ValueError):

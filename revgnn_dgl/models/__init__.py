@@ -1,8 +1,10 @@
 """Models: RevGNN, WT-RevGNN, ResGNN (one deep GNN, three connections), DEQ-GNN, RevGAT and an MLP."""
 
 import inspect
+from typing import Any, Set
 
 from .deepgcn import CONNECTIONS, CONVS, DeepGCN, ResGNN, RevGNN, WTRevGNN
+from .deepgcn_blocks import GEN_OPTIONS, BlockSpec, GCNBlock, GCNIIBlock, GENBlock, SAGEBlock, block_from_arguments
 from .deq import DEQGNN
 from .gcn import GCN
 from .mlp import MLP
@@ -11,6 +13,12 @@ from .revgat import RevGAT
 __all__ = [
     "CONNECTIONS",
     "CONVS",
+    "BlockSpec",
+    "GCNBlock",
+    "GCNIIBlock",
+    "GENBlock",
+    "SAGEBlock",
+    "block_from_arguments",
     "DEEPGCN_ARGUMENTS",
     "DEQGNN",
     "GCN",
@@ -23,16 +31,15 @@ __all__ = [
     "deq_gnn",
 ]
 
-# DeepGCN forwards extra keyword arguments to GENConv: accept exactly those.
-_GEN_OPTIONS = {"t", "learn_t", "p", "learn_p", "y", "learn_y", "msg_norm", "learn_msg_scale", "expansion", "eps"}
-#: The keyword arguments a DeepGCN builder accepts (its own and those it forwards to GENConv).
+
+def _named(fn: Any) -> Set[str]:
+    return {n for n, p in inspect.signature(fn).parameters.items() if p.kind is p.POSITIONAL_OR_KEYWORD}
+
+
+#: The keyword arguments a DeepGCN accepts in a card: its own, and the flat names of its block
+#: (:func:`~.deepgcn_blocks.block_from_arguments`, with the GENConv options it forwards).
 DEEPGCN_ARGUMENTS = frozenset(
-    {
-        name
-        for name, p in inspect.signature(DeepGCN.__init__).parameters.items()
-        if name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD
-    }
-    | _GEN_OPTIONS
+    (_named(DeepGCN.__init__) - {"self", "block"}) | _named(block_from_arguments) | GEN_OPTIONS
 )
 
 

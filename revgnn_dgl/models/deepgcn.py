@@ -2,73 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
 import dgl
 import torch
 import torch.nn.functional as F
-from dgl.nn import GraphConv, SAGEConv
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from ..nn import GENConv, GraphInputError, GroupRevRes, PreActivationBlock, ResBlock, SharedDropout, make_norm
-from ..nn.gcnii import GCNII_MODES, GCNIIConv
+from ..nn import GraphInputError, GroupRevRes, PreActivationBlock, ResBlock, SharedDropout, make_norm
 from ..nn.norm import make_input_norm
+from .deepgcn_blocks import CONVS, STREAM_INITS, BlockSpec, block_from_arguments, zero_last_projection_
+
+__all__ = ["CONNECTIONS", "CONVS", "STREAM_INITS", "BLOCK_DROPOUTS", "DeepGCN", "RevGNN", "WTRevGNN", "ResGNN"]
 
 CONNECTIONS = ("reversible", "weight_tied", "residual")
-CONVS = ("gen", "sage", "gcn", "gcnii")
-STREAM_INITS = ("encoder", "zero")
 BLOCK_DROPOUTS = ("shared", "independent")
-
-
-def make_conv(
-    kind: str,
-    width: int,
-    edge_width: Optional[int],
-    aggregator: str,
-    mlp_layers: int,
-    norm: str,
-    layer: int = 1,
-    gcnii: Optional[Dict[str, Any]] = None,
-    **gen_options,
-) -> nn.Module:
-    """The message-passing layer of one block: DeeperGCN's GENConv, DGL's SAGEConv / GraphConv, or
-    GCNII's initial-residual layer (:class:`~revgnn_dgl.nn.gcnii.GCNIIConv`, the ``layer``-th, with
-    the ``gcnii`` keyword arguments ``alpha``, ``lambda_``, ``mode``, ``step``)."""
-    if kind == "gcnii":
-        return GCNIIConv(width, layer=layer, **(gcnii or {}))
-    if kind == "gen":
-        return GENConv(
-            width, width, aggregator=aggregator, edge_feats=edge_width, mlp_layers=mlp_layers, norm=norm, **gen_options
-        )
-    if kind == "sage":
-        return SAGEConv(width, width, "mean")
-    if kind == "gcn":
-        return GraphConv(width, width, allow_zero_in_degree=True)
-    raise ConfigError(f"unknown conv {kind!r}; choose one of {', '.join(CONVS)}.")
-
-
-def zero_last_projection_(conv: nn.Module) -> None:
-    """Zero the weights (and biases) that produce a block's conv output, so the block adds exactly 0.
-
-    The block's input still reaches these weights, so their gradient is not zero and the branch
-    starts learning at the first step (timm's ``zero_init_last``, after Goyal et al. 2017, who zero
-    the last BatchNorm scale of every ResNet block).
-    """
-    if isinstance(conv, GENConv):
-        last = [conv.mlp[-1]]
-    elif isinstance(conv, SAGEConv):
-        last = [conv.fc_neigh] + ([conv.fc_self] if hasattr(conv, "fc_self") else []) + [conv]
-    elif isinstance(conv, GraphConv):
-        last = [conv]
-    else:
-        raise ConfigError(f"zero_init_last does not know the output weights of {type(conv).__name__}.")
-    with torch.no_grad():
-        for module in last:
-            for name in ("weight", "bias"):
-                param = getattr(module, name, None)
-                if isinstance(param, nn.Parameter):
-                    param.zero_()
 
 
 class DeepGCN(nn.Module):
@@ -103,8 +52,13 @@ class DeepGCN(nn.Module):
         Width of the one-hot species input (8 for ogbn-proteins), 0 for none.
     connection : str
         ``reversible``, ``weight_tied`` or ``residual``.
-    conv, aggregator, mlp_layers, norm : str, str, int, str
-        The layer: ``gen`` (GENConv with that aggregator and MLP), ``sage`` or ``gcn``.
+    block : BlockSpec, optional
+        The block (:mod:`~revgnn_dgl.models.deepgcn_blocks`): :class:`GENBlock` (the paper's),
+        :class:`SAGEBlock`, :class:`GCNBlock` or :class:`GCNIIBlock`, with its own switches.
+        Without it, the flat card arguments (``conv``, ``aggregator``, ``mlp_layers``, ``norm``,
+        ``zero_init_last``, ``gcnii_alpha``, ``gcnii_lambda``, ``gcnii_mode``, ``gcnii_step``,
+        ``stream_init`` and GENConv's options) name it, through
+        :func:`~revgnn_dgl.models.deepgcn_blocks.block_from_arguments`.
     dropout : float
         Drop probability of the shared mask and of the head.
     reinit_groups : bool
@@ -115,23 +69,6 @@ class DeepGCN(nn.Module):
     fold_edge_encoder : bool
         Let each GENConv fold the shared edge encoder into its edge projection (the same
         function; layers read the raw edge features instead of an ``E x hidden`` embedding).
-    zero_init_last : bool
-        Start every block's residual branch at exactly zero (the conv's output weights and biases
-        zeroed, :func:`zero_last_projection_`), so that the untrained model is the encoder and the
-        head with an identity in between and depth is added by training (timm's
-        ``zero_init_last``). Off by default: the released models start at the default init.
-    gcnii_alpha, gcnii_lambda, gcnii_mode, gcnii_step : float, float, str, float
-        ``conv='gcnii'``: block :math:`l`'s function is
-        :math:`f_l(X, H_0) = \tau\,((1-\alpha)\hat P\,\mathrm{drop}(\mathrm{ReLU}(\mathrm{norm}(X)))
-        + \alpha H_0)((1-\beta_l) I + \beta_l W_l)`, :math:`\beta_l = \log(\lambda/l + 1)`
-        (GCNII's layer without its activation, :class:`~revgnn_dgl.nn.gcnii.GCNIIConv`; ``mode
-        'appnp'`` drops :math:`W_l`), with step :math:`\tau` = ``gcnii_step``. :math:`H_0 =
-        \mathrm{ReLU}(\text{node encoder})` is an extra input of every block, split per group in
-        reversible blocks (each group reads its slice), so its gradient sums over all blocks.
-    stream_init : str
-        ``conv='gcnii'``: what the first block reads, ``encoder`` (the dropped-out :math:`H_0`)
-        or ``zero`` (the stream starts empty and :math:`H_0` enters through the blocks only, so
-        the head never sees the undropped encoder output through the identity path).
     zero_init_head : bool
         Start the output layer at zero, so that the untrained model predicts the same (uniform
         classes, or probability 0.5 per task) at every depth and the first loss does not grow with
@@ -145,8 +82,6 @@ class DeepGCN(nn.Module):
         ``shared``: one mask per forward pass for every layer (the paper's recipe);
         ``independent``: each block draws its own mask (reversible blocks record and replay the
         random-number state, so the memory-saving backward stays exact).
-    gen_options
-        Extra GENConv arguments (``learn_t``, ``t``, ``msg_norm``, ...).
 
     Examples
     --------
@@ -167,65 +102,28 @@ class DeepGCN(nn.Module):
         edge_feats: int = 0,
         species_feats: int = 0,
         connection: str = "reversible",
-        conv: str = "gen",
-        aggregator: str = "max",
-        mlp_layers: int = 2,
-        norm: str = "layer",
         dropout: float = 0.1,
+        block_dropout: str = "shared",
         reinit_groups: bool = True,
         disable: bool = False,
         fold_edge_encoder: bool = True,
-        zero_init_last: bool = False,
-        gcnii_alpha: float = 0.1,
-        gcnii_lambda: float = 0.5,
-        gcnii_mode: str = "gcnii",
-        gcnii_step: float = 0.1,
-        stream_init: str = "encoder",
-        block_dropout: str = "shared",
         input_norm: str = "none",
         zero_init_head: bool = False,
-        **gen_options,
+        block: Optional[BlockSpec] = None,
+        **block_arguments: Any,
     ) -> None:
         super().__init__()
-        if connection not in CONNECTIONS:
-            raise ConfigError(f"unknown connection {connection!r}; choose one of {', '.join(CONNECTIONS)}.")
-        if conv not in CONVS:
-            raise ConfigError(f"unknown conv {conv!r}; choose one of {', '.join(CONVS)}.")
-        if stream_init not in STREAM_INITS:
-            raise ConfigError(f"unknown stream_init {stream_init!r}; choose one of {', '.join(STREAM_INITS)}.")
-        if stream_init != "encoder" and conv != "gcnii":
-            raise ConfigError(
-                f"stream_init={stream_init!r} needs conv='gcnii' (the only blocks that read the encoder output)."
-            )
-        if stream_init == "zero" and norm != "none":
-            # The first block's input is exactly zero, where a norm divides by a zero spread: the
-            # reconstruction's rounding (1e-17) would be blown up to unit scale in backward.
-            raise ConfigError(
-                f"stream_init='zero' needs norm='none' (a {norm} norm of the all-zero first input is degenerate)."
-            )
-        if block_dropout not in BLOCK_DROPOUTS:
-            raise ConfigError(f"unknown block_dropout {block_dropout!r}; choose one of {', '.join(BLOCK_DROPOUTS)}.")
-        if gcnii_mode not in GCNII_MODES:
-            raise ConfigError(f"unknown gcnii_mode {gcnii_mode!r}; choose one of {', '.join(GCNII_MODES)}.")
-        if zero_init_last and conv == "gcnii":
-            raise ConfigError(
-                "zero_init_last cannot zero a GCNII block (its identity mapping is no weight); set gcnii_step instead."
-            )
-        if num_layers < 1:
-            raise ConfigError(f"num_layers must be at least 1, got {num_layers}.")
-        if connection != "residual" and hidden % groups:
-            raise ConfigError(f"hidden={hidden} is not divisible by groups={groups}.")
-        if edge_feats and conv != "gen":
-            raise ConfigError(
-                f"conv {conv!r} cannot use edge features; use conv='gen', or edge_feats=0 to ignore the graph's "
-                "(on the command line: --set edge_feats=0 or --dataset-option edge_feats=false)."
-            )
+        if block is None:
+            block = block_from_arguments(**block_arguments)
+        elif block_arguments:
+            raise ConfigError(f"pass the block's switches to its BlockSpec, not beside it: {sorted(block_arguments)}.")
+        self._check_arguments(connection, block_dropout, num_layers, hidden, groups)
+        block.check(edge_feats)
         self.in_feats, self.out_feats, self.hidden = in_feats, out_feats, hidden
         self.num_layers, self.connection = num_layers, connection
         self.edge_feats, self.species_feats = edge_feats, species_feats
-        self.fold_edge_encoder = fold_edge_encoder and conv == "gen"
-        self.conv, self.stream_init, self.block_dropout = conv, stream_init, block_dropout
-        gcnii = {"alpha": gcnii_alpha, "lambda_": gcnii_lambda, "mode": gcnii_mode, "step": gcnii_step}
+        self.fold_edge_encoder = fold_edge_encoder and block.reads_edges
+        self.block_spec, self.conv, self.block_dropout = block, block.kind, block_dropout
 
         # Registered only when used, so that the checkpoints of models without it keep their keys.
         if input_norm != "none":
@@ -236,37 +134,49 @@ class DeepGCN(nn.Module):
         self.node_encoder = nn.Linear(in_feats + species_feats, hidden)
         self.edge_encoder = nn.Linear(edge_feats, hidden) if edge_feats else None
         self.dropout = SharedDropout(dropout)
-
-        width = hidden if connection == "residual" else hidden // groups
-        edge_width = hidden if edge_feats else None
-
-        def block(layer: int) -> PreActivationBlock:
-            return PreActivationBlock(
-                make_conv(
-                    conv, width, edge_width, aggregator, mlp_layers, norm, layer=layer, gcnii=gcnii, **gen_options
-                ),
-                width,
-                norm,
-                dropout,
-                independent=block_dropout == "independent",
-            )
-
-        if connection == "residual":
-            self.layers = nn.ModuleList(ResBlock(block(i + 1)) for i in range(num_layers))
-        else:
-            count = 1 if connection == "weight_tied" else num_layers
-            self.layers = nn.ModuleList(
-                GroupRevRes(block(i + 1), groups, reinit_copies=reinit_groups, disable=disable) for i in range(count)
-            )
-        if zero_init_last:
-            for module in self.layers.modules():
-                if isinstance(module, PreActivationBlock):
-                    zero_last_projection_(module.conv)
-        self.head_norm = make_norm(norm, hidden)
+        self.layers = self._connect(block, connection, hidden, groups, dropout, reinit_groups, disable)
+        self.head_norm = make_norm(block.norm, hidden)
         self.head = nn.Linear(hidden, out_feats)
         if zero_init_head:
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
+
+    @staticmethod
+    def _check_arguments(connection: str, block_dropout: str, num_layers: int, hidden: int, groups: int) -> None:
+        if connection not in CONNECTIONS:
+            raise ConfigError(f"unknown connection {connection!r}; choose one of {', '.join(CONNECTIONS)}.")
+        if block_dropout not in BLOCK_DROPOUTS:
+            raise ConfigError(f"unknown block_dropout {block_dropout!r}; choose one of {', '.join(BLOCK_DROPOUTS)}.")
+        if num_layers < 1:
+            raise ConfigError(f"num_layers must be at least 1, got {num_layers}.")
+        if connection != "residual" and hidden % groups:
+            raise ConfigError(f"hidden={hidden} is not divisible by groups={groups}.")
+
+    def _connect(
+        self, block: BlockSpec, connection: str, hidden: int, groups: int, dropout: float, reinit: bool, disable: bool
+    ) -> nn.ModuleList:
+        """The layers: each block wrapped by the connection (one shared block when weight-tied)."""
+        width = hidden if connection == "residual" else hidden // groups
+        edge_width = hidden if self.edge_feats else None
+        independent = self.block_dropout == "independent"
+
+        def one(layer: int) -> PreActivationBlock:
+            conv = block.make_conv(width, edge_width, layer)
+            return PreActivationBlock(conv, width, block.norm, dropout, independent=independent)
+
+        if connection == "residual":
+            layers = nn.ModuleList(ResBlock(one(i + 1)) for i in range(self.num_layers))
+        else:
+            count = 1 if connection == "weight_tied" else self.num_layers
+            layers = nn.ModuleList(
+                GroupRevRes(one(i + 1), groups, reinit_copies=reinit, disable=disable) for i in range(count)
+            )
+        if block.zero_init_last:
+            # after the groups' copies are re-initialised, so that every copy starts at zero
+            for module in layers.modules():
+                if isinstance(module, PreActivationBlock):
+                    zero_last_projection_(module.conv)
+        return layers
 
     def set_disable(self, disable: bool) -> None:
         """Switch every reversible block between the memory-saving and the plain autograd path."""
@@ -315,10 +225,13 @@ class DeepGCN(nn.Module):
             feat = torch.cat([feat, self.species_encoder(species)], dim=-1)
         h = self.node_encoder(feat)
         extra: tuple = ()
-        if self.conv == "gcnii":
+        if self.block_spec.reads_initial:
             # GCNII's initial representation, a constant input of every block (split per group).
             h0 = F.relu(h)
-            h = torch.zeros_like(h0) if self.stream_init == "zero" else self.dropout(h0, self.dropout.sample_mask(h0))
+            if self.block_spec.stream_starts_at_zero:
+                h = torch.zeros_like(h0)
+            else:
+                h = self.dropout(h0, self.dropout.sample_mask(h0))
             extra = (h0,)
         if self.edge_encoder is None:
             kwargs = {}

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from revgnn_dgl.errors import ConfigError
-from revgnn_dgl.models.deepgcn import make_conv as make_layer_conv
+from revgnn_dgl.models.deepgcn_blocks import block_from_arguments
 from revgnn_dgl.nn.solvers import (
     SOLVERS,
     ConvergenceWarning,
@@ -118,8 +118,8 @@ def make_conv(
     if kind != "gen" and edge_channels:
         raise ConfigError(f"conv={kind!r} takes no edge features; use conv='gen' or edge_channels=0")
     # The same factory as RevGNN's layers, so both models mean the same thing by a conv name.
-    mlp_layers, norm = conv_kwargs.pop("mlp_layers", 2), conv_kwargs.pop("norm", "layer")
-    conv = make_layer_conv(kind, channels, edge_channels or None, aggregator, mlp_layers, norm, **conv_kwargs)
+    block = block_from_arguments(conv=kind, aggregator=aggregator, **conv_kwargs)
+    conv = block.make_conv(channels, edge_channels or None, layer=1)
     return _ConvAdapter(conv, takes_edge_feat=kind == "gen")
 
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from dgl.nn import GraphConv
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from ..nn import GraphInputError
 from ..nn.norm import make_input_norm
 
@@ -70,11 +71,11 @@ class GCN(nn.Module):
     ) -> None:
         super().__init__()
         if self_loops not in SELF_LOOPS:
-            raise ValueError(f"unknown self_loops {self_loops!r}; choose one of {', '.join(SELF_LOOPS)}.")
+            raise ConfigError(f"unknown self_loops {self_loops!r}; choose one of {', '.join(SELF_LOOPS)}.")
         if num_layers < 1:
-            raise ValueError(f"num_layers must be at least 1, got {num_layers}.")
+            raise ConfigError(f"num_layers must be at least 1, got {num_layers}.")
         if edge_feats or species_feats:
-            raise ValueError("GCN takes node features only: edge_feats and species_feats must be 0.")
+            raise ConfigError("GCN takes node features only: edge_feats and species_feats must be 0.")
         widths = [in_feats] + [hidden] * (num_layers - 1) + [out_feats]
         self.in_feats, self.dropout, self.self_loops = in_feats, dropout, self_loops
         if input_norm != "none":

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import CheckpointError, ConfigError
 from ..nn import GATConv, GraphInputError, GroupRevRes, PreActivationBlock, SharedDropout
 from ..nn.norm import NORMS, make_norm
 
@@ -133,13 +134,13 @@ class RevGAT(nn.Module):
     ) -> None:
         super().__init__()
         if num_layers < 2:
-            raise ValueError(f"RevGAT needs num_layers >= 2 (a first and a last GAT layer), got {num_layers}.")
+            raise ConfigError(f"RevGAT needs num_layers >= 2 (a first and a last GAT layer), got {num_layers}.")
         if hidden % groups:
-            raise ValueError(f"RevGAT: hidden={hidden} is not divisible by groups={groups}.")
+            raise ConfigError(f"RevGAT: hidden={hidden} is not divisible by groups={groups}.")
         if not 0.0 <= input_drop < 1.0:
-            raise ValueError(f"RevGAT: input_drop must be in [0, 1), got {input_drop}.")
+            raise ConfigError(f"RevGAT: input_drop must be in [0, 1), got {input_drop}.")
         if norm not in NORMS:
-            raise ValueError(f"RevGAT: unknown norm {norm!r}; choose one of {', '.join(NORMS)}.")
+            raise ConfigError(f"RevGAT: unknown norm {norm!r}; choose one of {', '.join(NORMS)}.")
         self.in_feats, self.out_feats, self.hidden = in_feats, out_feats, hidden
         self.num_layers, self.heads, self.groups = num_layers, heads, groups
         self.input_drop, self.edge_drop = input_drop, edge_drop
@@ -328,7 +329,7 @@ def convert_official_revgat_state_dict(state_dict: Mapping[str, Tensor], model: 
 
     Raises
     ------
-    ValueError
+    CheckpointError
         When a key is missing or unexpected, or a shape differs (the first offender is named).
     """
     first_conv = model.convs[0]
@@ -336,13 +337,13 @@ def convert_official_revgat_state_dict(state_dict: Mapping[str, Tensor], model: 
     state = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state_dict.items()}
     missing = [k for k in key_map if k not in state]
     if missing:
-        raise ValueError(
+        raise CheckpointError(
             f"the official RevGAT state dict lacks {len(missing)} key(s) of a {model.num_layers}-layer, "
             f"{model.groups}-group model, the first being {missing[0]!r}; was it trained with other options?"
         )
     unexpected = [k for k in state if k not in key_map]
     if unexpected:
-        raise ValueError(
+        raise CheckpointError(
             f"the official RevGAT state dict has {len(unexpected)} key(s) this model does not, the first being "
             f"{unexpected[0]!r}; build the model with the checkpoint's n_layers, group and attention options."
         )
@@ -351,7 +352,7 @@ def convert_official_revgat_state_dict(state_dict: Mapping[str, Tensor], model: 
     for theirs, ours in key_map.items():
         value = state[theirs]
         if tuple(value.shape) != tuple(expected[ours].shape):
-            raise ValueError(
+            raise CheckpointError(
                 f"official key {theirs!r} has shape {tuple(value.shape)} but our {ours!r} has "
                 f"{tuple(expected[ours].shape)}; build the model with the checkpoint's widths."
             )

@@ -16,7 +16,7 @@ from typing import Any, Callable, ContextManager, Dict, Iterator, List, Optional
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError, FreedOutputError, GraphInputError
+from ..errors import ConfigError, FreedOutputError, GraphInputError, GraphInputTypeError, UnsupportedGradientError
 
 __all__ = ["GroupRevRes", "keep_outputs"]
 
@@ -248,7 +248,7 @@ class _ReversibleFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y: Tensor) -> Tuple[Optional[Tensor], ...]:
         if torch.is_grad_enabled():
-            raise RuntimeError(
+            raise UnsupportedGradientError(
                 "GroupRevRes: differentiating the backward pass (create_graph=True, double backward) is not "
                 "supported by the memory-saving backward; use disable=True for higher-order gradients."
             )
@@ -488,7 +488,7 @@ class GroupRevRes(nn.Module):
                 split.append(may_split and value.dim() >= 2 and value.shape[-1] == channels)
                 return _TensorSlot(len(tensors) - 1)
             if _holds_grad_tensor(value):
-                raise TypeError(
+                raise GraphInputTypeError(
                     f"GroupRevRes: argument {name} is a {type(value).__name__} holding tensors that require grad; "
                     "their gradients would be lost. Pass such tensors as separate arguments."
                 )

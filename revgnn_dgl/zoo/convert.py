@@ -380,13 +380,13 @@ def _card_matches(name: str, arguments: Mapping[str, Any]) -> bool:
 def _target_model(model: Union[str, Mapping[str, Any], nn.Module], overrides: Mapping[str, Any]) -> nn.Module:
     if isinstance(model, nn.Module):
         if overrides:
-            raise TypeError("overrides apply only when the model is given by name.")
+            raise ZooError("overrides apply only when the model is given by name.")
         return model
     if isinstance(model, str):
         return create_model(model, **overrides)
     if isinstance(model, Mapping) and "architecture" in model:
         return build_from_config(model["architecture"], {**(model.get("arguments") or {}), **overrides})
-    raise TypeError(f"model must be a name, a card-like mapping or an nn.Module, not {type(model).__name__}.")
+    raise ZooError(f"model must be a name, a card-like mapping or an nn.Module, not {type(model).__name__}.")
 
 
 def _check_conversion_memory(path: Path, state: Mapping[str, Tensor]) -> None:
