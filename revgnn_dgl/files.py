@@ -125,6 +125,29 @@ def to_json(data: Any, **kwargs: Any) -> str:
         raise ValueError(f"refusing to write non-finite numbers as JSON: {_first_non_finite(data)}") from None
 
 
+#: Nesting beyond this in a file read with :func:`strict_json` is refused (a crafted file's stack bomb).
+MAX_JSON_DEPTH = 32
+
+
+def strict_json(text: str) -> Any:
+    """``json.loads`` refusing NaN/Infinity (``ValueError``) and nesting deeper than :data:`MAX_JSON_DEPTH`."""
+
+    def refuse(token: str) -> None:
+        raise ValueError(f"non-standard JSON token {token}")
+
+    value = json.loads(text, parse_constant=refuse)
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError("nested too deeply")
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return value
+
+
 def write_json(path: PathLike, data: Any, *, error: Type[RevGNNError] = ConfigError, **kwargs: Any) -> None:
     """Strict JSON (:func:`to_json`, indented), written whole."""
     write_whole(path, to_json(data, **{"indent": 2, **kwargs}) + "\n", error=error)

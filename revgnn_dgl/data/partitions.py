@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import re
 from pathlib import Path
@@ -37,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 import numpy as np
 
 from ..errors import DatasetError
-from ..files import write_json
+from ..files import strict_json, write_json
 
 if TYPE_CHECKING:
     from .base import NodeDataset
@@ -175,7 +174,7 @@ def _check_ranges(where: str, mapping: Any, parts: int, total: int, what: str) -
 
 def _node_ranges(config_path: Path) -> List[tuple]:
     """Each partition's ``[start, end)`` of new node ids, from DGL's configuration."""
-    conf = json.loads(config_path.read_text())
+    conf = strict_json(config_path.read_text())
     node_map = conf["node_map"]
     ranges = next(iter(node_map.values())) if isinstance(node_map, dict) else node_map
     return [(int(lo), int(hi)) for lo, hi in ranges]
@@ -250,8 +249,8 @@ class PartitionedDataset:
                 "`revgnn-dgl partition`, which writes it."
             )
         try:
-            meta = json.loads(meta_path.read_text())
-            conf = json.loads(self.config.read_text())
+            meta = strict_json(meta_path.read_text())
+            conf = strict_json(self.config.read_text())
         except (OSError, ValueError, RecursionError) as err:  # RecursionError: JSON nested too deep
             raise DatasetError(
                 f"--partitions {self.config}: unreadable ({' '.join(str(err).split())[:200]})."

@@ -28,7 +28,8 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import TrainingStateError
-from ..zoo.checkpoint import config_sha256, strict_json, tensors_sha256, write_safetensors
+from ..files import strict_json
+from ..zoo.checkpoint import config_sha256, tensors_sha256, write_safetensors
 
 #: Key of the JSON document in the safetensors header.
 HEADER_KEY = "revgnn_dgl.training_state"
