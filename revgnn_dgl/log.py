@@ -50,7 +50,7 @@ class _RankZeroFilter(logging.Filter):
         return _rank == 0 or bool(getattr(record, "all_ranks", False))
 
 
-class _CurrentStdout(logging.StreamHandler):  # type: ignore[type-arg]
+class _CurrentStdout(logging.StreamHandler):
     """Writes to ``sys.stdout`` as it is at each record (pytest's capture, a redirected stdout)."""
 
     def __init__(self) -> None:
@@ -58,7 +58,7 @@ class _CurrentStdout(logging.StreamHandler):  # type: ignore[type-arg]
         self.setFormatter(logging.Formatter("%(message)s"))
         self.addFilter(_RankZeroFilter())
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> TextIO:
         return sys.stdout
 

@@ -257,7 +257,7 @@ def count_classes(labels: torch.Tensor, name: str = "dataset") -> int:
     unused = high + 1 - distinct
     if unused > max(distinct, MAX_UNUSED_CLASSES):
         holders = (labels == high).nonzero().reshape(-1)
-        node = f"node {int(holders[0])}" + (f" (and {len(holders) - 1} more)" if len(holders) > 1 else "")
+        node_name = f"node {int(holders[0])}" + (f" (and {len(holders) - 1} more)" if len(holders) > 1 else "")
         others = values[:-1]
         span = (
             f"{int(others[0])}..{int(others[-1])} ({len(others)} distinct value{'s' if len(others) != 1 else ''})"
@@ -265,7 +265,7 @@ def count_classes(labels: torch.Tensor, name: str = "dataset") -> int:
             else "nothing (it is the only label)"
         )
         raise DatasetError(
-            f"{where}: label {high} of {node} looks stray: the other labels span {span}, and taking "
+            f"{where}: label {high} of {node_name} looks stray: the other labels span {span}, and taking "
             f"max+1 = {high + 1} classes would leave {unused} of them without a node. "
             "Fix the label; class ids must run over 0..C-1"
         )
@@ -286,7 +286,7 @@ def _check_finite(values: torch.Tensor, what: str, row_name: str, col_name: str)
             first = bad.nonzero()[0].tolist()
             first[0] += start
         count += chunk_count
-    if count:
+    if count and first is not None:
         at = f"{row_name} {first[0]}" + (f", {col_name} {first[1]}" if len(first) > 1 else "")
         raise DatasetError(
             f"{what} has {count} non-finite value{'s' if count != 1 else ''} (first at {at}); "

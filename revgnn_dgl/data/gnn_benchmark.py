@@ -254,4 +254,5 @@ def per_class_split(
             DatasetWarning,
             stacklevel=2,
         )
-    return tuple(np.sort(np.concatenate(p)).astype(np.int64) if p else np.zeros(0, np.int64) for p in parts)
+    train, val, test = (np.sort(np.concatenate(p)).astype(np.int64) if p else np.zeros(0, np.int64) for p in parts)
+    return train, val, test

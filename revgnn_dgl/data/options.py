@@ -124,13 +124,13 @@ def _parse_annotation(text: str) -> Optional[list]:
     parts = _split_top(text, "|")
     if len(parts) > 1:
         found = [_parse_annotation(part) for part in parts]
-        return None if any(f is None for f in found) else [k for f in found for k in f]
+        return None if any(f is None for f in found) else [k for f in found if f is not None for k in f]
     match = re.fullmatch(r"(Optional|Union)\[(.*)\]", text)
     if match:
         found = [_parse_annotation(part) for part in _split_top(match.group(2), ",")]
         if any(f is None for f in found):
             return None
-        return [k for f in found for k in f] + ([_NONE] if match.group(1) == "Optional" else [])
+        return [k for f in found if f is not None for k in f] + ([_NONE] if match.group(1) == "Optional" else [])
     kind = _NAMED_TYPES.get(text.rsplit(".", 1)[-1])
     return None if kind is None else [kind]
 
@@ -201,7 +201,7 @@ def _to_int(value: Any) -> Optional[int]:
         except ValueError:
             value = _to_float(value)
     if isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer():
-        return int(value)
+        return int(float(value))
     return None
 
 

@@ -156,7 +156,7 @@ def _check_ranges(where: str, mapping: Any, parts: int, total: int, what: str) -
     ranges = next(iter(mapping.values()), None) if isinstance(mapping, dict) and len(mapping) == 1 else None
     ok = isinstance(ranges, list) and len(ranges) == parts
     end = 0
-    for pair in ranges if ok else []:
+    for pair in ranges if ok and isinstance(ranges, list) else []:
         if not (
             isinstance(pair, list)
             and len(pair) == 2

@@ -19,9 +19,9 @@ import numpy as np
 import scipy.sparse as sp
 
 try:  # numpy >= 2 moved the array internals to numpy._core
-    from numpy._core.multiarray import _reconstruct
+    from numpy._core.multiarray import _reconstruct  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - depends on the numpy version
-    from numpy.core.multiarray import _reconstruct
+    from numpy.core.multiarray import _reconstruct  # type: ignore[attr-defined]
 
 
 class RefusedGlobalError(pickle.UnpicklingError):

@@ -102,8 +102,9 @@ class _TorchUnpickler(AllowListMixin, pickle._Unpickler):
     def _load_build(self) -> None:
         # A state dict's OrderedDict carries its `_metadata` this way; nothing
         # else torch.save writes needs BUILD, which may call __setstate__.
-        state = self.stack.pop()
-        inst = self.stack[-1]
+        stack = self.stack  # type: ignore[attr-defined]  # pickle._Unpickler's own, set in load()
+        state = stack.pop()
+        inst = stack[-1]
         if type(inst) is not OrderedDict or type(state) is not dict or not all(type(k) is str for k in state):
             raise _Problem(f"the pickle sets the state of a {type(inst).__name__}, which torch.save never does")
         inst.__dict__.update(state)
@@ -111,9 +112,9 @@ class _TorchUnpickler(AllowListMixin, pickle._Unpickler):
     def _refuse_extension(self) -> None:
         raise _Problem("the pickle uses the copyreg extension registry, which torch.save never does")
 
-    dispatch[pickle.BUILD[0]] = _load_build
+    dispatch[pickle.BUILD[0]] = _load_build  # type: ignore[assignment]  # a subclass's handler
     for _op in (pickle.EXT1, pickle.EXT2, pickle.EXT4):
-        dispatch[_op[0]] = _refuse_extension
+        dispatch[_op[0]] = _refuse_extension  # type: ignore[assignment]
     del _op
 
 
@@ -297,6 +298,8 @@ def _load_zip_records(zf: zipfile.ZipFile, prefix: str, file_size: int) -> Any:
     if byteorder not in (None, b"little", b"big"):
         raise _Problem(f"its byteorder record {byteorder[:20]!r} is neither 'little' nor 'big'")
     pickled = record("data.pkl")
+    if pickled is None:
+        raise _Problem("its data.pkl record is missing (a damaged torch archive?)")
     storages = _ZipStorages(zf, prefix, byteorder == b"big", file_size)
     return _unpickle(io.BytesIO(pickled), storages)
 
@@ -366,7 +369,8 @@ def _describe_other(data: bytes) -> str:
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError as err:  # a character cut at the 4096th byte is fine
-        text = head[: err.start].decode("utf-8") if len(data) > len(head) and err.start > len(head) - 4 else None
+        cut = len(data) > len(head) and err.start > len(head) - 4
+        text = head[: err.start].decode("utf-8") if cut else ""
     if text and sum(c.isprintable() or c in "\t\n\r" for c in text) >= 0.95 * len(text):
         kind = "plain text"
         if len(data) <= 2**24:

@@ -1,7 +1,7 @@
 """Models: RevGNN, WT-RevGNN, ResGNN (one deep GNN, three connections), DEQ-GNN, RevGAT and an MLP."""
 
 import inspect
-from typing import Any, Set
+from typing import Any, Optional, Set
 
 from .deepgcn import CONNECTIONS, CONVS, DeepGCN, ResGNN, RevGNN, WTRevGNN
 from .deepgcn_blocks import GEN_OPTIONS, BlockSpec, GCNBlock, GCNIIBlock, GENBlock, SAGEBlock, block_from_arguments
@@ -55,8 +55,8 @@ def deq_gnn(
     solver: str = "anderson",
     tol: float = 1e-4,
     max_iter: int = 50,
-    backward_max_iter: int = None,
-    backward_tol: float = None,
+    backward_max_iter: Optional[int] = None,
+    backward_tol: Optional[float] = None,
     learn_t: bool = False,
 ) -> DEQGNN:
     """DEQ-GNN under the zoo's argument names (``in_feats``, ``hidden``, ``edge_feats``...)."""

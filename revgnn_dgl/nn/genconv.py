@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import dgl
 import dgl.function as fn
@@ -158,10 +158,10 @@ class GENConv(nn.Module):
             self.fc_src = nn.Linear(in_feats, out_feats, bias=bias)
             self.fc_dst = nn.Linear(in_feats, out_feats, bias=bias)
         else:
-            self.fc_src = self.fc_dst = None
+            self.fc_src = self.fc_dst = None  # type: ignore[assignment]  # the same width: no projection
 
         widths = [out_feats] + [expansion * out_feats] * (mlp_layers - 1) + [out_feats]
-        layers = []
+        layers: List[nn.Module] = []
         for i in range(mlp_layers):
             layers.append(nn.Linear(widths[i], widths[i + 1], bias=bias))
             if i < mlp_layers - 1:
@@ -260,6 +260,7 @@ class GENConv(nn.Module):
                 # surface as a raw DGLError from the message kernels.
                 self._check_nodes(graph, feat_src, feat_dst)
                 self._check_raw_edges(graph, edge_feat, edge_encoder_weight)
+                assert edge_feat is not None  # _check_raw_edges refused a missing one
                 edge_feat = self._folded_edge_encoding(edge_feat, edge_encoder_weight, edge_encoder_bias)
             else:
                 self._check_inputs(graph, feat_src, feat_dst, edge_feat)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import warnings
 from contextlib import contextmanager, nullcontext
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, cast
 
 import torch
 from torch import Tensor, nn
@@ -56,7 +56,7 @@ class _ReversibleFunction(torch.autograd.Function):
             x.untyped_storage().resize_(0)
             shape = tuple(x.shape)
             x.data = x.new_empty(0)
-            x._revgnn_freed_shape = shape
+            x._revgnn_freed_shape = shape  # type: ignore[attr-defined]  # read by _FreedOutput
             x.__class__ = _FreedOutput
         ctx.save_for_backward(x, storage_view, y, *tensors)
         return y
@@ -276,7 +276,7 @@ class GroupRevRes(nn.Module):
         for i in range(self.groups - 1, -1, -1):
             inp = ys[i - 1] if i > 0 else _sum(xs[1:])
             xs[i] = ys[i] - self.gnn_modules[i](graph, inp, *group_args[i], **kw)
-        return torch.cat(xs, dim=-1)
+        return torch.cat(cast(List[Tensor], xs), dim=-1)  # every group filled above
 
     # ----------------------------------------------------------------- internals
     def _check_feat(self, feat: Tensor) -> None:
@@ -325,7 +325,8 @@ class GroupRevRes(nn.Module):
 
         def fill(value: Any, group: int) -> Any:
             if isinstance(value, _TensorSlot):
-                return pieces[value][group] if pieces[value] is not None else tensors[value]
+                piece = pieces[value]
+                return piece[group] if piece is not None else tensors[value]
             return value
 
         chosen = range(self.groups) if groups is None else groups
@@ -356,7 +357,7 @@ class GroupRevRes(nn.Module):
             if rng_record is not None:
                 # Keep the state only if the function drew random numbers: a deterministic f
                 # (e.g. with an explicit SharedDropout mask) then stores nothing per layer.
-                rng_record.append(None if state.is_current() else state)
+                rng_record.append(None if state is None or state.is_current() else state)
         return torch.cat(ys, dim=-1)
 
     def _reverse_and_backprop(
@@ -419,7 +420,8 @@ class GroupRevRes(nn.Module):
                 # X'_0 = X_2 + ... + X_C: its gradient reaches every group but the first.
                 for k in range(1, C):
                     grad_xs[k] = grad_xs[k] + grad_inp
-        return torch.cat(xs, dim=-1), torch.cat(grad_xs, dim=-1), grad_leaves, grad_params
+        filled, grad_filled = cast(List[Tensor], xs), cast(List[Tensor], grad_xs)  # every group filled above
+        return torch.cat(filled, dim=-1), torch.cat(grad_filled, dim=-1), grad_leaves, grad_params
 
     @contextmanager
     def _frozen_running_stats(self) -> Iterator[None]:
@@ -438,10 +440,11 @@ class GroupRevRes(nn.Module):
                     getattr(m, k).copy_(b)
 
 
-def _sum(tensors: Sequence[Tensor]) -> Tensor:
-    total = tensors[0]
+def _sum(tensors: Sequence[Optional[Tensor]]) -> Tensor:
+    """The sum of the groups' tensors, all filled by the time it is called."""
+    total = cast(Tensor, tensors[0])
     for t in tensors[1:]:
-        total = total + t
+        total = total + cast(Tensor, t)
     return total
 
 

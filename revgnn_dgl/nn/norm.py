@@ -43,7 +43,7 @@ def make_input_norm(kind: str, channels: int) -> nn.Module:
     (True, True)
     """
     if kind == "standardize":
-        return nn.BatchNorm1d(channels, affine=False, momentum=None)
+        return nn.BatchNorm1d(channels, affine=False, momentum=None)  # type: ignore[arg-type]  # None: the running mean of every batch
     if kind in ("none", None):
         return nn.Identity()
     raise ConfigError(f"unknown input_norm {kind!r}; choose one of {', '.join(INPUT_NORMS)}.")

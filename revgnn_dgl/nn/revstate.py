@@ -98,11 +98,12 @@ _METADATA = frozenset(
     + [Tensor.element_size, Tensor.__hash__]
 )
 # ... and its shape, as it was when freed (the object itself holds an empty stand-in meanwhile).
-_SHAPE = {
-    Tensor.shape.__get__: lambda shape, *a, **k: torch.Size(shape),
+# (mypy does not see the getters' own descriptors on torch's C properties)
+_SHAPE: Dict[Any, Callable[..., Any]] = {
+    Tensor.shape.__get__: lambda shape, *a, **k: torch.Size(shape),  # type: ignore[attr-defined]
     Tensor.size: lambda shape, dim=None: torch.Size(shape) if dim is None else shape[dim],
     Tensor.dim: lambda shape: len(shape),
-    Tensor.ndim.__get__: lambda shape, *a, **k: len(shape),
+    Tensor.ndim.__get__: lambda shape, *a, **k: len(shape),  # type: ignore[attr-defined]
     Tensor.numel: lambda shape: math.prod(shape),
 }
 
@@ -138,7 +139,8 @@ class _FreedOutput(Tensor):
             with torch._C.DisableTorchFunctionSubclass():
                 return func(*args, **(kwargs or {}))
         if func in _SHAPE and args and isinstance(args[0], _FreedOutput):
-            return _SHAPE[func](args[0]._revgnn_freed_shape, *args[1:], **(kwargs or {}))
+            shape = args[0]._revgnn_freed_shape  # type: ignore[attr-defined]  # set when freed
+            return _SHAPE[func](shape, *args[1:], **(kwargs or {}))
         if func is Tensor.__repr__:
             with torch._C.DisableTorchFunctionSubclass():
                 t = args[0]

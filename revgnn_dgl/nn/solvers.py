@@ -43,7 +43,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -412,7 +412,7 @@ def broyden(
     return best.z.view(shape), info
 
 
-SOLVERS = {"anderson": anderson, "broyden": broyden}
+SOLVERS: Dict[str, Callable[..., Any]] = {"anderson": anderson, "broyden": broyden}
 
 
 def fixed_point_solve(

@@ -353,9 +353,9 @@ def build_from_checkpoint(path: PathLike, allow_nonfinite: bool = False) -> nn.M
         model = build_from_config(ckpt.architecture, ckpt.arguments)
     except ZooError as err:
         raise CheckpointError(f"cannot rebuild the model of {ckpt.path}: {err}") from None
-    model.zoo_config = {"name": ckpt.name, "architecture": ckpt.architecture, "arguments": dict(ckpt.arguments)}
+    model.zoo_config = {"name": ckpt.name, "architecture": ckpt.architecture, "arguments": dict(ckpt.arguments)}  # type: ignore[assignment]
     _load_state(model, ckpt, allow_nonfinite)
-    model.checkpoint_metadata = ckpt.metadata
+    model.checkpoint_metadata = ckpt.metadata  # type: ignore[assignment]
     return model.eval()
 
 

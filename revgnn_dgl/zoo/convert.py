@@ -130,7 +130,12 @@ def convert_official_state_dict(
     num_layers = getattr(target, "num_layers", None)
     layers = getattr(target, "layers", None)
     groups = getattr(layers[0], "groups", None) if layers is not None and len(layers) else None
-    if getattr(target, "connection", None) != "reversible" or groups is None or len(layers) != num_layers:
+    if (
+        getattr(target, "connection", None) != "reversible"
+        or groups is None
+        or layers is None
+        or len(layers) != num_layers
+    ):
         raise CheckpointError(
             f"official RevGNN checkpoints convert only to a reversible RevGNN with one block per layer, "
             f"not to {type(target).__name__} (connection={getattr(target, 'connection', None)!r})."

@@ -40,7 +40,7 @@ def create_model(
     config = get_config(name)
     arguments = {**config["arguments"], **overrides}
     model = build_from_config(config["architecture"], arguments)
-    model.zoo_config = {"name": config["name"], "architecture": config["architecture"], "arguments": arguments}
+    model.zoo_config = {"name": config["name"], "architecture": config["architecture"], "arguments": arguments}  # type: ignore[assignment]
     if pretrained is not False and pretrained is not None:
         # Imported here: they load torch's file machinery, which listing models does not need.
         from .checkpoint import load_weights
