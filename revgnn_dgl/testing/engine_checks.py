@@ -286,11 +286,17 @@ def engine_gradients(
     return results[0], results[1]
 
 
+def _present(t: Optional[Tensor]) -> Tensor:
+    """A gradient or input the check has just made (not None by construction)."""
+    assert t is not None
+    return t
+
+
 def _compare(rev: Dict[str, Optional[Tensor]], plain: Dict[str, Optional[Tensor]]) -> Tuple[float, List[str]]:
     """Mismatch over the gradients both paths have, and the names where only one has one."""
     missing = [n for n in plain if (rev[n] is None) != (plain[n] is None)]
     both = [n for n in plain if rev[n] is not None and plain[n] is not None]
-    return mismatch({n: rev[n] for n in both}, {n: plain[n] for n in both}), missing
+    return mismatch({n: _present(rev[n]) for n in both}, {n: _present(plain[n]) for n in both}), missing
 
 
 def check_gradients(device: Device = "cpu", depth: int = 4, groups: int = 2) -> CheckResult:
@@ -382,7 +388,7 @@ def check_freed_outputs(device: Device = "cpu") -> CheckResult:
     on_device = all(t.device.type == torch.device(device).type and type(t) is Tensor for t in kept)
     if refill > 1e-13 or not on_device:
         problems.append(f"refilled outputs off by {refill:.1e} (plain tensors on the device: {on_device})")
-    grads = [p.grad.clone() for p in blocks.parameters()] + [x.grad.clone()]
+    grads = [_present(p.grad).clone() for p in blocks.parameters()] + [_present(x.grad).clone()]
     # The opt-out: every output kept, readable at once, results unchanged.
     blocks.zero_grad(set_to_none=True)
     x.grad = None
@@ -392,7 +398,7 @@ def check_freed_outputs(device: Device = "cpu") -> CheckResult:
     readable = not any(_freed(t) for t in kept_on) and torch.cat(kept_on, -1).shape[-1] == 3 * x.shape[-1]
     _loss(out_on).backward()
     keep_outputs(blocks, False)
-    grads_on = [p.grad for p in blocks.parameters()] + [x.grad]
+    grads_on = [_present(p.grad) for p in blocks.parameters()] + [_present(x.grad)]
     # Forward identical; gradients to the float64 check (a kept output is not overwritten by its
     # reconstruction, so the block before starts backward from the exact value: ulps apart).
     kept_mismatch = mismatch(grads_on, grads)
@@ -437,15 +443,18 @@ def check_autocast(device: Device = "cpu", dtype: torch.dtype = torch.bfloat16, 
     truth.set_disable(True)
     case32 = _case(device, torch.float32, 64, 256, 5, width, 0.2)
     case64 = _Case(
-        case32.graph, case32.x.double(), case32.edge_weight.double(), case32.edge_attr.double(), case32.mask.double()
+        case32.graph,
+        case32.x.double(),
+        _present(case32.edge_weight).double(),
+        _present(case32.edge_attr).double(),
+        _present(case32.mask).double(),
     )
     _, g_rev = _run(rev, case32, seed=3, autocast=dtype)
     _, g_plain = _run(plain, case32, seed=3, autocast=dtype)
     _, g_truth = _run(truth, case64, seed=3)
     names = [n for n in g_truth if g_truth[n] is not None]
-    to_plain = _rel([g_rev[n] for n in names], [g_plain[n] for n in names])
-    plain_err = _rel([g_plain[n] for n in names], [g_truth[n] for n in names])
-    rev_err = _rel([g_rev[n] for n in names], [g_truth[n] for n in names])
+    rev_g, plain_g, truth_g = ([_present(g[n]) for n in names] for g in (g_rev, g_plain, g_truth))
+    to_plain, plain_err, rev_err = _rel(rev_g, plain_g), _rel(plain_g, truth_g), _rel(rev_g, truth_g)
     name = f"autocast {str(dtype).replace('torch.', '')} on {device} (depth {depth})"
     detail = (
         f"memory-saving vs autograd under the same autocast {to_plain:.1e}; against float64: autograd {plain_err:.1e}, "
