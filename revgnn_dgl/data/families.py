@@ -24,7 +24,7 @@ leave-one-graph-out fit of the auto recipe and the committed runs.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import dgl
 import numpy as np
@@ -143,14 +143,46 @@ def make_family_graph(
     feature_noise : float
         Noise of the features relative to their signal.
     """
+    p = _family_parameters(
+        family,
+        num_nodes,
+        dict(features=features, feature_dim=feature_dim, feature_scale=feature_scale, labels=labels,
+             num_labels=num_labels, homophily=homophily, isolated=isolated, avg_degree=avg_degree,
+             edge_feats=edge_feats),
+    )  # fmt: skip
+    rng = np.random.default_rng(seed)
+    k = p["num_labels"] if p["labels"] == "multiclass" else 8
+    community = rng.integers(k, size=num_nodes)
+    centres = rng.normal(size=(k, HIDDEN_DIM))
+    hidden = centres[community] + 0.7 * rng.normal(size=(num_nodes, HIDDEN_DIM))
+    # The order of the draws below is the family's definition: committed runs were trained on it.
+    src, dst = _edges(rng, p, community, k, num_nodes)
+    y = _labels(rng, p, hidden, centres, src, dst, k, num_nodes)
+    feat = _features(rng, p, hidden, num_nodes, feature_noise)
+    graph = dgl.graph((torch.from_numpy(src), torch.from_numpy(dst)), num_nodes=num_nodes)
+    graph.ndata["feat"] = torch.from_numpy(feat)
+    if p["edge_feats"]:
+        graph.edata["feat"] = _edge_features(rng, p, hidden, src, dst)
+    perm = rng.permutation(num_nodes)
+    n_train, n_val = int(0.6 * num_nodes), int(0.2 * num_nodes)
+    return NodeDataset(
+        name=f"synthetic-family-{family}",
+        graph=graph,
+        labels=y,
+        train_idx=as_index(np.sort(perm[:n_train])),
+        val_idx=as_index(np.sort(perm[n_train : n_train + n_val])),
+        test_idx=as_index(np.sort(perm[n_train + n_val :])),
+        task=p["labels"],
+    )
+
+
+def _family_parameters(family: str, num_nodes: int, given: Dict[str, Any]) -> Dict[str, Any]:
+    """The preset's statistics with the given ones (not None) in their place, each checked."""
     if family not in FAMILIES:
         raise DatasetError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}.")
     p = dict(FAMILIES[family])
     p.setdefault("feature_scale", 1.0)
     p.setdefault("edge_feats", 0)
-    given = dict(features=features, feature_dim=feature_dim, feature_scale=feature_scale, labels=labels,
-                 num_labels=num_labels, homophily=homophily, isolated=isolated, avg_degree=avg_degree,
-                 edge_feats=edge_feats)  # fmt: skip
     p.update({k: v for k, v in given.items() if v is not None})
     if num_nodes < 20:
         raise DatasetError(f"synthetic-family needs num_nodes >= 20, got {num_nodes}")
@@ -171,13 +203,13 @@ def make_family_graph(
     check_memory(f"synthetic-family with num_nodes={num_nodes}",
                  num_nodes * 8 * (p["feature_dim"] + 4 * p["num_labels"] + 8 * HIDDEN_DIM)
                  + num_nodes * p["avg_degree"] * 8 * (8 + 2 * p["edge_feats"]), error=DatasetError)  # fmt: skip
-    rng = np.random.default_rng(seed)
-    k = p["num_labels"] if p["labels"] == "multiclass" else 8
-    community = rng.integers(k, size=num_nodes)
-    centres = rng.normal(size=(k, HIDDEN_DIM))
-    hidden = centres[community] + 0.7 * rng.normal(size=(num_nodes, HIDDEN_DIM))
+    return p
 
-    # Edges among the connected nodes only: same community with probability `homophily`, else the next one.
+
+def _edges(
+    rng: np.random.Generator, p: Dict[str, Any], community: np.ndarray, k: int, num_nodes: int
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Edges among the connected nodes only: same community with probability `homophily`, else the next one."""
     connected = np.flatnonzero(rng.random(num_nodes) >= p["isolated"])
     if len(connected) < 2:
         connected = np.arange(num_nodes)
@@ -188,51 +220,54 @@ def make_family_graph(
     dst = np.array([m[rng.integers(len(m))] if len(m) else s for s, m in zip(src, (members[t] for t in target))],
                    dtype=np.int64)  # fmt: skip
     src, dst, _ = undirected_edges(src, dst, num_nodes)
+    return src, dst
 
-    # Labels: the hidden vectors averaged over the node and its neighbours.
+
+def _labels(
+    rng: np.random.Generator,
+    p: Dict[str, Any],
+    hidden: np.ndarray,
+    centres: np.ndarray,
+    src: np.ndarray,
+    dst: np.ndarray,
+    k: int,
+    num_nodes: int,
+) -> torch.Tensor:
+    """Labels: the hidden vectors averaged over the node and its neighbours."""
     adj = sp.csr_matrix((np.ones(len(src)), (src, dst)), shape=(num_nodes, num_nodes)) + sp.identity(num_nodes)
     smooth = sp.diags(1.0 / np.asarray(adj.sum(axis=1)).ravel()) @ adj @ hidden
     smooth = (smooth - smooth.mean(0)) / (smooth.std(0) + 1e-12)
     if p["labels"] == "multiclass":
         # The community of the smoothed vector: the nearest centre (plus noise).
         score = smooth @ centres.T + 0.5 * rng.normal(size=(num_nodes, k))
-        y = torch.from_numpy(score.argmax(1).astype(np.int64))
-    else:
-        weights = rng.normal(size=(HIDDEN_DIM, p["num_labels"])) / np.sqrt(HIDDEN_DIM)
-        score = smooth @ weights + 0.3 * rng.normal(size=(num_nodes, p["num_labels"]))
-        rate = rng.uniform(0.03, 0.2, size=p["num_labels"])  # rare positives, as protein function labels
-        cut = ((1.0 - rate) * num_nodes).astype(np.int64)
-        y = torch.from_numpy((score >= np.sort(score, axis=0)[cut, np.arange(p["num_labels"])]).astype(np.float32))
+        return torch.from_numpy(score.argmax(1).astype(np.int64))
+    weights = rng.normal(size=(HIDDEN_DIM, p["num_labels"])) / np.sqrt(HIDDEN_DIM)
+    score = smooth @ weights + 0.3 * rng.normal(size=(num_nodes, p["num_labels"]))
+    rate = rng.uniform(0.03, 0.2, size=p["num_labels"])  # rare positives, as protein function labels
+    cut = ((1.0 - rate) * num_nodes).astype(np.int64)
+    return torch.from_numpy((score >= np.sort(score, axis=0)[cut, np.arange(p["num_labels"])]).astype(np.float32))
 
-    # Features: a noisy view of the node's own hidden vector.
+
+def _features(
+    rng: np.random.Generator, p: Dict[str, Any], hidden: np.ndarray, num_nodes: int, feature_noise: float
+) -> np.ndarray:
+    """Features: a noisy view of the node's own hidden vector."""
     proj = rng.normal(size=(HIDDEN_DIM, p["feature_dim"])) / np.sqrt(HIDDEN_DIM)
     view = hidden @ proj + p.get("feature_noise", feature_noise) * rng.normal(size=(num_nodes, p["feature_dim"]))
     if p["features"] == "dense":
         view = view / view.std(0)
         offsets = p["feature_scale"] * rng.normal(size=p["feature_dim"])
-        feat = (p["feature_scale"] * view + offsets).astype(np.float32)
-    else:
-        # Each node switches on its ~3% highest-scoring words (at least one): binary, then row-normalised.
-        on = view >= np.quantile(view, 0.97, axis=1, keepdims=True)
-        feat = (on / on.sum(1, keepdims=True)).astype(np.float32)
+        return (p["feature_scale"] * view + offsets).astype(np.float32)
+    # Each node switches on its ~3% highest-scoring words (at least one): binary, then row-normalised.
+    on = view >= np.quantile(view, 0.97, axis=1, keepdims=True)
+    return (on / on.sum(1, keepdims=True)).astype(np.float32)
 
-    graph = dgl.graph((torch.from_numpy(src), torch.from_numpy(dst)), num_nodes=num_nodes)
-    graph.ndata["feat"] = torch.from_numpy(feat)
-    if p["edge_feats"]:
-        half = len(src) // 2  # the second half of the edge list is the first reversed: same values both ways
-        signal = (hidden[src] * hidden[dst]) @ rng.normal(size=(HIDDEN_DIM, p["edge_feats"])) / HIDDEN_DIM
-        noise = (
-            np.tile(rng.normal(size=(half, p["edge_feats"])), (2, 1)) if len(src) else np.zeros((0, p["edge_feats"]))
-        )
-        graph.edata["feat"] = torch.from_numpy((1.0 / (1.0 + np.exp(-(signal + noise)))).astype(np.float32))
-    perm = rng.permutation(num_nodes)
-    n_train, n_val = int(0.6 * num_nodes), int(0.2 * num_nodes)
-    return NodeDataset(
-        name=f"synthetic-family-{family}",
-        graph=graph,
-        labels=y,
-        train_idx=as_index(np.sort(perm[:n_train])),
-        val_idx=as_index(np.sort(perm[n_train : n_train + n_val])),
-        test_idx=as_index(np.sort(perm[n_train + n_val :])),
-        task=p["labels"],
-    )
+
+def _edge_features(
+    rng: np.random.Generator, p: Dict[str, Any], hidden: np.ndarray, src: np.ndarray, dst: np.ndarray
+) -> torch.Tensor:
+    """Edge features: how alike the two ends' hidden vectors are, the same both ways, with noise."""
+    half = len(src) // 2  # the second half of the edge list is the first reversed: same values both ways
+    signal = (hidden[src] * hidden[dst]) @ rng.normal(size=(HIDDEN_DIM, p["edge_feats"])) / HIDDEN_DIM
+    noise = np.tile(rng.normal(size=(half, p["edge_feats"])), (2, 1)) if len(src) else np.zeros((0, p["edge_feats"]))
+    return torch.from_numpy((1.0 / (1.0 + np.exp(-(signal + noise)))).astype(np.float32))
