@@ -14,7 +14,7 @@ import os
 import shlex
 import sys
 import warnings
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple
 
 import click
 import cloup
@@ -108,7 +108,7 @@ def train(
     """
     from .train.command import OptionError, TrainOutcome, train_command
 
-    results = sys.stdout  # with --json the progress lines go to stderr, the summary alone here
+    results: TextIO = sys.stdout  # with --json the progress lines go to stderr, the summary alone here
 
     def report(outcome: TrainOutcome) -> None:
         if outcome.remote is not None:  # rank 0's machine writes the run directory
@@ -120,7 +120,7 @@ def train(
 
     command = " ".join(["revgnn-dgl", *map(shlex.quote, sys.argv[1:])]) if sys.argv[1:2] == ["train"] else None
     try:
-        with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+        with _stdout_to_stderr() if as_json else contextlib.nullcontext(sys.stdout) as results:
             train_command(_given(flags), report, config_file=config_file, resume=resume, recipe=recipe, nproc=nproc,
                           dist_timeout=dist_timeout, overwrite=overwrite, ip_config=ip_config,
                           master_port=master_port, baseline=baseline, command=command)  # fmt: skip
@@ -129,6 +129,29 @@ def train(
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM: every process has stopped, the files are whole
         click.echo(f"\n{getattr(err, 'note', 'Interrupted.')}", err=True)
         ctx.exit(interrupt_exit_code(err))
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[TextIO]:
+    """``--json``: what is written to standard output meanwhile goes to stderr, the ranks' processes
+    included (their file descriptor 1 too); yields where the summary goes, the real standard output."""
+    real = sys.stdout
+    try:
+        fd, err_fd = real.fileno(), sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (click's test runner): Python's streams only
+        with contextlib.redirect_stdout(sys.stderr):
+            yield real
+        return
+    real.flush()
+    saved = os.dup(fd)
+    os.dup2(err_fd, fd)
+    try:
+        with open(os.dup(saved), "w", encoding="utf-8") as result, contextlib.redirect_stdout(sys.stderr):
+            yield result
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, fd)
+        os.close(saved)
 
 
 def _given(flags: Dict[str, Any]) -> Dict[str, Any]:
@@ -275,7 +298,7 @@ def data_list(root: Optional[str], as_json: bool) -> None:
     click.echo("Any DGL graph file works too: --dataset PATH.bin (see the README, 'Your own graph').")
 
 
-def _echo_table(rows: List[Tuple[str, ...]]) -> None:
+def _echo_table(rows: Sequence[Tuple[str, ...]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())

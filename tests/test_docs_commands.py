@@ -126,9 +126,7 @@ def test_documented_command_runs_as_written(where: str, command: str, tmp_path: 
     ):
         return  # auto measures the graph: a file the example before the command writes
     try:
-        config = resolve_train_config(
-            given, config_file=ctx.params.get("config_file"), recipe=recipe
-        )
+        config = resolve_train_config(given, config_file=ctx.params.get("config_file"), recipe=recipe)
     except DatasetError as err:  # auto measures the graph: a real dataset must be there (skipped on a user's checkout)
         if recipe != "auto" or "not found" not in str(err):
             raise

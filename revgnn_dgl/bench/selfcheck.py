@@ -28,7 +28,7 @@ It ends with one line: ``check: passed`` or ``check: FAILED: ...``.
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import dgl
 import numpy as np
@@ -156,7 +156,7 @@ def check_memory_flat(device: torch.device) -> CheckResult:
 
 
 # ---------------------------------------------------------------------- the distributed step
-_STEP = dict(
+_STEP: Dict[str, Any] = dict(
     model="wide", dataset="synthetic-proteins", dataset_options={"num_nodes": 600}, num_layers=3, hidden=32, dropout=0.2
 )
 

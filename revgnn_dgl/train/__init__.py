@@ -42,7 +42,7 @@ _EXPORTS = {
     "Context": "distributed", "DistributedError": "distributed", "launch": "launcher",
     "Evaluator": "evaluation", "evaluate": "evaluation",
     "TrainingDiverged": "loop", "train": "loop", "train_epoch": "loop", "summarize": "summary",
-    "Callback": "callbacks",
+    "Callback": "callbacks", "evaluate_run": "command", "train_command": "command",
     "BEST_FILE": "rundir", "CONFIG_FILE": "rundir", "LAST_FILE": "rundir", "METRICS_FILE": "rundir",
     "STATE_FILE": "rundir", "SUMMARY_FILE": "rundir", "read_metrics": "rundir",
     "TrainingStateError": "state", "load_training_state": "state", "save_training_state": "state",

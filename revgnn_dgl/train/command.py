@@ -265,6 +265,8 @@ def evaluate_run(
     if net is None:  # a card's model with --checkpoint FILE: the card's model, sized for this dataset
         from ..zoo import create_model
 
+        assert model is not None and checkpoint is not None  # evaluation_target builds every other model
+
         overrides, _ = model_overrides(config, dataset)
         net = create_model(model, pretrained=checkpoint, allow_foreign=foreign, **overrides)
     check_model_fits(net.zoo_config["arguments"], dataset, label, config.use_labels)

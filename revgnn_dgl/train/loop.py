@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -65,7 +65,7 @@ from .rundir import (
 )
 from .state import load_training_state, restore_rng, save_training_state
 from .summary import fit_baselines_said, report_summary, summarize, write_partial_summary, write_summary
-from .weighting import plan_steps
+from .weighting import plan_steps, seeded_part
 
 __all__ = ["TrainingDiverged", "read_metrics", "summarize", "train", "train_epoch"]
 
@@ -79,6 +79,9 @@ _CHANCE = {"rocauc": "random scores", "accuracy": "always the most frequent trai
 
 #: The random stream of the training partitions (evaluation uses its own, EVAL_STREAM).
 TRAIN_STREAM = 0
+
+#: The graph a run trains on: on this process's device, or behind DGL's graph servers (``--partitions``).
+RunData = Union[DeviceData, DistData]
 
 #: The step of :func:`train_epoch` without a config: no input or edge dropout, no label smoothing
 #: or reuse, the plain cross-entropy (only these per-step fields of it are read).
@@ -177,8 +180,9 @@ def _check_config(config: TrainConfig, resume: bool, ctx: Context, overwrite: bo
 
 def _check_data_and_model(config: TrainConfig, ctx: Context) -> Tuple[torch.device, Any, Dict[str, Any], List[str]]:
     """The device, the loaded dataset, and the model arguments for it, checked by a build on the meta device."""
-    if check_threads(config.threads) is not None:  # None: as the caller set torch (the CLI resolves a default)
-        torch.set_num_threads(config.threads)
+    threads = check_threads(config.threads)
+    if threads is not None:  # None: as the caller set torch (the CLI resolves a default)
+        torch.set_num_threads(threads)
     device = ctx.use_device(config.device)
     with ctx.guard("loading the data and building the model"):
         if config.amp and device.type != "cuda":
@@ -259,7 +263,7 @@ def _open_run_directory(
     overrides: Dict[str, Any],
     start: Optional[FreshStart] = None,
     overwrite: bool = False,
-) -> DeviceData:
+) -> RunData:
     """Lock ``out`` (rank 0, for the whole training), check a resume, write config.yaml; the data on its device.
 
     Every check comes before the first write, so a refused command leaves the directory as it was.
@@ -301,7 +305,7 @@ class _Run:
     wait for it in the check at the end of each epoch.
     """
 
-    def __init__(self, config: TrainConfig, data: DeviceData, model: nn.Module, ctx: Context) -> None:
+    def __init__(self, config: TrainConfig, data: RunData, model: nn.Module, ctx: Context) -> None:
         self.config, self.data, self.model, self.ctx = config, data, model, ctx
         self.run_dir = Path(str(config.out))
         self.state_path = self.run_dir / STATE_FILE
@@ -312,7 +316,7 @@ class _Run:
         self.best: Dict[str, Any] = {"epoch": None, "val": None, "test": None}
         self.since_best, self.at_chance, self.start_epoch = 0, 0, 0
         self.stopped: Optional[int] = None
-        self.evaluator: Optional[Evaluator] = None
+        self.evaluator: Optional[Union[Evaluator, DistEvaluator]] = None
         self.teacher_logits: Optional[Tensor] = None
         self.net: nn.Module = model
         self.loggers: Optional[RunLoggers] = None  # rank 0's csv / tensorboard logs, while training
@@ -326,7 +330,7 @@ class _Run:
 
     @classmethod
     def start(
-        cls, config: TrainConfig, data: DeviceData, overrides: Dict[str, Any], device: torch.device, resume: bool,
+        cls, config: TrainConfig, data: RunData, overrides: Dict[str, Any], device: torch.device, resume: bool,
         ctx: Context,
     ) -> "_Run":  # fmt: skip
         """The seeded model and optimizer, restored from the run's state when resuming."""
@@ -340,7 +344,7 @@ class _Run:
                     state = load_training_state(run.state_path)
         state = ctx.broadcast(state)  # the other ranks need not see rank 0's disk
         with ctx.guard(f"restoring {run.state_path}"):
-            if run.collective:  # every trainer scores its share of the parts
+            if isinstance(data, DistData):  # every trainer scores its share of the parts
                 run.evaluator = DistEvaluator(data, config.eval_parts, config.eval_views, config.seed, config=config)
             elif ctx.is_main:
                 run.evaluator = Evaluator(
@@ -397,7 +401,8 @@ class _Run:
                 tic = time.perf_counter()
                 record = self._train_epoch(epoch)
                 # On a partitioned graph evaluation is collective; rank 0 gets the scores.
-                scores = self.evaluator(self.model) if self.collective and self._due(epoch) else None
+                collective = self.evaluator if self.collective and self._due(epoch) else None
+                scores = collective(self.model) if collective is not None else None
                 with ctx.guard(f"evaluating and saving epoch {epoch}"):
                     if ctx.is_main:
                         improved = self.evaluate(record, scores)
@@ -460,9 +465,8 @@ class _Run:
         if scores is None:
             started = time.perf_counter()
             scores = self.evaluator(self.model)
-            record["eval_time"] = (
-                time.perf_counter() - started
-            )  # evaluation's share of the epoch (a benchmark reads it)
+            record["eval_time"] = time.perf_counter() - started  # evaluation's share (a benchmark reads it)
+        assert scores is not None  # rank 0's: a collective evaluation gives it the scores
         if not all(math.isfinite(v) for v in scores.values()):
             raise TrainingDiverged(f"epoch {epoch}: the model's outputs are not finite ({scores}); training stopped.")
         record.update(scores)
@@ -517,7 +521,7 @@ class _Run:
 def train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    data: DeviceData,
+    data: RunData,
     parts: int,
     rng: np.random.Generator,
     grad_clip: float = 1.0,
@@ -561,7 +565,7 @@ def train_epoch(
         optimizer.zero_grad(set_to_none=True)
         for j, (i, weight) in enumerate(work):
             sync = j == len(work) - 1  # DDP reduces once per step, after the last backward pass
-            seeded = _seeded(int(seeds[i]), data.device) if seeds is not None else nullcontext()
+            seeded = seeded_part(int(seeds[i]), data.device) if seeds is not None else nullcontext()
             with nullcontext() if sync else ctx.no_sync(model), seeded:
                 loss = part_loss(model, data, batches[i], config, teacher_logits)
                 (loss * weight).backward()
@@ -573,17 +577,6 @@ def train_epoch(
         optimizer.step()
     total, count = ctx.all_reduce_sum([total, count])
     return total / max(count, 1)
-
-
-@contextmanager
-def _seeded(seed: int, device: torch.device) -> Iterator[None]:
-    """Torch's CPU generator, and the CUDA one of ``device``, seeded inside the block and restored after it."""
-    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        torch.default_generator.manual_seed(seed)
-        for index in cuda:
-            torch.cuda.default_generators[index].manual_seed(seed)
-        yield
 
 
 def solver_report(model: nn.Module) -> Optional[Dict[str, Any]]:

@@ -21,7 +21,7 @@ class ProgressReport(Callback):
         self.start = 0
 
     def on_train_start(self, run: Any) -> None:
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
         config, self.start = run.config, run.start_epoch
         show_bar = sys.stdout.isatty() if self.progress is None else self.progress

@@ -39,9 +39,16 @@ PathLike = Union[str, Path]
 log = get_logger(__name__)
 
 
+def out_dir(config: TrainConfig) -> Path:
+    """The run's output directory, ``config.out``, which a training needs."""
+    if not config.out:
+        raise ConfigError("no output directory: set out (--out DIR).")
+    return Path(config.out)
+
+
 def run_dirs(config: TrainConfig) -> List[Path]:
     """The run directories of a config: ``out`` itself for one run, ``out/run-I`` for several."""
-    out = Path(config.out)
+    out = out_dir(config)
     return [out] if config.runs == 1 else [out / f"run-{i}" for i in range(config.runs)]
 
 
@@ -64,7 +71,7 @@ def refuse_links(config: TrainConfig) -> None:
     ConfigError
         Naming the first link and where it points.
     """
-    out = Path(config.out)
+    out = out_dir(config)
     folders = [out] + ([p for p in run_dirs(config)] if config.runs > 1 else [])
     for folder in folders:
         candidates = [folder] if folder != out else []
@@ -136,7 +143,7 @@ class RunLock:
 def trainer_files(config: TrainConfig) -> List[Path]:
     """What a fresh ``train`` would write over in ``config.out``: the entries of the trainer's own
     names there (the lock aside) and, with several runs, each ``run-K`` folder it would use."""
-    out = Path(config.out)
+    out = out_dir(config)
     found = [out / name for name in RUN_FILES if name != LOCK_FILE and os.path.lexists(out / name)]
     if config.runs > 1:
         found += [folder for folder in run_dirs(config) if os.path.lexists(folder)]
@@ -155,7 +162,7 @@ def refuse_existing_run(config: TrainConfig, overwrite: bool = False) -> None:
     found = [] if overwrite else trainer_files(config)
     if not found:
         return
-    out = Path(config.out)
+    out = out_dir(config)
     names = ", ".join(str(path.relative_to(out)) for path in found[:4]) + (", ..." if len(found) > 4 else "")
     if any(
         path.name in (CONFIG_FILE, METRICS_FILE) or path.parent != out or path.name.startswith("run-") for path in found
@@ -195,7 +202,7 @@ class FreshStart:
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
-        self.out = Path(config.out)
+        self.out = out_dir(config)
         self.out_existed = os.path.lexists(self.out)
         self.lock_existed = os.path.lexists(self.out / LOCK_FILE)
         #: Set once this process holds the run's lock and has signed it: only then has it written anything.
@@ -337,7 +344,7 @@ def remove_stale_temp_files(folder: PathLike) -> List[Path]:
 
 def interruption_note(config: TrainConfig) -> str:
     """What an interrupted run kept and lost, and how to go on: for the line a stopped command prints."""
-    out = Path(config.out)
+    out = out_dir(config)
     if not out.exists() or not trainer_files(config):  # a fresh run stopped before its first epoch removes its files
         return "Interrupted before the first epoch finished: nothing was kept (the same command starts again)."
     parts = []

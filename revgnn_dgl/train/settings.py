@@ -380,6 +380,8 @@ def _target(
         settings = card_settings(net.zoo_config["name"])
         settings.update({k: meta[k] for k in _CHECKPOINT_EVAL_KEYS if k in meta})
         return settings, net, checkpoint
+    if not model:
+        raise ConfigError("give --model NAME --pretrained, --checkpoint FILE or --run DIR.")
     card = get_config(model)
     settings = {**card_settings(card["name"]), "model": card["name"]}
     if pretrained:

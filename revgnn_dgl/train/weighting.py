@@ -11,8 +11,11 @@ of its own joins the gradient reduction with an exact zero (weight 0).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Iterator, List, Optional, Sequence, Tuple
+
+import torch
 
 from ..errors import TrainingError
 from .distributed import Context
@@ -62,3 +65,14 @@ def _zero_part(live: List[int], fallback: Optional[int], data: Any) -> Tuple[int
     if fallback is None:
         raise TrainingError(f"machine {getattr(data, 'machine', 0)}'s nodes hold no training node; partition again.")
     return (live[0] if live else fallback), 0.0
+
+
+@contextmanager
+def seeded_part(seed: int, device: torch.device) -> Iterator[None]:
+    """Torch's CPU generator, and the CUDA one of ``device``, seeded inside the block and restored after it."""
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(seed)
+        for index in cuda:
+            torch.cuda.default_generators[index].manual_seed(seed)
+        yield
