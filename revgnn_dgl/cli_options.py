@@ -17,6 +17,7 @@ import cloup
 
 from .data.catalog import catalog_names
 from .train.config import LOGGERS, LOSSES, MINIMUM, OPTIMIZERS, SCHEDULES, TrainConfig
+from .train.machines import DEFAULT_MASTER_PORT
 from .train.settings import RECIPES
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -336,7 +337,7 @@ TRAIN_GROUPS: List[Tuple[str, List[Option]]] = [
                 "--master-port",
                 type=click.IntRange(min=1, max=65535),
                 metavar="PORT",
-                help="With --ip-config: the port of the job's rendezvous on the first machine [default: 29500].",
+                help=f"With --ip-config: the port of the job's rendezvous on the first machine [default: {DEFAULT_MASTER_PORT}].",
             ),
         ],
     ),
@@ -529,15 +530,17 @@ EVALUATE_GROUPS: List[Tuple[str, List[Option]]] = [
             option(
                 "--eval-parts",
                 type=click.IntRange(min=1),
-                help="Parts per view [default: from the run or card, else 5].",
+                help=f"Parts per view [default: from the run or card, else {TRAIN_DEFAULTS.eval_parts}].",
             ),
             option(
                 "--eval-views",
                 type=click.IntRange(min=1),
-                help="Views averaged [default: from the run or card, else 1].",
+                help=f"Views averaged [default: from the run or card, else {TRAIN_DEFAULTS.eval_views}].",
             ),
             option(
-                "--seed", type=int, help="Seed of the evaluation partitions [default: from the run or card, else 0]."
+                "--seed",
+                type=int,
+                help=f"Seed of the evaluation partitions [default: from the run or card, else {TRAIN_DEFAULTS.seed}].",
             ),
             option("--amp/--no-amp", default=None, help=AMP_HELP),
             option(
