@@ -22,6 +22,7 @@ import cloup
 from .cli_options import (
     DATASET_OPTIONS,
     DEVICE_HELP,
+    at_least,
     evaluate_options,
     fixed_train_options,
     train_options,
@@ -404,9 +405,9 @@ def zoo_download(name: str) -> None:
     "--model",
     help="The card FILE belongs to (deep, wide, any RevGNN card) [default: inferred from FILE's keys and shapes].",
 )
-@click.option("--num-layers", type=click.IntRange(min=1), help="Override the card's depth.")
-@click.option("--hidden", type=click.IntRange(min=1), help="Override the card's width.")
-@click.option("--groups", type=click.IntRange(min=1), help="Override the card's number of groups.")
+@click.option("--num-layers", type=at_least("num_layers"), help="Override the card's depth.")
+@click.option("--hidden", type=at_least("hidden"), help="Override the card's width.")
+@click.option("--groups", type=at_least("groups"), help="Override the card's number of groups.")
 @click.option(
     "--out", type=click.Path(dir_okay=False), help="Where to write [default: the cache path of --pretrained]."
 )
