@@ -20,7 +20,8 @@ from revgnn_dgl.bench import selfcheck
 from revgnn_dgl.train import CONFIG_FILE, TrainConfig, train
 from revgnn_dgl.train.data import DeviceData, forward, load_dataset_for, model_overrides, random_parts, subgraph
 from revgnn_dgl.train.distributed import Context, DistributedError
-from revgnn_dgl.train.loop import TRAIN_STREAM, _loss, train_epoch
+from revgnn_dgl.train.loop import TRAIN_STREAM, train_epoch
+from revgnn_dgl.train.losses import task_loss as _loss
 from revgnn_dgl.zoo import create_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,12 +125,12 @@ def job(ctx: Context, out: str, killed: str) -> Dict[str, Any]:
     """Everything the 2-rank job does; runs on both ranks."""
     result: Dict[str, Any] = {"steps": {name: one_step(ctx, name, 1) for name in STEP_MODELS}}
     for name in MODELS:
-        train(run_config(name, nproc=2, out=f"{out}/{name}"), echo=quiet, progress=False, dist=ctx)
+        train(run_config(name, nproc=2, out=f"{out}/{name}"), progress=False, dist=ctx)
     try:  # rank 0 refuses to overwrite a run: every rank must stop, with rank 0's error
-        train(run_config("revgnn", nproc=2, out=f"{out}/revgnn"), echo=quiet, progress=False, dist=ctx)
+        train(run_config("revgnn", nproc=2, out=f"{out}/revgnn"), progress=False, dist=ctx)
     except Exception as err:  # noqa: BLE001
         result["overwrite_error"] = (type(err).__name__, str(err))
-    train(TrainConfig.from_file(Path(killed) / CONFIG_FILE), resume=True, echo=quiet, progress=False, dist=ctx)
+    train(TrainConfig.from_file(Path(killed) / CONFIG_FILE), resume=True, progress=False, dist=ctx)
     result["selfcheck"] = selfcheck._one_step(ctx, "cpu", 1, 2)  # what `info --check` runs on 2 GPUs
     try:
         one_step(ctx, "revgnn", 1, unused=True)
@@ -142,7 +143,7 @@ def reference_run(name: str, out: str) -> None:
     """One process with ``parts_per_step=2``: the run the 2-rank job must equal, in a fresh
     interpreter like the ranks (one thread), so no state left by earlier tests reaches it."""
     torch.set_num_threads(1)
-    train(run_config(name, parts_per_step=2, out=out), echo=quiet, progress=False)
+    train(run_config(name, parts_per_step=2, out=out), progress=False)
 
 
 if __name__ == "__main__":  # python tests/ddp_jobs.py reference NAME OUT

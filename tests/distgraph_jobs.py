@@ -129,7 +129,8 @@ def reference_machine_step(config_path: str, machines: Optional[list] = None) ->
     """The step of :func:`host_step` in one process holding the graph: the parts are the
     partitions' node ranges (``machines``: only those), each with the seed its machine draws,
     the loss their mean."""
-    from revgnn_dgl.train.loop import _part_loss, _seeded
+    from revgnn_dgl.train.losses import part_loss as _part_loss
+    from revgnn_dgl.train.weighting import seeded_part as _seeded
 
     described = PartitionedDataset(config_path)
     ids = described.original_ids()

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Callable, Iterator, List
 
+import click
 import dgl
 import pytest
 import torch
 from click.testing import CliRunner, Result
 
-from revgnn_dgl.cli import _TRAIN_DEFAULTS, cli
+from revgnn_dgl.cli import cli
+from revgnn_dgl.cli_options import TRAIN_DEFAULTS
 from revgnn_dgl.train import BEST_FILE, SUMMARY_FILE, TrainConfig, read_metrics
 
 SMALL_MODEL = ["--model", "wide", "--num-layers", "3", "--hidden", "16", "--train-parts", "3", "--eval-parts", "2", "--eval-views", "1",
@@ -159,8 +162,25 @@ def test_config_file_and_flag_precedence(tmp_path: Path) -> None:
     assert len(read_metrics(out)) == 1
 
 
+def test_option_ranges_and_defaults_come_from_the_config() -> None:
+    """Every integer option of a TrainConfig key has the config's minimum; every '[default: X]' of
+    a TrainConfig key's option is the config's default: help and validation cannot disagree."""
+    from revgnn_dgl.cli import evaluate, train, tune
+    from revgnn_dgl.train.config import MINIMUM
+
+    defaults = TrainConfig()
+    for command in (train, tune, evaluate):
+        for param in command.params:
+            if isinstance(param.type, click.IntRange) and param.name in MINIMUM:
+                assert param.type.min == MINIMUM[param.name], (command.name, param.name)
+            shown = re.search(r"\[default: ([^\]]+)\]", getattr(param, "help", None) or "")
+            if command is not evaluate and shown and param.name in TrainConfig.keys() and "--" not in shown.group(1):
+                if not shown.group(1).startswith(("off", "the ", "auto", "1 with", "runs/")):
+                    assert shown.group(1) == str(getattr(defaults, param.name)), (command.name, param.name)
+
+
 def test_help_defaults_match_train_config() -> None:
-    assert _TRAIN_DEFAULTS == TrainConfig()  # derived, not copied
+    assert TRAIN_DEFAULTS == TrainConfig()  # derived, not copied
     result = invoke(["train", "--help"])
     assert result.exit_code == 0 and "--train-parts" in result.output and "2000" in result.output
     from revgnn_dgl.data.catalog import catalog_names

@@ -194,17 +194,17 @@ def test_evaluate_on_another_dataset_does_not_inherit_its_options(finished: Path
     assert "num_nodes" not in result.output
 
 
-def test_chance_level_warning(tmp_path: Path) -> None:
+def test_chance_level_warning(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """Every validation node of one class: any model is 'at chance' (the majority rate, 1.0)."""
 
     def one_val_class(g: dgl.DGLGraph) -> None:
         g.ndata["label"][g.ndata["val_mask"]] = 3
 
     path = graph_file(tmp_path / "g.bin", one_val_class)
-    lines: List[str] = []
     config = TrainConfig(model="wide", dataset=str(path), num_layers=2, hidden=8, train_parts=1, eval_parts=1,
                          epochs=4, chance_patience=3, device="cpu", out=str(tmp_path / "run"))  # fmt: skip
-    train(config, echo=lines.append, progress=False)
+    train(config, progress=False)
+    lines = capsys.readouterr().out.splitlines()
     warnings = [line for line in lines if line.startswith("warning: the validation accuracy (")]
     assert len(warnings) == 1 and "at epoch 3) has stayed at or below chance level (1.0000, always" in warnings[0], (
         lines

@@ -110,7 +110,7 @@ def official_pth(path: Path, state: Dict[str, torch.Tensor]) -> Path:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("crafted") / "run"
-    train(TrainConfig(**TINY, epochs=2, out=str(out)), echo=lambda line: None, progress=False)
+    train(TrainConfig(**TINY, epochs=2, out=str(out)), progress=False)
     return out
 
 

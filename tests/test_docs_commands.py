@@ -97,7 +97,7 @@ def test_documented_command_runs_as_written(where: str, command: str, tmp_path: 
         if params["space_file"]:
             read_space_file(params["space_file"], space)
         fixed = {k: v for k, v in params.items() if k in TrainConfig.keys() and v is not None and v != {}}
-        config = resolve_train_config(fixed, config_file=params.get("config_file"), echo=lambda line: None)
+        config = resolve_train_config(fixed, config_file=params.get("config_file"))
         if space.params:  # none: tune searches the default space of the graph (train/spaces.py)
             space.check(config)
         return
@@ -126,9 +126,7 @@ def test_documented_command_runs_as_written(where: str, command: str, tmp_path: 
     ):
         return  # auto measures the graph: a file the example before the command writes
     try:
-        config = resolve_train_config(
-            given, config_file=ctx.params.get("config_file"), echo=lambda line: None, recipe=recipe
-        )
+        config = resolve_train_config(given, config_file=ctx.params.get("config_file"), recipe=recipe)
     except DatasetError as err:  # auto measures the graph: a real dataset must be there (skipped on a user's checkout)
         if recipe != "auto" or "not found" not in str(err):
             raise

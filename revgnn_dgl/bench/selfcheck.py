@@ -28,13 +28,14 @@ It ends with one line: ``check: passed`` or ``check: FAILED: ...``.
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import dgl
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..log import get_logger
 from ..nn import GENConv, GroupRevRes
 from ..testing.engine_checks import CheckResult, engine_checks, run_timed
 from ..train.config import TrainConfig
@@ -46,7 +47,7 @@ from ..zoo import create_model
 from .profiling import measure_peak_memory
 from .workload import make_batch
 
-Echo = Callable[[str], None]
+log = get_logger(__name__)
 
 #: Largest relative gradient error accepted for the reversible backward.
 GRAD_TOLERANCE = 1e-4
@@ -155,7 +156,7 @@ def check_memory_flat(device: torch.device) -> CheckResult:
 
 
 # ---------------------------------------------------------------------- the distributed step
-_STEP = dict(
+_STEP: Dict[str, Any] = dict(
     model="wide", dataset="synthetic-proteins", dataset_options={"num_nodes": 600}, num_layers=3, hidden=32, dropout=0.2
 )
 
@@ -204,7 +205,7 @@ def check_distributed_step(device: torch.device, nproc: int = 2) -> CheckResult:
     )
 
 
-def run_checks(device: str = "auto", echo: Echo = print) -> bool:
+def run_checks(device: str = "auto") -> bool:
     """Run the checks on ``device`` and print one line each, then ``check: passed`` or what failed.
 
     Returns
@@ -215,7 +216,7 @@ def run_checks(device: str = "auto", echo: Echo = print) -> bool:
     os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # the CPU memory profiler's progress lines
     torch_device = resolve_device(device)
     name = torch.cuda.get_device_name(torch_device) if torch_device.type == "cuda" else "CPU"
-    echo(f"checking on {torch_device} ({name})")
+    log.info(f"checking on {torch_device} ({name})")
     checks: List[Tuple[str, Callable[[], CheckResult]]] = [
         ("reversible backward vs autograd", lambda: check_reversible_backward(torch_device)),
         ("memory flat in depth", lambda: check_memory_flat(torch_device)),
@@ -224,11 +225,13 @@ def run_checks(device: str = "auto", echo: Echo = print) -> bool:
     gpus = torch.cuda.device_count() if torch_device.type == "cuda" else 0
     if gpus >= 2:
         checks.append(("distributed step", lambda: check_distributed_step(torch_device, 2)))
-    results = [run_timed(name, check, echo) for name, check in checks]
+    results = [run_timed(name, check) for name, check in checks]
     if gpus < 2:
         where = "one GPU" if torch_device.type == "cuda" else "CPU"
-        echo(f"  skip   distributed step: {where}, not more than one device visible "
-             "(tests/train/test_distributed.py covers 2 processes with gloo)")  # fmt: skip
+        log.info(
+            f"  skip   distributed step: {where}, not more than one device visible "
+            "(tests/train/test_distributed.py covers 2 processes with gloo)"
+        )
     failed = [r for r in results if not r.passed]
-    echo("check: passed" if not failed else "check: FAILED: " + "; ".join(f"{r.name} ({r.detail})" for r in failed))
+    log.info("check: passed" if not failed else "check: FAILED: " + "; ".join(f"{r.name} ({r.detail})" for r in failed))
     return not failed

@@ -21,6 +21,7 @@ True
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -31,6 +32,9 @@ from torch import Tensor, nn
 from ..errors import FreedOutputError
 from ..nn.dropout import SharedDropout
 from ..nn.grouprevres import GroupRevRes, _FreedOutput, keep_outputs
+
+#: Under the package's logger (named, so that ``python -m`` running this file as ``__main__`` says its lines too).
+_log = logging.getLogger("revgnn_dgl.testing.engine_checks")
 
 __all__ = [
     "ATOL_SCALE",
@@ -525,8 +529,9 @@ def engine_checks(device: Device = "cpu") -> List[Tuple[str, Callable[[], CheckR
     return checks
 
 
-def run_timed(name: str, check: Callable[[], CheckResult], echo: Callable[[str], None] = print) -> CheckResult:
-    """Run one check, print its line (``ok`` or ``FAILED``, what it measured, the seconds it took).
+def run_timed(name: str, check: Callable[[], CheckResult]) -> CheckResult:
+    """Run one check, say its line (``ok`` or ``FAILED``, what it measured, the seconds it took) on the
+    package's logger (:mod:`revgnn_dgl.log`, standard output).
 
     A check that raises has failed, and its line says how.
     """
@@ -535,7 +540,7 @@ def run_timed(name: str, check: Callable[[], CheckResult], echo: Callable[[str],
         result = check()
     except Exception as err:  # noqa: BLE001  (a check that crashes has failed; say how)
         result = CheckResult(name, False, f"{type(err).__name__}: {' '.join(str(err).split())}")
-    echo(
+    _log.info(
         f"  {'ok    ' if result.passed else 'FAILED'} {result.name}: {result.detail} [{time.perf_counter() - tic:.1f} s]"
     )
     return result

@@ -19,7 +19,8 @@ started by :func:`launch` or torchrun; only rank 0 writes the run directory).
 The modules, bottom to top: :mod:`.config` (``TrainConfig``), :mod:`.device` (devices, seeds),
 :mod:`.data` (the dataset on the device, partitions), :mod:`.state` (the resumable state file),
 :mod:`.rundir` (the run directory's files), :mod:`.distributed` (process groups, DDP),
-:mod:`.evaluation`, :mod:`.loop`, :mod:`.launcher` (starting data-parallel jobs) and
+:mod:`.evaluation`, :mod:`.loop` (with the seeded run's parts: :mod:`.resume`, :mod:`.losses`,
+:mod:`.weighting`, :mod:`.callbacks`, :mod:`.progress`, :mod:`.summary`), :mod:`.launcher` (starting data-parallel jobs) and
 :mod:`.settings` (what a ``train`` or ``evaluate`` command asks for, resolved into a TrainConfig);
 :mod:`.tune` runs Optuna studies of such runs on top of them all.
 
@@ -27,7 +28,7 @@ The modules, bottom to top: :mod:`.config` (``TrainConfig``), :mod:`.device` (de
 >>> config = TrainConfig(model="revgnn-wide", dataset="synthetic-proteins",
 ...                      dataset_options={"num_nodes": 300}, num_layers=2, hidden=16,
 ...                      epochs=2, out="/tmp/revgnn-doctest", device="cpu")
->>> summary = train(config, echo=lambda line: None)  # doctest: +SKIP
+>>> summary = train(config)  # doctest: +SKIP
 """
 
 from ..lazy import lazy_exports
@@ -40,7 +41,8 @@ _EXPORTS = {
     "dgl_has_cuda": "device", "resolve_device": "device", "seed_everything": "device",
     "Context": "distributed", "DistributedError": "distributed", "launch": "launcher",
     "Evaluator": "evaluation", "evaluate": "evaluation",
-    "TrainingDiverged": "loop", "summarize": "loop", "train": "loop", "train_epoch": "loop",
+    "TrainingDiverged": "loop", "train": "loop", "train_epoch": "loop", "summarize": "summary",
+    "Callback": "callbacks", "evaluate_run": "command", "train_command": "command",
     "BEST_FILE": "rundir", "CONFIG_FILE": "rundir", "LAST_FILE": "rundir", "METRICS_FILE": "rundir",
     "STATE_FILE": "rundir", "SUMMARY_FILE": "rundir", "read_metrics": "rundir",
     "TrainingStateError": "state", "load_training_state": "state", "save_training_state": "state",

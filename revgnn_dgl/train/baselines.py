@@ -43,7 +43,7 @@ from .spaces import feature_kind
 __all__ = ["AUTO_MIN_EPOCHS", "GCN_RECIPE", "fit_baselines", "report_lines", "wants_baselines", "below"]
 
 #: The fixed short recipe of the 2-layer GCN baseline (``gcn-2``'s card: lr and weight decay).
-GCN_RECIPE = {"epochs": 100, "lr": 0.01, "weight_decay": 5e-4, "dropout": 0.5, "eval_every": 5}
+GCN_RECIPE: Dict[str, Any] = {"epochs": 100, "lr": 0.01, "weight_decay": 5e-4, "dropout": 0.5, "eval_every": 5}
 #: By default, baselines are fitted for runs of at least this many epochs (the GCN baseline's own):
 #: a shorter run is a check, not a result, and stays as fast as it was.
 AUTO_MIN_EPOCHS = 100

@@ -7,7 +7,7 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Union, get_type_hints
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union, get_type_hints
 
 import yaml
 
@@ -23,6 +23,13 @@ LOGGERS = ("csv", "tensorboard")
 WIDTH_ARGUMENTS = ("in_feats", "out_feats", "edge_feats", "species_feats")
 #: TrainConfig fields that override card arguments of the same name when set.
 MODEL_OVERRIDES = ("dropout", "num_layers", "hidden", "groups")
+#: The least value of each integer setting: :meth:`TrainConfig.validate` and the command line's
+#: ranges both read it (``seed`` and ``runs`` have upper bounds too, checked by ``validate``).
+MINIMUM = {
+    "epochs": 1, "train_parts": 1, "parts_per_step": 1, "nproc": 1, "servers": 1, "eval_parts": 1,
+    "eval_views": 1, "eval_every": 1, "runs": 1, "num_layers": 1, "hidden": 1, "groups": 1, "threads": 1,
+    "warmup_epochs": 0, "step_size": 1, "patience": 0, "chance_patience": 0, "save_every": 1, "label_iters": 0,
+}  # fmt: skip
 #: What ``train --resume`` may change; everything else must stay as the run was started.
 RESUMABLE_KEYS = ("epochs", "device", "threads", "save_every", "logger", "servers", "out")
 
@@ -234,26 +241,26 @@ class TrainConfig:
     def validate(self, source: str = "the configuration") -> None:
         """Check ranges; raise :class:`ConfigError` naming the offending key."""
         checks = [
-            ("epochs", self.epochs >= 1, "at least 1"),
+            _least(self, "epochs"),
             # NaN fails every comparison, so these also refuse nan and inf.
             ("lr", 0 < self.lr < float("inf"), "a positive finite number"),
             ("grad_clip", 0 <= self.grad_clip < float("inf"), "0 (off) or a positive finite number"),
-            ("train_parts", self.train_parts >= 1, "at least 1"),
-            ("parts_per_step", self.parts_per_step >= 1, "at least 1"),
-            ("nproc", self.nproc >= 1, "at least 1"),
-            ("servers", self.servers >= 1, "at least 1"),
-            ("eval_parts", self.eval_parts >= 1, "at least 1"),
-            ("eval_views", self.eval_views >= 1, "at least 1"),
-            ("eval_every", self.eval_every >= 1, "at least 1"),
-            ("runs", 1 <= self.runs <= MAX_RUNS, f"in [1, {MAX_RUNS}]"),
+            _least(self, "train_parts"),
+            _least(self, "parts_per_step"),
+            _least(self, "nproc"),
+            _least(self, "servers"),
+            _least(self, "eval_parts"),
+            _least(self, "eval_views"),
+            _least(self, "eval_every"),
+            ("runs", MINIMUM["runs"] <= self.runs <= MAX_RUNS, f"in [{MINIMUM['runs']}, {MAX_RUNS}]"),
             ("dropout", self.dropout is None or 0 <= self.dropout < 1, "in [0, 1)"),
-            ("num_layers", self.num_layers is None or self.num_layers >= 1, "at least 1"),
-            ("hidden", self.hidden is None or self.hidden >= 1, "at least 1"),
-            ("groups", self.groups is None or self.groups >= 1, "at least 1"),
+            _least(self, "num_layers"),
+            _least(self, "hidden"),
+            _least(self, "groups"),
             ("device", re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "auto, cpu, cuda or cuda:N"),
             # numpy's and torch's generators take seeds in [0, 2**32) for every run's seed.
             ("seed", 0 <= self.seed and self.seed + self.runs - 1 < 2**32, f"in [0, {2**32 - self.runs}]"),
-            ("threads", self.threads is None or self.threads >= 1, "at least 1"),
+            _least(self, "threads"),
             ("optimizer", self.optimizer in OPTIMIZERS, " or ".join(OPTIMIZERS)),
             ("weight_decay", 0 <= self.weight_decay < float("inf"), "0 or positive"),
             (
@@ -262,16 +269,16 @@ class TrainConfig:
                 "0 or positive",
             ),
             ("schedule", self.schedule in SCHEDULES, ", ".join(SCHEDULES)),
-            ("warmup_epochs", self.warmup_epochs >= 0, "0 or more"),
+            _least(self, "warmup_epochs"),
             ("min_lr", 0 <= self.min_lr <= self.lr, "in [0, lr]"),
-            ("step_size", self.step_size >= 1, "at least 1"),
+            _least(self, "step_size"),
             ("gamma", 0 < self.gamma <= 1, "in (0, 1]"),
-            ("patience", self.patience >= 0, "0 (off) or more"),
+            _least(self, "patience", "0 (off) or more"),
             ("input_dropout", 0 <= self.input_dropout < 1, "in [0, 1)"),
             ("edge_dropout", 0 <= self.edge_dropout < 1, "in [0, 1)"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
-            ("chance_patience", self.chance_patience >= 0, "0 (off) or more"),
-            ("save_every", self.save_every >= 1, "at least 1"),
+            _least(self, "chance_patience", "0 (off) or more"),
+            _least(self, "save_every"),
             (
                 "logger",
                 self.logger is None or set(self.logger.split(",")) <= set(LOGGERS),
@@ -279,13 +286,19 @@ class TrainConfig:
             ),
             ("loss", self.loss in LOSSES, " or ".join(LOSSES)),
             ("label_rate", 0 < self.label_rate < 1, "in (0, 1)"),
-            ("label_iters", self.label_iters >= 0, "0 or more"),
+            _least(self, "label_iters"),
             ("kd_alpha", 0 <= self.kd_alpha <= 1, "in [0, 1]"),
             ("kd_temp", 0 < self.kd_temp < float("inf"), "positive"),
         ]
         for key, ok, want in checks:
             if not ok:
                 raise ConfigError(f"{key} must be {want}, got {getattr(self, key)!r} (in {source}).")
+
+
+def _least(config: TrainConfig, key: str, words: Optional[str] = None) -> Tuple[str, bool, str]:
+    """The check of an integer setting against :data:`MINIMUM` (None passes: an optional one left unset)."""
+    least, value = MINIMUM[key], getattr(config, key)
+    return key, value is None or value >= least, words or (f"at least {least}" if least else "0 or more")
 
 
 def _coerce(key: str, value: Any, hint: Any, source: str) -> Any:
@@ -367,3 +380,10 @@ def read_config_file(path: Union[str, Path]) -> Dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of settings, not a {type(data).__name__}.")
     return data
+
+
+def uses_big_defaults(config: TrainConfig) -> bool:
+    """Whether the ogbn-proteins defaults (the default model) meet another dataset: the run is then
+    told what that means, and the pace of its first epoch."""
+    defaults = TrainConfig()
+    return config.dataset != defaults.dataset and config.model == defaults.model

@@ -203,7 +203,7 @@ def subgraph(graph: dgl.DGLGraph, ids: np.ndarray) -> Tuple[dgl.DGLGraph, Tensor
 def forward(model: nn.Module, graph: dgl.DGLGraph) -> Tensor:
     """Logits of a model on a graph carrying ``ndata['feat']`` and optional species / edge features
     (passed only to a model whose ``forward`` takes them)."""
-    takes = _forward_inputs(type(model))
+    takes = _forward_inputs(type(model))  # type: ignore[arg-type]  # a class hashes; mypy reads nn.Module.__hash__
     kwargs = {}
     if "feat" in graph.edata and "edge_feat" in takes:
         kwargs["edge_feat"] = graph.edata["feat"]
@@ -213,7 +213,7 @@ def forward(model: nn.Module, graph: dgl.DGLGraph) -> Tensor:
 
 
 @functools.lru_cache(maxsize=None)
-def _forward_inputs(cls: type) -> frozenset:
+def _forward_inputs(cls: Any) -> frozenset:
     params = inspect.signature(cls.forward).parameters
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return frozenset({"edge_feat", "species"})

@@ -62,6 +62,7 @@ class Evaluator:
         machines: Optional[List[np.ndarray]] = None,
     ) -> None:
         self.data, self.amp, self.config = data, amp, config
+        self.views: List[List[Tuple[dgl.DGLGraph, Optional[Tensor]]]]
         graph = data.graph
         _warn_single_class_tasks(data.dataset)
         if machines is not None and len(machines) > 1:
@@ -77,7 +78,7 @@ class Evaluator:
             self.views = [[subgraph(graph, ids) for machine in drawn for ids in machine[v]] for v in range(count)]
         elif parts == 1:
             views = 1  # every view of an uncut graph is the same
-            self.views: List[List[Tuple[dgl.DGLGraph, Optional[Tensor]]]] = [[(graph, None)]]
+            self.views = [[(graph, None)]]
         else:
             rng = np.random.default_rng([seed, EVAL_STREAM])
             self.views = [
@@ -107,6 +108,7 @@ class Evaluator:
                     total += out
                 else:
                     total[nodes] += out
+        assert total is not None, "an evaluation partition has at least one part"
         return total / len(self.views)
 
     def __call__(self, model: nn.Module) -> Dict[str, float]:

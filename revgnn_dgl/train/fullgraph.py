@@ -66,7 +66,7 @@ def _widths(model: nn.Module) -> Tuple[int, int]:
     for module in model.modules():
         if isinstance(module, STREAMABLE):
             out = getattr(module, "out_feats", None) or getattr(module, "_out_feats", 1)
-            hidden = max(hidden, int(out) * int(getattr(module, "num_heads", 1) or 1))
+            hidden = max(hidden, int(out or 1) * int(getattr(module, "num_heads", 1) or 1))
     edge = int(getattr(model, "edge_feats", 0) or 0)
     return max(hidden, 1), edge
 

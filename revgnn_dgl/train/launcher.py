@@ -8,16 +8,16 @@ process started by ``torchrun`` runs (``torchrun ... -m revgnn_dgl train ...``).
 >>> from revgnn_dgl.train import TrainConfig, launch
 >>> config = TrainConfig(model="wide", dataset="synthetic-proteins", dataset_options={"num_nodes": 300},
 ...                      num_layers=2, hidden=16, epochs=2, nproc=2, out="/tmp/revgnn-ddp", device="cpu")
->>> summary = launch(config, threads=1, echo=lambda line: None)  # doctest: +SKIP
+>>> summary = launch(config, threads=1)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, NoReturn, Optional, Union
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple, Union
 
 from .config import ConfigError, TrainConfig
 from .distgraph import check_step_parts, disconnect, graph_servers, under_dgl_launcher
-from .distributed import Context, Echo, env_count, run_from_env, spawn
+from .distributed import Context, env_count, run_from_env, spawn
 from .loop import train
 from .machines import Machines
 from .rundir import FreshStart
@@ -31,7 +31,6 @@ def launch(
     resume: bool = False,
     threads: Optional[int] = None,
     timeout_s: Optional[float] = None,
-    echo: Echo = print,
     progress: Optional[bool] = None,
     command: Optional[str] = None,
     overwrite: bool = False,
@@ -44,37 +43,14 @@ def launch(
     several: its graph servers and its ``nproc / machines.count`` trainers, ranks
     ``machine * T`` on (:mod:`revgnn_dgl.train.machines`); the same call runs on every machine.
 
-    Parameters
-    ----------
-    config : TrainConfig
-        The run; ``nproc`` is the number of processes (the world size).
-    resume : bool
-        Continue the run in ``config.out`` (it must have been trained by as many processes).
-    threads : int, optional
-        torch CPU threads of each process; default: ``config.threads``, else this process's
-        threads divided among them.
-    timeout_s : float, optional
-        Time limit of the collectives (default 1800 s or ``$REVGNN_DGL_DIST_TIMEOUT``).
-    echo : callable
-        Receives rank 0's progress lines, in this process.
-    progress : bool, optional
-        Rank 0's progress bar (None: when standard output is a terminal).
-    command : str, optional
-        The command line, recorded in ``summary.json``.
-    overwrite : bool
-        Replace what ``out`` holds of the trainer's names instead of refusing it (:func:`train`).
-    baseline : bool, optional
-        Fit the shallow baselines beside a one-process run (see :func:`revgnn_dgl.train.train`).
+    ``resume``, ``progress``, ``command``, ``overwrite`` and ``baseline`` (one process only) are
+    :func:`revgnn_dgl.train.train`'s; a resumed run must have been trained by as many processes.
+    ``threads``: torch CPU threads of each process (default: ``config.threads``, else this
+    process's threads divided among them). ``timeout_s``: the collectives' time limit (default
+    1800 s or ``$REVGNN_DGL_DIST_TIMEOUT``). Returns the summary, as ``train`` returns it.
 
-    Returns
-    -------
-    dict
-        The summary, as :func:`revgnn_dgl.train.train` returns it.
-
-    Raises
-    ------
-    DistributedError
-        One line naming the failing rank and its error, after every process has stopped.
+    Raises :class:`~revgnn_dgl.errors.DistributedError`, one line naming the failing rank and its
+    error, after every process has stopped.
     """
     from ..limits import check_processes
 
@@ -91,32 +67,34 @@ def launch(
             import torch
 
             torch.set_num_threads(threads)
-        return train(
-            config, resume=resume, echo=echo, progress=progress, command=command, overwrite=overwrite, baseline=baseline
-        )
+        return train(config, resume=resume, progress=progress, command=command, overwrite=overwrite, baseline=baseline)
     # Only rank 0's machine writes the run directory (another machine's --out is never touched).
     start = None if resume or (machines is not None and machines.machine != 0) else FreshStart(config)
     try:
-        if machines is not None:  # this machine's servers and trainers, ranks machine * here on
-            check_step_parts(config, here)
-            with graph_servers(config, echo, machines):
-                results = spawn(train_worker, here, config, resume, progress, command, overwrite, threads=threads,
-                                timeout_s=timeout_s, echo=echo,
-                                job=(machines.first_rank(config.nproc), config.nproc, machines.master_addr,
-                                     machines.master_port))  # fmt: skip
-        elif servers:  # one machine: this command starts the graph servers
-            check_step_parts(config, config.nproc)  # here, before any process starts: one line
-            with graph_servers(config, echo):
-                results = spawn(train_worker, config.nproc, config, resume, progress, command, overwrite,
-                                threads=threads, timeout_s=timeout_s, echo=echo)  # fmt: skip
-        else:
-            results = spawn(train_worker, config.nproc, config, resume, progress, command, overwrite, threads=threads,
-                            timeout_s=timeout_s, echo=echo)  # fmt: skip
+        results = _start_ranks(config, (resume, progress, command, overwrite), here, servers, threads, timeout_s,
+                               machines)  # fmt: skip
     except BaseException:
         if start is not None:  # every rank has ended: undo what a rank 0 stopped by a signal could not
-            start.undo_after_ranks(echo)
+            start.undo_after_ranks()
         raise
     return results[0]
+
+
+def _start_ranks(
+    config: TrainConfig, args: Tuple[Any, ...], here: int, servers: int, threads: Optional[int],
+    timeout_s: Optional[float], machines: Optional[Machines],
+) -> List[Any]:  # fmt: skip
+    """This machine's ``here`` ranks (:func:`train_worker` with ``args``), and its graph servers if any."""
+    if machines is not None:  # this machine's servers and trainers, ranks machine * here on
+        check_step_parts(config, here)
+        job = (machines.first_rank(config.nproc), config.nproc, machines.master_addr, machines.master_port)
+        with graph_servers(config, machines=machines):
+            return spawn(train_worker, here, config, *args, threads=threads, timeout_s=timeout_s, job=job)
+    if servers:  # one machine: this command starts the graph servers
+        check_step_parts(config, config.nproc)  # here, before any process starts: one line
+        with graph_servers(config):
+            return spawn(train_worker, config.nproc, config, *args, threads=threads, timeout_s=timeout_s)
+    return spawn(train_worker, config.nproc, config, *args, threads=threads, timeout_s=timeout_s)
 
 
 def train_worker(
@@ -133,9 +111,7 @@ def train_worker(
         settled = (config() if callable(config) else config) if ctx.is_main else None
     # Rank 0's word also on resuming (and overwriting): across machines the others may run their first command again.
     settled, resume, overwrite = ctx.broadcast((settled, resume, overwrite))
-    summary = train(
-        settled, resume=resume, echo=ctx.echo_fn, progress=progress, command=command, dist=ctx, overwrite=overwrite
-    )
+    summary = train(settled, resume=resume, progress=progress, command=command, dist=ctx, overwrite=overwrite)
     if settled.partitions:
         disconnect()  # every trainer is done with the graph servers, which then end
     return summary
@@ -146,7 +122,6 @@ def train_from_env(
     *,
     resume: bool = False,
     timeout_s: Optional[float] = None,
-    echo: Echo = print,
     command: Optional[str] = None,
     on_result: Optional[Callable[[Dict[str, Any]], None]] = None,
     overwrite: bool = False,
@@ -175,6 +150,4 @@ def train_from_env(
             raise ConfigError(f"the configuration sets nproc {config.nproc} but torchrun started {world} processes.")
         return config.updated({"nproc": world})
 
-    run_from_env(
-        train_worker, settle, resume, None, command, overwrite, timeout_s=timeout_s, echo=echo, on_result=on_result
-    )
+    run_from_env(train_worker, settle, resume, None, command, overwrite, timeout_s=timeout_s, on_result=on_result)

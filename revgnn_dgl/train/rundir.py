@@ -11,6 +11,7 @@ before anything is written, and the files it appends to or locks are opened with
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from ..faults import fault_point
 from ..files import acquire_lock, open_nofollow, to_json, write_json, write_whole, write_yaml  # noqa: F401  (the trainer imports them from here)
+from ..log import get_logger
 from .config import ConfigError, TrainConfig
 
 CONFIG_FILE = "config.yaml"
@@ -34,11 +36,28 @@ RUN_FILES = (LOCK_FILE, CONFIG_FILE, METRICS_FILE, BEST_FILE, LAST_FILE, STATE_F
 
 PathLike = Union[str, Path]
 
+log = get_logger(__name__)
+
+
+def out_dir(config: TrainConfig) -> Path:
+    """The run's output directory, ``config.out``, which a training needs."""
+    if not config.out:
+        raise ConfigError("no output directory: set out (--out DIR).")
+    return Path(config.out)
+
 
 def run_dirs(config: TrainConfig) -> List[Path]:
     """The run directories of a config: ``out`` itself for one run, ``out/run-I`` for several."""
-    out = Path(config.out)
+    out = out_dir(config)
     return [out] if config.runs == 1 else [out / f"run-{i}" for i in range(config.runs)]
+
+
+def run_configs(config: TrainConfig) -> List[TrainConfig]:
+    """Each run's own config: seed ``seed + i``, one run, its own directory (:func:`run_dirs`)."""
+    return [
+        dataclasses.replace(config, seed=config.seed + i, runs=1, out=str(run_dir))
+        for i, run_dir in enumerate(run_dirs(config))
+    ]
 
 
 def refuse_links(config: TrainConfig) -> None:
@@ -52,7 +71,7 @@ def refuse_links(config: TrainConfig) -> None:
     ConfigError
         Naming the first link and where it points.
     """
-    out = Path(config.out)
+    out = out_dir(config)
     folders = [out] + ([p for p in run_dirs(config)] if config.runs > 1 else [])
     for folder in folders:
         candidates = [folder] if folder != out else []
@@ -124,7 +143,7 @@ class RunLock:
 def trainer_files(config: TrainConfig) -> List[Path]:
     """What a fresh ``train`` would write over in ``config.out``: the entries of the trainer's own
     names there (the lock aside) and, with several runs, each ``run-K`` folder it would use."""
-    out = Path(config.out)
+    out = out_dir(config)
     found = [out / name for name in RUN_FILES if name != LOCK_FILE and os.path.lexists(out / name)]
     if config.runs > 1:
         found += [folder for folder in run_dirs(config) if os.path.lexists(folder)]
@@ -143,7 +162,7 @@ def refuse_existing_run(config: TrainConfig, overwrite: bool = False) -> None:
     found = [] if overwrite else trainer_files(config)
     if not found:
         return
-    out = Path(config.out)
+    out = out_dir(config)
     names = ", ".join(str(path.relative_to(out)) for path in found[:4]) + (", ..." if len(found) > 4 else "")
     if any(
         path.name in (CONFIG_FILE, METRICS_FILE) or path.parent != out or path.name.startswith("run-") for path in found
@@ -183,13 +202,13 @@ class FreshStart:
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
-        self.out = Path(config.out)
+        self.out = out_dir(config)
         self.out_existed = os.path.lexists(self.out)
         self.lock_existed = os.path.lexists(self.out / LOCK_FILE)
         #: Set once this process holds the run's lock and has signed it: only then has it written anything.
         self.locked = False
 
-    def undo(self, echo: Any, files: bool = True) -> None:
+    def undo(self, files: bool = True) -> None:
         """Remove what the start created, unless an epoch finished (then say how to continue).
 
         Only with the run's lock held by this command (its own process, or :meth:`undo_after_ranks`).
@@ -201,7 +220,7 @@ class FreshStart:
             except ConfigError:  # a damaged metrics file: keep it for the user to look at
                 finished = True
         if finished:
-            echo(f"{self.out} keeps the epochs that finished; continue with: revgnn-dgl train --resume {self.out}")
+            log.info(f"{self.out} keeps the epochs that finished; continue with: revgnn-dgl train --resume {self.out}")
             return
         for path in trainer_files(self.config) if files else []:
             _remove_entry(path)
@@ -214,7 +233,7 @@ class FreshStart:
             except OSError:
                 pass
 
-    def undo_after_ranks(self, echo: Any) -> None:
+    def undo_after_ranks(self) -> None:
         """Undo a failed ``train --nproc`` start from the command, once all its ranks have ended
         (a rank 0 stopped by a signal cannot): only when the lock is free and was signed by a rank
         this process started, or never signed."""
@@ -224,7 +243,7 @@ class FreshStart:
             fd = os.open(self.out / LOCK_FILE, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
         except OSError:  # no lock (rank 0 never took it) or a link: nothing of this command's but maybe ``out``
             if not os.path.lexists(self.out / LOCK_FILE):
-                self.undo(echo, files=False)
+                self.undo(files=False)
             return
         try:
             try:
@@ -233,9 +252,9 @@ class FreshStart:
                 return
             signed = os.pread(fd, 64, 0).decode(errors="replace").split()
             if not signed:  # taken but never signed: nothing was written under it
-                self.undo(echo, files=False)
+                self.undo(files=False)
             elif len(signed) >= 2 and signed[1] == str(os.getpid()):
-                self.undo(echo)
+                self.undo()
         finally:
             os.close(fd)
 
@@ -325,7 +344,7 @@ def remove_stale_temp_files(folder: PathLike) -> List[Path]:
 
 def interruption_note(config: TrainConfig) -> str:
     """What an interrupted run kept and lost, and how to go on: for the line a stopped command prints."""
-    out = Path(config.out)
+    out = out_dir(config)
     if not out.exists() or not trainer_files(config):  # a fresh run stopped before its first epoch removes its files
         return "Interrupted before the first epoch finished: nothing was kept (the same command starts again)."
     parts = []

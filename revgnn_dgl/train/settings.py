@@ -13,9 +13,10 @@ import difflib
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ..errors import ConfigError, DatasetError, ZooError
+from ..log import get_logger
 from .config import RESUMABLE_KEYS, TrainConfig, read_config_file
 
 __all__ = [
@@ -33,6 +34,8 @@ __all__ = [
     "resolve_train_config",
     "under_launcher",
 ]
+
+log = get_logger(__name__)
 
 #: What torchrun (or another launcher) sets for each process it starts.
 LAUNCHER_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -79,11 +82,11 @@ def default_recipe(given: Mapping[str, Any], config_file: Optional[str], resume:
     return "card" if dataset_has_card(given.get("dataset", TrainConfig().dataset)) else "auto"
 
 
-def auto_settings(given: Mapping[str, Any], echo: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
+def auto_settings(given: Mapping[str, Any]) -> Dict[str, Any]:
     """The settings ``--recipe auto`` chooses for ``given``'s dataset (:func:`.auto_recipe.choose`).
 
     The dataset is loaded and measured (features, edges, training labels only); one line per
-    choice goes to ``echo``. ``given``'s depth sets GCNII's step.
+    choice is said (:mod:`revgnn_dgl.log`). ``given``'s depth sets GCNII's step.
     """
     from ..data import load_dataset
     from .auto_recipe import choose, measure
@@ -95,9 +98,8 @@ def auto_settings(given: Mapping[str, Any], echo: Optional[Callable[[str], None]
     options = dict(given.get("dataset_options") or {})
     loaded = load_dataset(dataset, root=given.get("root"), **options)
     choice = choose(measure(loaded, seed=int(given.get("seed", 0))), depth=given.get("num_layers"))
-    if echo is not None:
-        for line in choice.lines():
-            echo(line)
+    for line in choice.lines():
+        log.info(line)
     return choice.settings
 
 
@@ -172,124 +174,140 @@ def resolve_train_config(
     resume: Optional[str] = None,
     nproc: Optional[int] = None,
     jobs: int = 1,
-    echo: Optional[Callable[[str], None]] = None,
     recipe: str = "card",
 ) -> TrainConfig:
     """The run's TrainConfig from the options given (``None`` values left out).
 
-    ``recipe='auto'`` (``train --recipe auto``): the recipe layer is the one
-    :func:`auto_settings` measures from the dataset (model, depth, width, block, input
-    normalisation, optimisation), under the chosen card's, and the given options override it.
-
     Layers, each overriding the one before: TrainConfig's defaults (the paper's ogbn-proteins
     recipe), the training recipe of the model's card when a model is named (``--model`` or the
-    ``--config`` file's ``model``; :func:`card_recipe`: its lr, epochs, parts, weight decay,
-    dataset and dataset options...), the ``--config`` file, then ``given``. The default model,
-    named by nobody, brings no recipe: its card's is the ogbn-proteins one of the defaults.
+    ``--config`` file's ``model``; :func:`card_recipe`), or with ``recipe='auto'`` the settings
+    :func:`auto_settings` measures from the dataset, the ``--config`` file, then ``given``. The
+    default model, named by nobody, brings no recipe: its card's is the defaults'.
 
     ``given`` holds TrainConfig keys; its ``dataset_options`` and ``model_args`` add to (and
     override entries of) those of the card and the ``--config`` file. A config file's ``out`` is
-    not used (a run's own config.yaml names the folder that run is in, so that the file can be
-    reused as it is): the new run goes to ``given['out']`` or :func:`default_out`, and ``echo``
-    is told. Without ``threads``, the cores other jobs leave free
-    (:func:`revgnn_dgl.env.pick_threads`), shared among the ``nproc`` processes of each of ``jobs``
-    runs at once (``tune --jobs``). ``model_args`` ``edge_feats=0`` becomes the dataset option ``edge_feats=false``
-    (the graph's edge features ignored). When the resolved ``train_parts`` is 1 and neither
-    ``given`` nor the file sets ``eval_parts``, evaluation is on the whole graph too
-    (``eval_parts`` 1).
+    not used (a run's own config.yaml names its own folder): the new run goes to ``given['out']``
+    or :func:`default_out`, and a line says so. Without ``threads``, the cores other jobs leave
+    free (:func:`revgnn_dgl.env.pick_threads`), shared among the ``nproc`` processes of each of
+    ``jobs`` runs at once (``tune --jobs``). ``model_args`` ``edge_feats=0`` becomes the dataset
+    option ``edge_feats=false``. When the resolved ``train_parts`` is 1 and neither ``given`` nor
+    the file sets ``eval_parts``, evaluation is on the whole graph too (``eval_parts`` 1).
 
     With ``resume`` the run's saved config.yaml is the base and only :data:`RESUMABLE_OPTIONS`
     may be given (see :func:`fixed_on_resume`); the directory may have moved since, and is where
     the run continues. Unknown models and datasets are refused here, before torch and DGL load.
-    ``echo``, when given, also receives one line naming the settings the card's recipe supplied.
+    The settings the card's recipe supplied are named in one line (:mod:`revgnn_dgl.log`).
 
     Raises
     ------
     ConfigError, ZooError, DatasetError
         A bad setting, a directory that holds no run, or ``nproc`` other than the resumed run's.
     """
-    given = dict(given)
-    use_auto = recipe == "auto"
     if recipe not in RECIPES:
         raise ConfigError(f"recipe must be {' or '.join(RECIPES)}, got {recipe!r}.")
     notes: List[str] = []
     if resume:
-        folder = Path(resume)
-        if not folder.is_dir():
-            raise ConfigError(f"--resume {resume}: no such directory.")
-        if not (folder / "config.yaml").is_file():
-            raise ConfigError(f"{resume} holds no config.yaml: it is not an output directory of `revgnn-dgl train`.")
-        config = TrainConfig.from_file(folder / "config.yaml").updated({**given, "out": resume}, "the command line")
-        if nproc is not None and nproc != config.nproc:
-            raise ConfigError(
-                f"{resume} was trained by {config.nproc} process(es); resume it with --nproc {config.nproc} "
-                "(or without --nproc): another number would change what an optimizer step averages."
-            )
+        config = _resumed_config(given, resume, nproc)
     else:
-        _edge_feats_opt_out(given)
-        from_file = read_config_file(config_file) if config_file else {}
-        from_file = {str(k).replace("-", "_"): v for k, v in from_file.items()}
-        model = given.get("model") or from_file.get("model")
-        auto: Dict[str, Any] = {}
-        if use_auto:
-            if config_file:
-                raise ConfigError(
-                    "--recipe auto chooses the settings from the graph; drop --config (or use --recipe card)."
-                )
-            auto = auto_settings(given, echo)
-            model = auto.pop("model")
-            given = {**given, "model": model}
-        recipe: Dict[str, Any] = {}
-        base = TrainConfig()
-        if model:
-            check_names(model, None)
-            recipe = card_recipe(model, given.get("dataset") or from_file.get("dataset"))
-            base = base.updated(recipe, f"the training recipe of model card {model!r}")
-        if auto:
-            base = base.updated(auto, "the auto recipe")
-            recipe = {}  # auto's lines said what it chose
-        if config_file:
-            if from_file.get("dataset_options") and "dataset_options" in recipe:
-                from_file["dataset_options"] = {**recipe["dataset_options"], **from_file["dataset_options"]}
-            base = base.updated(from_file, str(config_file))
-            if base.out is not None and "out" not in given:
-                if echo is not None:
-                    echo(f"note: {config_file} names out: {base.out}, another run's folder; this run gets its own "
-                         "(--out DIR to choose it).")  # fmt: skip
-                base = base.updated({"out": None})
-        for key in ("dataset_options", "model_args"):
-            if given.get(key):
-                given[key] = {**getattr(base, key), **given[key]}
-        if nproc is not None:
-            given["nproc"] = nproc
-        explicit = set(given) | set(from_file)
-        whole_graph = given.get("train_parts", base.train_parts) == 1
-        if whole_graph and "eval_parts" not in explicit and ("eval_parts" not in recipe or "train_parts" in explicit):
-            given["eval_parts"] = 1  # trained on the whole graph: evaluated on it too
-            if base.eval_parts != 1:
-                notes.append(
-                    "eval_parts=1: trained on the whole graph (train_parts 1), so evaluated on it too (--eval-parts overrides)"
-                )
-        config = base.updated(given, "the command line")
-        if config.out is None:
-            config = config.updated({"out": default_out(config)})
-        if config.threads is None:
-            # The cores other jobs leave free, per process; stored in config.yaml, so that --resume
-            # runs with the same count (results are exact for one thread count only).
-            from ..env import load_average, pick_threads
-            from ..limits import cpu_cores
-
-            config = config.updated({"threads": pick_threads(cpu_cores(), load_average(), config.nproc * jobs)})
-        taken = {k: getattr(config, k) for k in recipe if k not in explicit and k not in given}
-        if taken:
-            settings = ", ".join(f"{k}={v}" for k, v in taken.items())
-            notes.insert(
-                0, f"training recipe of model card {model!r}: {settings} (a flag or --config overrides any of them)"
-            )
+        config = _fresh_config(dict(given), config_file, nproc, jobs, recipe == "auto", notes)
     check_names(config.model, config.dataset)
-    for note in notes if echo is not None else ():
-        echo(note)
+    for note in notes:
+        log.info(note)
     return config
+
+
+def _resumed_config(given: Mapping[str, Any], resume: str, nproc: Optional[int]) -> TrainConfig:
+    """The saved config.yaml of the run in ``resume``, with the (resumable) settings given."""
+    folder = Path(resume)
+    if not folder.is_dir():
+        raise ConfigError(f"--resume {resume}: no such directory.")
+    if not (folder / "config.yaml").is_file():
+        raise ConfigError(f"{resume} holds no config.yaml: it is not an output directory of `revgnn-dgl train`.")
+    config = TrainConfig.from_file(folder / "config.yaml").updated({**given, "out": resume}, "the command line")
+    if nproc is not None and nproc != config.nproc:
+        raise ConfigError(
+            f"{resume} was trained by {config.nproc} process(es); resume it with --nproc {config.nproc} "
+            "(or without --nproc): another number would change what an optimizer step averages."
+        )
+    return config
+
+
+def _fresh_config(
+    given: Dict[str, Any], config_file: Optional[str], nproc: Optional[int], jobs: int, use_auto: bool,
+    notes: List[str],
+) -> TrainConfig:  # fmt: skip
+    """A new run's config: defaults, the card's (or the auto) recipe, the file, the options; ``notes`` said after."""
+    _edge_feats_opt_out(given)
+    from_file = read_config_file(config_file) if config_file else {}
+    from_file = {str(k).replace("-", "_"): v for k, v in from_file.items()}
+    model = given.get("model") or from_file.get("model")
+    base, recipe, given = _recipe_layer(given, model, from_file, use_auto, config_file)
+    model = given.get("model") or model
+    if config_file:
+        if from_file.get("dataset_options") and "dataset_options" in recipe:
+            from_file["dataset_options"] = {**recipe["dataset_options"], **from_file["dataset_options"]}
+        base = base.updated(from_file, str(config_file))
+        if base.out is not None and "out" not in given:
+            log.info(f"note: {config_file} names out: {base.out}, another run's folder; this run gets its own "
+                     "(--out DIR to choose it).")  # fmt: skip
+            base = base.updated({"out": None})
+    for key in ("dataset_options", "model_args"):
+        if given.get(key):
+            given[key] = {**getattr(base, key), **given[key]}
+    if nproc is not None:
+        given["nproc"] = nproc
+    explicit = set(given) | set(from_file)
+    whole_graph = given.get("train_parts", base.train_parts) == 1
+    if whole_graph and "eval_parts" not in explicit and ("eval_parts" not in recipe or "train_parts" in explicit):
+        given["eval_parts"] = 1  # trained on the whole graph: evaluated on it too
+        if base.eval_parts != 1:
+            notes.append(
+                "eval_parts=1: trained on the whole graph (train_parts 1), so evaluated on it too (--eval-parts overrides)"
+            )
+    config = base.updated(given, "the command line")
+    if config.out is None:
+        config = config.updated({"out": default_out(config)})
+    if config.threads is None:
+        # The cores other jobs leave free, per process; stored in config.yaml, so that --resume
+        # runs with the same count (results are exact for one thread count only).
+        from ..env import load_average, pick_threads
+        from ..limits import cpu_cores
+
+        config = config.updated({"threads": pick_threads(cpu_cores(), load_average(), config.nproc * jobs)})
+    taken = {k: getattr(config, k) for k in recipe if k not in explicit and k not in given}
+    if taken:
+        settings = ", ".join(f"{k}={v}" for k, v in taken.items())
+        notes.insert(
+            0, f"training recipe of model card {model!r}: {settings} (a flag or --config overrides any of them)"
+        )
+    return config
+
+
+def _recipe_layer(
+    given: Dict[str, Any], model: Optional[str], from_file: Mapping[str, Any], use_auto: bool,
+    config_file: Optional[str],
+) -> Tuple[TrainConfig, Dict[str, Any], Dict[str, Any]]:  # fmt: skip
+    """The defaults under the card's recipe (or the auto recipe's settings); the card's recipe (empty
+    for auto, whose lines said what it chose), and ``given`` (with auto's model)."""
+    auto: Dict[str, Any] = {}
+    if use_auto:
+        if config_file:
+            raise ConfigError(
+                "--recipe auto chooses the settings from the graph; drop --config (or use --recipe card)."
+            )
+        auto = auto_settings(given)
+        model = auto.pop("model")
+        given = {**given, "model": model}
+    recipe: Dict[str, Any] = {}
+    base = TrainConfig()
+    if model:
+        check_names(model, None)
+        recipe = card_recipe(model, given.get("dataset") or from_file.get("dataset"))
+        base = base.updated(recipe, f"the training recipe of model card {model!r}")
+    if auto:
+        base = base.updated(auto, "the auto recipe")
+        recipe = {}
+    return base, recipe, given
 
 
 def check_names(model: str, dataset: Optional[str]) -> None:
@@ -362,6 +380,8 @@ def _target(
         settings = card_settings(net.zoo_config["name"])
         settings.update({k: meta[k] for k in _CHECKPOINT_EVAL_KEYS if k in meta})
         return settings, net, checkpoint
+    if not model:
+        raise ConfigError("give --model NAME --pretrained, --checkpoint FILE or --run DIR.")
     card = get_config(model)
     settings = {**card_settings(card["name"]), "model": card["name"]}
     if pretrained:

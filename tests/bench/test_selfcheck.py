@@ -24,12 +24,14 @@ def test_info_check_passes_on_cpu() -> None:
     assert any(line.lstrip().startswith("skip") and "distributed step" in line for line in lines)
 
 
-def test_a_failing_check_is_named_on_the_last_line(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failing_check_is_named_on_the_last_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     # Memory that grows with depth, as a non-reversible network's does, must fail the check.
     peaks = {4: 10.0, 16: 40.0}
     monkeypatch.setattr(selfcheck, "_step_peak", lambda device, depth: peaks[depth])
-    lines: List[str] = []
-    assert not selfcheck.run_checks("cpu", echo=lines.append)
+    assert not selfcheck.run_checks("cpu")
+    lines = capsys.readouterr().out.splitlines()
     assert lines[-1].startswith("check: FAILED: memory flat in depth (") and "x4.00" in lines[-1]
 
 

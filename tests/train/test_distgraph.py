@@ -61,7 +61,7 @@ def test_fewer_parts_than_trainers_is_one_line_before_any_process(tmp_path: Path
     config_path = make_partition(tmp_path / "parts")
     config = TrainConfig(partitions=config_path, nproc=2, train_parts=1, out=str(tmp_path / "run"), device="cpu")
     with pytest.raises(ConfigError, match="--train-parts 1 is fewer than the 2 parts"):
-        launch(config, echo=lambda line: None)
+        launch(config)
     assert not (tmp_path / "run").exists() and not _servers_left()
 
 

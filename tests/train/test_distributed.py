@@ -25,7 +25,7 @@ from typing import Any, Dict
 
 import pytest
 from click.testing import CliRunner
-from ddp_jobs import MODELS, STEP_MODELS, job, max_diff, mean_loss_step, one_step, quiet, run_config, subprocess_env
+from ddp_jobs import MODELS, STEP_MODELS, job, max_diff, mean_loss_step, one_step, run_config, subprocess_env
 
 from revgnn_dgl.bench import selfcheck
 from revgnn_dgl.cli import cli
@@ -188,16 +188,16 @@ def test_resume_refuses_another_world_size(killed_run: Dict[str, Any], tmp_path:
     assert result.exit_code == 1 and "--nproc 2" in result.output, result.output
     config = TrainConfig.from_file(out / CONFIG_FILE)
     with pytest.raises(ConfigError, match="nproc is 2 but this is one process"):
-        train(config, resume=True, echo=quiet)
+        train(config, resume=True)
     with pytest.raises(ConfigError, match="trained by 2 process"):
-        train(config.updated({"nproc": 1}), resume=True, echo=quiet)
+        train(config.updated({"nproc": 1}), resume=True)
     assert TrainConfig.from_file(out / CONFIG_FILE) == config  # untouched
     # The saved state knows its configuration too, whatever a config.yaml beside it says.
     moved = tmp_path / "moved"
     moved.mkdir()
     (moved / STATE_FILE).write_bytes((out / STATE_FILE).read_bytes())
     with pytest.raises(ConfigError, match="nproc: saved 2, now 1"):
-        train(config.updated({"nproc": 1, "out": str(moved)}), resume=True, echo=quiet)
+        train(config.updated({"nproc": 1, "out": str(moved)}), resume=True)
 
 
 def test_torchrun_rank_failure_stops_the_job_with_one_line(tmp_path: Path) -> None:

@@ -125,7 +125,7 @@ def test_a_command_refused_by_the_lock_leaves_the_holders_run_alone(tmp_path: Pa
             assert f"in use by another revgnn-dgl process (pid {holder.pid})" in line
             assert snapshot(out) == before
         with pytest.raises(Exception, match=f"pid {holder.pid}"):  # the API, too
-            train(TrainConfig(**TINY_CONFIG, epochs=1, out=str(out)), echo=quiet, progress=False)
+            train(TrainConfig(**TINY_CONFIG, epochs=1, out=str(out)), progress=False)
         assert snapshot(out) == before
     finally:
         holder.communicate("\n", timeout=30)
@@ -152,7 +152,7 @@ def test_an_interrupted_runs_n_into_a_finished_out_changes_nothing(tmp_path: Pat
         raise KeyboardInterrupt
 
     with pytest.raises(Exception, match="already holds a run"):
-        train(TrainConfig(**TINY_CONFIG, epochs=1, runs=2, out=str(out)), echo=quiet, progress=False, on_epoch=stop)
+        train(TrainConfig(**TINY_CONFIG, epochs=1, runs=2, out=str(out)), progress=False, on_epoch=stop)
     assert snapshot(out) == before
 
 
@@ -189,12 +189,12 @@ def test_an_interrupted_runs_n_writes_the_summary_of_the_finished_seeds(tmp_path
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(config, echo=quiet, progress=False, on_epoch=stop_in_the_second_run)
+        train(config, progress=False, on_epoch=stop_in_the_second_run)
     summary = json.loads((out / SUMMARY_FILE).read_text())
     assert [r["seed"] for r in summary["runs"]] == [5] and summary["runs_planned"] == 3
     assert summary["val"]["mean"] == summary["runs"][0]["val"]
     # --resume finishes the others and writes the whole summary.
-    done = train(config, resume=True, echo=quiet, progress=False)
+    done = train(config, resume=True, progress=False)
     assert [r["seed"] for r in done["runs"]] == [5, 6, 7]
     assert "runs_planned" not in json.loads((out / SUMMARY_FILE).read_text())
 
@@ -219,7 +219,7 @@ def test_the_command_undoes_what_its_killed_rank_0_wrote(tmp_path: Path, made: b
     rank.start()
     rank.join(30)
     assert rank.exitcode == -signal.SIGKILL and (out / CONFIG_FILE).exists()
-    start.undo_after_ranks(quiet)
+    start.undo_after_ranks()
     assert not out.exists() if not made else sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
 
@@ -232,10 +232,10 @@ def test_the_command_leaves_a_run_another_command_holds_or_wrote(tmp_path: Path)
     (out / LOCK_FILE).write_text("999999\n1\n")
     (out / CONFIG_FILE).write_text("model: wide\n")
     before = snapshot(out)
-    start.undo_after_ranks(quiet)
+    start.undo_after_ranks()
     assert snapshot(out) == before
     with RunLock(out, sign=True):  # held: not touched either (signed by this very process, as a rank would not be)
-        start.undo_after_ranks(quiet)
+        start.undo_after_ranks()
     assert set(snapshot(out)) == set(before)
 
 
@@ -304,7 +304,7 @@ def test_servers_are_counted_with_the_ranks(tmp_path: Path) -> None:
         **TINY_CONFIG, nproc=2, servers=1000, partitions=str(tmp_path / "g.json"), out=str(tmp_path / "o")
     )
     with pytest.raises(ConfigError, match="--nproc 2 and --servers 1000 would start 1002 processes"):
-        launch(config, echo=quiet)
+        launch(config)
     assert not multiprocessing.active_children()
 
 

@@ -53,7 +53,7 @@ def quiet(line: str) -> None:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("finished") / "run"
-    train(TrainConfig(**TINY, epochs=3, out=str(out)), echo=quiet, progress=False)
+    train(TrainConfig(**TINY, epochs=3, out=str(out)), progress=False)
     return out
 
 
@@ -84,7 +84,7 @@ def test_a_second_process_is_refused_with_the_holders_pid(tmp_path: Path) -> Non
                 pass
         out = tmp_path
         with pytest.raises(ConfigError, match=f"pid {holder.pid}"):
-            train(TrainConfig(**TINY, epochs=1, out=str(out)), echo=quiet, progress=False)
+            train(TrainConfig(**TINY, epochs=1, out=str(out)), progress=False)
         assert not (out / CONFIG_FILE).exists() and not (out / METRICS_FILE).exists()
     finally:
         holder.communicate("\n", timeout=30)
@@ -96,7 +96,7 @@ def test_a_second_process_is_refused_with_the_holders_pid(tmp_path: Path) -> Non
 def test_exploding_learning_rate_stops_with_the_epoch_and_keeps_finite_checkpoints(tmp_path: Path) -> None:
     out = tmp_path / "run"
     with pytest.raises(TrainingDiverged, match=r"^epoch \d+: .*(loss|gradient norm) is (nan|inf)"):
-        train(TrainConfig(**TINY, epochs=20, lr=1e30, grad_clip=0.0, out=str(out)), echo=quiet, progress=False)
+        train(TrainConfig(**TINY, epochs=20, lr=1e30, grad_clip=0.0, out=str(out)), progress=False)
     for name in (BEST_FILE, LAST_FILE):
         if (out / name).exists():
             state = load_checkpoint(out / name).state_dict
@@ -139,7 +139,7 @@ def test_damaged_state_is_refused_and_left_alone(finished: Path, tmp_path: Path)
     state.write_bytes(bytes(raw))
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != ".lock"}
     with pytest.raises(TrainingStateError, match="damaged: its tensors do not match the checksum"):
-        train(TrainConfig(**TINY, epochs=5, out=str(run)), resume=True, echo=quiet, progress=False)
+        train(TrainConfig(**TINY, epochs=5, out=str(run)), resume=True, progress=False)
     after = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != ".lock"}
     assert after == before
 
@@ -158,7 +158,7 @@ def test_edited_config_disagreeing_with_the_state_is_refused(finished: Path, tmp
     with pytest.raises(
         ConfigError, match=r"differs from the one the run was trained with \(lr: saved 0.001, now 0.5\)"
     ):
-        train(edited, resume=True, echo=quiet, progress=False)
+        train(edited, resume=True, progress=False)
     assert (run / CONFIG_FILE).read_bytes() == before  # a refused resume rewrites nothing
 
 
@@ -166,16 +166,18 @@ def test_resume_with_fewer_epochs_than_done_is_refused(finished: Path, tmp_path:
     run = copy_run(finished, tmp_path / "run")
     config = TrainConfig.from_file(run / CONFIG_FILE).updated({"epochs": 2, "out": str(run)})
     with pytest.raises(ConfigError, match="has already trained 3 epochs; --epochs 2 must be more"):
-        train(config, resume=True, echo=quiet, progress=False)
+        train(config, resume=True, progress=False)
 
 
-def test_torn_metrics_line_is_dropped_with_a_note(finished: Path, tmp_path: Path) -> None:
+def test_torn_metrics_line_is_dropped_with_a_note(
+    finished: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     run = copy_run(finished, tmp_path / "run")
     with open(run / METRICS_FILE, "a") as fh:
         fh.write('{"epoch": 4, "loss": 0.6')
-    lines = []
     config = TrainConfig.from_file(run / CONFIG_FILE).updated({"epochs": 4, "out": str(run)})
-    train(config, resume=True, echo=lines.append, progress=False)
+    train(config, resume=True, progress=False)
+    lines = capsys.readouterr().out.splitlines()
     assert any("dropped a torn last line" in line for line in lines)
     assert [r["epoch"] for r in read_metrics(run)] == [1, 2, 3, 4]
 
@@ -183,10 +185,10 @@ def test_torn_metrics_line_is_dropped_with_a_note(finished: Path, tmp_path: Path
 def test_validation_errors_leave_nothing_in_out(tmp_path: Path) -> None:
     out = tmp_path / "run"
     with pytest.raises(ZooError, match="hidden=15 is not divisible by groups=2"):
-        train(TrainConfig(**{**TINY, "hidden": 15}, epochs=1, out=str(out)), echo=quiet, progress=False)
+        train(TrainConfig(**{**TINY, "hidden": 15}, epochs=1, out=str(out)), progress=False)
     assert not out.exists()
     with pytest.raises(ConfigError, match="not an argument of"):
-        train(TrainConfig(**TINY, epochs=1, out=str(out), model_args={"hiden": 4}), echo=quiet, progress=False)
+        train(TrainConfig(**TINY, epochs=1, out=str(out), model_args={"hiden": 4}), progress=False)
     assert not out.exists()
 
 

@@ -26,7 +26,7 @@ def _test_score(tmp_path, name, **changes):
     settings = {**CITATION, **changes}
     settings["dataset_options"] = {"family": "protein", "num_nodes": 600, **changes.get("dataset_options", {})}
     settings["model_args"] = {**CITATION["model_args"], **changes.get("model_args", {})}
-    train(TrainConfig(**settings, out=str(tmp_path / name)), echo=lambda line: None, progress=False)
+    train(TrainConfig(**settings, out=str(tmp_path / name)), progress=False)
     return json.loads((tmp_path / name / "summary.json").read_text())["test"]["mean"]
 
 

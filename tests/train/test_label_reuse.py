@@ -14,7 +14,7 @@ from revgnn_dgl.train import BEST_FILE, STATE_FILE, ConfigError, TrainConfig, tr
 from revgnn_dgl.train.data import DeviceData, load_dataset_for
 from revgnn_dgl.train.evaluation import evaluate
 from revgnn_dgl.train.inputs import predict
-from revgnn_dgl.train.loop import _teacher_logits
+from revgnn_dgl.train.losses import teacher_logits as _teacher_logits
 from revgnn_dgl.train.state import load_training_state
 from revgnn_dgl.zoo.checkpoint import build_from_checkpoint, load_checkpoint
 
@@ -98,7 +98,7 @@ def revgat_config(graph: Path, out: Path, **kw) -> TrainConfig:
 @pytest.fixture(scope="module")
 def teacher(graph: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("teacher") / "run"
-    train(revgat_config(graph, out, use_labels=True, label_iters=1), echo=quiet, progress=False)
+    train(revgat_config(graph, out, use_labels=True, label_iters=1), progress=False)
     return out
 
 
@@ -124,9 +124,9 @@ def test_self_distillation_uses_the_teachers_logits(teacher: Path, graph: Path, 
     reference = evaluate(build_from_checkpoint(teacher / BEST_FILE), dataset, parts=1, config=teacher_config,
                          return_logits=True)["logits"]  # fmt: skip
     assert torch.equal(logits, reference)
-    train(student_config, echo=quiet, progress=False)
+    train(student_config, progress=False)
     plain = tmp_path / "plain"
-    train(revgat_config(graph, plain, use_labels=True, label_iters=1), echo=quiet, progress=False)
+    train(revgat_config(graph, plain, use_labels=True, label_iters=1), progress=False)
     a, b = load_training_state(tmp_path / "student" / STATE_FILE).model, load_training_state(plain / STATE_FILE).model
     assert any(not torch.equal(a[k], b[k]) for k in a)  # the distillation term changed training
     # The loss: (1 - alpha) log-CE on the hidden training nodes + alpha T^2 KL(teacher || student) on all.
@@ -145,5 +145,5 @@ def test_label_reuse_needs_a_single_label_task(tmp_path: Path) -> None:
     config = TrainConfig(model="wide", dataset="synthetic-proteins", dataset_options={"num_nodes": 200}, num_layers=2,
                          hidden=8, epochs=1, device="cpu", use_labels=True, out=str(tmp_path / "r"))  # fmt: skip
     with pytest.raises(ConfigError, match="--use-labels needs a single-label task"):
-        train(config, echo=quiet, progress=False)
+        train(config, progress=False)
     assert not (tmp_path / "r").exists()

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from revgnn_dgl import create_model
 from revgnn_dgl.train import BEST_FILE, STATE_FILE, TrainConfig, read_metrics, train
-from revgnn_dgl.train.loop import _loss
+from revgnn_dgl.train.losses import task_loss as _loss
 from revgnn_dgl.train.recipe import drop_edges, drop_input, lr_at, make_optimizer
 from revgnn_dgl.train.state import load_training_state
 
@@ -134,7 +134,7 @@ def final_weights(out: Path) -> dict:
 @pytest.fixture(scope="module")
 def plain_run(graph: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("plain") / "run"
-    train(config_for(graph, out), echo=quiet, progress=False)
+    train(config_for(graph, out), progress=False)
     return out
 
 
@@ -146,7 +146,7 @@ def plain_run(graph: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 )  # fmt: skip
 def test_each_option_changes_training(option: dict, graph: Path, plain_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    train(config_for(graph, out, **option), echo=quiet, progress=False)
+    train(config_for(graph, out, **option), progress=False)
     plain, changed = final_weights(plain_run), final_weights(out)
     assert any(not torch.equal(plain[k], changed[k]) for k in plain), f"{option} changed nothing"
     lrs = [r["lr"] for r in read_metrics(out)]
@@ -156,7 +156,7 @@ def test_each_option_changes_training(option: dict, graph: Path, plain_run: Path
 def test_early_stopping_keeps_the_best_checkpoint(graph: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     # lr so small that the validation accuracy cannot improve after the first evaluation
-    summary = train(config_for(graph, out, epochs=30, lr=1e-9, patience=2), echo=quiet, progress=False)
+    summary = train(config_for(graph, out, epochs=30, lr=1e-9, patience=2), progress=False)
     records = read_metrics(out)
     assert len(records) == 3 and summary["runs"][0]["epochs"] == 3  # best at 1, then 2 without improvement
     assert summary["runs"][0]["epoch"] == 1 and (out / BEST_FILE).is_file()
@@ -166,10 +166,10 @@ def test_resume_with_every_option_equals_uninterrupted(graph: Path, tmp_path: Pa
     options = dict(optimizer="adamw", weight_decay=0.05, schedule="cosine", warmup_epochs=2, input_dropout=0.2,
                    edge_dropout=0.2, label_smoothing=0.1, train_parts=2, eval_parts=2)  # fmt: skip
     straight = tmp_path / "straight"
-    train(config_for(graph, straight, **options), echo=quiet, progress=False)
+    train(config_for(graph, straight, **options), progress=False)
     interrupted = tmp_path / "interrupted"
-    train(config_for(graph, interrupted, **{**options, "epochs": 3}), echo=quiet, progress=False)
-    train(config_for(graph, interrupted, **options), resume=True, echo=quiet, progress=False)
+    train(config_for(graph, interrupted, **{**options, "epochs": 3}), progress=False)
+    train(config_for(graph, interrupted, **options), resume=True, progress=False)
     a, b = final_weights(straight), final_weights(interrupted)
     assert all(torch.equal(a[k], b[k]) for k in a)
     strip = lambda rs: [{k: v for k, v in r.items() if k not in ("time", "eval_time")} for r in rs]  # noqa: E731

@@ -53,7 +53,7 @@ def quiet(line: str) -> None:
 def straight_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four uninterrupted epochs, shared by the tests that only read the outputs."""
     out = tmp_path_factory.mktemp("straight")
-    train(TrainConfig(**TINY, epochs=4, out=str(out)), echo=quiet, progress=False)
+    train(TrainConfig(**TINY, epochs=4, out=str(out)), progress=False)
     return out
 
 
@@ -85,12 +85,12 @@ def test_evaluate_reproduces_best_val(straight_run: Path) -> None:
 
 def test_resume_matches_uninterrupted_run(straight_run: Path, tmp_path: Path) -> None:
     config = TrainConfig(**TINY, epochs=2, out=str(tmp_path))
-    train(config, echo=quiet, progress=False)
+    train(config, progress=False)
     # A crash after the metrics line but before the state was saved leaves a line to redo.
     with open(tmp_path / METRICS_FILE, "a") as fh:
         fh.write(json.dumps({"epoch": 3, "loss": 9.0, "val": 0.0, "test": 0.0, "time": 0.0}) + "\n")
     random.seed(123), np.random.seed(123), torch.manual_seed(123)  # resume must not depend on these
-    train(TrainConfig.from_file(tmp_path / CONFIG_FILE).updated({"epochs": 4}), resume=True, echo=quiet, progress=False)
+    train(TrainConfig.from_file(tmp_path / CONFIG_FILE).updated({"epochs": 4}), resume=True, progress=False)
     resumed, straight = read_metrics(tmp_path), read_metrics(straight_run)
     assert len(resumed) == len(straight) == 4
     for a, b in zip(resumed, straight):
@@ -104,13 +104,13 @@ def test_resume_matches_uninterrupted_run(straight_run: Path, tmp_path: Path) ->
 
 def test_refuses_to_overwrite_a_run(straight_run: Path) -> None:
     with pytest.raises(ConfigError, match="--resume"):
-        train(TrainConfig(**TINY, epochs=1, out=str(straight_run)), echo=quiet, progress=False)
+        train(TrainConfig(**TINY, epochs=1, out=str(straight_run)), progress=False)
 
 
-def test_several_runs_full_graph_and_eval_every(tmp_path: Path) -> None:
-    lines = []
+def test_several_runs_full_graph_and_eval_every(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     config = TrainConfig(**{**TINY, "train_parts": 1}, epochs=2, eval_every=5, runs=2, seed=7, out=str(tmp_path))
-    summary = train(config, echo=lines.append, progress=False)
+    summary = train(config, progress=False)
+    lines = capsys.readouterr().out.splitlines()
     assert [r["seed"] for r in summary["runs"]] == [7, 8]
     for i in range(2):
         records = read_metrics(tmp_path / f"run-{i}")
@@ -121,7 +121,7 @@ def test_several_runs_full_graph_and_eval_every(tmp_path: Path) -> None:
     assert any("±" in line for line in lines)
 
 
-def test_multiclass_graph_file_sets_model_widths(tmp_path: Path) -> None:
+def test_multiclass_graph_file_sets_model_widths(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """A multiclass graph without edge features or species: the card's widths follow the data."""
     dgl.seed(0)
     g = dgl.rand_graph(60, 400)
@@ -131,7 +131,6 @@ def test_multiclass_graph_file_sets_model_widths(tmp_path: Path) -> None:
     g.ndata["train_mask"], g.ndata["val_mask"], g.ndata["test_mask"] = split < 3, split == 3, split == 4
     path = tmp_path / "graph.bin"
     dgl.save_graphs(str(path), [g])
-    lines = []
     out = tmp_path / "run"
     summary = train(
         TrainConfig(
@@ -145,9 +144,9 @@ def test_multiclass_graph_file_sets_model_widths(tmp_path: Path) -> None:
             device="cpu",
             out=str(out),
         ),
-        echo=lines.append,
         progress=False,
     )
+    lines = capsys.readouterr().out.splitlines()
     assert summary["metric"] == "accuracy"
     args = load_checkpoint(out / BEST_FILE).arguments
     assert (args["in_feats"], args["out_feats"], args["edge_feats"], args["species_feats"]) == (5, 3, 0, 0)
@@ -245,7 +244,7 @@ def test_equilibrium_model_logs_solver_convergence(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(DEQGNN, "_solve", watched_solve)
     monkeypatch.setattr(loop, "solver_report", watched_report)
     config = TrainConfig(**{**TINY, "model": "deq-gnn-64", "num_layers": None}, epochs=1, out=str(tmp_path))
-    train(config, echo=quiet, progress=False)
+    train(config, progress=False)
     (record,) = read_metrics(tmp_path)
 
     # Three training steps (train_parts=3), each one forward and one backward (adjoint) solve,
