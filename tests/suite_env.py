@@ -20,6 +20,12 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_ENV_VAR = "REVGNN_DGL_DATA"  # the variable revgnn_dgl.data.paths.DATA_ENV_VAR names
 
+#: The smallest real run of `revgnn-dgl train` (a 2-layer Wide model on 200 generated nodes):
+#: the command-line options the run-folder tests share, without --epochs and --out.
+TINY_TRAIN_ARGS = ["--model", "wide", "--num-layers", "2", "--hidden", "8", "--train-parts", "2",
+                   "--eval-parts", "1", "--dataset", "synthetic-proteins", "--dataset-option", "num_nodes=200",
+                   "--device", "cpu", "--threads", "1"]  # fmt: skip
+
 
 def in_ci() -> str:
     """``'CI=...'`` when the ``CI`` variable is set to a non-empty value, else ``''``."""

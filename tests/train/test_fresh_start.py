@@ -23,33 +23,14 @@ from typing import Dict, List
 
 import pytest
 from click.testing import CliRunner
-from suite_env import interrupt_group_when
+from suite_env import TINY_TRAIN_ARGS, interrupt_group_when
 
 from revgnn_dgl.cli import cli
 from revgnn_dgl.train import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, TrainConfig, read_metrics, train
 from revgnn_dgl.train.rundir import LOCK_FILE, FreshStart, RunLock
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = [
-    "--model",
-    "wide",
-    "--num-layers",
-    "2",
-    "--hidden",
-    "8",
-    "--train-parts",
-    "2",
-    "--eval-parts",
-    "1",
-    "--dataset",
-    "synthetic-proteins",
-    "--dataset-option",
-    "num_nodes=200",
-    "--device",
-    "cpu",
-    "--threads",
-    "1",
-]
+TINY = TINY_TRAIN_ARGS
 TINY_CONFIG = dict(model="wide", dataset="synthetic-proteins", dataset_options={"num_nodes": 200}, num_layers=2,
                    hidden=8, train_parts=2, eval_parts=1, device="cpu", threads=1)  # fmt: skip
 

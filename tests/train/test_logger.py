@@ -8,30 +8,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from suite_env import TINY_TRAIN_ARGS
 
 from revgnn_dgl.cli import cli
 from revgnn_dgl.train import read_metrics
 
-TINY = [
-    "--model",
-    "wide",
-    "--num-layers",
-    "2",
-    "--hidden",
-    "8",
-    "--train-parts",
-    "2",
-    "--eval-parts",
-    "1",
-    "--dataset",
-    "synthetic-proteins",
-    "--dataset-option",
-    "num_nodes=200",
-    "--device",
-    "cpu",
-    "--threads",
-    "1",
-]
+TINY = TINY_TRAIN_ARGS
 
 
 def _train(*args: str) -> None:
