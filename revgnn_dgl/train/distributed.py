@@ -85,6 +85,7 @@ Test hook
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
 import signal
@@ -102,6 +103,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..errors import ConfigError, DistributedError, PeerFailedError, is_user_error
+from ..processes import INTERRUPTED, Children, exit_reason, run_child
 from ..signals import (  # noqa: F401  (their names here too, as before)
     Terminated,
     end_process,
@@ -613,101 +615,87 @@ def spawn(
         When a process fails: one line naming the first failing rank and its error (or the
         signal that killed it). The other processes are stopped first.
     """
-    import torch.multiprocessing as mp
-    from torch.multiprocessing.spawn import ProcessException
-
     if nproc < 1:
         raise ConfigError(f"nproc must be at least 1, got {nproc}.")
     if threads is None:
         threads = max(1, torch.get_num_threads() // nproc)
-    echo = echo if echo is not None else print
     first, world, master, port = job if job is not None else (0, nproc, "127.0.0.1", free_port())
     # One pipe per rank, each with a single writer: no lock, so no semaphore that an interrupted
     # job could leave behind (a SimpleQueue's locks did).
-    pipes = [mp.get_context("spawn").Pipe(duplex=False) for _ in range(nproc)]
-    readers = [reader for reader, _ in pipes]
+    pipes = [multiprocessing.get_context("spawn").Pipe(duplex=False) for _ in range(nproc)]
+    ranks = _Ranks([reader for reader, _ in pipes], nproc, echo if echo is not None else print)
+    writers = [writer for _, writer in pipes]
     # OpenMP reads OMP_NUM_THREADS when its library loads, before any set_num_threads: without it
     # each rank's OpenMP pools are as large as the machine and spin against the other ranks
     # (2 ranks on 2 cores: 1.07x the one-process epoch speed with it unset, 1.63x with it set).
-    saved = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    try:
-        procs = mp.start_processes(
-            _spawned, args=((first, world, master), port, [writer for _, writer in pipes], fn, args, threads, timeout_seconds(timeout_s),
-                            os.getpid()),
-            nprocs=nproc, join=False, start_method="spawn",
-        )  # fmt: skip
-    finally:
-        if saved is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
-        else:
-            os.environ["OMP_NUM_THREADS"] = saved
-    results: List[Any] = [None] * nproc
-    failures: List[Tuple[float, str, int, str]] = []
+    threads_env = {"OMP_NUM_THREADS": str(threads)}
+    with Children(grace_s=10.0) as group:  # Ctrl-C, SIGTERM, a failure: the ranks left are stopped
+        for local_rank in range(nproc):
+            arguments = (local_rank, (first, world, master), port, writers, fn, args, threads,
+                         timeout_seconds(timeout_s), os.getpid())  # fmt: skip
+            group.start_function(_spawned, arguments, name=f"rank-{first + local_rank}", env=threads_env)
+        failed = group.watch(poll_s=0.2, tick=ranks.drain)
+        if failed is None:
+            ranks.drain()
+            return ranks.results
+        group.end()  # the others, before their last words are read
+        time.sleep(0.1)  # the last words of the stopped processes
+        ranks.drain()
+        if group.interrupted():
+            raise KeyboardInterrupt from None  # Ctrl-C reached the processes first
+        index = group.children.index(failed)
+        code = int(failed.exitcode or 0)
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"  # as torch's spawn said it
+        first_words = f"process {index} terminated with {how}"
+        codes = [child.exitcode for child in group]
+        raise DistributedError(_failure_line(first_words, codes, ranks.failures, world, first))
 
-    def drain() -> None:
+
+class _Ranks:
+    """What the ranks of :func:`spawn` send their parent: rank 0's lines, results and failures."""
+
+    def __init__(self, readers: List[Any], nproc: int, echo: Echo) -> None:
+        self.readers, self.echo = readers, echo
+        self.results: List[Any] = [None] * nproc
+        self.failures: List[Tuple[float, str, int, str]] = []
+
+    def drain(self) -> None:
         from multiprocessing.connection import wait
 
-        while readers:
-            ready = wait(readers, timeout=0)
+        while self.readers:
+            ready = wait(self.readers, timeout=0)
             if not ready:
                 return
             for reader in ready:
                 try:
                     tag, rank, *payload = reader.recv()
                 except (EOFError, OSError):  # the rank is gone and said all it had to say
-                    readers.remove(reader)
+                    self.readers.remove(reader)
                     continue
                 if tag == "echo":
-                    echo(payload[0])
+                    self.echo(payload[0])
                 elif tag == "result":
-                    results[rank] = payload[0]
+                    self.results[rank] = payload[0]
                 else:
-                    failures.append((payload[0], payload[1], rank, payload[2]))
-
-    try:
-        with sigterm_as_interrupt():
-            while True:
-                done = procs.join(timeout=0.2)
-                drain()
-                if done:
-                    break
-    except ProcessException as err:
-        time.sleep(0.1)  # the last words of the stopped processes
-        drain()
-        if any(process.exitcode == 130 for process in procs.processes):
-            raise KeyboardInterrupt from None  # Ctrl-C reached the processes first
-        raise DistributedError(_failure_line(err, procs.processes, failures, world, first)) from None
-    except BaseException:  # KeyboardInterrupt or Terminated: stop the workers, then let it through
-        for process in procs.processes:
-            if process.is_alive():
-                process.terminate()
-        for process in procs.processes:
-            process.join(timeout=10)
-            if process.is_alive():  # a rank stuck where SIGTERM cannot reach Python
-                process.kill()
-                process.join()
-        raise
-    return results
+                    self.failures.append((payload[0], payload[1], rank, payload[2]))
 
 
-def _failure_line(err: Exception, processes: Sequence[Any], failures: Sequence[Tuple[float, str, int, str]], nproc: int,
-                  first: int = 0) -> str:  # fmt: skip
+def _failure_line(first_words: str, codes: Sequence[Optional[int]], failures: Sequence[Tuple[float, str, int, str]],
+                  nproc: int, first: int = 0) -> str:  # fmt: skip
     """The first failure: a rank's own error, else a rank killed by a signal, else a lost contact."""
     own = sorted(f for f in failures if f[1] == "error")
     if own:
         return own[0][3]
     # A rank that aborts (SIGABRT) mostly does so because a peer vanished first: name that peer.
     for follow_up in ((signal.SIGTERM, signal.SIGABRT), (signal.SIGTERM,)):
-        for rank, process in enumerate(processes):
-            code = process.exitcode
+        for rank, code in enumerate(codes):
             if code is not None and code < 0 and -code not in follow_up:
-                return f"rank {first + rank} of {nproc} was killed by signal {signal.Signals(-code).name}"
+                return f"rank {first + rank} of {nproc} was {exit_reason(code)}"
     for kind in ("peer", "lost"):
         found = sorted(f for f in failures if f[1] == kind)
         if found:
             return found[0][3]
-    return f"a process of the job failed: {' '.join(str(err).split())[:300]}"
+    return f"a process of the job failed: {' '.join(first_words.split())[:300]}"
 
 
 def _spawned(
@@ -736,18 +724,20 @@ def _spawned(
     tqdm.set_lock(threading.RLock())
     out = writers[local_rank]  # this rank's own pipe to the parent
     ctx: Optional[Context] = None
-    try:
-        end_with_parent(parent)  # a SIGKILLed launcher runs no cleanup: the OS then stops its ranks
+
+    def body() -> None:
+        nonlocal ctx
         ctx = init_from_env(timeout_s, echo=lambda line: out.send(("echo", 0, line)))
-        result = fn(ctx, *args)
-        out.send(("result", local_rank, result))
+        out.send(("result", local_rank, fn(ctx, *args)))
         ctx.close()
-    except KeyboardInterrupt:
-        end_process(130)
-    except Exception as err:  # noqa: BLE001  (reported to the parent, then exit 1)
+
+    def on_error(err: Exception) -> int:
         kind, line = classify_error(err, first + local_rank, nproc, ctx.hosts if ctx is not None else ())
         if kind == "error" and not is_user_error(err):
             traceback.print_exc()
         out.send(("failure", local_rank, time.time(), kind, line))
-        end_process(1)
-    end_process(0)  # never through gloo's destructor (see Context.close)
+        return 1
+
+    # A SIGKILLed launcher runs no cleanup: the OS then stops its ranks (SIGTERM, its default action).
+    status, _ = run_child(parent, body, on_error, sigterm=False)
+    end_process(130 if status in INTERRUPTED else status)  # never through gloo's destructor (see Context.close)

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from ..errors import ConfigError, RevGNNError
+from ..errors import ConfigError, RevGNNError, TrainingError
 from .config import TrainConfig
 from .settings import check_names
 
@@ -627,30 +627,18 @@ class _Job:
 
 def _run_workers(job: _Job, echo: Echo) -> None:
     """``jobs`` spawned worker processes on the shared study; an error in one ends the others."""
-    import multiprocessing
+    from ..processes import INTERRUPTED, Children
 
-    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch state shared with this one
-    workers = [context.Process(target=_worker_main, args=(job, index, os.getpid()), name=f"tune-worker-{index}")
-               for index in range(job.settings.jobs)]  # fmt: skip
-    for worker in workers:
-        worker.start()
-    try:
-        while any(w.is_alive() for w in workers):
-            for worker in workers:
-                worker.join(timeout=0.5)
-                if worker.exitcode in (130, 143):  # a worker stopped by Ctrl-C or SIGTERM stops the study
-                    raise KeyboardInterrupt
-                if worker.exitcode not in (None, 0):
-                    raise ConfigError(f"{worker.name} failed (exit status {worker.exitcode}); its message is above.")
-    finally:
-        for worker in workers:
-            if worker.is_alive():
-                worker.terminate()  # SIGTERM: it fails its trial as interrupted and queues it again
-        for worker in workers:
-            worker.join(timeout=WORKER_GRACE_S)
-            if worker.is_alive():  # stuck past its grace: its trial stays RUNNING, failed on the next run
-                worker.kill()
-                worker.join()
+    # Leaving the block stops the workers left: SIGTERM, and each fails its trial as interrupted and
+    # queues it again; one stuck past its grace is killed (its trial stays RUNNING, failed on the next run).
+    with Children(grace_s=WORKER_GRACE_S) as workers:
+        for index in range(job.settings.jobs):  # fresh interpreters: no torch state shared with this one
+            workers.start_function(_worker_main, (job, index, os.getpid()), name=f"tune-worker-{index}")
+        failed = workers.watch(poll_s=0.5)
+        if failed is not None and failed.exitcode in INTERRUPTED:  # a worker stopped by Ctrl-C or SIGTERM
+            raise KeyboardInterrupt
+        if failed is not None:
+            raise TrainingError(f"{failed.name} failed (exit status {failed.exitcode}); its message is above.")
 
 
 def _worker_main(job: _Job, index: int, parent: int) -> None:
@@ -659,19 +647,16 @@ def _worker_main(job: _Job, index: int, parent: int) -> None:
     import sys
 
     from ..errors import is_user_error
-    from .distributed import end_with_parent, interrupt_exit_code, sigterm_as_interrupt
+    from ..processes import run_child
 
-    try:
-        with sigterm_as_interrupt():
-            end_with_parent(parent)
-            _work(job, index, lambda line: print(line, flush=True))
-    except KeyboardInterrupt as err:
-        sys.exit(interrupt_exit_code(err))
-    except Exception as err:
+    def on_error(err: Exception) -> int:
         if not is_user_error(err):
-            raise
+            raise err
         print(f"Error: {' '.join(str(err).split())}", file=sys.stderr, flush=True)
-        sys.exit(1)
+        return 1
+
+    status, _ = run_child(parent, lambda: _work(job, index, lambda line: print(line, flush=True)), on_error)
+    sys.exit(status)
 
 
 def _work(job: _Job, index: int, echo: Echo) -> None:
