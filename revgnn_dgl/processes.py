@@ -19,6 +19,7 @@ a parent killed by SIGKILL, which runs no cleanup, leaves no orphans either.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
@@ -29,6 +30,7 @@ from multiprocessing.connection import wait as wait_for_any
 from types import TracebackType
 from typing import Any, Callable, Iterator, List, Mapping, Optional, Sequence, Tuple, Type, Union
 
+from .log import ROOT, rank
 from .signals import end_with_parent, interrupt_exit_code, sigterm_as_interrupt
 
 #: The exit statuses of a child stopped by Ctrl-C (SIGINT) or SIGTERM as an interrupt.
@@ -232,3 +234,31 @@ def run_child(
         return interrupt_exit_code(err), None
     except Exception as err:  # noqa: BLE001  (said by on_error, then the status)
         return on_error(err), None
+
+
+class _ToParent(logging.Handler):
+    """A child's messages (rank 0's, and those marked ``ALL_RANKS``) sent through a pipe to its parent,
+    which prints them through its own handler (standard output, or what its command chose)."""
+
+    def __init__(self, out: Any) -> None:
+        super().__init__()
+        self.out = out
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if rank() == 0 or getattr(record, "all_ranks", False):
+            try:
+                self.out.send(("log", rank(), self.format(record)))
+            except (OSError, ValueError):  # the parent is gone: nobody to tell
+                pass
+
+
+def messages_to_parent(out: Any) -> None:
+    """The package's messages in this child go to its parent as ``("log", rank, line)`` through the
+    connection ``out``, not to the child's own standard output."""
+    package = logging.getLogger(ROOT)
+    for handler in list(package.handlers):
+        package.removeHandler(handler)
+    package.addHandler(_ToParent(out))
+    package.setLevel(logging.INFO)
+    package.propagate = False

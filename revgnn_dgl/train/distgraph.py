@@ -282,7 +282,7 @@ def disconnect() -> None:
 
 # ---------------------------------------------------------------------- servers on this machine
 @contextmanager
-def graph_servers(config: TrainConfig, echo: Any = print, machines: Optional[Any] = None) -> Iterator[None]:
+def graph_servers(config: TrainConfig, machines: Optional[Any] = None) -> Iterator[None]:
     """Start ``config.servers`` graph servers of ``config.partitions`` on 127.0.0.1 for ``config.nproc``
     trainers started in the block (they inherit the ``DGL_*`` variables set here).
 

@@ -101,14 +101,9 @@ import torch.distributed as dist
 from torch import nn
 
 from ..errors import ConfigError, DistributedError, PeerFailedError, is_user_error
-from ..processes import INTERRUPTED, Children, exit_reason, run_child
-from ..signals import (  # noqa: F401  (their names here too, as before)
-    Terminated,
-    end_process,
-    end_with_parent,
-    interrupt_exit_code,
-    sigterm_as_interrupt,
-)
+from ..log import get_logger, set_rank
+from ..processes import INTERRUPTED, Children, exit_reason, messages_to_parent, run_child
+from ..signals import end_process, interrupt_exit_code, sigterm_as_interrupt
 from .device import dgl_has_cuda, resolve_device
 from .rendezvous import (
     DEFAULT_TIMEOUT_S,
@@ -124,11 +119,7 @@ from .rendezvous import (
 )
 from .settings import LAUNCHER_ENV  # what a launcher (torchrun, spawn) gives every process
 
-Echo = Callable[[str], None]
-
-
-def _quiet(line: str) -> None:
-    """Swallow a line (the echo of ranks other than 0)."""
+log = get_logger(__name__)
 
 
 class Context:
@@ -142,8 +133,6 @@ class Context:
     ----------
     rank, world_size, local_rank : int
         This process's rank among ``world_size``, and its rank on its machine.
-    echo : callable, optional
-        Where rank 0's progress lines go (default ``print``); other ranks' lines are dropped.
     timeout_s : float, optional
         Time limit of the collectives of the groups created later (the NCCL one).
     """
@@ -154,12 +143,10 @@ class Context:
         world_size: int = 1,
         local_rank: int = 0,
         *,
-        echo: Optional[Echo] = None,
         timeout_s: Optional[float] = None,
     ) -> None:
         self.rank, self.world_size, self.local_rank = rank, world_size, local_rank
         self.timeout_s = timeout_s
-        self._echo = echo if echo is not None else print
         #: The device of this process, set by :meth:`use_device`.
         self.device: Optional[torch.device] = None
         #: Whether this context joined a process group (False: one process, collectives are no-ops).
@@ -177,11 +164,6 @@ class Context:
     def is_main(self) -> bool:
         """Whether this is rank 0, the one that evaluates and writes."""
         return self.rank == 0
-
-    @property
-    def echo_fn(self) -> Echo:
-        """Where this rank's progress lines go: the context's ``echo`` on rank 0, nowhere elsewhere."""
-        return self._echo if self.is_main else _quiet
 
     # ------------------------------------------------------------------ devices and models
     def use_device(self, spec: str) -> torch.device:
@@ -347,11 +329,12 @@ class Context:
 # ---------------------------------------------------------------------- starting a process
 
 
-def init_from_env(timeout_s: Optional[float] = None, echo: Optional[Echo] = None) -> Context:
+def init_from_env(timeout_s: Optional[float] = None) -> Context:
     """Join the job this process is a rank of (env ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_*``).
 
     Initialises the default process group with gloo and the collectives' timeout; the device
-    (and a NCCL group for CUDA) comes later, from :meth:`Context.use_device`.
+    (and a NCCL group for CUDA) comes later, from :meth:`Context.use_device`. From then on only
+    rank 0's messages are printed (:func:`revgnn_dgl.log.set_rank`).
 
     Raises
     ------
@@ -388,7 +371,8 @@ def init_from_env(timeout_s: Optional[float] = None, echo: Optional[Echo] = None
         ) from None
     finally:
         watchdog.cancel()
-    ctx = Context(rank, world, local_rank, echo=echo, timeout_s=seconds)
+    set_rank(rank)
+    ctx = Context(rank, world, local_rank, timeout_s=seconds)
     ctx.active = True
     hosts: List[Any] = [None] * world
     dist.all_gather_object(hosts, this_host())  # once: so that a lost contact can name the host
@@ -400,7 +384,6 @@ def run_from_env(
     fn: Callable[..., Any],
     *args: Any,
     timeout_s: Optional[float] = None,
-    echo: Echo = print,
     on_result: Optional[Callable[[Any], None]] = None,
 ) -> "NoReturn":
     """Run ``fn(ctx, *args)`` as a rank of a job started by torchrun (or another launcher), then end the process.
@@ -415,7 +398,7 @@ def run_from_env(
     ctx: Optional[Context] = None
     try:
         with sigterm_as_interrupt():
-            ctx = init_from_env(timeout_s, echo=echo)
+            ctx = init_from_env(timeout_s)
             result = fn(ctx, *args)
             ctx.close()
         if on_result is not None:
@@ -442,7 +425,6 @@ def spawn(
     *args: Any,
     threads: Optional[int] = None,
     timeout_s: Optional[float] = None,
-    echo: Optional[Echo] = None,
     job: Optional[Tuple[int, int, str, int]] = None,
 ) -> List[Any]:
     """Run ``fn(ctx, *args)`` in ``nproc`` new processes on this machine, as the ranks of one job.
@@ -462,8 +444,6 @@ def spawn(
         torch CPU threads of each process; default: this process's threads divided among them.
     timeout_s : float, optional
         The collectives' time limit (:func:`timeout_seconds`).
-    echo : callable, optional
-        Receives rank 0's progress lines (``ctx.echo_fn``) in this process; default ``print``.
     job : (first_rank, world_size, master_addr, master_port), optional
         These processes are ranks ``first_rank`` to ``first_rank+nproc-1`` of a job of
         ``world_size`` ranks over several machines, whose rank 0 hosts the rendezvous at
@@ -489,7 +469,7 @@ def spawn(
     # One pipe per rank, each with a single writer: no lock, so no semaphore that an interrupted
     # job could leave behind (a SimpleQueue's locks did).
     pipes = [multiprocessing.get_context("spawn").Pipe(duplex=False) for _ in range(nproc)]
-    ranks = _Ranks([reader for reader, _ in pipes], nproc, echo if echo is not None else print)
+    ranks = _Ranks([reader for reader, _ in pipes], nproc)
     writers = [writer for _, writer in pipes]
     # OpenMP reads OMP_NUM_THREADS when its library loads, before any set_num_threads: without it
     # each rank's OpenMP pools are as large as the machine and spin against the other ranks
@@ -518,10 +498,10 @@ def spawn(
 
 
 class _Ranks:
-    """What the ranks of :func:`spawn` send their parent: rank 0's lines, results and failures."""
+    """What the ranks of :func:`spawn` send their parent: rank 0's messages, results and failures."""
 
-    def __init__(self, readers: List[Any], nproc: int, echo: Echo) -> None:
-        self.readers, self.echo = readers, echo
+    def __init__(self, readers: List[Any], nproc: int) -> None:
+        self.readers = readers
         self.results: List[Any] = [None] * nproc
         self.failures: List[Tuple[float, str, int, str]] = []
 
@@ -538,8 +518,8 @@ class _Ranks:
                 except (EOFError, OSError):  # the rank is gone and said all it had to say
                     self.readers.remove(reader)
                     continue
-                if tag == "echo":
-                    self.echo(payload[0])
+                if tag == "log":  # a rank's message, printed here as this process prints its own
+                    log.info(payload[0])
                 elif tag == "result":
                     self.results[rank] = payload[0]
                 else:
@@ -589,11 +569,12 @@ def _spawned(
 
     tqdm.set_lock(threading.RLock())
     out = writers[local_rank]  # this rank's own pipe to the parent
+    messages_to_parent(out)  # rank 0's messages, printed by the launcher
     ctx: Optional[Context] = None
 
     def body() -> None:
         nonlocal ctx
-        ctx = init_from_env(timeout_s, echo=lambda line: out.send(("echo", 0, line)))
+        ctx = init_from_env(timeout_s)
         out.send(("result", local_rank, fn(ctx, *args)))
         ctx.close()
 

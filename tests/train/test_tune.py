@@ -405,7 +405,7 @@ def test_jobs_share_the_free_cores_when_threads_are_not_given(monkeypatch, tmp_p
     monkeypatch.setattr(revgnn_dgl.limits, "cpu_cores", lambda: 2)
     monkeypatch.setattr(revgnn_dgl.env, "load_average", lambda: 0.0)
     seen: Dict[str, Any] = {}
-    monkeypatch.setattr(tune_module, "tune", lambda base, space, settings, echo: seen.update(base=base))
+    monkeypatch.setattr(tune_module, "tune", lambda base, space, settings, **_: seen.update(base=base))
     args = tune_args(tmp_path / "study", 2)
     at = args.index("--threads")
     args = args[:at] + args[at + 2 :] + ["--jobs", str(jobs)]

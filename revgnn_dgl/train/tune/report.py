@@ -5,20 +5,20 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence
 
 from ...errors import ConfigError
+from ...log import get_logger
 from ..config import TrainConfig
 from .settings import BEST_CONFIG, TRIALS_CSV, TuneSettings, _optuna
 from .space import SearchSpace
 from .store import _shown_url
 from .workers import _short
 
-Echo = Callable[[str], None]
+log = get_logger(__name__)
 
 
-def _finish(study: Any, base: TrainConfig, space: SearchSpace, settings: TuneSettings, seconds: float,
-            echo: Echo) -> Dict[str, Any]:  # fmt: skip
+def _finish(study: Any, base: TrainConfig, space: SearchSpace, settings: TuneSettings, seconds: float) -> Dict[str, Any]:  # fmt: skip
     """The table of the best trials, best.yaml, trials.csv and the plots; returns the summary."""
     optuna = _optuna()
     state = optuna.trial.TrialState
@@ -30,9 +30,9 @@ def _finish(study: Any, base: TrainConfig, space: SearchSpace, settings: TuneSet
     summary: Dict[str, Any] = {"study": settings.study_name, "storage": _shown_url(settings), "trials": counts,
                                "seconds": seconds, "best": None}  # fmt: skip
     states = "".join(f", {n} {k}" for k, n in counts.items() if n)
-    echo(f"{len(trials)} trial(s){states}; this run took {seconds:.1f} s")
+    log.info(f"{len(trials)} trial(s){states}; this run took {seconds:.1f} s")
     if not done:
-        echo("no trial has finished yet: no best config.")
+        log.info("no trial has finished yet: no best config.")
         return summary
     _check_attributes(done, settings)
     metric = done[0].user_attrs.get("metric", "val")
@@ -41,9 +41,9 @@ def _finish(study: Any, base: TrainConfig, space: SearchSpace, settings: TuneSet
         rows.append((str(t.number), f"{t.value:.4f}", f"{t.user_attrs.get('test', float('nan')):.4f}",
                      *(_short(t.params.get(k)) for k in rows[0][3:-1]), _relative(t.user_attrs["run_dir"])))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    echo(f"best {len(rows) - 1} trial(s) by validation {metric}:")
+    log.info(f"best {len(rows) - 1} trial(s) by validation {metric}:")
     for row in rows:
-        echo("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        log.info("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
     best = done[0]
     from ..rundir import CONFIG_FILE, write_atomic, write_yaml
 
@@ -61,12 +61,14 @@ def _finish(study: Any, base: TrainConfig, space: SearchSpace, settings: TuneSet
         if column in frame:
             frame[column] = [_relative(p) if isinstance(p, str) else p for p in frame[column]]
     write_atomic(out / TRIALS_CSV, frame.to_csv(index=False))  # whole, and never through a link
-    summary["plots"] = _plots(study, out, echo)
+    summary["plots"] = _plots(study, out)
     shown = ", ".join(f"{k}={_short(v)}" for k, v in best.params.items())
-    echo(f"best config (trial {best.number}): {shown} (val {metric} {best.value:.4f}); written to {out / BEST_CONFIG}")
+    log.info(
+        f"best config (trial {best.number}): {shown} (val {metric} {best.value:.4f}); written to {out / BEST_CONFIG}"
+    )
     retrain = f"revgnn-dgl train --config {out / BEST_CONFIG} --runs 3 --out {_retrain_dir(out)}"
     summary["retrain"] = retrain
-    echo(f"train it for 3 seeds: {retrain}")
+    log.info(f"train it for 3 seeds: {retrain}")
     return summary
 
 
@@ -115,7 +117,7 @@ def _fit_legend(axes: Any) -> None:
                 fontsize="x-small", borderaxespad=0.0)  # fmt: skip
 
 
-def _plots(study: Any, out: Path, echo: Echo) -> List[str]:
+def _plots(study: Any, out: Path) -> List[str]:
     """Optuna's optimization history, parameter importances and intermediate values, as PNGs."""
     import io
 
@@ -145,5 +147,5 @@ def _plots(study: Any, out: Path, echo: Echo) -> List[str]:
             plt.close(figure)
             written.append(str(path))
         except (ValueError, RuntimeError) as err:  # e.g. importances of fewer than two finished trials
-            echo(f"note: no {name} plot: {' '.join(str(err).split())}")
+            log.info(f"note: no {name} plot: {' '.join(str(err).split())}")
     return written

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from ...errors import ConfigError
 from ..config import TrainConfig
-
-Echo = Callable[[str], None]
-
 
 #: What a study folder holds besides the trials' run directories.
 STUDY_DB, BEST_CONFIG, TRIALS_CSV, TRIALS_DIR = "study.db", "best.yaml", "trials.csv", "trials"

@@ -6,15 +6,12 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ...errors import ConfigError, RevGNNError
 from ..config import TrainConfig
 from ..settings import check_names
 from .settings import _optuna
-
-Echo = Callable[[str], None]
-
 
 #: The kinds of a search dimension: ``KIND:LOW:HIGH`` (int also ``:STEP``) or ``choice:A,B,...``.
 KINDS = ("float", "loguniform", "int", "logint", "choice")

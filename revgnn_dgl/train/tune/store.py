@@ -7,14 +7,15 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator
+from typing import Any, Dict, Iterator
 
 from ...errors import ConfigError
+from ...log import get_logger
 from ..config import TrainConfig
 from .settings import _STUDY_ATTR, STUDY_FILES, TRIAL_LOCK, TRIALS_DIR, TuneSettings, _optuna
 from .space import SearchSpace
 
-Echo = Callable[[str], None]
+log = get_logger(__name__)
 
 
 def refuse_study_links(out: str) -> None:
@@ -193,7 +194,7 @@ def _counted(study: Any) -> int:
     )
 
 
-def _fail_dead_trials(study: Any, storage: Any, echo: Echo) -> None:
+def _fail_dead_trials(study: Any, storage: Any) -> None:
     """Fail each RUNNING trial whose worker is gone (its lock is free) and queue its parameters again."""
     optuna = _optuna()
     state = optuna.trial.TrialState
@@ -216,7 +217,7 @@ def _fail_dead_trials(study: Any, storage: Any, echo: Echo) -> None:
         except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
             continue  # it finished meanwhile, or another worker failed it first
         study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-        echo(f"trial {trial.number} was interrupted (its process ended): failed, its parameters queued again")
+        log.info(f"trial {trial.number} was interrupted (its process ended): failed, its parameters queued again")
 
 
 def _held(path: Path) -> bool:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict
+from typing import Any, Dict
 
 from ...errors import ConfigError
+from ...log import get_logger
 from ..config import TrainConfig
 from .report import _finish
 from .settings import ASK_LOCK, MAX_SAMPLER_SEED, TRIALS_DIR, TuneSettings, _optuna
@@ -15,10 +16,10 @@ from .space import SearchSpace, parse_space
 from .store import _flock, _open_study, _shown_url, _storage, refuse_study_links
 from .workers import _Job, _run_workers, _work
 
-Echo = Callable[[str], None]
+log = get_logger(__name__)
 
 
-def tune(base: TrainConfig, space: SearchSpace, settings: TuneSettings, echo: Echo = print) -> Dict[str, Any]:
+def tune(base: TrainConfig, space: SearchSpace, settings: TuneSettings) -> Dict[str, Any]:
     """Run (or continue) a study; returns its summary (see :func:`_finish`).
 
     ``base`` holds the fixed settings of every trial (its ``out`` is ignored: each trial gets
@@ -40,7 +41,7 @@ def tune(base: TrainConfig, space: SearchSpace, settings: TuneSettings, echo: Ec
     stop_at = None if settings.budget is None else now + 60 * settings.budget
     deadline = min(ends + ([stop_at] if stop_at is not None else []), default=None)
     if not space.params:
-        space = _default_space(base, echo)
+        space = _default_space(base)
     _check_settings(settings, base)
     space.check(base)
     _check_setup(base)
@@ -50,20 +51,20 @@ def tune(base: TrainConfig, space: SearchSpace, settings: TuneSettings, echo: Ec
     Path(settings.out, TRIALS_DIR).mkdir(parents=True, exist_ok=True)
     with _flock(Path(settings.out) / ASK_LOCK):  # two processes creating one SQLite schema at once collide
         study = _open_study(base, space, settings, _storage(settings), create=True)
-    echo(f"study {settings.study_name!r} in {_shown_url(settings)}: {len(study.trials)} trial(s) so far; "
+    log.info(f"study {settings.study_name!r} in {_shown_url(settings)}: {len(study.trials)} trial(s) so far; "
          f"{settings.jobs} job(s), {base.threads} thread(s) each; searching {', '.join(space.to_dict().values())}")  # fmt: skip
     if stop_at is not None:
-        echo(
+        log.info(
             f"budget: {settings.budget:g} min, until {time.strftime('%H:%M:%S', time.localtime(stop_at))}; no trial "
             "starts after it, and a trial still running then is stopped at its next evaluation (recorded as pruned)"
         )
     job = _Job(base.to_dict(), space, settings, deadline, stop_at)
     if settings.jobs == 1:
-        _work(job, 0, echo)
+        _work(job, 0)
     else:
-        _run_workers(job, echo)
+        _run_workers(job)
     study = _open_study(base, space, settings, _storage(settings))
-    return _finish(study, base, space, settings, time.perf_counter() - tic, echo)
+    return _finish(study, base, space, settings, time.perf_counter() - tic)
 
 
 def _check_settings(settings: TuneSettings, base: TrainConfig) -> None:
@@ -112,14 +113,14 @@ def _pin_threads(base: TrainConfig, jobs: int) -> TrainConfig:
     return base.updated({"threads": pick_threads(cpu_cores(), load_average(), processes=jobs * base.nproc)})
 
 
-def _default_space(base: TrainConfig, echo: Echo) -> SearchSpace:
+def _default_space(base: TrainConfig) -> SearchSpace:
     """No ``--space``: the default space of this model on this kind of graph (:mod:`.spaces`), said in one line."""
     from ..data import load_dataset_for
     from ..spaces import default_space_items
 
     items, kind = default_space_items(base, load_dataset_for(base))
     space = parse_space(items, "the default search space")
-    echo(
+    log.info(
         f"no --space given: searching the default space for {kind}: {', '.join(space.to_dict().values())} "
         "(--space or --space-file to choose)"
     )

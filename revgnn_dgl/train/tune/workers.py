@@ -4,17 +4,19 @@ started and ended by :class:`revgnn_dgl.processes.Children`."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import socket
 import time
 import warnings
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Iterator, Optional
 
 from ...errors import RevGNNError, TrainingError
+from ...log import ROOT, get_logger
 from ..config import TrainConfig
 from .settings import ASK_LOCK, TRIAL_LOCK, TuneSettings, _optuna
 from .space import SearchSpace
@@ -30,7 +32,7 @@ from .store import (
     _trial_dir,
 )
 
-Echo = Callable[[str], None]
+log = get_logger(__name__)
 
 
 WORKER_GRACE_S = 30.0  # for a stopped worker to tell the study its trial was interrupted
@@ -47,7 +49,7 @@ class _Job:
     stop_at: Optional[float] = None  # time.time() after which a running trial stops (--budget)
 
 
-def _run_workers(job: _Job, echo: Echo) -> None:
+def _run_workers(job: _Job) -> None:
     """``jobs`` spawned worker processes on the shared study; an error in one ends the others."""
     from ...processes import INTERRUPTED, Children
 
@@ -77,11 +79,11 @@ def _worker_main(job: _Job, index: int, parent: int) -> None:
         print(f"Error: {' '.join(str(err).split())}", file=sys.stderr, flush=True)
         return 1
 
-    status, _ = run_child(parent, lambda: _work(job, index, lambda line: print(line, flush=True)), on_error)
+    status, _ = run_child(parent, lambda: _work(job, index), on_error)
     sys.exit(status)
 
 
-def _work(job: _Job, index: int, echo: Echo) -> None:
+def _work(job: _Job, index: int) -> None:
     """One worker's loop: fail dead trials, check the budget, ask for a trial, train it, tell."""
     optuna = _optuna()
     settings, space = job.settings, job.space
@@ -99,7 +101,7 @@ def _work(job: _Job, index: int, echo: Echo) -> None:
             # The workers of this machine count and ask one at a time, so that --trials is exact; a new
             # trial's lock is held before the next worker looks for dead trials.
             with _flock(Path(settings.out) / ASK_LOCK):
-                _fail_dead_trials(study, storage, echo)
+                _fail_dead_trials(study, storage)
                 if settings.trials is not None and _counted(study) >= settings.trials:
                     return
                 if job.deadline is not None and time.time() >= job.deadline:
@@ -110,10 +112,10 @@ def _work(job: _Job, index: int, echo: Echo) -> None:
                 trial.set_user_attr("lock", str(run_dir / TRIAL_LOCK))
                 trial.set_user_attr("run_dir", str(run_dir))
                 trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-            _run_trial(study, trial, base, space, run_dir, echo, job.stop_at)
+            _run_trial(study, trial, base, space, run_dir, job.stop_at)
 
 
-def _run_trial(study: Any, trial: Any, base: TrainConfig, space: SearchSpace, run_dir: Path, echo: Echo,
+def _run_trial(study: Any, trial: Any, base: TrainConfig, space: SearchSpace, run_dir: Path,
                stop_at: Optional[float] = None) -> None:  # fmt: skip
     """One trial, in its locked run directory: trained with pruning, and told to the study.
 
@@ -130,13 +132,13 @@ def _run_trial(study: Any, trial: Any, base: TrainConfig, space: SearchSpace, ru
         summary = _train_trial(trial, config, run_dir, stop_at)
     except optuna.TrialPruned as pruned:
         study.tell(trial, state=state.PRUNED)
-        echo(f"{shown}: pruned {pruned} ({time.perf_counter() - tic:.1f} s)")
+        log.info(f"{shown}: pruned {pruned} ({time.perf_counter() - tic:.1f} s)")
         return
     except RevGNNError as err:
         message = " ".join(str(err).split())
         trial.set_user_attr("error", message)
         study.tell(trial, state=state.FAIL)
-        echo(f"{shown}: failed, {message}")
+        log.info(f"{shown}: failed, {message}")
         return
     except BaseException:  # Ctrl-C, a closed pipe, a full disk, a bug: not the point's fault, so tried again
         trial.set_user_attr("interrupted", True)
@@ -146,8 +148,8 @@ def _run_trial(study: Any, trial: Any, base: TrainConfig, space: SearchSpace, ru
     trial.set_user_attr("test", summary["test"]["mean"])
     trial.set_user_attr("metric", summary["metric"])
     study.tell(trial, summary["val"]["mean"])
-    echo(f"{shown}: val {summary['metric']} {summary['val']['mean']:.4f}, test {summary['test']['mean']:.4f} "
-         f"({time.perf_counter() - tic:.1f} s)")  # fmt: skip
+    log.info(f"{shown}: val {summary['metric']} {summary['val']['mean']:.4f}, test {summary['test']['mean']:.4f} "
+             f"({time.perf_counter() - tic:.1f} s)")  # fmt: skip
 
 
 def _train_trial(trial: Any, config: TrainConfig, run_dir: Path, stop_at: Optional[float] = None) -> Dict[str, Any]:
@@ -165,7 +167,7 @@ def _train_trial(trial: Any, config: TrainConfig, run_dir: Path, stop_at: Option
         if stop_at is not None and time.time() >= stop_at:  # every seed's evaluations: the budget is wall time
             why = f"at epoch {record['epoch']} of seed {record['seed']}: the budget ended"
             trial.set_user_attr("budget", True)
-            echo(f"stopped {why}: an interrupted run, which train --resume would continue")
+            write(f"stopped {why}: an interrupted run, which train --resume would continue")
             raise optuna.TrialPruned(why)
         if record["seed"] != config.seed:  # the first seed's epochs are the steps
             return
@@ -173,21 +175,54 @@ def _train_trial(trial: Any, config: TrainConfig, run_dir: Path, stop_at: Option
         trial.report(best["val"], record["epoch"])
         if trial.should_prune():
             why = f"at epoch {record['epoch']} (best val {best['val']:.4f})"
-            echo(f"pruned by the study {why}: an interrupted run, which train --resume would continue")
+            write(f"pruned by the study {why}: an interrupted run, which train --resume would continue")
             raise optuna.TrialPruned(why)
 
+    with _trial_log(run_dir / "train.log") as write:
+        return train(config, progress=False, on_epoch=on_epoch)
+
+
+class _StudyOnly(logging.Filter):
+    """On the screen while a trial trains: the study's own lines only (the trainer's go to the trial's log)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name.startswith(__package__ or "")
+
+
+class _TrialOnly(_StudyOnly):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not super().filter(record)
+
+
+@contextmanager
+def _trial_log(path: Path) -> Iterator[Callable[[str], None]]:
+    """Inside the block the package's messages, but the study's own, and every warning go to ``path``
+    (``RUN_DIR/train.log``, never through a link), not to the screen; yields a function that writes a line there."""
     from ..rundir import open_nofollow
 
-    log_fd = open_nofollow(run_dir / "train.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-    with os.fdopen(log_fd, "a", encoding="utf-8") as log, warnings.catch_warnings():
+    package = logging.getLogger(ROOT)
+    screen, handlers = _StudyOnly(), list(package.handlers)
+    log_fd = open_nofollow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    with os.fdopen(log_fd, "a", encoding="utf-8") as stream, warnings.catch_warnings():
 
-        def echo(line: str) -> None:
-            log.write(line + "\n")
-            log.flush()
+        def write(line: str) -> None:
+            stream.write(line + "\n")
+            stream.flush()
 
         # The run's warnings (a dataset's, every evaluation's) are the trial's: in its log, not on the screen.
-        warnings.showwarning = lambda message, category, *args, **kwargs: echo(f"warning: {message}")
-        return train(config, echo=echo, progress=False, on_epoch=on_epoch)
+        warnings.showwarning = lambda message, category, *args, **kwargs: write(f"warning: {message}")
+        to_file = logging.StreamHandler(stream)
+        to_file.setFormatter(logging.Formatter("%(message)s"))
+        to_file.addFilter(_TrialOnly())
+        for handler in handlers:
+            handler.addFilter(screen)
+        package.addHandler(to_file)
+        try:
+            yield write
+        finally:
+            package.removeHandler(to_file)
+            for handler in handlers:
+                handler.removeFilter(screen)
 
 
 def _short(value: Any) -> str:
