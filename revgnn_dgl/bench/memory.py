@@ -528,11 +528,12 @@ class _Series:
                 status, message = "skipped", self.failed
             else:
                 status = "skipped"
+                cap_gib = (cap or 0) / GiB  # projected and cap are set here
                 message = (
-                    f"projected peak {projected / GiB:.2f} GiB (linear in depth from depths "
-                    f"{history[-2][0]} and {history[-1][0]}) exceeds the {cap / GiB:.2f} GiB cap"
+                    f"projected peak {(projected or 0) / GiB:.2f} GiB (linear in depth from depths "
+                    f"{history[-2][0]} and {history[-1][0]}) exceeds the {cap_gib:.2f} GiB cap"
                 )
-                self.failed = f"a shallower configuration was projected past the {cap / GiB:.2f} GiB cap"
+                self.failed = f"a shallower configuration was projected past the {cap_gib:.2f} GiB cap"
             row = config_row(cfg, kind="memory", status=status, message=message, projected_peak_bytes=projected)
             row.update(environment())
         else:

@@ -39,7 +39,7 @@ from __future__ import annotations
 import gc
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Tuple, Union
+from typing import Any, Callable, Optional, Tuple, Union, cast
 
 import torch
 
@@ -314,7 +314,7 @@ def _default_loss(out: Any) -> torch.Tensor:
     if isinstance(out, torch.Tensor):
         return out if out.dim() == 0 else out.sum()
     if isinstance(out, (tuple, list)):
-        return sum(o.sum() for o in out if isinstance(o, torch.Tensor) and o.requires_grad)
+        return cast(torch.Tensor, sum(o.sum() for o in out if isinstance(o, torch.Tensor) and o.requires_grad))
     raise TypeError(f"cannot make a loss from {type(out).__name__}; pass loss_fn")
 
 

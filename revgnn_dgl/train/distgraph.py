@@ -265,13 +265,13 @@ class DistEvaluator:
                         dist.recv(whole[start : start + count], src=rank)
                 start += count
             del mine
-            ids, scored = every
+            node_ids, scored = every
             del every
             if len(self.views) > 1:  # a node in every view: the mean of its logits
-                ids, where = torch.unique(ids, return_inverse=True)
-                scored = torch.zeros(ids.numel(), width).index_add_(0, where, scored) / len(self.views)
-            scores[name] = evaluate_metric(scored, data.labels_of(ids), data.dataset.task)
-            del ids, scored
+                node_ids, where = torch.unique(node_ids, return_inverse=True)
+                scored = torch.zeros(node_ids.numel(), width).index_add_(0, where, scored) / len(self.views)
+            scores[name] = evaluate_metric(scored, data.labels_of(node_ids), data.dataset.task)
+            del node_ids, scored
         return scores if main else None
 
 
@@ -294,6 +294,8 @@ def graph_servers(config: TrainConfig, machines: Optional[Any] = None) -> Iterat
     server and why. On leaving, every server has ended (the trainers' :func:`disconnect` ends
     them; any left are terminated, then killed), and the temporary files are gone.
     """
+    if config.partitions is None:
+        raise ConfigError("graph servers serve a partitioned graph: give --partitions DIR/NAME.json.")
     dataset = PartitionedDataset(config.partitions)
     if machines is not None and dataset.parts != machines.count:
         raise ConfigError(

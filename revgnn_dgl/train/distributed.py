@@ -509,7 +509,7 @@ class _Ranks:
         from multiprocessing.connection import wait
 
         while self.readers:
-            ready = wait(self.readers, timeout=0)
+            ready: List[Any] = wait(self.readers, timeout=0)
             if not ready:
                 return
             for reader in ready:
@@ -523,7 +523,7 @@ class _Ranks:
                 elif tag == "result":
                     self.results[rank] = payload[0]
                 else:
-                    self.failures.append((payload[0], payload[1], rank, payload[2]))
+                    self.failures.append((float(payload[0]), str(payload[1]), int(rank), str(payload[2])))
 
 
 def _failure_line(first_words: str, codes: Sequence[Optional[int]], failures: Sequence[Tuple[float, str, int, str]],
@@ -565,7 +565,7 @@ def _spawned(
     torch.set_num_threads(threads)
     # Only rank 0 draws a progress bar: a thread lock will do, instead of tqdm's default named
     # semaphore, which a rank terminated by its launcher could not release.
-    from tqdm import tqdm
+    from tqdm import tqdm  # type: ignore[import-untyped]
 
     tqdm.set_lock(threading.RLock())
     out = writers[local_rank]  # this rank's own pipe to the parent

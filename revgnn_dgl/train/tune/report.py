@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, cast
 
 from ...errors import ConfigError
 from ...log import get_logger
@@ -138,7 +138,7 @@ def _plots(study: Any, out: Path) -> List[str]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # experimental API; "too few trials for importances" (said below)
                 axes = plot(study)
-            figure = getattr(axes, "figure", None) or axes.flat[0].figure
+            figure = getattr(axes, "figure", None) or cast(Any, axes).flat[0].figure  # one axes, or an array of them
             _fit_legend(axes)
             figure.tight_layout()
             image = io.BytesIO()

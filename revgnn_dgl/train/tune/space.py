@@ -55,9 +55,10 @@ class Param:
         dist = optuna.distributions
         if self.kind == "choice":
             return dist.CategoricalDistribution(list(self.choices))
+        low, high = self.endpoints()
         if self.kind in ("int", "logint"):
-            return dist.IntDistribution(int(self.low), int(self.high), log=self.kind == "logint", step=self.step or 1)
-        return dist.FloatDistribution(self.low, self.high, log=self.kind == "loguniform")
+            return dist.IntDistribution(int(low), int(high), log=self.kind == "logint", step=self.step or 1)
+        return dist.FloatDistribution(low, high, log=self.kind == "loguniform")
 
 
 @dataclass
