@@ -474,11 +474,10 @@ def spawn(
     # OpenMP reads OMP_NUM_THREADS when its library loads, before any set_num_threads: without it
     # each rank's OpenMP pools are as large as the machine and spin against the other ranks
     # (2 ranks on 2 cores: 1.07x the one-process epoch speed with it unset, 1.63x with it set).
-    threads_env = {"OMP_NUM_THREADS": str(threads)}
+    threads_env, seconds = {"OMP_NUM_THREADS": str(threads)}, timeout_seconds(timeout_s)
     with Children(grace_s=10.0) as group:  # Ctrl-C, SIGTERM, a failure: the ranks left are stopped
         for local_rank in range(nproc):
-            arguments = (local_rank, (first, world, master), port, writers, fn, args, threads,
-                         timeout_seconds(timeout_s), os.getpid())  # fmt: skip
+            arguments = (local_rank, (first, world, master), port, writers, fn, args, threads, seconds, os.getpid())
             group.start_function(_spawned, arguments, name=f"rank-{first + local_rank}", env=threads_env)
         failed = group.watch(poll_s=0.2, tick=ranks.drain)
         if failed is None:
