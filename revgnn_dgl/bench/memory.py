@@ -493,54 +493,59 @@ def memory_sweep(
     base = dict(base or {})
     rows: List[Dict[str, Any]] = []
     depths = sorted(set(int(d) for d in depths))
+    measure = dict(warmup=warmup, repeats=repeats, threads=threads, mem_cap_bytes=mem_cap_bytes, breakdown=breakdown,
+                   time_budget_s=time_budget_s)  # fmt: skip
     for model in models:
         for variant in variants:
-            history: List[Tuple[int, float]] = []
-            failed: Optional[str] = None
-            why_not = variant_available(variant)
+            series = _Series(mem_cap_bytes, variant_available(variant))
             for depth in depths:
                 cfg = StepConfig.from_dict({**base, "model": model, "depth": depth, "variant": variant})
-                projected = _project(history, depth)
-                if why_not or failed or (mem_cap_bytes and projected is not None and projected > mem_cap_bytes):
-                    if why_not:
-                        status, message = "unavailable", why_not
-                    elif failed:
-                        status, message = "skipped", failed
-                    else:
-                        status = "skipped"
-                        message = (
-                            f"projected peak {projected / GiB:.2f} GiB (linear in depth from depths "
-                            f"{history[-2][0]} and {history[-1][0]}) exceeds the {mem_cap_bytes / GiB:.2f} GiB cap"
-                        )
-                        failed = f"a shallower configuration was projected past the {mem_cap_bytes / GiB:.2f} GiB cap"
-                    row = config_row(cfg, kind="memory", status=status, message=message, projected_peak_bytes=projected)
-                    row.update(environment())
-                else:
-                    report = run_in_subprocess(
-                        _TARGET,
-                        kwargs=dict(
-                            config=cfg.to_dict(),
-                            warmup=warmup,
-                            repeats=repeats,
-                            threads=threads,
-                            mem_cap_bytes=mem_cap_bytes,
-                            breakdown=breakdown,
-                            time_budget_s=time_budget_s,
-                        ),
-                        env=CHILD_ENV,
-                        timeout=timeout,
-                        mmap_threshold=mmap_threshold,
-                    )
-                    row = _row_from_report(cfg, report, mmap_threshold)
-                    row["projected_peak_bytes"] = projected
-                    if row["status"] == "oom" and mem_cap_bytes:
-                        row["message"] = f"exceeded the {mem_cap_bytes / GiB:.2f} GiB cap: {row['message']}"
-                    if row["status"] == "ok":
-                        history.append((depth, max(row["peak_rss_bytes"] or 0, row["peak_allocated_bytes"] or 0)))
-                    elif row["status"] in ("oom", "timeout"):
-                        failed = f"depth {depth} already ended in {row['status']}"
-                row["mem_cap_bytes"] = mem_cap_bytes
+                row = series.measure(cfg, measure, timeout, mmap_threshold)
                 rows.append(row)
                 if on_row is not None:
                     on_row(row)
     return rows
+
+
+class _Series:
+    """One (model, variant) series of :func:`memory_sweep`, deepest last: a depth projected past the cap,
+    or after one that failed, is skipped."""
+
+    def __init__(self, mem_cap_bytes: Optional[int], why_not: Optional[str]) -> None:
+        self.cap, self.why_not = mem_cap_bytes, why_not
+        self.history: List[Tuple[int, float]] = []
+        self.failed: Optional[str] = None
+
+    def measure(
+        self, cfg: StepConfig, measure: Dict[str, Any], timeout: Optional[float], mmap_threshold: Optional[int]
+    ) -> Dict[str, Any]:
+        cap, history = self.cap, self.history
+        projected = _project(history, cfg.depth)
+        if self.why_not or self.failed or (cap and projected is not None and projected > cap):
+            if self.why_not:
+                status, message = "unavailable", self.why_not
+            elif self.failed:
+                status, message = "skipped", self.failed
+            else:
+                status = "skipped"
+                cap_gib = (cap or 0) / GiB  # projected and cap are set here
+                message = (
+                    f"projected peak {(projected or 0) / GiB:.2f} GiB (linear in depth from depths "
+                    f"{history[-2][0]} and {history[-1][0]}) exceeds the {cap_gib:.2f} GiB cap"
+                )
+                self.failed = f"a shallower configuration was projected past the {cap_gib:.2f} GiB cap"
+            row = config_row(cfg, kind="memory", status=status, message=message, projected_peak_bytes=projected)
+            row.update(environment())
+        else:
+            report = run_in_subprocess(_TARGET, kwargs=dict(config=cfg.to_dict(), **measure), env=CHILD_ENV,
+                                       timeout=timeout, mmap_threshold=mmap_threshold)  # fmt: skip
+            row = _row_from_report(cfg, report, mmap_threshold)
+            row["projected_peak_bytes"] = projected
+            if row["status"] == "oom" and cap:
+                row["message"] = f"exceeded the {cap / GiB:.2f} GiB cap: {row['message']}"
+            if row["status"] == "ok":
+                history.append((cfg.depth, max(row["peak_rss_bytes"] or 0, row["peak_allocated_bytes"] or 0)))
+            elif row["status"] in ("oom", "timeout"):
+                self.failed = f"depth {cfg.depth} already ended in {row['status']}"
+        row["mem_cap_bytes"] = cap
+        return row

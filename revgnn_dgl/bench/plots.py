@@ -115,7 +115,7 @@ def plot_memory(
                     mew=2,
                     label=f"{label}: " + "; ".join(what[s] for s in sorted({r["status"] for r in bad})),
                 )
-        caps = {r.get("mem_cap_bytes") for r in rows if r.get("mem_cap_bytes")}
+        caps = {int(r["mem_cap_bytes"]) for r in rows if r.get("mem_cap_bytes")}
         if metric == "peak_minus_model_state_bytes":
             caps = set()
         for cap in caps:

@@ -37,17 +37,13 @@ environment before the first measurement to silence it.
 from __future__ import annotations
 
 import gc
-import json
-import os
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Optional, Tuple, Union, cast
 
 import torch
+
+from .fresh import DEFAULT_MMAP_THRESHOLD, run_in_subprocess
 
 __all__ = [
     "MemoryStats",
@@ -58,10 +54,6 @@ __all__ = [
     "run_in_subprocess",
     "DEFAULT_MMAP_THRESHOLD",
 ]
-
-#: Bytes; glibc serves every block at least this large by its own ``mmap`` (see
-#: :func:`run_in_subprocess`).
-DEFAULT_MMAP_THRESHOLD = 65536
 
 
 @dataclass
@@ -204,7 +196,6 @@ def _measure_cpu(fn: Callable[[], Any], collect_garbage: bool) -> MemoryStats:
         ProfilerConfig,
         ProfilerState,
         _ExperimentalConfig,
-        _ExtraFields_Allocation,
     )
 
     if torch.autograd._profiler_enabled():
@@ -247,6 +238,25 @@ def _measure_cpu(fn: Callable[[], Any], collect_garbage: bool) -> MemoryStats:
         profile = _ag._disable_profiler()
     elapsed = time.perf_counter() - t0
 
+    base, top, net, count = _memory_events(profile, anchor_ptr)
+    if base is None:
+        raise RuntimeError("torch profiler recorded no CPU memory events; cannot measure memory")
+    peak = 0 if top is None else max(0, top - base)
+    return MemoryStats(
+        peak_bytes=peak,
+        end_bytes=net,
+        result=result,
+        device=torch.device("cpu"),
+        num_events=count,
+        elapsed_s=elapsed,
+    )
+
+
+def _memory_events(profile: Any, anchor_ptr: int) -> Tuple[Optional[int], Optional[int], int, int]:
+    """The CPU allocation events of a profile: the running total at the anchor's allocation (None if
+    not seen), the highest running total after an allocation, the net bytes and the events counted."""
+    from torch._C._profiler import _ExtraFields_Allocation
+
     # ~5 us per event; attribute reads dominate, so read only what each event needs.
     check_device = torch.cuda.is_initialized()  # only then can CUDA memory events show up
     base: Optional[int] = None
@@ -277,17 +287,7 @@ def _measure_cpu(fn: Callable[[], Any], collect_garbage: bool) -> MemoryStats:
             total = extra.total_allocated
             if top is None or total > top:
                 top = total
-    if base is None:
-        raise RuntimeError("torch profiler recorded no CPU memory events; cannot measure memory")
-    peak = 0 if top is None else max(0, top - base)
-    return MemoryStats(
-        peak_bytes=peak,
-        end_bytes=net,
-        result=result,
-        device=torch.device("cpu"),
-        num_events=count,
-        elapsed_s=elapsed,
-    )
+    return base, top, net, count
 
 
 def retained_bytes(forward_fn: Callable[[], Any], device: Union[torch.device, str] = "cpu") -> int:
@@ -314,7 +314,7 @@ def _default_loss(out: Any) -> torch.Tensor:
     if isinstance(out, torch.Tensor):
         return out if out.dim() == 0 else out.sum()
     if isinstance(out, (tuple, list)):
-        return sum(o.sum() for o in out if isinstance(o, torch.Tensor) and o.requires_grad)
+        return cast(torch.Tensor, sum(o.sum() for o in out if isinstance(o, torch.Tensor) and o.requires_grad))
     raise TypeError(f"cannot make a loss from {type(out).__name__}; pass loss_fn")
 
 
@@ -360,251 +360,3 @@ def measure_forward_backward(
         peak_bytes=max(fwd.peak_bytes, fwd.end_bytes + bwd.peak_bytes),
         end_bytes=fwd.end_bytes + bwd.end_bytes,
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Fresh-process runner
-
-# The child's bootstrap. Standalone (stdlib only) so that the child imports nothing the target
-# does not need, and its peak RSS is the target's plus the interpreter's.
-_CHILD = r"""
-import importlib, json, os, resource, sys, time, traceback
-spec_path, out_path = sys.argv[1], sys.argv[2]
-with open(spec_path) as f:
-    spec = json.load(f)
-sys.path[:0] = [p for p in spec["sys_path"] if p not in sys.path]
-mem_words = ("out of memory", "can't allocate memory", "cannot allocate memory")
-
-def rss():
-    # VmHWM is this process's own peak; ru_maxrss would start from the parent's (see the docs).
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return r if sys.platform == "darwin" else r * 1024  # Linux reports KiB
-
-def to_json(o):
-    if hasattr(o, "tolist"):  # numpy arrays and scalars, torch tensors
-        return o.tolist()
-    raise TypeError(f"{type(o).__name__} is not JSON-serializable")
-
-out = {"status": "error"}
-try:
-    module_name, _, attr = spec["target"].partition(":")
-    fn = importlib.import_module(module_name)
-    for part in attr.split("."):
-        fn = getattr(fn, part)
-    out["max_rss_before_call_bytes"] = rss()
-    t0 = time.perf_counter()
-    result = fn(*spec["args"], **spec["kwargs"])
-    out["call_s"] = time.perf_counter() - t0
-    out["max_rss_bytes"] = rss()
-    try:
-        text = json.dumps(dict(out, status="ok", result=result), default=to_json)
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"the result of {spec['target']} is not JSON-serializable: {e}") from None
-except BaseException as e:
-    oom = isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError" or any(
-        w in str(e).lower() for w in mem_words)
-    msg = f"{type(e).__name__}: {e}"
-    out.update(status="oom" if oom else "error", message=msg, max_rss_bytes=rss(),
-               traceback="".join(traceback.format_exception(type(e), e, e.__traceback__)))
-    text = json.dumps(out, default=str)
-with open(out_path + ".part", "w") as f:
-    f.write(text)
-os.replace(out_path + ".part", out_path)
-sys.stdout.flush()
-sys.stderr.flush()
-os._exit(0)  # skip interpreter teardown: slow with torch loaded, and it could crash after the fact
-"""
-
-
-def run_in_subprocess(
-    target: str,
-    kwargs: Optional[Mapping[str, Any]] = None,
-    env: Optional[Mapping[str, str]] = None,
-    timeout: Optional[float] = None,
-    *,
-    args: Sequence[Any] = (),
-    mmap_threshold: Optional[int] = DEFAULT_MMAP_THRESHOLD,
-    python: Optional[str] = None,
-    cwd: Optional[str] = None,
-) -> Dict[str, Any]:
-    """Run ``module:function`` in a fresh Python process and report its result and peak RSS.
-
-    Parameters
-    ----------
-    target : str
-        ``'package.module:function'`` (a dotted attribute path after the colon also works). The
-        child gets the parent's ``sys.path``, so anything the parent can import, it can.
-    kwargs : mapping, optional
-        Keyword arguments; must be JSON-serializable.
-    env : mapping, optional
-        Environment variables to set in the child, over the parent's environment (and over the
-        ``MALLOC_MMAP_THRESHOLD_`` default).
-    timeout : float, optional
-        Seconds after which the child is killed and ``status`` is ``'timeout'``.
-    args : sequence, optional
-        Positional arguments; must be JSON-serializable.
-    mmap_threshold : int or None, default 65536
-        Value for glibc's ``MALLOC_MMAP_THRESHOLD_`` in the child; None leaves glibc's default.
-        See Notes.
-    python : str, optional
-        Interpreter to run; defaults to ``sys.executable``.
-    cwd : str, optional
-        Working directory of the child.
-
-    Returns
-    -------
-    dict
-        ``status``: ``'ok'``, ``'error'`` (an exception or a crash), ``'oom'`` (MemoryError, a
-        torch "out of memory" / "can't allocate memory" error, or death by SIGKILL, which is how
-        the kernel's OOM killer ends a process) or ``'timeout'``; ``result``: the function's
-        return value, when ok; ``message`` and ``traceback``: what went wrong, otherwise;
-        ``max_rss_bytes``: the child's peak resident set size, read by the child itself after
-        the call (``max_rss_exact`` True) or, for a child that died first, the parent's last
-        sample (False; None if there was none); ``max_rss_before_call_bytes``: the peak just
-        before the call (interpreter plus imports); ``returncode``, ``wall_s`` (process
-        lifetime), ``call_s`` (the call alone) and ``stderr_tail`` (the last 4000 characters;
-        the child's stdout is discarded). Keys that do not apply are None.
-
-    Raises
-    ------
-    ValueError
-        If ``target`` has no ``':'``.
-    TypeError
-        If the arguments are not JSON-serializable.
-
-    Notes
-    -----
-    Peak RSS is the kernel's ``VmHWM`` of the child's own address space (``/proc``, Linux). Not
-    ``ru_maxrss``: Linux carries the high-water mark of the address space a process replaced
-    at ``exec`` over into it, and ``subprocess`` starts children by ``vfork``, so a child of a
-    parent that once held 1 GiB reports at least 1 GiB (``RUSAGE_CHILDREN`` is worse still: the
-    largest over all children ever). Without ``/proc`` the child falls back to ``ru_maxrss``.
-
-    Why ``MALLOC_MMAP_THRESHOLD_=65536``: by default glibc serves blocks of 128 KiB and more by
-    ``mmap`` and returns them to the system on free, but each such free raises the threshold to
-    the freed size (up to 32 MiB). Afterwards blocks that size come from the heap, where freed
-    memory stays resident and fragments, so peak RSS grows with depth even when live memory is
-    flat. A fixed threshold turns the dynamic adjustment off: every block of 64 KiB or more is
-    mapped and unmapped on its own, and peak RSS follows peak live memory (plus the interpreter
-    and libraries). The price is more ``mmap``/``munmap`` calls and page faults. Past about
-    65,000 live mapped blocks (glibc's ``M_MMAP_MAX`` and the kernel's ``vm.max_map_count``)
-    allocations fall back to the heap.
-    """
-    if ":" not in target:
-        raise ValueError(f"target must look like 'package.module:function', got {target!r}")
-    spec = {
-        "target": target,
-        "args": list(args),
-        "kwargs": dict(kwargs or {}),
-        "sys_path": [p for p in sys.path if p],  # '' would mean the child's cwd, not ours
-    }
-    spec_text = json.dumps(spec)  # raises TypeError for arguments that cannot be sent
-    child_env = dict(os.environ)
-    if mmap_threshold is not None:
-        child_env["MALLOC_MMAP_THRESHOLD_"] = str(int(mmap_threshold))
-    child_env.update(env or {})
-
-    with tempfile.TemporaryDirectory(prefix="revgnn_profiling_") as tmp:
-        spec_path = os.path.join(tmp, "spec.json")
-        out_path = os.path.join(tmp, "result.json")
-        with open(spec_path, "w") as f:
-            f.write(spec_text)
-        # Output goes to files, not pipes: a chatty child cannot block on a full pipe.
-        with open(os.path.join(tmp, "stdout"), "wb") as fout, open(os.path.join(tmp, "stderr"), "w+b") as ferr:
-            t0 = time.perf_counter()
-            proc = subprocess.Popen(
-                [python or sys.executable, "-c", _CHILD, spec_path, out_path],
-                stdin=subprocess.DEVNULL,
-                stdout=fout,
-                stderr=ferr,
-                env=child_env,
-                cwd=cwd,
-            )
-            timed_out, sampled_rss = _wait(proc, timeout)
-            wall = time.perf_counter() - t0
-            ferr.seek(0, os.SEEK_END)
-            ferr.seek(max(0, ferr.tell() - 4000))
-            stderr_tail = ferr.read().decode(errors="replace")
-        report: Dict[str, Any] = {}
-        if os.path.exists(out_path):
-            with open(out_path) as f:
-                report = json.load(f)
-
-    code = proc.returncode
-    if not report or report.get("status") not in ("ok", "error", "oom"):
-        report = {"status": "error"}
-        if timed_out:
-            report.update(status="timeout", message=f"killed after the {timeout} s timeout")
-        elif code < 0:
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:  # a real-time signal, say
-                name = f"signal {-code}"
-            if -code == signal.SIGKILL:
-                report.update(
-                    status="oom", message="killed by SIGKILL, most likely by the kernel's out-of-memory killer"
-                )
-            else:
-                report["message"] = f"crashed: killed by signal {name}"
-        else:
-            report["message"] = f"exited with code {code} without a result"
-        if stderr_tail.strip():
-            report["message"] += "; stderr ends with: " + stderr_tail.strip()[-500:]
-    # The child's own reading is exact; a child that died before reporting has only the
-    # parent's last sample, which can miss the final moments (an OOM kill's, say).
-    report["max_rss_exact"] = report.get("max_rss_bytes") is not None
-    if not report["max_rss_exact"]:
-        report["max_rss_bytes"] = sampled_rss
-    report.update(returncode=code, wall_s=wall, stderr_tail=stderr_tail)
-    for key in ("result", "message", "traceback", "call_s", "max_rss_before_call_bytes"):
-        report.setdefault(key, None)  # the same keys whatever happened, for tabulating sweeps
-    return report
-
-
-def _read_hwm(pid: int) -> Optional[int]:
-    """Peak resident set size (``VmHWM``) of a live process in bytes, or None if unreadable."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    return None  # gone, a zombie (no memory map left), or no /proc
-
-
-def _wait(proc: subprocess.Popen, timeout: Optional[float]) -> Tuple[bool, Optional[int]]:
-    """Wait for ``proc``, killing it after ``timeout`` s; sample its peak RSS meanwhile.
-
-    Returns whether it timed out and the last ``VmHWM`` read, a fallback for a child that dies
-    before reporting its own (up to one polling interval, 50 ms, of growth may be missed).
-    """
-    deadline = None if timeout is None else time.monotonic() + timeout
-    delay = 0.002
-    sampled: Optional[int] = None
-    try:
-        while True:
-            hwm = _read_hwm(proc.pid)
-            sampled = hwm if hwm is not None else sampled
-            wait = delay if deadline is None else max(0.0, min(delay, deadline - time.monotonic()))
-            try:
-                proc.wait(timeout=wait)
-                return False, sampled
-            except subprocess.TimeoutExpired:
-                if deadline is not None and time.monotonic() >= deadline:
-                    proc.kill()
-                    proc.wait()
-                    return True, sampled
-            delay = min(delay * 2, 0.05)
-    except BaseException:
-        if proc.poll() is None:  # e.g. KeyboardInterrupt: do not leave the child running
-            proc.kill()
-            proc.wait()
-        raise

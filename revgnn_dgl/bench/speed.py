@@ -96,40 +96,8 @@ def speed_compare(
         torch.manual_seed(cfg0.seed)
         model = zoo.create_model(name, **args)
         steps: Dict[str, TrainStep] = {}
-        first_loss: Dict[str, float] = {}
-        depth_rows: Dict[str, Dict[str, Any]] = {}
-        for variant in variants:
-            module = (variant_modules or {}).get(variant)
-            cfg = StepConfig.from_dict({**cfg0.to_dict(), "variant": variant, "variant_module": module})
-            row = config_row(cfg, kind="speed")
-            why = variant_available(variant, cfg.variant_module)
-            if why:
-                row.update(status="unavailable", message=why)
-            else:
-                try:
-                    ts = TrainStep(cfg, batch=batch, model=model)
-                    ts.prime()
-                    first_loss[variant] = ts.step()  # same weights, mask and data: same loss
-                    ts.zero_grad()
-                    for _ in range(max(0, warmup - 1)):
-                        ts.step()
-                        ts.zero_grad()
-                    steps[variant] = ts
-                    row.update(status="ok", parameters=ts.num_parameters, first_loss=first_loss[variant])
-                except (RuntimeError, ValueError) as err:
-                    row.update(status="error", message=f"{type(err).__name__}: {err}")
-            depth_rows[variant] = row
-        times: Dict[str, List[float]] = {v: [] for v in steps}
-        order = list(steps)
-        for r in range(repeats):
-            for variant in order[r % len(order) :] + order[: r % len(order)] if order else []:
-                ts = steps[variant]
-                ts.zero_grad()
-                ts.synchronize()
-                t0 = time.perf_counter()
-                ts.step()
-                ts.synchronize()
-                times[variant].append(time.perf_counter() - t0)
+        depth_rows = {v: _prepared(cfg0, v, variant_modules, batch, model, warmup, steps) for v in variants}
+        times = _timed(steps, repeats)
         ref = statistics.median(times["ours"]) if times.get("ours") else None
         env = environment(device)
         for variant, row in depth_rows.items():
@@ -147,6 +115,49 @@ def speed_compare(
             rows.append(row)
         del steps
     return rows
+
+
+def _prepared(cfg0: StepConfig, variant: str, variant_modules: Optional[Mapping[str, str]], batch: Any, model: Any,
+              warmup: int, steps: Dict[str, TrainStep]) -> Dict[str, Any]:  # fmt: skip
+    """The row of ``variant`` at ``cfg0``'s depth; its step, built on the shared model and batch and warmed up,
+    goes into ``steps`` (not when the variant is unavailable or fails to build)."""
+    module = (variant_modules or {}).get(variant)
+    cfg = StepConfig.from_dict({**cfg0.to_dict(), "variant": variant, "variant_module": module})
+    row = config_row(cfg, kind="speed")
+    why = variant_available(variant, cfg.variant_module)
+    if why:
+        row.update(status="unavailable", message=why)
+        return row
+    try:
+        ts = TrainStep(cfg, batch=batch, model=model)
+        ts.prime()
+        first_loss = ts.step()  # same weights, mask and data: same loss
+        ts.zero_grad()
+        for _ in range(max(0, warmup - 1)):
+            ts.step()
+            ts.zero_grad()
+        steps[variant] = ts
+        row.update(status="ok", parameters=ts.num_parameters, first_loss=first_loss)
+    except (RuntimeError, ValueError) as err:
+        row.update(status="error", message=f"{type(err).__name__}: {err}")
+    return row
+
+
+def _timed(steps: Dict[str, TrainStep], repeats: int) -> Dict[str, List[float]]:
+    """Each step's times over ``repeats`` rounds; each round times one step of every variant, starting
+    one further along each round."""
+    times: Dict[str, List[float]] = {v: [] for v in steps}
+    order = list(steps)
+    for r in range(repeats):
+        for variant in order[r % len(order) :] + order[: r % len(order)] if order else []:
+            ts = steps[variant]
+            ts.zero_grad()
+            ts.synchronize()
+            t0 = time.perf_counter()
+            ts.step()
+            ts.synchronize()
+            times[variant].append(time.perf_counter() - t0)
+    return times
 
 
 def run_speed(

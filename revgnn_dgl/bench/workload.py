@@ -26,7 +26,7 @@ import copy
 import importlib
 import sys
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import AbstractSet, Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import dgl
 import torch
@@ -232,7 +232,7 @@ def model_arguments(cfg: StepConfig) -> Tuple[str, str, Dict[str, Any]]:
     args = dict(zoo.get_config(name)["arguments"])
 
     # Names the builder declares (None when it takes **kwargs: then only the card's names).
-    allowed = zoo.architecture_arguments(arch) or set()
+    allowed: AbstractSet[str] = zoo.architecture_arguments(arch) or set()
 
     def put(candidates: Tuple[str, ...], value: Any) -> bool:
         for key in [k for k in candidates if k in args] + [k for k in candidates if k in allowed]:

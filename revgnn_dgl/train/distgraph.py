@@ -35,18 +35,15 @@ Starting it
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import dgl
 import numpy as np
@@ -58,6 +55,7 @@ from ..data import evaluate_metric
 from ..data.partitions import PartitionedDataset
 from ..errors import ConfigError, DistributedError
 from ..files import acquire_lock, open_nofollow, release_lock
+from ..processes import Children, environment, exit_reason, kill_started_functions
 from .config import TrainConfig
 from .data import random_parts
 from .inputs import predict
@@ -267,13 +265,13 @@ class DistEvaluator:
                         dist.recv(whole[start : start + count], src=rank)
                 start += count
             del mine
-            ids, scored = every
+            node_ids, scored = every
             del every
             if len(self.views) > 1:  # a node in every view: the mean of its logits
-                ids, where = torch.unique(ids, return_inverse=True)
-                scored = torch.zeros(ids.numel(), width).index_add_(0, where, scored) / len(self.views)
-            scores[name] = evaluate_metric(scored, data.labels_of(ids), data.dataset.task)
-            del ids, scored
+                node_ids, where = torch.unique(node_ids, return_inverse=True)
+                scored = torch.zeros(node_ids.numel(), width).index_add_(0, where, scored) / len(self.views)
+            scores[name] = evaluate_metric(scored, data.labels_of(node_ids), data.dataset.task)
+            del node_ids, scored
         return scores if main else None
 
 
@@ -284,7 +282,7 @@ def disconnect() -> None:
 
 # ---------------------------------------------------------------------- servers on this machine
 @contextmanager
-def graph_servers(config: TrainConfig, echo: Any = print, machines: Optional[Any] = None) -> Iterator[None]:
+def graph_servers(config: TrainConfig, machines: Optional[Any] = None) -> Iterator[None]:
     """Start ``config.servers`` graph servers of ``config.partitions`` on 127.0.0.1 for ``config.nproc``
     trainers started in the block (they inherit the ``DGL_*`` variables set here).
 
@@ -296,6 +294,8 @@ def graph_servers(config: TrainConfig, echo: Any = print, machines: Optional[Any
     server and why. On leaving, every server has ended (the trainers' :func:`disconnect` ends
     them; any left are terminated, then killed), and the temporary files are gone.
     """
+    if config.partitions is None:
+        raise ConfigError("graph servers serve a partitioned graph: give --partitions DIR/NAME.json.")
     dataset = PartitionedDataset(config.partitions)
     if machines is not None and dataset.parts != machines.count:
         raise ConfigError(
@@ -310,70 +310,84 @@ def graph_servers(config: TrainConfig, echo: Any = print, machines: Optional[Any
             "on one machine partition with --parts 1, or run the command on each machine with --ip-config "
             "(docs/distributed.md)."
         )
-    from .distributed import free_port
-
     with _host_lock():
         _remove_orphaned_folders()  # a command killed by SIGKILL ran no cleanup: its folder goes now
         folder = Path(tempfile.mkdtemp(prefix=SERVERS_PREFIX))
         (folder / OWNER_FILE).write_text(f"{os.getpid()}\n")
-        ip_config = folder / "ip_config.txt"
-        if machines is None:
-            ip_config.write_text(f"127.0.0.1 {free_port()}\n")
-        else:  # the job's, the same on every machine
-            shutil.copyfile(machines.ip_config, ip_config)
-        server_ids = list(range(config.servers)) if machines is None else machines.server_ids(config.servers)
-        common = {
-            "DGL_DIST_MODE": "distributed", "DGL_IP_CONFIG": str(ip_config), "DGL_NUM_SERVER": str(config.servers),
-            "DGL_NUM_CLIENT": str(config.nproc), "DGL_CONF_PATH": str(Path(dataset.config).resolve()),
-            "DGL_NUM_SAMPLER": "0", "DGL_GRAPH_FORMAT": "csc,coo",
-        }  # fmt: skip
-        servers: List[subprocess.Popen] = []
-        logs: List[Path] = []
+        common = _dgl_environment(config, dataset, folder, machines)
+        servers = Children(grace_s=5.0)
         shared_before = _shared_memory()
         graceful = False
-        saved = {key: os.environ.get(key) for key in (*common, "DGL_ROLE")}
-        failed: List[str] = []
-        stop = threading.Event()
         try:
-            for i in server_ids:
-                logs.append(folder / f"server-{i}.log")
-                env = {**os.environ, **common, "DGL_ROLE": "server", "DGL_SERVER_ID": str(i), "OMP_NUM_THREADS": "1",
-                       PARENT_ENV: str(os.getpid())}  # fmt: skip
-                with open(logs[-1], "wb") as log:
-                    servers.append(subprocess.Popen(
-                        [sys.executable, "-m", "revgnn_dgl.train.distgraph"], env=env, stdout=log,
-                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                    ))  # fmt: skip
-            os.environ.update({**common, "DGL_ROLE": "client"})
-            watch = threading.Thread(target=_watch, args=(servers, logs, failed, stop, folder), daemon=True)
-            watch.start()
-            try:
+            server_ids = list(range(config.servers)) if machines is None else machines.server_ids(config.servers)
+            logs = [_start_server(servers, i, common, folder) for i in server_ids]
+            with environment({**common, "DGL_ROLE": "client"}):  # what the trainers started in the block inherit
+                _watched(servers, logs, folder)
                 yield
-            except BaseException:
-                if failed:
-                    raise DistributedError(failed[0]) from None
-                raise
-            finally:
-                stop.set()
-                watch.join()
-            if failed:
-                raise DistributedError(failed[0])
             graceful = True
         finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
             _record_shared_memory(servers, folder)
-            _end(servers, wait_s=10.0 if graceful else 0.0)
+            # Every server ended: the trainers' goodbye ends them; any left are terminated, then killed.
+            servers.end(wait_s=10.0 if graceful else 0.1)
             # A server stopped by a signal leaves its shared memory behind: remove what these servers made,
             # by their exact names (those they mapped, new since they started), never another program's.
             _remove_shared_memory(_recorded_names(folder) - shared_before)
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _watch(servers: List[subprocess.Popen], logs: List[Path], failed: List[str], stop: threading.Event,
+def _dgl_environment(
+    config: TrainConfig, dataset: PartitionedDataset, folder: Path, machines: Optional[Any]
+) -> Dict[str, str]:
+    """The ``DGL_*`` variables of the servers and trainers, with the job's ip_config written in ``folder``."""
+    from .distributed import free_port
+
+    ip_config = folder / "ip_config.txt"
+    if machines is None:
+        ip_config.write_text(f"127.0.0.1 {free_port()}\n")
+    else:  # the job's, the same on every machine
+        shutil.copyfile(machines.ip_config, ip_config)
+    return {
+        "DGL_DIST_MODE": "distributed", "DGL_IP_CONFIG": str(ip_config), "DGL_NUM_SERVER": str(config.servers),
+        "DGL_NUM_CLIENT": str(config.nproc), "DGL_CONF_PATH": str(Path(dataset.config).resolve()),
+        "DGL_NUM_SAMPLER": "0", "DGL_GRAPH_FORMAT": "csc,coo",
+    }  # fmt: skip
+
+
+def _start_server(servers: Children, i: int, common: Dict[str, str], folder: Path) -> Path:
+    """Start graph server ``i`` (in its own session, its output in ``folder/server-i.log``); its log."""
+    path = folder / f"server-{i}.log"
+    env = {**os.environ, **common, "DGL_ROLE": "server", "DGL_SERVER_ID": str(i), "OMP_NUM_THREADS": "1",
+           PARENT_ENV: str(os.getpid())}  # fmt: skip
+    with open(path, "wb") as log:
+        servers.start_command(
+            [sys.executable, "-m", "revgnn_dgl.train.distgraph"], name=f"graph server {i}", env=env, stdout=log,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+    return path
+
+
+@contextmanager
+def _watched(servers: Children, logs: List[Path], folder: Path) -> Iterator[None]:
+    """Inside the block, a server that ends stops the trainers (they would wait for it for ever), and the
+    block ends with one line naming it."""
+    failed: List[str] = []
+    stop = threading.Event()
+    watch = threading.Thread(target=_watch, args=(servers, logs, failed, stop, folder), daemon=True)
+    watch.start()
+    try:
+        yield
+    except BaseException:
+        if failed:
+            raise DistributedError(failed[0]) from None
+        raise
+    finally:
+        stop.set()
+        watch.join()
+    if failed:
+        raise DistributedError(failed[0])
+
+
+def _watch(servers: Children, logs: List[Path], failed: List[str], stop: threading.Event,
            folder: Optional[Path] = None) -> None:  # fmt: skip
     """While the trainers run: a server that ends stops them (they would wait for it forever); the
     shared memory the servers map is recorded in ``folder`` as it appears."""
@@ -381,15 +395,13 @@ def _watch(servers: List[subprocess.Popen], logs: List[Path], failed: List[str],
         if folder is not None:
             _record_shared_memory(servers, folder)
         for i, server in enumerate(servers):
-            code = server.poll()
+            code = server.exitcode
             if code is None or code == 0:  # 0: it ended after every trainer said goodbye
                 continue
             if stop.is_set():
                 return
-            why = f"killed by signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
-            failed.append(f"graph server {i} ended ({why}) while training: {_last_line(logs[i])}")
-            for child in multiprocessing.active_children():
-                child.kill()
+            failed.append(f"graph server {i} ended ({exit_reason(code)}) while training: {_last_line(logs[i])}")
+            kill_started_functions()
             return
 
 
@@ -406,7 +418,7 @@ def _last_line(path: Path) -> str:
 SERVERS_PREFIX, OWNER_FILE, SHM_FILE = "revgnn-dgl-servers-", "owner", "shared-memory"
 
 
-def _record_shared_memory(servers: List[subprocess.Popen], folder: Path) -> None:
+def _record_shared_memory(servers: Iterable[Any], folder: Path) -> None:
     """Append to ``folder/shared-memory`` the ``/dev/shm`` names the live servers map (from
     ``/proc/PID/maps``) not yet recorded: their exact names, for the cleanup and for the next start
     after a SIGKILL."""
@@ -472,22 +484,6 @@ def _shared_memory() -> set:
         return set()
 
 
-def _end(servers: List[subprocess.Popen], wait_s: float) -> None:
-    """Every server ended: those the trainers' goodbye did not end (within ``wait_s``) are terminated, then killed."""
-    deadline = time.monotonic() + wait_s
-    for server in servers:
-        try:
-            server.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            server.terminate()
-    for server in servers:
-        try:
-            server.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-
-
 @contextmanager
 def _host_lock() -> Iterator[None]:
     fd = open_nofollow(HOST_LOCK, os.O_RDWR | os.O_CREAT, error=DistributedError)  # never through a planted link
@@ -509,7 +505,7 @@ def _host_lock() -> Iterator[None]:
 
 
 if __name__ == "__main__":  # a graph server started by graph_servers()
-    from .distributed import end_with_parent
+    from ..signals import end_with_parent
 
     try:
         if os.environ.get(PARENT_ENV):  # in its own session, so only this ends it with a SIGKILLed command

@@ -85,10 +85,9 @@ Test hook
 
 from __future__ import annotations
 
+import multiprocessing
 import os
-import re
 import signal
-import socket
 import sys
 import threading
 import time
@@ -102,25 +101,25 @@ import torch.distributed as dist
 from torch import nn
 
 from ..errors import ConfigError, DistributedError, PeerFailedError, is_user_error
-from ..signals import (  # noqa: F401  (their names here too, as before)
-    Terminated,
-    end_process,
-    end_with_parent,
-    interrupt_exit_code,
-    sigterm_as_interrupt,
-)
+from ..log import get_logger, set_rank
+from ..processes import INTERRUPTED, Children, exit_reason, messages_to_parent, run_child
+from ..signals import end_process, interrupt_exit_code, sigterm_as_interrupt
 from .device import dgl_has_cuda, resolve_device
+from .rendezvous import (
+    DEFAULT_TIMEOUT_S,
+    _check_port_free,
+    _env_or,
+    _rendezvous_timed_out,
+    classify_error,
+    describe_error,
+    env_count,
+    free_port,
+    this_host,
+    timeout_seconds,
+)
 from .settings import LAUNCHER_ENV  # what a launcher (torchrun, spawn) gives every process
 
-#: Seconds a collective may wait before the job fails (env ``REVGNN_DGL_DIST_TIMEOUT``).
-DEFAULT_TIMEOUT_S = 1800.0
-ENV_TIMEOUT = "REVGNN_DGL_DIST_TIMEOUT"
-
-Echo = Callable[[str], None]
-
-
-def _quiet(line: str) -> None:
-    """Swallow a line (the echo of ranks other than 0)."""
+log = get_logger(__name__)
 
 
 class Context:
@@ -134,8 +133,6 @@ class Context:
     ----------
     rank, world_size, local_rank : int
         This process's rank among ``world_size``, and its rank on its machine.
-    echo : callable, optional
-        Where rank 0's progress lines go (default ``print``); other ranks' lines are dropped.
     timeout_s : float, optional
         Time limit of the collectives of the groups created later (the NCCL one).
     """
@@ -146,12 +143,10 @@ class Context:
         world_size: int = 1,
         local_rank: int = 0,
         *,
-        echo: Optional[Echo] = None,
         timeout_s: Optional[float] = None,
     ) -> None:
         self.rank, self.world_size, self.local_rank = rank, world_size, local_rank
         self.timeout_s = timeout_s
-        self._echo = echo if echo is not None else print
         #: The device of this process, set by :meth:`use_device`.
         self.device: Optional[torch.device] = None
         #: Whether this context joined a process group (False: one process, collectives are no-ops).
@@ -169,11 +164,6 @@ class Context:
     def is_main(self) -> bool:
         """Whether this is rank 0, the one that evaluates and writes."""
         return self.rank == 0
-
-    @property
-    def echo_fn(self) -> Echo:
-        """Where this rank's progress lines go: the context's ``echo`` on rank 0, nowhere elsewhere."""
-        return self._echo if self.is_main else _quiet
 
     # ------------------------------------------------------------------ devices and models
     def use_device(self, spec: str) -> torch.device:
@@ -337,50 +327,14 @@ class Context:
 
 
 # ---------------------------------------------------------------------- starting a process
-def timeout_seconds(timeout_s: Optional[float] = None) -> float:
-    """The collectives' time limit: the argument, else ``$REVGNN_DGL_DIST_TIMEOUT``, else 1800 s."""
-    if timeout_s is not None:
-        value: Any = timeout_s
-    else:
-        value = os.environ.get(ENV_TIMEOUT, DEFAULT_TIMEOUT_S)
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise ConfigError(f"{ENV_TIMEOUT}={value!r} is not a number of seconds.") from None
-    from ..limits import MAX_DIST_TIMEOUT_S
-
-    if not 0 < seconds <= MAX_DIST_TIMEOUT_S:  # also refuses nan and inf (timedelta overflows past ~1e14 s)
-        raise ConfigError(f"the collectives' timeout must be a positive number of seconds up to {MAX_DIST_TIMEOUT_S:.0f} "
-                          f"(a week), got {value!r}.")  # fmt: skip
-    return seconds
 
 
-def env_count(name: str, default: Optional[str] = None, minimum: int = 0) -> int:
-    """A launcher's integer variable (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``): one line when it is not one."""
-    text = os.environ.get(name, default)
-    try:
-        value = int(str(text))
-    except ValueError:
-        value = minimum - 1
-    if value < minimum:
-        raise DistributedError(f"{name}={text!r:.40} is not an integer of at least {minimum}; a launcher (torchrun) "
-                               "sets it: start the job with torchrun or `revgnn-dgl train --nproc N`.")  # fmt: skip
-    return value
-
-
-def _env_or(pair: Tuple[str, int]) -> int:
-    """A launcher's integer variable for an error line, or the default when it is not one."""
-    try:
-        return env_count(pair[0])
-    except DistributedError:
-        return pair[1]
-
-
-def init_from_env(timeout_s: Optional[float] = None, echo: Optional[Echo] = None) -> Context:
+def init_from_env(timeout_s: Optional[float] = None) -> Context:
     """Join the job this process is a rank of (env ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_*``).
 
     Initialises the default process group with gloo and the collectives' timeout; the device
-    (and a NCCL group for CUDA) comes later, from :meth:`Context.use_device`.
+    (and a NCCL group for CUDA) comes later, from :meth:`Context.use_device`. From then on only
+    rank 0's messages are printed (:func:`revgnn_dgl.log.set_rank`).
 
     Raises
     ------
@@ -417,7 +371,8 @@ def init_from_env(timeout_s: Optional[float] = None, echo: Optional[Echo] = None
         ) from None
     finally:
         watchdog.cancel()
-    ctx = Context(rank, world, local_rank, echo=echo, timeout_s=seconds)
+    set_rank(rank)
+    ctx = Context(rank, world, local_rank, timeout_s=seconds)
     ctx.active = True
     hosts: List[Any] = [None] * world
     dist.all_gather_object(hosts, this_host())  # once: so that a lost contact can name the host
@@ -425,114 +380,10 @@ def init_from_env(timeout_s: Optional[float] = None, echo: Optional[Echo] = None
     return ctx
 
 
-def this_host() -> Tuple[str, str]:
-    """``(hostname, address)`` of this machine: the address its hostname resolves to, the one gloo offers its peers."""
-    name = socket.gethostname()
-    try:
-        address = socket.gethostbyname(name)
-    except OSError:
-        address = "?"
-    return name, address
-
-
-def _check_port_free(port: int, where: str) -> None:
-    """Refuse a port another program listens on before torch tries it (and logs three C++ lines)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the store binds: TIME_WAIT is no obstacle
-        try:
-            sock.bind(("0.0.0.0", port))
-        except OSError as err:
-            raise DistributedError(
-                f"could not host the job at {where}: {err.strerror or err} (another program listens on port {port}; "
-                "choose another --master-port)"
-            ) from None
-
-
-def _rendezvous_timed_out(rank: int, world: int, where: str, seconds: float) -> None:
-    """The watchdog of :func:`init_from_env`: one line, then this process ends (exit 1)."""
-    print(
-        f"Error: rank {rank} of {world} could not join the job at {where} within {seconds:g} s (--dist-timeout): "
-        "the other processes did not come, or the port belongs to another program.",
-        file=sys.stderr, flush=True,
-    )  # fmt: skip
-    end_process(1)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on now (bind to port 0 and read the one the system chose)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-# ---------------------------------------------------------------------- errors, one line each
-def describe_error(err: BaseException) -> str:
-    """One line: the message of a user error, ``Type: message`` of anything else."""
-    text = " ".join(str(err).split())
-    if is_user_error(err):
-        return text
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
-
-
-def _is_comm_error(err: BaseException) -> bool:
-    """Whether ``err`` came from a collective whose peer went away or timed out."""
-    if isinstance(err, getattr(dist, "DistBackendError", ())):
-        return True
-    text = str(err)
-    needles = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "Timed out", "timed out",
-               "ProcessGroupGloo", "ProcessGroupNCCL", "NCCL error")  # fmt: skip
-    return isinstance(err, RuntimeError) and any(n in text for n in needles)
-
-
-def classify_error(err: BaseException, rank: int, world: int, hosts: Sequence[Tuple[str, str]] = ()) -> Tuple[str, str]:
-    """``(kind, line)`` for a rank's failure: ``error`` (its own), ``peer`` (another rank's,
-    shared by :meth:`Context.check`) or ``lost`` (a collective failed: a peer probably died, or
-    its host was cut off). With ``hosts`` (each rank's, :attr:`Context.hosts`) a lost contact
-    names the host: the one whose address the error gives, else every other host of the job."""
-    if isinstance(err, PeerFailedError):
-        return "peer", str(err)
-    if _is_comm_error(err):
-        first = " ".join(str(err).split())[:300]
-        return "lost", (
-            f"rank {rank} of {world} lost contact with {lost_peers(first, rank, hosts)} ({first}); "
-            "another rank probably failed first (see its error)"
-        )
-    return "error", f"rank {rank} of {world}: {describe_error(err)}"
-
-
-def lost_peers(message: str, rank: int, hosts: Sequence[Tuple[str, str]]) -> str:
-    """Who a rank lost contact with: ``rank 1 on host h1 (10.213.0.2)``, or ``the other processes``.
-
-    The peer is the one whose address gloo's message names (``Read error [10.213.0.2]:46787``);
-    a timeout names none, and then every rank on another host is named (on one host: nobody).
-
-    >>> hosts = [("h0", "10.0.0.1"), ("h1", "10.0.0.2")]
-    >>> lost_peers("Read error [10.0.0.2]:4678: Connection reset by peer", 0, hosts)
-    'rank 1 on host h1 (10.0.0.2)'
-    >>> lost_peers("Timed out waiting 20000ms for recv operation to complete", 1, hosts)
-    'rank 0 on host h0 (10.0.0.1)'
-    >>> lost_peers("Read error [127.0.0.1]:4678", 0, [("vm", "127.0.0.1")] * 2)
-    'the other processes'
-    """
-    if len(hosts) <= rank:
-        return "the other processes"
-    found = re.search(r"\[([0-9A-Fa-f.:]+)\]:\d+", message)
-    if found:
-        ranks = [r for r, (_, address) in enumerate(hosts) if address == found.group(1) and r != rank]
-    else:
-        ranks = [r for r, host in enumerate(hosts) if host != hosts[rank]]
-    if all(hosts[r] == hosts[rank] for r in ranks):  # one host: its address tells no rank apart
-        return "the other processes"
-    names = ", ".join(dict.fromkeys(f"{hosts[r][0]} ({hosts[r][1]})" for r in ranks))
-    which = f"rank {ranks[0]}" if len(ranks) == 1 else "ranks " + ", ".join(map(str, ranks))
-    return f"{which} on host {names}" if "," not in names else f"{which} on hosts {names}"
-
-
 def run_from_env(
     fn: Callable[..., Any],
     *args: Any,
     timeout_s: Optional[float] = None,
-    echo: Echo = print,
     on_result: Optional[Callable[[Any], None]] = None,
 ) -> "NoReturn":
     """Run ``fn(ctx, *args)`` as a rank of a job started by torchrun (or another launcher), then end the process.
@@ -547,7 +398,7 @@ def run_from_env(
     ctx: Optional[Context] = None
     try:
         with sigterm_as_interrupt():
-            ctx = init_from_env(timeout_s, echo=echo)
+            ctx = init_from_env(timeout_s)
             result = fn(ctx, *args)
             ctx.close()
         if on_result is not None:
@@ -574,7 +425,6 @@ def spawn(
     *args: Any,
     threads: Optional[int] = None,
     timeout_s: Optional[float] = None,
-    echo: Optional[Echo] = None,
     job: Optional[Tuple[int, int, str, int]] = None,
 ) -> List[Any]:
     """Run ``fn(ctx, *args)`` in ``nproc`` new processes on this machine, as the ranks of one job.
@@ -594,8 +444,6 @@ def spawn(
         torch CPU threads of each process; default: this process's threads divided among them.
     timeout_s : float, optional
         The collectives' time limit (:func:`timeout_seconds`).
-    echo : callable, optional
-        Receives rank 0's progress lines (``ctx.echo_fn``) in this process; default ``print``.
     job : (first_rank, world_size, master_addr, master_port), optional
         These processes are ranks ``first_rank`` to ``first_rank+nproc-1`` of a job of
         ``world_size`` ranks over several machines, whose rank 0 hosts the rendezvous at
@@ -613,101 +461,86 @@ def spawn(
         When a process fails: one line naming the first failing rank and its error (or the
         signal that killed it). The other processes are stopped first.
     """
-    import torch.multiprocessing as mp
-    from torch.multiprocessing.spawn import ProcessException
-
     if nproc < 1:
         raise ConfigError(f"nproc must be at least 1, got {nproc}.")
     if threads is None:
         threads = max(1, torch.get_num_threads() // nproc)
-    echo = echo if echo is not None else print
     first, world, master, port = job if job is not None else (0, nproc, "127.0.0.1", free_port())
     # One pipe per rank, each with a single writer: no lock, so no semaphore that an interrupted
     # job could leave behind (a SimpleQueue's locks did).
-    pipes = [mp.get_context("spawn").Pipe(duplex=False) for _ in range(nproc)]
-    readers = [reader for reader, _ in pipes]
+    pipes = [multiprocessing.get_context("spawn").Pipe(duplex=False) for _ in range(nproc)]
+    ranks = _Ranks([reader for reader, _ in pipes], nproc)
+    writers = [writer for _, writer in pipes]
     # OpenMP reads OMP_NUM_THREADS when its library loads, before any set_num_threads: without it
     # each rank's OpenMP pools are as large as the machine and spin against the other ranks
     # (2 ranks on 2 cores: 1.07x the one-process epoch speed with it unset, 1.63x with it set).
-    saved = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    try:
-        procs = mp.start_processes(
-            _spawned, args=((first, world, master), port, [writer for _, writer in pipes], fn, args, threads, timeout_seconds(timeout_s),
-                            os.getpid()),
-            nprocs=nproc, join=False, start_method="spawn",
-        )  # fmt: skip
-    finally:
-        if saved is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
-        else:
-            os.environ["OMP_NUM_THREADS"] = saved
-    results: List[Any] = [None] * nproc
-    failures: List[Tuple[float, str, int, str]] = []
+    threads_env, seconds = {"OMP_NUM_THREADS": str(threads)}, timeout_seconds(timeout_s)
+    with Children(grace_s=10.0) as group:  # Ctrl-C, SIGTERM, a failure: the ranks left are stopped
+        for local_rank in range(nproc):
+            arguments = (local_rank, (first, world, master), port, writers, fn, args, threads, seconds, os.getpid())
+            group.start_function(_spawned, arguments, name=f"rank-{first + local_rank}", env=threads_env)
+        failed = group.watch(poll_s=0.2, tick=ranks.drain)
+        if failed is None:
+            ranks.drain()
+            return ranks.results
+        group.end()  # the others, before their last words are read
+        time.sleep(0.1)  # the last words of the stopped processes
+        ranks.drain()
+        if group.interrupted():
+            raise KeyboardInterrupt from None  # Ctrl-C reached the processes first
+        index = group.children.index(failed)
+        code = int(failed.exitcode or 0)
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"  # as torch's spawn said it
+        first_words = f"process {index} terminated with {how}"
+        codes = [child.exitcode for child in group]
+        raise DistributedError(_failure_line(first_words, codes, ranks.failures, world, first))
 
-    def drain() -> None:
+
+class _Ranks:
+    """What the ranks of :func:`spawn` send their parent: rank 0's messages, results and failures."""
+
+    def __init__(self, readers: List[Any], nproc: int) -> None:
+        self.readers = readers
+        self.results: List[Any] = [None] * nproc
+        self.failures: List[Tuple[float, str, int, str]] = []
+
+    def drain(self) -> None:
         from multiprocessing.connection import wait
 
-        while readers:
-            ready = wait(readers, timeout=0)
+        while self.readers:
+            ready: List[Any] = wait(self.readers, timeout=0)
             if not ready:
                 return
             for reader in ready:
                 try:
                     tag, rank, *payload = reader.recv()
                 except (EOFError, OSError):  # the rank is gone and said all it had to say
-                    readers.remove(reader)
+                    self.readers.remove(reader)
                     continue
-                if tag == "echo":
-                    echo(payload[0])
+                if tag == "log":  # a rank's message, printed here as this process prints its own
+                    log.info(payload[0])
                 elif tag == "result":
-                    results[rank] = payload[0]
+                    self.results[rank] = payload[0]
                 else:
-                    failures.append((payload[0], payload[1], rank, payload[2]))
-
-    try:
-        with sigterm_as_interrupt():
-            while True:
-                done = procs.join(timeout=0.2)
-                drain()
-                if done:
-                    break
-    except ProcessException as err:
-        time.sleep(0.1)  # the last words of the stopped processes
-        drain()
-        if any(process.exitcode == 130 for process in procs.processes):
-            raise KeyboardInterrupt from None  # Ctrl-C reached the processes first
-        raise DistributedError(_failure_line(err, procs.processes, failures, world, first)) from None
-    except BaseException:  # KeyboardInterrupt or Terminated: stop the workers, then let it through
-        for process in procs.processes:
-            if process.is_alive():
-                process.terminate()
-        for process in procs.processes:
-            process.join(timeout=10)
-            if process.is_alive():  # a rank stuck where SIGTERM cannot reach Python
-                process.kill()
-                process.join()
-        raise
-    return results
+                    self.failures.append((float(payload[0]), str(payload[1]), int(rank), str(payload[2])))
 
 
-def _failure_line(err: Exception, processes: Sequence[Any], failures: Sequence[Tuple[float, str, int, str]], nproc: int,
-                  first: int = 0) -> str:  # fmt: skip
+def _failure_line(first_words: str, codes: Sequence[Optional[int]], failures: Sequence[Tuple[float, str, int, str]],
+                  nproc: int, first: int = 0) -> str:  # fmt: skip
     """The first failure: a rank's own error, else a rank killed by a signal, else a lost contact."""
     own = sorted(f for f in failures if f[1] == "error")
     if own:
         return own[0][3]
     # A rank that aborts (SIGABRT) mostly does so because a peer vanished first: name that peer.
     for follow_up in ((signal.SIGTERM, signal.SIGABRT), (signal.SIGTERM,)):
-        for rank, process in enumerate(processes):
-            code = process.exitcode
+        for rank, code in enumerate(codes):
             if code is not None and code < 0 and -code not in follow_up:
-                return f"rank {first + rank} of {nproc} was killed by signal {signal.Signals(-code).name}"
+                return f"rank {first + rank} of {nproc} was {exit_reason(code)}"
     for kind in ("peer", "lost"):
         found = sorted(f for f in failures if f[1] == kind)
         if found:
             return found[0][3]
-    return f"a process of the job failed: {' '.join(str(err).split())[:300]}"
+    return f"a process of the job failed: {' '.join(first_words.split())[:300]}"
 
 
 def _spawned(
@@ -731,23 +564,26 @@ def _spawned(
     torch.set_num_threads(threads)
     # Only rank 0 draws a progress bar: a thread lock will do, instead of tqdm's default named
     # semaphore, which a rank terminated by its launcher could not release.
-    from tqdm import tqdm
+    from tqdm import tqdm  # type: ignore[import-untyped]
 
     tqdm.set_lock(threading.RLock())
     out = writers[local_rank]  # this rank's own pipe to the parent
+    messages_to_parent(out)  # rank 0's messages, printed by the launcher
     ctx: Optional[Context] = None
-    try:
-        end_with_parent(parent)  # a SIGKILLed launcher runs no cleanup: the OS then stops its ranks
-        ctx = init_from_env(timeout_s, echo=lambda line: out.send(("echo", 0, line)))
-        result = fn(ctx, *args)
-        out.send(("result", local_rank, result))
+
+    def body() -> None:
+        nonlocal ctx
+        ctx = init_from_env(timeout_s)
+        out.send(("result", local_rank, fn(ctx, *args)))
         ctx.close()
-    except KeyboardInterrupt:
-        end_process(130)
-    except Exception as err:  # noqa: BLE001  (reported to the parent, then exit 1)
+
+    def on_error(err: Exception) -> int:
         kind, line = classify_error(err, first + local_rank, nproc, ctx.hosts if ctx is not None else ())
         if kind == "error" and not is_user_error(err):
             traceback.print_exc()
         out.send(("failure", local_rank, time.time(), kind, line))
-        end_process(1)
-    end_process(0)  # never through gloo's destructor (see Context.close)
+        return 1
+
+    # A SIGKILLed launcher runs no cleanup: the OS then stops its ranks (SIGTERM, its default action).
+    status, _ = run_child(parent, body, on_error, sigterm=False)
+    end_process(130 if status in INTERRUPTED else status)  # never through gloo's destructor (see Context.close)

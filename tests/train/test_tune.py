@@ -405,7 +405,7 @@ def test_jobs_share_the_free_cores_when_threads_are_not_given(monkeypatch, tmp_p
     monkeypatch.setattr(revgnn_dgl.limits, "cpu_cores", lambda: 2)
     monkeypatch.setattr(revgnn_dgl.env, "load_average", lambda: 0.0)
     seen: Dict[str, Any] = {}
-    monkeypatch.setattr(tune_module, "tune", lambda base, space, settings, echo: seen.update(base=base))
+    monkeypatch.setattr(tune_module, "tune", lambda base, space, settings, **_: seen.update(base=base))
     args = tune_args(tmp_path / "study", 2)
     at = args.index("--threads")
     args = args[:at] + args[at + 2 :] + ["--jobs", str(jobs)]
@@ -443,7 +443,7 @@ def _late_peaker(step: int) -> float:
 
 
 def test_the_patient_pruner_keeps_a_trial_behind_early_but_improving_and_prunes_a_stalled_one() -> None:
-    from revgnn_dgl.train.pruners import ProgressPruner
+    from revgnn_dgl.train.tune.pruners import ProgressPruner
 
     # Optuna's MedianPruner at a fixed early epoch cuts the late peaker: the behaviour issue 39 replaces.
     median = _study_with_finished_trials(optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=10))
@@ -479,7 +479,7 @@ def test_the_patient_pruner_keeps_a_trial_behind_early_but_improving_and_prunes_
 def test_tune_budget_starts_no_trial_after_it(tmp_path: Path, monkeypatch) -> None:
     """A 0.1-minute budget and trials that each take longer: the study ends with the trials that started
     inside the budget, the one running at its end stopped at its next evaluation and recorded as pruned."""
-    from revgnn_dgl.train import tune as tune_module
+    from revgnn_dgl.train.tune import workers as tune_module  # where the worker's loop finds _run_trial
 
     starts: List[float] = []
     real_run_trial = tune_module._run_trial
