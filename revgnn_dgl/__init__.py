@@ -8,7 +8,6 @@ only torch (the reversible engine, :mod:`revgnn_dgl.nn.grouprevres`) never impor
 """
 
 from .lazy import lazy_exports
-from .log import install_default_handler
 
 __version__ = "0.3.0"
 
@@ -27,7 +26,5 @@ _EXPORTS = {
 
 __all__ = sorted([*_EXPORTS, "__version__"])
 
-
-install_default_handler()
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

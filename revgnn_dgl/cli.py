@@ -213,7 +213,7 @@ def tune(
 
     try:
         with sigterm_as_interrupt():  # SIGTERM ends the workers too, as Ctrl-C does
-            run_study(base, search, settings, echo=click.echo)
+            run_study(base, search, settings)
     except KeyboardInterrupt as err:
         click.echo("\nInterrupted; the finished trials are in the study: the same command continues it.", err=True)
         ctx.exit(interrupt_exit_code(err))

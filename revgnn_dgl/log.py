@@ -2,8 +2,9 @@
 
 Library code writes ``log = get_logger(__name__)`` at module level and calls ``log.info(...)``;
 no function takes an ``echo`` callable. Messages go to standard output as plain lines, the
-way ``print`` would, through one handler on the ``revgnn_dgl`` logger, installed when the
-package is imported (unless that logger has handlers already). An application that routes the
+way ``print`` would, through one handler on the ``revgnn_dgl`` logger, installed by the first :func:`get_logger`
+(unless that logger has handlers already; not at the package's import, which stays free of
+:mod:`logging` and its threads so that the console script's Ctrl-C rule is in place first). An application that routes the
 messages through its own logging removes it: ``logging.getLogger("revgnn_dgl").handlers.clear()``
 and ``.propagate = True``.
 
@@ -27,10 +28,12 @@ ROOT = "revgnn_dgl"
 ALL_RANKS: Dict[str, bool] = {"all_ranks": True}
 
 _rank = 0
+_defaulted = False
 
 
 def get_logger(name: str) -> logging.Logger:
     """The logger of module ``name`` (``__name__``); below :data:`ROOT` for the package's modules."""
+    install_default_handler()
     return logging.getLogger(name)
 
 
@@ -82,6 +85,10 @@ def install_handler(level: int = logging.INFO) -> logging.Handler:
 
 
 def install_default_handler() -> None:
-    """At import: the plain-line handler, unless the ``revgnn_dgl`` logger has handlers already."""
+    """The plain-line handler, unless the ``revgnn_dgl`` logger has handlers already (or had them once)."""
+    global _defaulted
+    if _defaulted:
+        return
+    _defaulted = True
     if not logging.getLogger(ROOT).handlers:
         install_handler()

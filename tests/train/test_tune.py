@@ -139,11 +139,11 @@ def test_on_epoch_stop_leaves_a_run_that_resumes_exactly(tmp_path: Path) -> None
 
     stopped = str(tmp_path / "stopped")
     with pytest.raises(Stop):
-        train(TrainConfig(**{**config.to_dict(), "out": stopped}), echo=lambda line: None, on_epoch=stop_at_2)
+        train(TrainConfig(**{**config.to_dict(), "out": stopped}), on_epoch=stop_at_2)
     assert [(r["epoch"], r["seed"]) for r in seen] == [(1, 0), (2, 0)] and seen[1]["val"] is not None
     assert [r["epoch"] for r in read_metrics(stopped)] == [1, 2]  # the stopping epoch's line is written
-    resumed = train(TrainConfig(**{**config.to_dict(), "out": stopped}), resume=True, echo=lambda line: None)
-    whole = train(TrainConfig(**{**config.to_dict(), "out": str(tmp_path / "whole")}), echo=lambda line: None)
+    resumed = train(TrainConfig(**{**config.to_dict(), "out": stopped}), resume=True)
+    whole = train(TrainConfig(**{**config.to_dict(), "out": str(tmp_path / "whole")}))
     assert resumed["val"] == whole["val"] and resumed["test"] == whole["test"]
 
 
