@@ -12,8 +12,9 @@ the value. Every choice comes with one printed line naming the statistic behind 
 The optimisation recipe (and with it the block) is the one choice set from measured scores:
 the cell of :data:`RECIPE_BY_CELL` (edge features, feature kind, homophily, degree) names one of
 :data:`RECIPES`; ``benchmarks/auto_recipe_logo.py`` scores every candidate on the local real
-graphs and the generated families, fits the table with each graph left out in turn, and
-``--check`` says whether the committed table is the fit on all graphs (``docs/deep_recipe.md``). The other choices follow from the causes found in issue 39 and are
+graphs and the generated families, fits the table and the degree threshold
+(:data:`DENSE_DEGREE`) with each graph left out in turn, and ``--check`` says whether the
+committed table and threshold are the fit on all graphs (``docs/deep_recipe.md``). The other choices follow from the causes found in issue 39 and are
 tested on generated graphs (``tests/train/test_auto_recipe.py``).
 
 This module imports numpy and torch only when :func:`measure` runs; the table itself is data.
