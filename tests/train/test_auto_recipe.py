@@ -15,6 +15,7 @@ from revgnn_dgl.train import TrainConfig
 from revgnn_dgl.train.auto_recipe import (
     AUTO_TABLE,
     CELL_KEYS,
+    DENSE_DEGREE,
     HETEROPHILY,
     RECIPE_BY_CELL,
     RECIPES,
@@ -44,7 +45,7 @@ def test_measured_statistics_are_the_generators(stats):
     assert citation.feature_kind == "sparse" and citation.binary and citation.label_kind == "multiclass"
     assert stats["protein-edges"].edge_feats == 19
     assert stats["heterophilous"].excess_homophily < HETEROPHILY < citation.excess_homophily
-    assert stats["copurchase"].mean_degree >= 10 > citation.mean_degree
+    assert stats["copurchase"].mean_degree >= DENSE_DEGREE > citation.mean_degree
 
 
 def test_homophily_reads_the_training_labels_only():
@@ -95,6 +96,22 @@ def test_the_generated_families_land_in_their_cells(stats):
     cell = "/".join(cell_of(stats["heterophilous"])[k] for k in CELL_KEYS)
     forced = choose(stats["heterophilous"], table={cell: "dense"})
     assert forced.settings["model_args"]["gcnii_alpha"] == 0.5 and "(heterophilous, < 0.1)" in "\n".join(forced.lines())
+
+
+@pytest.mark.parametrize("degree, cell, recipe", [(4.0, "low-degree", "citation"), (8.0, "high-degree", "copurchase")])
+def test_the_mean_degree_picks_the_sparse_graphs_recipe(degree, cell, recipe):
+    """The same sparse homophilous citation-like graph (20 labels per class or 60 % labelled alike),
+    at the citation graphs' mean degree (Cora 3.9) and at Coauthor CS's side of the fitted
+    threshold (8.9): the degree alone moves it from GCNII's citation recipe to GraphConv's, and
+    the printed reason names the degree and the threshold."""
+    st = measure(load_dataset("synthetic-family", family="citation", num_nodes=600, avg_degree=degree))
+    assert st.feature_kind == "sparse" and st.excess_homophily >= HETEROPHILY and st.edge_feats == 0
+    assert (st.mean_degree >= DENSE_DEGREE) == (cell == "high-degree")
+    choice = choose(st)
+    assert choice.cell["degree"] == cell and choice.recipe == recipe
+    first = choice.lines()[0]
+    assert f"recipe {recipe!r}" in first
+    assert f"mean degree {st.mean_degree:.1f} ({cell}, threshold {DENSE_DEGREE:g})" in first
 
 
 def test_table_rows_end_with_a_default_and_cells_name_known_recipes():
@@ -161,6 +178,8 @@ AUTO_RUNS = [
     ("humloc", "humloc", 4, "humloc-revgnn-4x64-cosine"),
     ("amazon-computers", "amazon_computers", None, "amazon-computers-revgnn-gcn-16x64"),
     ("amazon-computers", "amazon_computers", 4, "amazon-computers-revgnn-gcn-4x64"),
+    ("coauthor-cs", "coauthor_cs", None, "coauthor-cs-revgnn-gcn-16x64"),
+    ("coauthor-cs", "coauthor_cs", 4, "coauthor-cs-revgnn-gcn-4x64"),
 ]
 RECIPE_KEYS = ("model", "num_layers", "hidden", "dropout", "input_dropout", "lr", "optimizer", "weight_decay",
                "layer_weight_decay", "schedule", "warmup_epochs", "epochs", "patience", "label_smoothing", "grad_clip",
