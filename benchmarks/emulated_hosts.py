@@ -63,7 +63,9 @@ def main(argv: List[str]) -> int:
     if not 1 <= args.hosts <= 200:
         print(f"Error: --hosts {args.hosts}: give 1 to 200", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM tears down as Ctrl-C does
+    # Ctrl-C and SIGTERM tear down: set here, since a shell's background job starts with SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         with EmulatedHosts(args.hosts, tag="bench") as hosts:
             fields = {"master": hosts[0].address, "nhosts": args.hosts}

@@ -23,6 +23,7 @@ on both hosts and ``--resume`` is bit-exact.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -31,7 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, Iterator, List, Sequence
 
 import pytest
 import torch
@@ -83,26 +84,40 @@ def test_hosts_are_removed_after_a_failure_ctrl_c_and_sigkill(tmp_path: Path) ->
     assert not set(names) & set(_netns())
     # Ctrl-C of the script beside the benchmarks while a command runs on each host: exit 130, all gone.
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "emulated_hosts.py"
+    with _killed_at_the_end(script) as proc:
+        prefix = f"rvgh-{proc.pid}-"
+        _wait_for(lambda: sum(n.startswith(prefix) for n in _netns()) == 3 and _sleepers(proc.pid), 60)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert not [n for n in _netns() if n.startswith(prefix)] and not _sleepers(proc.pid)
+    # SIGKILL: no teardown runs; the holders die with it, and the sweeper removes what is left.
+    with _killed_at_the_end(script) as proc:
+        prefix = f"rvgh-{proc.pid}-"
+        _wait_for(lambda: sum(n.startswith(prefix) for n in _netns()) == 3 and _sleepers(proc.pid), 60)
+        proc.kill()
+        proc.wait(timeout=30)
+        assert [n for n in _netns() if n.startswith(prefix)]  # left behind
+        removed = sweep()
+        assert len([n for n in removed if n.startswith(prefix)]) == 3
+        assert not [n for n in _netns() if n.startswith(prefix)] and not _sleepers(proc.pid)
+        assert not list(Path(tempfile.gettempdir()).glob(f"{prefix}*"))  # its folders too
+
+
+@contextlib.contextmanager
+def _killed_at_the_end(script: Path) -> Iterator[subprocess.Popen]:
+    """``emulated_hosts.py -- sleep 600`` in its own session; whatever the test's outcome, the session
+    is killed and its namespaces swept at the end (a failing test leaves no host behind)."""
     proc = subprocess.Popen([sys.executable, str(script), "--", "sleep", "600"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
-    prefix = f"rvgh-{proc.pid}-"
-    _wait_for(lambda: sum(n.startswith(prefix) for n in _netns()) == 3 and _sleepers(proc.pid), 60)
-    os.killpg(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert not [n for n in _netns() if n.startswith(prefix)] and not _sleepers(proc.pid)
-    # SIGKILL: no teardown runs; the holders die with it, and the sweeper removes what is left.
-    proc = subprocess.Popen([sys.executable, str(script), "--", "sleep", "600"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-    prefix = f"rvgh-{proc.pid}-"
-    _wait_for(lambda: sum(n.startswith(prefix) for n in _netns()) == 3 and _sleepers(proc.pid), 60)
-    proc.kill()
-    proc.wait(timeout=30)
-    assert [n for n in _netns() if n.startswith(prefix)]  # left behind
-    removed = sweep()
-    assert len([n for n in removed if n.startswith(prefix)]) == 3
-    assert not [n for n in _netns() if n.startswith(prefix)] and not _sleepers(proc.pid)
-    assert not list(Path(tempfile.gettempdir()).glob(f"{prefix}*"))  # its folders too
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        sweep()
 
 
 def test_where_namespaces_cannot_be_made_the_test_skips_or_fails_in_ci(tmp_path: Path) -> None:
