@@ -590,7 +590,7 @@ def test_foreign_safetensors_only_with_the_option_and_exact_agreement(finished: 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full, which answers every write with ENOSPC")
 def test_no_space_while_appending_metrics_names_the_file() -> None:
     from revgnn_dgl.errors import is_user_error
-    from revgnn_dgl.train.rundir import append_metrics
+    from revgnn_dgl.train.metrics_log import append_metrics
 
     with pytest.raises(OSError) as err:
         append_metrics("/dev/full", {"epoch": 1, "loss": 0.5})

@@ -18,7 +18,7 @@ started by :func:`launch` or torchrun; only rank 0 writes the run directory).
 
 The modules, bottom to top: :mod:`.config` (``TrainConfig``), :mod:`.device` (devices, seeds),
 :mod:`.data` (the dataset on the device, partitions), :mod:`.state` (the resumable state file),
-:mod:`.rundir` (the run directory's files), :mod:`.distributed` (process groups, DDP),
+:mod:`.metrics_log` (``metrics.jsonl``), :mod:`.rundir` (the run directory: its lock and files), :mod:`.distributed` (process groups, DDP),
 :mod:`.evaluation`, :mod:`.loop` (with the seeded run's parts: :mod:`.resume`, :mod:`.losses`,
 :mod:`.weighting`, :mod:`.callbacks`, :mod:`.progress`, :mod:`.summary`), :mod:`.launcher` (starting data-parallel jobs) and
 :mod:`.settings` (what a ``train`` or ``evaluate`` command asks for, resolved into a TrainConfig);
@@ -43,8 +43,8 @@ _EXPORTS = {
     "Evaluator": "evaluation", "evaluate": "evaluation",
     "TrainingDiverged": "loop", "train": "loop", "train_epoch": "loop", "summarize": "summary",
     "Callback": "callbacks", "evaluate_run": "command", "train_command": "command",
-    "BEST_FILE": "rundir", "CONFIG_FILE": "rundir", "LAST_FILE": "rundir", "METRICS_FILE": "rundir",
-    "STATE_FILE": "rundir", "SUMMARY_FILE": "rundir", "read_metrics": "rundir",
+    "BEST_FILE": "rundir", "CONFIG_FILE": "rundir", "LAST_FILE": "rundir", "METRICS_FILE": "metrics_log",
+    "STATE_FILE": "rundir", "SUMMARY_FILE": "rundir", "read_metrics": "metrics_log",
     "TrainingStateError": "state", "load_training_state": "state", "save_training_state": "state",
 }  # fmt: skip
 

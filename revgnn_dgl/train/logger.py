@@ -19,8 +19,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import yaml
 
 from ..errors import ConfigError
+from ..files import write_whole as write_atomic
 from .config import LOGGERS
-from .rundir import read_metrics, write_atomic
+from .metrics_log import read_metrics
 
 __all__ = ["LOGGERS", "CsvLogger", "RunLoggers", "TensorBoardLogger"]
 CSV_FILE = "metrics.csv"

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from ..env import load_average, thread_note
 from ..errors import ConfigError, TrainingDiverged, TrainingError, TrainingStateError
 from ..faults import fault_point
+from ..files import write_yaml
 from ..limits import check_memory, check_threads, cpu_cores, format_bytes
 from ..log import get_logger, set_rank
 from ..zoo import create_model, get_config
@@ -40,30 +41,26 @@ from .distributed import Context
 from .evaluation import Evaluator, chance_level
 from .logger import RunLoggers
 from .losses import clip_and_check, part_loss, teacher_checkpoint, teacher_logits
+from .metrics_log import METRICS_FILE, append_metrics, read_metrics, truncate_metrics
 from .progress import ProgressReport
 from .recipe import lr_at, make_optimizer, set_lr
-from .resume import check_resume, check_state_fits
+from .resume import check_resume
 from .rundir import (
     BEST_FILE,
     CONFIG_FILE,
     LAST_FILE,
     LOCK_FILE,
-    METRICS_FILE,
     STATE_FILE,
     FreshStart,
     RunLock,
-    append_metrics,
-    read_metrics,
     refuse_existing_run,
     refuse_links,
     remove_stale_temp_files,
     remove_trainer_files,
     run_configs,
     run_dirs,
-    truncate_metrics,
-    write_yaml,
 )
-from .state import load_training_state, restore_rng, save_training_state
+from .state import check_state_fits, load_training_state, restore_rng, save_training_state
 from .summary import fit_baselines_said, report_summary, summarize, write_partial_summary, write_summary
 from .weighting import plan_steps, seeded_part
 
@@ -133,16 +130,17 @@ def train(
     hooks = [*callbacks, *([EpochHook(on_epoch)] if on_epoch is not None else [])]
     if hooks and ctx.active:
         raise ConfigError("on_epoch and callbacks are for one-process training: rank 0 alone would stop.")
-    out = _check_config(config, resume, ctx, overwrite)
+    out = _check_config(config, ctx)
     device, dataset, overrides, changes = _check_data_and_model(config, ctx)
+    data = _data_on_device(config, dataset, device, ctx)
     _announce(config, ctx, device, dataset.name, changes)
     # What out held before anything was written: a failed start removes only what it created.
     start = FreshStart(config) if ctx.is_main and not resume else None
     results: List[Dict[str, Any]] = []
     with ExitStack() as held:
         try:
-            data = _open_run_directory(config, out, resume, held, ctx, dataset, device, overrides, start, overwrite)
-            for run_config in run_configs(config):
+            runs = _open_run_directory(config, out, resume, held, ctx, overrides, start, overwrite)
+            for run_config in runs:
                 run = _Run.start(run_config, data, overrides, device, resume, ctx)
                 results.append(run.train(CallbackList([ProgressReport(progress), *hooks])))
             fit = ctx.is_main and not ctx.active and wants_baselines(config, baseline)
@@ -159,8 +157,9 @@ def train(
 
 
 # ---------------------------------------------------------------------- the steps of train(), in order
-def _check_config(config: TrainConfig, resume: bool, ctx: Context, overwrite: bool = False) -> Path:
-    """The output directory, once the job's size and ``out`` are right for this config."""
+def _check_config(config: TrainConfig, ctx: Context) -> Path:
+    """The output directory's path, once the job's size is right for this config (``out`` itself is
+    first touched once the data and the model are known to be good: :func:`_open_run_directory`)."""
     if config.nproc != ctx.world_size:
         where = f"{ctx.world_size} processes run it" if ctx.active else "this is one process"
         raise ConfigError(
@@ -169,13 +168,7 @@ def _check_config(config: TrainConfig, resume: bool, ctx: Context, overwrite: bo
         )
     if not config.out:
         raise ConfigError("no output directory: set out (--out DIR).")
-    out = Path(config.out)
-    with ctx.guard("checking the output directory"):  # only rank 0 need see it
-        if ctx.is_main:
-            refuse_links(config)
-        if ctx.is_main and not resume:
-            refuse_existing_run(config, overwrite)
-    return out
+    return Path(config.out)
 
 
 def _check_data_and_model(config: TrainConfig, ctx: Context) -> Tuple[torch.device, Any, Dict[str, Any], List[str]]:
@@ -252,21 +245,29 @@ def _announce(config: TrainConfig, ctx: Context, device: torch.device, dataset: 
         )
 
 
+def _data_on_device(config: TrainConfig, dataset: Any, device: torch.device, ctx: Context) -> RunData:
+    """The graph the runs train on: on this process's device, or behind the graph servers (``--partitions``)."""
+    with ctx.guard("moving the data to its device"):
+        if config.partitions:
+            return DistData.connect(dataset, ctx.rank, ctx.world_size, device)
+        return DeviceData.on(dataset, device)
+
+
 def _open_run_directory(
     config: TrainConfig,
     out: Path,
     resume: bool,
     held: ExitStack,
     ctx: Context,
-    dataset: Any,
-    device: torch.device,
     overrides: Dict[str, Any],
     start: Optional[FreshStart] = None,
     overwrite: bool = False,
-) -> RunData:
-    """Lock ``out`` (rank 0, for the whole training), check a resume, write config.yaml; the data on its device.
+) -> List[TrainConfig]:
+    """Lock ``out`` (rank 0, for the whole training), refuse a run there or check a resume, then
+    clear the way and write config.yaml (:mod:`revgnn_dgl.train.rundir`); each run's config.
 
-    Every check comes before the first write, so a refused command leaves the directory as it was.
+    Every check comes before the first write, so a refused command leaves the directory as it was;
+    ``--overwrite`` removes the old run only here, once the data and the model are known to be good.
     """
     with ctx.guard("preparing the run directory"):
         if ctx.is_main:  # rank 0 alone writes, so it alone locks
@@ -274,7 +275,7 @@ def _open_run_directory(
             lock = held.enter_context(RunLock(out, sign=False))
             try:
                 if not resume:
-                    refuse_existing_run(config, overwrite)  # again, under the lock
+                    refuse_existing_run(config, overwrite)
                 else:
                     check_resume(config, overrides)
             except BaseException:
@@ -292,9 +293,7 @@ def _open_run_directory(
                 for path in remove_stale_temp_files(folder):
                     log.info(f"removed {path.name}, left by an interrupted write")
             write_yaml(out / CONFIG_FILE, config.to_dict())
-        if config.partitions:
-            return DistData.connect(dataset, ctx.rank, ctx.world_size, device)
-        return DeviceData.on(dataset, device)
+    return run_configs(config)
 
 
 # ---------------------------------------------------------------------- one seeded run
@@ -496,16 +495,16 @@ class _Run:
             )
 
     def save(self, record: Dict[str, Any], improved: bool, tic: float) -> None:
-        """The epoch's files, each written whole: best checkpoint (if improved), metrics line, and
-        every ``save_every`` epochs (and at the end) the last checkpoint and the state."""
-        if improved:
-            save_checkpoint(
-                self.run_dir / BEST_FILE, self.model, metadata={**self.meta, **self.best, "loss": record["loss"]}
-            )
+        """The epoch's files: its metrics line, then, each written whole, the best checkpoint (if
+        improved) and every ``save_every`` epochs (and at the end) the last checkpoint and the state."""
         record["time"] = time.perf_counter() - tic
         append_metrics(self.run_dir / METRICS_FILE, record)
         if self.loggers is not None:
             self.loggers.log(record)
+        if improved:
+            save_checkpoint(
+                self.run_dir / BEST_FILE, self.model, metadata={**self.meta, **self.best, "loss": record["loss"]}
+            )
         epoch = record["epoch"]
         if epoch % self.config.save_every and epoch != self.config.epochs and not self.stopped:
             return  # a resume redoes the epochs since the last state, exactly

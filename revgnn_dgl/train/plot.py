@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import List, Sequence, Union
 
 from .config import ConfigError
-from .rundir import METRICS_FILE, read_metrics
+from .metrics_log import METRICS_FILE, read_metrics
 
 PathLike = Union[str, Path]
 

@@ -1,10 +1,10 @@
-"""What ``train --resume`` checks before it writes anything, and the checks of a state it restores.
+"""What ``train --resume`` checks, under the run's lock, before it writes anything.
 
 A resume is refused when its number of processes or its settings differ from the saved runs'
 (only :data:`~revgnn_dgl.train.config.RESUMABLE_KEYS` may change), when it would train backwards,
 when a run's metrics are damaged or its trained epochs have no state to continue from, or when a
-state does not fit the model and optimizer (checked on the meta device) or claims a best score
-that ``metrics.jsonl`` did not record.
+state does not fit the model and optimizer (:func:`~revgnn_dgl.train.state.check_state_fits`, on
+the meta device) or claims a best score that ``metrics.jsonl`` did not record.
 """
 
 from __future__ import annotations
@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import Any, Dict
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from ..errors import ConfigError, TrainingStateError
 from ..zoo import create_model
 from .config import RESUMABLE_KEYS, TrainConfig
+from .metrics_log import METRICS_FILE, read_metrics
 from .recipe import make_optimizer
-from .rundir import CONFIG_FILE, METRICS_FILE, STATE_FILE, read_metrics, run_configs
-from .state import check_optimizer_state, load_training_state
+from .rundir import CONFIG_FILE, STATE_FILE, run_configs
+from .state import check_state_fits, load_training_state
 
 
 def check_resume(config: TrainConfig, overrides: Dict[str, Any]) -> None:
@@ -96,25 +97,3 @@ def _check_best(state: Any, run_dir: Path, state_path: Path) -> None:
                         f"{record.get(key)!r} that {METRICS_FILE} recorded; it is refused."
                     )
             return
-
-
-def check_state_fits(model: nn.Module, optimizer: torch.optim.Optimizer, state: Any, path: Path, name: str) -> None:
-    """Refuse a training state whose weights or optimizer state would not resume this model as it was trained."""
-    try:
-        _check_model_state(model, state.model)
-        check_optimizer_state(optimizer, state.optimizer)
-    except (ValueError, KeyError, TypeError, IndexError) as err:
-        raise TrainingStateError(f"{path} does not fit model {name!r}: {' '.join(str(err).split())[:300]}") from None
-
-
-def _check_model_state(model: nn.Module, saved: Dict[str, Tensor]) -> None:
-    """Same keys, shapes and dtypes as the model: load_state_dict would cast another dtype silently."""
-    ours = model.state_dict()
-    if set(saved) != set(ours):
-        raise ValueError(f"its weights are not the model's ({len(saved)} tensors against {len(ours)})")
-    for key, value in ours.items():
-        if saved[key].shape != value.shape or saved[key].dtype != value.dtype:
-            raise ValueError(
-                f"weight {key!r} is {saved[key].dtype} {tuple(saved[key].shape)}, "
-                f"the model's {value.dtype} {tuple(value.shape)}"
-            )

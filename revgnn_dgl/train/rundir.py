@@ -1,9 +1,10 @@
-"""The run directory: its files, the lock that gives one process a run, and safe reads and writes.
+"""The run directory: its files' names, the lock that gives one process a run, what a fresh start
+may replace and how a failed one is undone.
 
-Every file is written whole or not at all (a temporary name in the same folder, fsynced, then
-renamed over the target), except ``metrics.jsonl``, which is appended one line per epoch and
-repaired on ``--resume`` (a torn last line, from a kill mid-write, is dropped with a note).
-Nothing is written through a symbolic link: a link where the project writes (a planted
+The trainer enters it once, after the data and the model are known to be good: links refused,
+the lock taken, a run there refused (or ``--overwrite`` removing it), ``config.yaml`` written.
+Files are written whole by :mod:`revgnn_dgl.files`; ``metrics.jsonl`` is
+:mod:`revgnn_dgl.train.metrics_log`'s. Nothing is written through a symbolic link: a link where the project writes (a planted
 ``.lock``, ``metrics.jsonl``, a checkpoint, a ``run-K`` folder...) is refused with one line
 before anything is written, and the files it appends to or locks are opened with
 ``O_NOFOLLOW``, so a file outside the run directory is never opened for writing.
@@ -12,19 +13,17 @@ before anything is written, and the files it appends to or locks are opened with
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, List, Optional, Union
 
-from ..faults import fault_point
-from ..files import acquire_lock, open_nofollow, to_json, write_json, write_whole, write_yaml  # noqa: F401  (the trainer imports them from here)
+from ..files import acquire_lock, open_nofollow
 from ..log import get_logger
 from .config import ConfigError, TrainConfig
+from .metrics_log import METRICS_FILE, read_metrics
 
 CONFIG_FILE = "config.yaml"
-METRICS_FILE = "metrics.jsonl"
 BEST_FILE = "best.safetensors"
 LAST_FILE = "last.safetensors"
 STATE_FILE = "state.safetensors"
@@ -257,66 +256,6 @@ class FreshStart:
                 self.undo()
         finally:
             os.close(fd)
-
-
-# ------------------------------------------------------------------ whole-file writes
-# One home for them all (revgnn_dgl/files.py); the names the training modules use.
-write_atomic = write_whole
-
-
-# ------------------------------------------------------------------ metrics.jsonl
-def append_metrics(path: PathLike, record: Mapping[str, Any]) -> None:
-    """Append one epoch's record as a line, flushed to disk."""
-    line = to_json(dict(record)) + "\n"
-    try:
-        with os.fdopen(open_nofollow(Path(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a", encoding="utf-8") as fh:
-            half = len(line) // 2
-            fh.write(line[:half])
-            fh.flush()
-            fault_point("metrics")  # a kill here leaves a torn line, which --resume drops
-            fh.write(line[half:])
-            fh.flush()
-            os.fsync(fh.fileno())
-    except OSError as err:  # no space: name the file (a torn line is dropped on resume)
-        err.filename = str(path)
-        raise
-
-
-def _parse_metrics(path: Path) -> Tuple[List[Dict[str, Any]], Optional[str]]:
-    """The records of a metrics file and a note when its last line was torn (and dropped)."""
-    if not path.exists():
-        return [], None
-    text = path.read_text(encoding="utf-8", errors="replace")
-    lines = text.split("\n")
-    records: List[Dict[str, Any]] = []
-    note = None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            if number == len(lines) or all(not rest.strip() for rest in lines[number:]):
-                note = f"{path}: dropped a torn last line (line {number}, {len(line)} characters), left by an interrupted write"
-                break
-            raise ConfigError(f"{path} line {number} is not valid JSON; the metrics file is damaged.") from None
-    return records, note
-
-
-def read_metrics(run_dir: PathLike) -> List[Dict[str, Any]]:
-    """The records of a run's ``metrics.jsonl`` (a torn last line is left out)."""
-    return _parse_metrics(Path(run_dir) / METRICS_FILE)[0]
-
-
-def truncate_metrics(path: PathLike, last_epoch: int) -> Optional[str]:
-    """Keep the records up to ``last_epoch`` (later ones are about to be redone); drop a torn line.
-
-    Returns a note when a torn line was dropped.
-    """
-    path = Path(path)
-    records, note = _parse_metrics(path)
-    write_atomic(path, "".join(to_json(r) + "\n" for r in records if r["epoch"] <= last_epoch))
-    return note
 
 
 # ------------------------------------------------------------------ leftovers

@@ -5,6 +5,7 @@ numpy generator states); its header holds everything else as JSON (epoch, best s
 optimizer hyper-parameters, Python's generator state). Loading it never executes code.
 Two checksums cover all of it: ``data_sha256`` the tensors' names, dtypes, shapes and bytes,
 ``sha256`` the canonical JSON of the header (``data_sha256`` included); both are required.
+:func:`check_state_fits` refuses a state that would not resume a model and its optimizer exactly.
 
 >>> import tempfile, torch
 >>> model = torch.nn.Linear(2, 1)
@@ -339,3 +340,25 @@ def _state_from(header: Dict[str, Any], tensors: Dict[str, Tensor]) -> TrainingS
         rng=rng,
         extra=header["extra"],
     )
+
+
+def check_state_fits(model: nn.Module, optimizer: torch.optim.Optimizer, state: Any, path: Path, name: str) -> None:
+    """Refuse a training state whose weights or optimizer state would not resume this model as it was trained."""
+    try:
+        _check_model_state(model, state.model)
+        check_optimizer_state(optimizer, state.optimizer)
+    except (ValueError, KeyError, TypeError, IndexError) as err:
+        raise TrainingStateError(f"{path} does not fit model {name!r}: {' '.join(str(err).split())[:300]}") from None
+
+
+def _check_model_state(model: nn.Module, saved: Dict[str, Tensor]) -> None:
+    """Same keys, shapes and dtypes as the model: load_state_dict would cast another dtype silently."""
+    ours = model.state_dict()
+    if set(saved) != set(ours):
+        raise ValueError(f"its weights are not the model's ({len(saved)} tensors against {len(ours)})")
+    for key, value in ours.items():
+        if saved[key].shape != value.shape or saved[key].dtype != value.dtype:
+            raise ValueError(
+                f"weight {key!r} is {saved[key].dtype} {tuple(saved[key].shape)}, "
+                f"the model's {value.dtype} {tuple(value.shape)}"
+            )

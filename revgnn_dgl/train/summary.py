@@ -16,11 +16,12 @@ import torch
 
 from ..env import environment
 from ..errors import ConfigError, RevGNNError
+from ..files import write_json
 from ..log import get_logger
 from .baselines import below, fit_baselines, report_lines
 from .config import TrainConfig
 from .distributed import Context
-from .rundir import SUMMARY_FILE, write_json
+from .rundir import SUMMARY_FILE
 
 log = get_logger(__name__)
 

@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from revgnn_dgl import ZooError, create_model
+from revgnn_dgl.files import write_json
 from revgnn_dgl.train import (
     BEST_FILE,
     CONFIG_FILE,
@@ -31,7 +32,7 @@ from revgnn_dgl.train import (
     read_metrics,
     train,
 )
-from revgnn_dgl.train.rundir import LOCK_FILE, RunLock, remove_stale_temp_files, write_json
+from revgnn_dgl.train.rundir import LOCK_FILE, RunLock, remove_stale_temp_files
 from revgnn_dgl.train.state import load_training_state
 from revgnn_dgl.zoo.checkpoint import (
     CheckpointError,

@@ -45,7 +45,9 @@ def _finish(study: Any, base: TrainConfig, space: SearchSpace, settings: TuneSet
     for row in rows:
         log.info("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
     best = done[0]
-    from ..rundir import CONFIG_FILE, write_atomic, write_yaml
+    from ...files import write_whole as write_atomic
+    from ...files import write_yaml
+    from ..rundir import CONFIG_FILE
 
     saved = Path(best.user_attrs["run_dir"]) / CONFIG_FILE
     # The trial's own config.yaml (its thread count included), unless it ran on another machine.
@@ -123,7 +125,7 @@ def _plots(study: Any, out: Path) -> List[str]:
 
     import matplotlib
 
-    from ..rundir import write_atomic
+    from ...files import write_whole as write_atomic
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -198,7 +198,7 @@ class _TrialOnly(_StudyOnly):
 def _trial_log(path: Path) -> Iterator[Callable[[str], None]]:
     """Inside the block the package's messages, but the study's own, and every warning go to ``path``
     (``RUN_DIR/train.log``, never through a link), not to the screen; yields a function that writes a line there."""
-    from ..rundir import open_nofollow
+    from ...files import open_nofollow
 
     package = logging.getLogger(ROOT)
     screen, handlers = _StudyOnly(), list(package.handlers)
