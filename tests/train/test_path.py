@@ -117,3 +117,26 @@ def test_overwrite_removes_nothing_before_the_data_is_good(tmp_path: Path) -> No
     with pytest.raises(DatasetError, match="num_nodes"):
         train(bad, overwrite=True, progress=False)
     assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_the_command_reaches_the_trainer_through_each_module_once(tmp_path: Path) -> None:
+    """``train_command``: the options' rules and the config (``settings``), then ``launch``, which trains."""
+    from revgnn_dgl.train.command import train_command
+
+    calls: List[Tuple[str, str]] = []
+
+    def profile(frame, event, arg):  # noqa: ARG001
+        caller = frame.f_back.f_globals.get("__name__", "") if frame.f_back is not None else ""
+        module = frame.f_globals.get("__name__", "")
+        if event == "call" and caller in ("revgnn_dgl.train.command", "revgnn_dgl.train.launcher") and \
+                module.startswith("revgnn_dgl") and module not in EVERYWHERE | {caller}:  # fmt: skip
+            calls.append((module, frame.f_code.co_name))
+
+    given = {**TINY, "epochs": 1, "out": str(tmp_path / "run")}
+    sys.setprofile(profile)
+    try:
+        train_command(given, lambda outcome: None)
+    finally:
+        sys.setprofile(None)
+    order = stretches(calls)
+    assert order == ["revgnn_dgl.train.settings", "revgnn_dgl.train.launcher", "revgnn_dgl.train.loop"], order
