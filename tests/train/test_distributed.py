@@ -144,9 +144,7 @@ def test_an_error_on_rank_0_stops_every_rank(ddp: Dict[str, Any]) -> None:
     (type0, message0), (type1, message1) = (r["overwrite_error"] for r in ddp["ranks"])
     assert type0 == "ConfigError" and "already holds a run" in message0
     # Refused in the run directory's step, after the data and the model were checked (docs/architecture.md).
-    assert type1 == "PeerFailedError" and message1.startswith(
-        "rank 0 of 2 failed while preparing the run directory: "
-    )
+    assert type1 == "PeerFailedError" and message1.startswith("rank 0 of 2 failed while preparing the run directory: ")
     assert message0 in message1
 
 

@@ -371,6 +371,15 @@ def test_pruning_waits_for_the_lr_warmup_or_a_tenth_of_the_epochs() -> None:
     assert (patient.n_warmup_steps, patient.patience, patient.n_startup_trials) == (15, 15, 4)
 
 
+@pytest.mark.parametrize("pruner", ["median", "hyperband", "none"])
+def test_prune_patience_with_another_pruner_is_refused_not_ignored(pruner: str) -> None:
+    from revgnn_dgl.train.tune import TuneSettings
+
+    with pytest.raises(ConfigError, match=f"--pruner {pruner} does not use it"):
+        TuneSettings(out="x", pruner=pruner, prune_patience=5)
+    assert TuneSettings(out="x", prune_patience=5).prune_patience == 5  # the patient pruner's own
+
+
 def test_a_long_legend_is_folded_into_columns_inside_the_saved_figure() -> None:
     import matplotlib
 

@@ -86,6 +86,14 @@ class TuneSettings:
     sampler_seed: int = 0
     top: int = 5
 
+    def __post_init__(self) -> None:
+        # A knob of one pruner given with another would be silently ignored: say so instead.
+        if self.prune_patience is not None and self.pruner != "patient":
+            raise ConfigError(
+                f"--prune-patience is the patient pruner's; --pruner {self.pruner} does not use it: drop it, or "
+                "use --pruner patient."
+            )
+
     def storage_url(self) -> str:
         return self.storage or f"sqlite:///{Path(self.out).resolve() / STUDY_DB}"
 
