@@ -495,16 +495,19 @@ class _Run:
             )
 
     def save(self, record: Dict[str, Any], improved: bool, tic: float) -> None:
-        """The epoch's files: its metrics line, then, each written whole, the best checkpoint (if
-        improved) and every ``save_every`` epochs (and at the end) the last checkpoint and the state."""
-        record["time"] = time.perf_counter() - tic
-        append_metrics(self.run_dir / METRICS_FILE, record)
-        if self.loggers is not None:
-            self.loggers.log(record)
+        """The epoch's files, each written whole: best checkpoint (if improved), metrics line, and
+        every ``save_every`` epochs (and at the end) the last checkpoint and the state.
+
+        The metrics line marks the epoch done (a failed start that has one keeps its files), so it
+        comes after the best checkpoint; the state, what a resume starts from, after the line."""
         if improved:
             save_checkpoint(
                 self.run_dir / BEST_FILE, self.model, metadata={**self.meta, **self.best, "loss": record["loss"]}
             )
+        record["time"] = time.perf_counter() - tic
+        append_metrics(self.run_dir / METRICS_FILE, record)
+        if self.loggers is not None:
+            self.loggers.log(record)
         epoch = record["epoch"]
         if epoch % self.config.save_every and epoch != self.config.epochs and not self.stopped:
             return  # a resume redoes the epochs since the last state, exactly
