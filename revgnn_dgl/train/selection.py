@@ -12,21 +12,16 @@ from typing import Any, Dict
 
 from ..errors import TrainingError
 
-#: The best of a run that has not been evaluated yet.
-NO_BEST: Dict[str, Any] = {"epoch": None, "val": None, "test": None}
-
 
 def improves(select: str, record: Dict[str, Any], best: Dict[str, Any]) -> bool:
     """Whether an evaluated epoch's ``record`` beats the run's ``best`` so far under the rule ``select``."""
-    if best["val"] is None:
-        return True
     if select == "val_loss":
         if record.get("val_loss") is None:
             raise TrainingError(
                 f"epoch {record['epoch']}: no validation loss to select by (select val_loss needs validation nodes)."
             )
         return best.get("val_loss") is None or record["val_loss"] < best["val_loss"]
-    return record["val"] > best["val"]
+    return best["val"] is None or record["val"] > best["val"]
 
 
 def best_of(record: Dict[str, Any]) -> Dict[str, Any]:

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from revgnn_dgl.cli import cli
 from revgnn_dgl.data import load_dataset
+from revgnn_dgl.errors import TrainingError
 from revgnn_dgl.train import (
     BEST_FILE,
     CONFIG_FILE,
@@ -163,3 +164,8 @@ def test_val_loss_selection_through_two_data_parallel_processes(graph: str, tmp_
     stop = expected_stop(records, 5)
     assert summary["select"] == "val_loss" and records[-1]["epoch"] == stop == summary["runs"][0]["epochs"]
     assert summary["runs"][0]["epoch"] == min(records, key=lambda r: r["val_loss"])["epoch"]
+
+
+def test_val_loss_selection_without_a_validation_loss_is_an_error() -> None:
+    with pytest.raises(TrainingError, match="no validation loss"):
+        improves("val_loss", {"epoch": 1, "val": 0.5, "test": 0.5}, {"epoch": None, "val": None, "test": None})
