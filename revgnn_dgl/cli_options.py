@@ -16,7 +16,7 @@ import click
 import cloup
 
 from .data.catalog import catalog_names
-from .train.config import LOGGERS, LOSSES, MINIMUM, OPTIMIZERS, SCHEDULES, TrainConfig
+from .train.config import LOGGERS, LOSSES, MINIMUM, OPTIMIZERS, SCHEDULES, SELECTIONS, TrainConfig
 from .train.machines import DEFAULT_MASTER_PORT
 from .train.settings import RECIPES
 
@@ -193,8 +193,15 @@ TRAIN_GROUPS: List[Tuple[str, List[Option]]] = [
             option(
                 "--patience",
                 type=at_least("patience"),
-                help="Early stopping after N evaluations without a better validation score; 0 never. "
+                help="Early stopping after N evaluations without a better validation score (--select); 0 never. "
                 + default("patience"),
+            ),
+            option(
+                "--select",
+                type=click.Choice(SELECTIONS),
+                help="The best epoch (checkpoint, summary, patience): val, the highest validation score, or "
+                "val_loss, the lowest validation loss (plain cross-entropy, BCE for multi-label, without label "
+                "smoothing; GCNII's rule; not with --partitions). " + default("select"),
             ),
             option(
                 "--input-dropout", type=float, help="Dropout on the input node features. " + default("input_dropout")

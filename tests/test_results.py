@@ -72,12 +72,19 @@ def test_every_indexed_run_is_complete_and_consistent() -> None:
             folder, summary, config = part["folder"], part["summary"], part["config"]
             assert not committed_weights(folder), f"{folder}: weights are not committed here"
             assert len(summary["runs"]) == config["runs"]
-            # The summary's numbers are those of the best-validation epoch in each run's metrics.
+            # The summary's numbers are those of the best-validation epoch in each run's metrics: the
+            # highest score, or with select val_loss the lowest validation loss (the first on a tie).
+            select = config.get("select", "val")
+            assert summary.get("select", "val") == select, folder
             for run, sub in zip(summary["runs"], tables.seed_folders(folder, config)):
                 records = [
                     json.loads(line) for line in (sub / "metrics.jsonl").read_text().splitlines() if line.strip()
                 ]
-                best = max((r for r in records if r.get("val") is not None), key=lambda r: r["val"])
+                evaluated = [r for r in records if r.get("val") is not None]
+                if select == "val_loss":
+                    best = min(evaluated, key=lambda r: r["val_loss"])
+                else:
+                    best = max(evaluated, key=lambda r: r["val"])
                 assert (best["epoch"], best["val"], best["test"]) == (run["epoch"], run["val"], run["test"]), sub
 
 

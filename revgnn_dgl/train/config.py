@@ -17,6 +17,9 @@ from ..limits import MAX_RUNS
 OPTIMIZERS = ("adam", "adamw", "rmsprop")
 LOSSES = ("ce", "log_ce")
 SCHEDULES = ("constant", "cosine", "step")
+#: How a run picks its best epoch (best checkpoint, summary, early stopping): the highest
+#: validation score, or the lowest validation loss (GCNII's rule).
+SELECTIONS = ("val", "val_loss")
 #: The experiment logs ``logger`` may name (comma-separated), besides metrics.jsonl.
 LOGGERS = ("csv", "tensorboard")
 #: Card arguments that must match the dataset, and so are always taken from it.
@@ -103,6 +106,12 @@ class TrainConfig:
     patience : int
         Early stopping: stop when the validation metric has not improved for this many
         evaluations; 0 never stops early. The best checkpoint is kept either way.
+    select : str
+        Which evaluated epoch is the run's best (its checkpoint, its scores in the summary, and what
+        ``patience`` waits for): ``val``, the highest validation score (the first on a tie), or
+        ``val_loss``, the lowest validation loss (GCNII's rule; the plain cross-entropy, or binary
+        cross-entropy for a multi-label task, without label smoothing; the first on a tie). Not
+        with ``partitions``.
     input_dropout : float
         Dropout on the input node features, drawn afresh every step.
     edge_dropout : float
@@ -182,6 +191,7 @@ class TrainConfig:
     step_size: int = 100
     gamma: float = 0.5
     patience: int = 0
+    select: str = "val"
     input_dropout: float = 0.0
     edge_dropout: float = 0.0
     label_smoothing: float = 0.0
@@ -274,6 +284,7 @@ class TrainConfig:
             _least(self, "step_size"),
             ("gamma", 0 < self.gamma <= 1, "in (0, 1]"),
             _least(self, "patience", "0 (off) or more"),
+            ("select", self.select in SELECTIONS, " or ".join(SELECTIONS)),
             ("input_dropout", 0 <= self.input_dropout < 1, "in [0, 1)"),
             ("edge_dropout", 0 <= self.edge_dropout < 1, "in [0, 1)"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
@@ -293,6 +304,11 @@ class TrainConfig:
         for key, ok, want in checks:
             if not ok:
                 raise ConfigError(f"{key} must be {want}, got {getattr(self, key)!r} (in {source}).")
+        if self.select == "val_loss" and self.partitions:
+            raise ConfigError(
+                f"select val_loss is not available with partitions (in {source}): the graph servers' evaluation "
+                "computes no validation loss; use select val."
+            )
 
 
 def _least(config: TrainConfig, key: str, words: Optional[str] = None) -> Tuple[str, bool, str]:

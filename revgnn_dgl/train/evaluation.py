@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import dgl
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data import NodeDataset, evaluate_metric
@@ -112,8 +113,11 @@ class Evaluator:
         return total / len(self.views)
 
     def __call__(self, model: nn.Module) -> Dict[str, float]:
-        """``{'val': score, 'test': score}`` with the dataset's metric (scored on the model's device)."""
-        return self.scores(self.logits(model))
+        """``{'val': score, 'test': score, 'val_loss': loss}``: the dataset's metric and the validation loss
+        (:func:`validation_loss`; left out when there are no validation nodes)."""
+        logits = self.logits(model)
+        loss = validation_loss(logits, self.data.dataset)
+        return {**self.scores(logits), **({} if loss is None else {"val_loss": loss})}
 
     def scores(self, logits: Tensor) -> Dict[str, float]:
         """``{'val': score, 'test': score}`` of ``(N, outputs)`` logits, on any device."""
@@ -123,6 +127,18 @@ class Evaluator:
             split: evaluate_metric(logits[idx], labels[idx], ds.task, warn_single_class=False)
             for split, idx in (("val", ds.val_idx), ("test", ds.test_idx))
         }
+
+
+def validation_loss(logits: Tensor, dataset: NodeDataset) -> Optional[float]:
+    """The validation nodes' plain loss: cross-entropy, binary for a multi-label task, without label
+    smoothing, over the labelled nodes (what ``select: val_loss`` minimises); None without validation nodes."""
+    idx = dataset.val_idx
+    labels = dataset.labels[idx]
+    out = logits[idx.to(logits.device)].float().cpu()
+    if dataset.task == "multilabel":
+        return float(F.binary_cross_entropy_with_logits(out, labels.float())) if idx.numel() else None
+    keep = labels >= 0
+    return float(F.cross_entropy(out[keep], labels[keep])) if bool(keep.any()) else None
 
 
 def _warn_single_class_tasks(dataset: NodeDataset) -> None:

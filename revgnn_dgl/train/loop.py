@@ -60,6 +60,7 @@ from .rundir import (
     run_configs,
     run_dirs,
 )
+from .selection import best_of, improves
 from .state import check_state_fits, load_training_state, restore_rng, save_training_state
 from .summary import fit_baselines_said, report_summary, summarize, write_partial_summary, write_summary
 from .weighting import plan_steps, seeded_part
@@ -145,7 +146,7 @@ def train(
                 results.append(run.train(CallbackList([ProgressReport(progress), *hooks])))
             fit = ctx.is_main and not ctx.active and wants_baselines(config, baseline)
             baselines = fit_baselines_said(data, config) if fit else None
-            summary = write_summary(out, results, dataset.metric_name, device, command, ctx, baselines)
+            summary = write_summary(out, results, dataset.metric_name, device, command, ctx, baselines, config.select)
         except BaseException:
             if ctx.is_main and results and len(results) < config.runs:
                 write_partial_summary(config, out, results, dataset.metric_name, device, command)
@@ -418,7 +419,7 @@ class _Run:
             raise TrainingError(f"{self.run_dir}: no evaluation was recorded.")
         log.info(
             f"seed {config.seed}: best val {self.metric} {self.best['val']:.4f} at epoch {self.best['epoch']}, "
-            f"test {self.best['test']:.4f}"
+            f"test {self.best['test']:.4f}" + (" (the lowest validation loss)" if config.select == "val_loss" else "")
         )
         return {"seed": config.seed, **self.best, "epochs": self.stopped or config.epochs}
 
@@ -469,9 +470,9 @@ class _Run:
         if not all(math.isfinite(v) for v in scores.values()):
             raise TrainingDiverged(f"epoch {epoch}: the model's outputs are not finite ({scores}); training stopped.")
         record.update(scores)
-        improved = self.best["val"] is None or record["val"] > self.best["val"]
+        improved = improves(config.select, record, self.best)
         if improved:
-            self.best = {"epoch": epoch, "val": record["val"], "test": record["test"]}
+            self.best = best_of(record)
             self.since_best = 0
         else:
             self.since_best += 1

@@ -90,7 +90,7 @@ def _check_best(state: Any, run_dir: Path, state_path: Path) -> None:
         return
     for record in read_metrics(run_dir):
         if isinstance(record, dict) and record.get("epoch") == best["epoch"]:
-            for key in ("val", "test"):
+            for key in ("val", "test", "val_loss"):
                 if record.get(key) != best.get(key):
                     raise TrainingStateError(
                         f"{state_path}: its best {key} score {best.get(key)!r} at epoch {best['epoch']} is not the "

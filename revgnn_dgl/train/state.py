@@ -221,7 +221,7 @@ def _check_header(header: Dict[str, Any], tensors: Dict[str, Tensor]) -> None:
         if key in extra and not _is_int(extra[key]):
             raise ValueError(f"extra.{key} must be a non-negative integer")
     best = extra.get("best", {})
-    for key in ("val", "test"):
+    for key in ("val", "test", "val_loss"):
         value = best.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise TypeError(f"best.{key} must be a number or null")

@@ -36,9 +36,10 @@ def fit_baselines_said(data: Any, config: TrainConfig) -> Optional[Dict[str, Any
         return None
 
 
-def summarize(results: List[Dict[str, Any]], metric: str) -> Dict[str, Any]:
-    """Mean and (sample) standard deviation of the runs' best validation and matching test scores."""
-    summary: Dict[str, Any] = {"metric": metric, "runs": results}
+def summarize(results: List[Dict[str, Any]], metric: str, select: Optional[str] = None) -> Dict[str, Any]:
+    """Mean and (sample) standard deviation of the runs' best validation and matching test scores;
+    ``select``, the rule that picked each run's best epoch (``TrainConfig.select``), is recorded when given."""
+    summary: Dict[str, Any] = {"metric": metric, **({"select": select} if select else {}), "runs": results}
     for split in ("val", "test"):
         values = [r[split] for r in results]
         summary[split] = {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
@@ -71,8 +72,9 @@ def write_summary(
     command: Optional[str],
     ctx: Context,
     baselines: Optional[Dict[str, Any]] = None,
+    select: str = "val",
 ) -> Dict[str, Any]:
-    summary = summarize(results, metric)
+    summary = summarize(results, metric, select)
     if baselines:
         summary["baselines"] = baselines
         summary["below_baselines"] = below(summary["val"]["mean"], baselines)
@@ -90,7 +92,9 @@ def write_partial_summary(
     """An interrupted or failed ``--runs N``: the summary of the seeds that finished (``"runs_planned"`` says
     how many were asked for); ``--resume`` finishes the others and rewrites it."""
     try:
-        summary = _with_environment({**summarize(results, metric), "runs_planned": config.runs}, device, command)
+        summary = _with_environment(
+            {**summarize(results, metric, config.select), "runs_planned": config.runs}, device, command
+        )
         write_json(out / SUMMARY_FILE, summary)
         log.info(f"{out / SUMMARY_FILE}: the {len(results)} of {config.runs} run(s) that finished")
     except (OSError, ValueError, ConfigError) as err:  # the error that stopped the runs matters more
