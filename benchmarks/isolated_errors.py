@@ -60,8 +60,10 @@ def main(argv=None) -> None:
             nodes = torch.from_numpy(np.flatnonzero(iso))
             graph = dgl.add_edges(graph, nodes, nodes)
         dgl.save_graphs(args.out, [graph])
-        print(f"{args.out}: {graph.num_nodes()} nodes, {graph.num_edges()} edges, {int(iso.sum())} isolated nodes"
-              + (" given a self-loop" if args.isolated_self_loops else ""))
+        print(
+            f"{args.out}: {graph.num_nodes()} nodes, {graph.num_edges()} edges, {int(iso.sum())} isolated nodes"
+            + (" given a self-loop" if args.isolated_self_loops else "")
+        )
         return
     y = ds.labels.numpy()
     if args.command == "sgc":
@@ -74,8 +76,10 @@ def main(argv=None) -> None:
         parts = []
         for split, idx in (("val", ds.val_idx.numpy()), ("test", ds.test_idx.numpy()), ("train", ds.train_idx.numpy())):
             wrong = idx[pred[idx] != y[idx]]
-            parts.append(f"{split} wrong {len(wrong)}: isolated {int(iso[wrong].sum())}/{int(iso[idx].sum())}, "
-                         f"connected {int((~iso[wrong]).sum())}/{int((~iso[idx]).sum())}")
+            parts.append(
+                f"{split} wrong {len(wrong)}: isolated {int(iso[wrong].sum())}/{int(iso[idx].sum())}, "
+                f"connected {int((~iso[wrong]).sum())}/{int((~iso[idx]).sum())}"
+            )
         print(f"{path}: " + "; ".join(parts))
 
 
@@ -101,8 +105,10 @@ def _sgc(ds, y, iso, hops) -> None:
                 best = (val, model, c)
         pred = best[1].predict(h)
         wrong = te[pred[te] != y[te]]
-        print(f"SGC {k:2d} hops: val {best[0]:.3f}, test {np.mean(pred[te] == y[te]):.3f} (C {best[2]:g}); "
-              f"test wrong {len(wrong)}, isolated {int(iso[wrong].sum())}/{int(iso[te].sum())}")
+        print(
+            f"SGC {k:2d} hops: val {best[0]:.3f}, test {np.mean(pred[te] == y[te]):.3f} (C {best[2]:g}); "
+            f"test wrong {len(wrong)}, isolated {int(iso[wrong].sum())}/{int(iso[te].sum())}"
+        )
 
 
 if __name__ == "__main__":
