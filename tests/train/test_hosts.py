@@ -506,10 +506,13 @@ def test_distdgl_on_two_hosts_writes_only_on_rank_0s_host_and_evaluates_alike(di
     assert abs(scores["val"] - best["val"]) < 1e-6 and abs(scores["test"] - best["test"]) < 1e-6
 
 
-def _distdgl_fault(hosts: EmulatedHosts, metis_parts: str, tmp_path: Path, fault) -> List[Dict[str, Any]]:
+def _distdgl_fault(
+    hosts: EmulatedHosts, metis_parts: str, tmp_path: Path, fault, **h1_env: str
+) -> List[Dict[str, Any]]:
     ip_config = _ip_config(hosts, tmp_path)
     out = tmp_path / "h0" / "run"
-    procs = [_machine_command(h, metis_parts, ip_config, tmp_path / h.name / "run", "--epochs", "6") for h in hosts]
+    procs = [_machine_command(h, metis_parts, ip_config, tmp_path / h.name / "run", "--epochs", "6",
+                              **(h1_env if h is hosts[1] else {})) for h in hosts]  # fmt: skip
     _started(out)
     fault()
     done = _finish(procs, DIST_TIMEOUT + MARGIN_S)
@@ -541,13 +544,9 @@ def _distdgl_resume(hosts: EmulatedHosts, parts: str, tmp_path: Path, straight: 
 def test_distdgl_trainer_killed_on_one_host_ends_the_job_and_resumes(emulated_hosts, metis_parts: str,
                                                                      distdgl_straight: Dict[str, Any], tmp_path: Path) -> None:  # fmt: skip
     hosts = emulated_hosts(2)
-
-    def kill() -> None:
-        trainers = _spawned(hosts[1])
-        assert len(trainers) == 1, trainers
-        os.kill(trainers[0], signal.SIGKILL)
-
-    done = _distdgl_fault(hosts, metis_parts, tmp_path, kill)
+    # The trainer on h1 sends itself SIGKILL as its epoch 3 starts (the fault hook): a SIGKILL sent
+    # from here once epoch 1 was written could land after the tiny 6-epoch job had ended.
+    done = _distdgl_fault(hosts, metis_parts, tmp_path, lambda: None, REVGNN_DGL_FAULT="rank1-epoch3:1:kill")
     errors = _errors(done)
     assert len(errors[0]) == 1 and "lost contact with rank 1 on host h1 (10.213.0.2)" in errors[0][0], errors
     assert errors[1] == ["Error: rank 1 of 2 was killed by signal SIGKILL"], errors
